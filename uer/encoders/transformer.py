@@ -1,0 +1,71 @@
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from uer.encoders.base import Encoder, EncoderContext
+from uer.encoders.registry import ENCODERS
+from uer.layers import TransformerLayer, make_norm
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    hidden_size: int = 768
+    layers_num: int = 12
+    heads_num: int = 12
+    feedforward_size: int = 3072
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    act: Literal["gelu", "gelu_fast", "relu", "silu"] = "gelu"
+    mask: Literal["fully_visible", "causal", "causal_with_prefix"] = "fully_visible"
+    layernorm_positioning: Literal["post", "pre"] = "post"
+    layernorm: Literal["normal", "rms"] = "normal"
+    layernorm_eps: float = 1e-12
+    parameter_sharing: bool = False  # ALBERT: one layer's weights reused layers_num times
+    bias: bool = True
+
+
+def attention_mask(seg: torch.Tensor, kind: str) -> torch.Tensor:
+    """Bool mask, True = may attend. (B, 1, 1, T) for fully visible, (B, 1, T, T) otherwise."""
+    keys = (seg > 0)[:, None, None, :]  # padding is never attended to
+    if kind == "fully_visible":
+        return keys
+    t = seg.shape[1]
+    causal = torch.ones(t, t, dtype=torch.bool, device=seg.device).tril()  # (T, T) query i sees j <= i
+    if kind == "causal":
+        return keys & causal
+    if kind == "causal_with_prefix":  # UER's prefix LM: segment 1 is visible to every query
+        prefix = (seg == 1)[:, None, None, :]
+        return keys & (causal | prefix)
+    raise ValueError(f"unknown mask {kind!r}")
+
+
+@ENCODERS.register("transformer", config=TransformerConfig)
+class TransformerEncoder(Encoder):
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.layers_num = cfg.layers_num
+        self.output_size = cfg.hidden_size
+        distinct = 1 if cfg.parameter_sharing else cfg.layers_num
+        self.transformer = nn.ModuleList(
+            TransformerLayer(
+                cfg.hidden_size, cfg.heads_num, cfg.feedforward_size, cfg.dropout, cfg.attention_dropout,
+                cfg.act, cfg.layernorm, cfg.layernorm_eps, cfg.layernorm_positioning, cfg.bias,
+            )
+            for _ in range(distinct)
+        )
+        # Pre-LN stacks end with a norm (GPT-2's ln_f); post-LN stacks are already normalised.
+        pre = cfg.layernorm_positioning == "pre"
+        self.final_norm = make_norm(cfg.layernorm, cfg.hidden_size, cfg.layernorm_eps) if pre else nn.Identity()
+
+    def context(self, seg: torch.Tensor) -> EncoderContext:
+        return EncoderContext(seg, attention_mask(seg, self.cfg.mask))
+
+    def layer(self, i: int, hidden: torch.Tensor, ctx: EncoderContext) -> torch.Tensor:
+        block = self.transformer[0 if self.cfg.parameter_sharing else i]
+        return block(hidden, ctx.attn_mask)
+
+    def finish(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.final_norm(hidden)

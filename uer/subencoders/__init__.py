@@ -1,0 +1,3 @@
+from uer.subencoders.registry import SUBENCODERS
+
+__all__ = ["SUBENCODERS"]

@@ -1,0 +1,27 @@
+import torch
+from torch import nn
+
+
+class Target(nn.Module):
+    """A training objective on top of the encoder.
+
+    ``forward(hidden, batch)`` returns a dict with a scalar ``loss`` and detached metrics; the
+    composite prefixes each key with the target's name (``mlm_loss``, ``nsp_acc``) and sums the
+    losses into ``loss``. A target that sets ``needs_layers`` receives the list of every layer's
+    output instead of the last one (FastBERT's per-layer branches).
+    """
+
+    needs_layers: bool = False
+
+    def forward(self, hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return (logits.argmax(-1) == labels).float().mean().detach() if labels.numel() else logits.new_zeros(())
+
+
+def require(batch: dict[str, torch.Tensor], key: str, target: str) -> torch.Tensor:
+    if key not in batch:
+        raise KeyError(f"target {target!r} needs batch[{key!r}]; the batch has {', '.join(sorted(batch))}")
+    return batch[key]

@@ -1,0 +1,54 @@
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from uer.layers import activation
+from uer.targets.base import Target, accuracy, require
+from uer.targets.registry import TARGETS
+
+IGNORE = -100  # label of positions that are not predicted (PyTorch's cross-entropy default)
+
+
+@dataclass(frozen=True)
+class MlmConfig:
+    act: Literal["gelu", "gelu_fast", "relu", "silu"] = "gelu"
+    layernorm_eps: float = 1e-12
+    tie_weights: bool = True  # decoder shares the word embedding matrix (the builder ties them)
+
+
+class MlmHead(nn.Module):
+    """hidden -> dense -> act -> norm -> vocabulary logits (BERT's prediction head)."""
+
+    def __init__(self, cfg: MlmConfig, vocab_size: int, hidden_size: int, emb_size: int) -> None:
+        super().__init__()
+        self.dense = nn.Linear(hidden_size, emb_size)
+        self.act = activation(cfg.act)
+        self.layer_norm = nn.LayerNorm(emb_size, eps=cfg.layernorm_eps)
+        self.decoder = nn.Linear(emb_size, vocab_size)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:  # (N, H) -> (N, V)
+        return self.decoder(self.layer_norm(self.act(self.dense(hidden))))
+
+
+@TARGETS.register("mlm", config=MlmConfig)
+class MlmTarget(Target):
+    """Masked LM: ``batch["tgt_mlm"]`` (B, T) holds the original id at masked positions, -100 elsewhere."""
+
+    def __init__(self, cfg: MlmConfig, vocab_size: int, hidden_size: int, emb_size: int, **_: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.head = MlmHead(cfg, vocab_size, hidden_size, emb_size)
+
+    def forward(self, hidden, batch):
+        tgt = require(batch, "tgt_mlm", "mlm")
+        selected = tgt != IGNORE  # (B, T); only these reach the vocabulary projection
+        logits = self.head(hidden[selected])  # (N, V)
+        labels = tgt[selected]
+        if labels.numel() == 0:
+            loss = hidden.sum() * 0.0  # keeps the graph (DDP) when a batch masks nothing
+        else:
+            loss = F.cross_entropy(logits.float(), labels)
+        return {"loss": loss, "acc": accuracy(logits, labels), "denominator": torch.tensor(float(labels.numel()))}
