@@ -93,6 +93,8 @@ def build_model(
         labels_num=labels_num,
         layers_num=encoder.layers_num,
     )
-    if "mlm" in target.components and target.components["mlm"].cfg.tie_weights:
-        target.components["mlm"].head.decoder.weight = embedding.word.weight
+    for component in target.components.values():
+        decoder = component.tied_decoder()  # e.g. MLM / LM output layer shares the word embedding
+        if decoder is not None:
+            decoder.weight = embedding.word.weight
     return Model(config, embedding, encoder, target, subencoder)

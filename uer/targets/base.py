@@ -13,6 +13,10 @@ class Target(nn.Module):
 
     needs_layers: bool = False
 
+    def tied_decoder(self) -> nn.Linear | None:
+        """An output layer (V, E) that the builder ties to the word embedding, or None."""
+        return None
+
     def forward(self, hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 

@@ -42,6 +42,9 @@ class MlmTarget(Target):
         self.cfg = cfg
         self.head = MlmHead(cfg, vocab_size, hidden_size, emb_size)
 
+    def tied_decoder(self) -> nn.Linear | None:
+        return self.head.decoder if self.cfg.tie_weights else None
+
     def forward(self, hidden, batch):
         tgt = require(batch, "tgt_mlm", "mlm")
         selected = tgt != IGNORE  # (B, T); only these reach the vocabulary projection
