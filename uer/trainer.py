@@ -1,0 +1,249 @@
+"""The one training loop, for every target: pre-training and both FastBERT stages use it.
+
+    trainer = Trainer(model, optimizer, scheduler, config, options)
+    trainer.maybe_resume(loader)            # exact resume from options.checkpoint_path
+    trainer.fit(loader, total_steps)
+
+A step is one optimizer update over ``accumulation_steps`` micro-batches. Every
+``save_checkpoint_steps`` an atomic checkpoint holds model, optimizer, scheduler, scaler, RNG,
+data position and the caller's ``user_state``: killing the process loses at most those steps.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from uer.checkpoint import load_state, read_checkpoint, save_checkpoint
+from uer.config import Config
+from uer.utils.atomic import atomic_open
+
+LossFn = Callable[[nn.Module, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class TrainerOptions:
+    device: str = "cpu"
+    precision: str = "fp32"  # fp32 | bf16 (CPU and CUDA) | fp16 (CUDA, with a grad scaler)
+    accumulation_steps: int = 1
+    clip_grad_norm: float = 1.0  # 0 disables clipping
+    report_steps: int = 100
+    save_checkpoint_steps: int = 0  # 0: only at the end
+    checkpoint_path: str | None = None  # resume state (and the final model) go here
+    metrics_path: str | None = None  # one JSON object per report step
+    desc: str = "train"
+    progress: bool = True
+
+
+def autocast(device: str, precision: str) -> contextlib.AbstractContextManager:
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "fp16" and not device.startswith("cuda"):
+        raise ValueError("fp16 needs CUDA (it relies on a grad scaler); use --precision bf16 on CPU")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+
+
+def make_optimizer(
+    params: Iterable[tuple[str, nn.Parameter]], lr: float, weight_decay: float,
+    betas: tuple[float, float] = (0.9, 0.999), device: str = "cpu",
+) -> torch.optim.AdamW:
+    """AdamW; no decay on biases and norms; fused kernels on CUDA, foreach elsewhere."""
+    decay, no_decay = [], []
+    for name, p in params:
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 else decay).append(p)
+    if not decay and not no_decay:
+        raise ValueError("no trainable parameters")
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    cuda = torch.device(device).type == "cuda"
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=cuda, foreach=None if cuda else True)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, kind: str, warmup_steps: int, total_steps: int):
+    """Linear warmup, then linear decay to 0, cosine decay to 0, or constant."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / max(1, warmup_steps)
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        if kind == "linear":
+            return 1.0 - progress
+        if kind == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        if kind == "constant":
+            return 1.0
+        raise ValueError(f"unknown scheduler {kind!r}; valid: linear, cosine, constant")
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def default_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return model(batch)
+
+
+def is_main_process() -> bool:
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+class Trainer:
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        config: Config,
+        options: TrainerOptions,
+        loss_fn: LossFn = default_loss,
+    ) -> None:
+        self.model = model  # the bare model; ``self.wrapped`` is what runs (DDP under torchrun)
+        self.optimizer, self.scheduler = optimizer, scheduler
+        self.config, self.options, self.loss_fn = config, options, loss_fn
+        self.step = 0
+        self.user_state: dict[str, Any] = {}  # the caller's own resumable state (e.g. best dev score)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=options.precision == "fp16")
+        self.wrapped: nn.Module = model
+        if dist.is_initialized() and dist.get_world_size() > 1:
+            device_ids = [torch.device(options.device).index] if options.device.startswith("cuda") else None
+            self.wrapped = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+        self.history: list[dict[str, float]] = []
+
+    # ------------------------------------------------------------------ checkpoints
+    def state(self, loader) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "data": loader.state_dict(),
+            "user_state": self.user_state,
+        }
+
+    def save(self, loader, **extra: Any) -> None:
+        if self.options.checkpoint_path and is_main_process():
+            save_checkpoint(self.options.checkpoint_path, self.model, self.config, trainer=self.state(loader), **extra)
+
+    def maybe_resume(self, loader) -> bool:
+        """Restore everything from ``checkpoint_path`` if it holds a training state."""
+        path = self.options.checkpoint_path
+        if not path or not Path(path).is_file():
+            return False
+        ckpt = read_checkpoint(path)
+        state = ckpt["extra"].get("trainer")
+        if state is None:
+            raise ValueError(f"{path} holds no training state to resume from (was it written by another command?)")
+        load_state(self.model, ckpt["model"], path, self.config.source)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng_cpu"])
+        if state["rng_cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+        loader.load_state_dict(state["data"])
+        self.step = state["step"]
+        self.user_state = dict(state["user_state"])
+        self._truncate_metrics()
+        return True
+
+    def _truncate_metrics(self) -> None:
+        """Drop metric lines written after the checkpoint we resumed from."""
+        path = self.options.metrics_path
+        if not path or not Path(path).is_file() or not is_main_process():
+            return
+        keep = [line for line in Path(path).read_text().splitlines() if line and json.loads(line)["step"] <= self.step]
+        with atomic_open(path) as f:
+            f.write("".join(line + "\n" for line in keep))
+
+    # ------------------------------------------------------------------ the loop
+    def fit(
+        self,
+        loader,
+        total_steps: int,
+        on_step: Callable[["Trainer"], None] | None = None,
+    ) -> list[dict[str, float]]:
+        """Train until ``total_steps`` optimizer steps; ``on_step(trainer)`` runs after each step
+        (e.g. dev evaluation at epoch ends). Returns the report lines."""
+        opts = self.options
+        self.wrapped.train()
+        device = torch.device(opts.device)
+        progress = None
+        if opts.progress and is_main_process():
+            from tqdm import tqdm
+
+            progress = tqdm(total=total_steps, initial=self.step, desc=opts.desc, unit="step", dynamic_ncols=True, file=sys.stderr)
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        tokens, started = 0, time.perf_counter()
+        batches = iter(loader)
+        while self.step < total_steps:
+            for micro in range(opts.accumulation_steps):
+                batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
+                if "seg" in batch:
+                    tokens += int((batch["seg"] > 0).sum())
+                sync = micro == opts.accumulation_steps - 1 or not isinstance(self.wrapped, nn.parallel.DistributedDataParallel)
+                with (contextlib.nullcontext() if sync else self.wrapped.no_sync()), autocast(opts.device, opts.precision):
+                    out = self.loss_fn(self.wrapped, batch)
+                    loss = out["loss"] / opts.accumulation_steps
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"loss is {loss.item()} at step {self.step + 1}; lower the learning rate or check the data")
+                self.scaler.scale(loss).backward()
+                for key, value in out.items():
+                    if value.ndim == 0 and not key.endswith("denominator"):
+                        sums[key] = sums.get(key, 0.0) + float(value.detach())
+                        counts[key] = counts.get(key, 0) + 1
+            if opts.clip_grad_norm > 0:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), opts.clip_grad_norm)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scheduler.step()
+            self.step += 1
+            if progress is not None:
+                progress.update(1)
+            if self.step % opts.report_steps == 0 or self.step == total_steps:
+                elapsed = time.perf_counter() - started
+                world = dist.get_world_size() if dist.is_initialized() else 1
+                line = {"step": self.step, **{k: sums[k] / counts[k] for k in sums},
+                        "tokens_per_s": tokens * world / max(elapsed, 1e-9), "lr": self.scheduler.get_last_lr()[0]}
+                self._report(line, progress)
+                sums, counts, tokens, started = {}, {}, 0, time.perf_counter()
+            if on_step is not None:
+                on_step(self)  # before saving, so a checkpoint carries what the callback recorded
+            if opts.save_checkpoint_steps and self.step % opts.save_checkpoint_steps == 0:
+                self.save(loader)
+        if progress is not None:
+            progress.close()
+        self.save(loader)
+        return self.history
+
+    def _report(self, line: dict[str, float], progress) -> None:
+        self.history.append(line)
+        if not is_main_process():
+            return
+        shown = {k: v for k, v in line.items() if k.endswith(("loss", "acc"))}
+        text = " ".join(f"{k} {v:.4f}" for k, v in shown.items())
+        text += f" | {line['tokens_per_s']:.0f} tokens/s | lr {line['lr']:.2e}"
+        if progress is not None:
+            progress.write(f"{self.options.desc} step {line['step']}: {text}")
+            progress.set_postfix(loss=f"{line['loss']:.4f}")
+        else:
+            print(f"{self.options.desc} step {line['step']}: {text}", flush=True)
+        if self.options.metrics_path:
+            Path(self.options.metrics_path).parent.mkdir(parents=True, exist_ok=True)
+            with open(self.options.metrics_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(line) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
