@@ -68,11 +68,27 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
+def _with_lines(copy: dict, original: Any) -> dict:
+    """A filtered copy of a YAML mapping that still knows where its keys came from."""
+    if hasattr(original, "lines"):
+        out = _LineDict(copy)
+        out.lines, out.source = original.lines, original.source
+        return out
+    return copy
+
+
+def _prefix(data: Any, source: str) -> str:
+    """Messages about YAML data carry file:line themselves; plain dicts need their source named."""
+    return "" if hasattr(data, "lines") else f"{source}: "
+
+
 def _where(data: Any, key: str, where: str) -> str:
     line = getattr(data, "lines", {}).get(key)
     source = getattr(data, "source", None)
     if line is not None and source is not None:
         return f"{source}:{line}: {where}.{key}"
+    if source is not None:  # a key that came from a command-line override, not from the file
+        return f"{source} (override): {where}.{key}"
     return f"{where}.{key}"
 
 
@@ -107,7 +123,7 @@ def _check(value: Any, tp: Any, where: str) -> Any:
             return tuple(_check(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
         if len(args) != len(value):
             raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
-        return tuple(_check(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(args, value)))
+        return tuple(_check(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
@@ -289,7 +305,7 @@ def config_from_dict(data: dict, source: str = "<dict>") -> Config:
 
     unknown = [k for k in data if k not in SECTIONS and k != "source"]
     if unknown:
-        raise ConfigError(f"{_where(data, unknown[0], source)}: unknown section {unknown[0]!r}; valid sections: {', '.join(SECTIONS)}")
+        raise ConfigError(f"{_prefix(data, source)}{_where(data, unknown[0], 'config')}: unknown section {unknown[0]!r}; valid sections: {', '.join(SECTIONS)}")
     for required in ("embedding", "encoder", "target"):
         if required not in data:
             raise ConfigError(f"{source}: missing section {required!r}")

@@ -5,7 +5,7 @@ from typing import Any, Sequence
 
 from uer.config import (
     Config, ConfigError, EmbeddingConfig, FastBertConfig, Spec, TargetConfig, TokenizerConfig, TrainConfig,
-    _where, from_dict,
+    _prefix, _where, _with_lines, from_dict,
 )
 from uer.embeddings import EMBEDDINGS, Embedding
 from uer.encoders import ENCODERS
@@ -31,21 +31,24 @@ def _specs(registry, raw: Any, where: str) -> tuple[Spec, ...]:
 
 def resolve_specs(data: dict, source: str) -> Config:
     """Nested dict (from YAML) -> :class:`Config`, every component checked against its registry."""
-    emb = dict(data["embedding"] or {})
-    components = _specs(EMBEDDINGS, emb.pop("components", list(EmbeddingConfig.components)), _where(data["embedding"], "components", f"{source}: embedding"))
-    embedding = from_dict(EmbeddingConfig, emb, f"{source}: embedding")
-    target = dict(data["target"] or {})
-    targets = _specs(TARGETS, target.pop("components", None), _where(data["target"], "components", f"{source}: target"))
-    from_dict(TargetConfig, target, f"{source}: target")  # rejects unknown keys
+    at = _prefix(data, source)
+    section = {name: data.get(name) or {} for name in ("embedding", "target", "tokenizer", "train", "fastbert")}
+    emb = _with_lines(dict(section["embedding"]), section["embedding"])
+    components = _specs(EMBEDDINGS, emb.pop("components", list(EmbeddingConfig.components)),
+                        _where(section["embedding"], "components", f"{at}embedding"))
+    embedding = from_dict(EmbeddingConfig, emb, f"{at}embedding")
+    target = _with_lines(dict(section["target"]), section["target"])
+    targets = _specs(TARGETS, target.pop("components", None), _where(section["target"], "components", f"{at}target"))
+    from_dict(TargetConfig, target, f"{at}target")  # rejects unknown keys
     subencoder = data.get("subencoder")
     return Config(
         embedding=EmbeddingConfig(**{**embedding.__dict__, "components": components}),
-        encoder=_spec(ENCODERS, data["encoder"], f"{source}: encoder"),
+        encoder=_spec(ENCODERS, data["encoder"], f"{at}encoder"),
         target=TargetConfig(components=targets),
-        subencoder=None if subencoder is None else _spec(SUBENCODERS, subencoder, f"{source}: subencoder"),
-        tokenizer=from_dict(TokenizerConfig, data.get("tokenizer") or {}, f"{source}: tokenizer"),
-        train=from_dict(TrainConfig, data.get("train") or {}, f"{source}: train"),
-        fastbert=from_dict(FastBertConfig, data.get("fastbert") or {}, f"{source}: fastbert"),
+        subencoder=None if subencoder is None else _spec(SUBENCODERS, subencoder, f"{at}subencoder"),
+        tokenizer=from_dict(TokenizerConfig, section["tokenizer"], f"{at}tokenizer"),
+        train=from_dict(TrainConfig, section["train"], f"{at}train"),
+        fastbert=from_dict(FastBertConfig, section["fastbert"], f"{at}fastbert"),
         source=source,
     )
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, TypeVar
 
-from uer.config import ConfigError, from_dict
+from uer.config import ConfigError, _where, _with_lines, from_dict
 
 T = TypeVar("T")
 
@@ -50,10 +50,8 @@ class Registry(Generic[T]):
 
     def entry(self, name: str, where: str = "") -> Entry[T]:
         if name not in self._entries:
-            at = f" at {where}" if where else ""
-            raise ConfigError(
-                f"unknown {self.kind} {name!r}{at}; valid {self.kind}s: {', '.join(self.names())}"
-            )
+            at = f"{where}: " if where else ""
+            raise ConfigError(f"{at}unknown {self.kind} {name!r}; valid {self.kind}s: {', '.join(self.names())}")
         return self._entries[name]
 
     def make_config(self, spec: Any, where: str) -> Any:
@@ -65,6 +63,8 @@ class Registry(Generic[T]):
                 raise ConfigError(f"{where}: a {self.kind} needs a 'name' (one of {', '.join(self.names())})")
             fields = dict(spec)
             name = fields.pop("name")
+            entry = self.entry(name, _where(spec, "name", where))
+            return entry, from_dict(entry.config, _with_lines(fields, spec), where=f"{where}({name})")
         else:
             raise ConfigError(f"{where}: expected a {self.kind} name or mapping, got {type(spec).__name__}")
         entry = self.entry(name, where)

@@ -1,0 +1,34 @@
+"""uer checkpoint -> HuggingFace folder (config.json, model.safetensors, vocab.txt).
+
+    python scripts/convert_bert_from_uer_to_huggingface.py --input_model_path models/minilm/model.pt \
+        --output_model_path hf_out/
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from uer.checkpoint import CheckpointError
+from uer.config import ConfigError
+from uer.convert import ConversionError, convert_uer_to_hf_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--input_model_path", required=True, help="uer checkpoint")
+    parser.add_argument("--output_model_path", required=True, help="folder to write (created if needed)")
+    parser.add_argument("--config_path", default=None, help="uer config; default: the one inside the checkpoint")
+    parser.add_argument("--vocab_path", default=None, help="default: vocab.txt beside the checkpoint, else the config's tokenizer.vocab_path")
+    args = parser.parse_args(argv)
+    try:
+        report = convert_uer_to_hf_dir(args.input_model_path, args.output_model_path, args.vocab_path, args.config_path)
+    except (ConversionError, ConfigError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(report.lines()))
+    print(f"wrote {args.output_model_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Recurrent encoders: ``rnn``, ``lstm``, ``gru`` and their bidirectional ``bi*`` forms (UER's names).
+
+Each layer is its own single-layer ``nn.RNN``/``nn.LSTM``/``nn.GRU``, so FastBERT can step through
+them. Padding is packed away (``pack_padded_sequence``): a real token's output never depends on
+the padding after it, and the backward direction starts at the last real token, not at the padding.
+"""
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from uer.encoders.base import Encoder, EncoderContext
+from uer.encoders.registry import ENCODERS
+
+
+@dataclass(frozen=True)
+class RnnConfig:
+    hidden_size: int = 768  # bidirectional: hidden_size // 2 per direction, concatenated
+    layers_num: int = 2
+    dropout: float = 0.1  # on the input of every layer but the first
+
+
+class RnnEncoder(Encoder):
+    """Unidirectional Elman RNN (tanh); subclasses choose the cell and the directions."""
+
+    cell: type[nn.RNNBase] = nn.RNN
+    bidirectional: bool = False
+
+    def __init__(self, cfg: RnnConfig) -> None:
+        super().__init__()
+        if self.bidirectional and cfg.hidden_size % 2:
+            raise ValueError(f"a bidirectional encoder needs an even hidden_size, got {cfg.hidden_size}")
+        self.cfg = cfg
+        self.layers_num = cfg.layers_num
+        self.output_size = cfg.hidden_size
+        directions = 2 if self.bidirectional else 1
+        self.rnn = nn.ModuleList(
+            self.cell(cfg.hidden_size, cfg.hidden_size // directions, batch_first=True, bidirectional=self.bidirectional)
+            for _ in range(cfg.layers_num)
+        )
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def layer(self, i: int, hidden: torch.Tensor, ctx: EncoderContext) -> torch.Tensor:
+        """(B, T, H) -> (B, T, H); padding positions come out as zeros."""
+        if i > 0:
+            hidden = self.dropout(hidden)
+        t = hidden.shape[1]
+        # pack_padded_sequence wants CPU lengths >= 1; an all-padding row runs one (ignored) step.
+        lengths = ctx.padding.sum(1).clamp_min(1).cpu()
+        packed = pack_padded_sequence(hidden, lengths, batch_first=True, enforce_sorted=False)
+        out, _ = self.rnn[i](packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=t)
+        return out
+
+
+@ENCODERS.register("rnn", config=RnnConfig)
+class ElmanEncoder(RnnEncoder):
+    cell = nn.RNN
+
+
+@ENCODERS.register("lstm", config=RnnConfig)
+class LstmEncoder(RnnEncoder):
+    cell = nn.LSTM
+
+
+@ENCODERS.register("gru", config=RnnConfig)
+class GruEncoder(RnnEncoder):
+    cell = nn.GRU
+
+
+@ENCODERS.register("birnn", config=RnnConfig)
+class BiRnnEncoder(RnnEncoder):
+    cell = nn.RNN
+    bidirectional = True
+
+
+@ENCODERS.register("bilstm", config=RnnConfig)
+class BiLstmEncoder(RnnEncoder):
+    cell = nn.LSTM
+    bidirectional = True
+
+
+@ENCODERS.register("bigru", config=RnnConfig)
+class BiGruEncoder(RnnEncoder):
+    cell = nn.GRU
+    bidirectional = True

@@ -1,0 +1,80 @@
+"""TSV examples -> token ids and segments -> padded batches.
+
+UER's layout: ``[CLS] a [SEP]`` (segment 1) then ``b [SEP]`` (segment 2); 0 marks padding.
+Batches are padded to their longest row, not to ``seq_length``: padding costs time and the model
+is padding-invariant.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from uer.data.loader import pad_batch
+
+
+@dataclass
+class Encoded:
+    ids: list[list[int]]
+    segs: list[list[int]]
+    labels: list[int] | None  # label ids, None for unlabeled text
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def lengths(self) -> list[int]:
+        return [len(r) for r in self.ids]
+
+
+def encode_texts(tokenizer, texts: Sequence[tuple[str, str | None]], seq_length: int) -> tuple[list[list[int]], list[list[int]]]:
+    """``[(text_a, text_b or None)]`` -> (ids, segs), truncated to ``seq_length`` (longest text first)."""
+    vocab = tokenizer.vocab
+    cls, sep = vocab.cls_id, vocab.sep_id
+    if seq_length < 4:
+        raise ValueError(f"seq_length {seq_length} is too short for [CLS] text [SEP]")
+    all_ids, all_segs = [], []
+    for text_a, text_b in texts:
+        a = tokenizer.encode(text_a)
+        b = tokenizer.encode(text_b) if text_b is not None else None
+        room = seq_length - (3 if b is not None else 2)
+        if b is None:
+            a = a[:room]
+        else:
+            while len(a) + len(b) > room:  # BERT's rule: cut the longer text, one token at a time
+                if len(a) >= len(b):
+                    a = a[:-1]
+                else:
+                    b = b[:-1]
+        ids = [cls, *a, sep]
+        segs = [1] * len(ids)
+        if b is not None:
+            ids += [*b, sep]
+            segs += [2] * (len(b) + 1)
+        all_ids.append(ids)
+        all_segs.append(segs)
+    return all_ids, all_segs
+
+
+def encode_tsv(tokenizer, data, seq_length: int, labelled: bool = True) -> Encoded:
+    """:class:`uer.data.tsv.TsvData` -> :class:`Encoded`."""
+    ids, segs = encode_texts(tokenizer, [(e.text_a, e.text_b) for e in data.examples], seq_length)
+    return Encoded(ids, segs, data.label_ids() if labelled else None)
+
+
+def collate(encoded: Encoded, index: Sequence[int], pad_id: int) -> dict[str, torch.Tensor]:
+    """Rows ``index`` -> ``{"src", "seg"[, "tgt_cls"]}`` padded to the longest row."""
+    index = [int(i) for i in index]
+    batch = {
+        "src": pad_batch([encoded.ids[i] for i in index], pad_id),
+        "seg": pad_batch([encoded.segs[i] for i in index], 0),
+    }
+    if encoded.labels is not None:
+        batch["tgt_cls"] = torch.tensor([encoded.labels[i] for i in index], dtype=torch.long)
+    return batch
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length (less padding at inference); order restored by the caller."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]

@@ -1,0 +1,19 @@
+"""Character tokenizer: every non-whitespace character is a token (Chinese character models)."""
+from __future__ import annotations
+
+from typing import Iterable
+
+from uer.tokenizers.vocab import Tokenizer, Vocab
+
+
+class CharTokenizer(Tokenizer):
+    """``"我 爱 you"`` -> ``["我", "爱", "y", "o", "u"]``; no lower-casing, no normalisation."""
+
+    def __init__(self, vocab: Vocab) -> None:
+        self.vocab = vocab
+
+    def tokenize(self, text: str) -> list[str]:
+        return list("".join(text.split()))  # C speed: drop whitespace, then one token per character
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return "".join(self.vocab.convert_ids_to_tokens(ids))

@@ -1,0 +1,14 @@
+"""Whitespace tokenizer: for text that is already segmented (e.g. by jieba), one token per word."""
+from __future__ import annotations
+
+from uer.tokenizers.vocab import Tokenizer, Vocab
+
+
+class SpaceTokenizer(Tokenizer):
+    """``"我 爱 北京"`` -> ``["我", "爱", "北京"]``; runs of any Unicode whitespace separate tokens."""
+
+    def __init__(self, vocab: Vocab) -> None:
+        self.vocab = vocab
+
+    def tokenize(self, text: str) -> list[str]:
+        return text.split()
