@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("list", help="every registered embedding, encoder, subencoder and target")
     summary = sub.add_parser("summary", help="assemble a config and print modules, parameters and FLOPs")
     summary.add_argument("config_path")
-    summary.add_argument("--vocab_size", type=int, default=30522)
+    summary.add_argument("--vocab_size", type=int, default=None, help="default: the config's tokenizer vocabulary")
     summary.add_argument("--labels_num", type=int, default=2)
     summary.add_argument("--seq_length", type=int, default=128)
     summary.add_argument("overrides", nargs="*", help="section.key=value, e.g. encoder.layers_num=2")
@@ -35,11 +35,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         config = load_config(args.config_path, args.overrides)
-        tokens = None
-        if config.subencoder is not None:
-            tokens = [f"t{i}" for i in range(args.vocab_size)]  # stand-in vocabulary for the summary
-        model = build_model(config, vocab_size=args.vocab_size, labels_num=args.labels_num, vocab_tokens=tokens)
-    except ConfigError as exc:
+        if args.vocab_size is None:  # the config's own vocabulary
+            from uer.tokenizers import build_tokenizer
+
+            sizes = {"vocab_tokens": build_tokenizer(config.tokenizer).vocab.tokens}
+        else:  # a subencoder needs token strings: stand-ins of the requested count
+            sizes = {"vocab_size": args.vocab_size}
+            if config.subencoder is not None:
+                sizes["vocab_tokens"] = [f"t{i}" for i in range(args.vocab_size)]
+        model = build_model(config, labels_num=args.labels_num, **sizes)
+    except (ConfigError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(summarize(model, args.seq_length))
