@@ -23,7 +23,11 @@ def main(argv: list[str] | None = None) -> int:
     summary.add_argument("--labels_num", type=int, default=2)
     summary.add_argument("--seq_length", type=int, default=128)
     summary.add_argument("overrides", nargs="*", help="section.key=value, e.g. encoder.layers_num=2")
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)  # overrides may follow the options
+    if rest:
+        if args.command != "summary" or any(r.startswith("-") for r in rest):
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        args.overrides = [*args.overrides, *rest]
 
     if args.command == "list":
         for registry in (EMBEDDINGS, ENCODERS, SUBENCODERS, TARGETS):

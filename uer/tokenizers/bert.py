@@ -40,8 +40,10 @@ def is_whitespace(ch: str) -> bool:
 
 
 def is_control(ch: str) -> bool:
-    """Other (C*) characters except tab/newline/CR, which count as whitespace; these are removed."""
-    return ch not in "\t\n\r" and unicodedata.category(ch).startswith("C")
+    """Characters that are removed: controls (Cc, except tab/newline/CR, which are whitespace), format
+    characters (Cf), private use (Co) and lone surrogates (Cs). Unassigned code points (Cn) stay and
+    become ``[UNK]``, as in HuggingFace tokenizers (Google's BERT removes only Cc and Cf)."""
+    return ch not in "\t\n\r" and unicodedata.category(ch) in ("Cc", "Cf", "Co", "Cs")
 
 
 def is_punctuation(ch: str) -> bool:
@@ -131,10 +133,11 @@ class BertTokenizer(Tokenizer):
         self._char_map = _char_map(self.do_lower_case, self.strip_accents, self.tokenize_chinese_chars)
         # No vocabulary entry is longer than this, so WordPiece need not try longer pieces.
         self._max_piece_len = max((len(t) for t in self.vocab.tokens), default=0)
-        self._cache: dict[str, tuple[str, ...]] = {}
+        self._cache: dict[str, tuple[str, ...]] = {}  # word -> its WordPiece tokens
+        self._id_cache: dict[str, tuple[int, ...]] = {}  # word -> their ids
 
     def __getstate__(self) -> dict:  # for multiprocessing: the cache and the shared table stay behind
-        return {k: v for k, v in self.__dict__.items() if k not in ("_char_map", "_cache", "_unk", "_max_piece_len")}
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -167,17 +170,35 @@ class BertTokenizer(Tokenizer):
             start = end
         return pieces
 
+    def _word_tokens(self, word: str) -> tuple[str, ...]:
+        pieces = self._cache.get(word)
+        if pieces is None:
+            pieces = tuple(self.wordpiece(word))
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[word] = pieces
+        return pieces
+
     def tokenize(self, text: str) -> list[str]:
         cache = self._cache
         out: list[str] = []
         for word in text.translate(self._char_map).split():
             pieces = cache.get(word)
-            if pieces is None:
-                pieces = tuple(self.wordpiece(word))
+            out += pieces if pieces is not None else self._word_tokens(word)
+        return out
+
+    def encode(self, text: str) -> list[int]:
+        """Same as ``convert_tokens_to_ids(tokenize(text))``, with the ids cached per word too."""
+        cache = self._id_cache
+        out: list[int] = []
+        for word in text.translate(self._char_map).split():
+            ids = cache.get(word)
+            if ids is None:
+                ids = tuple(self.vocab.convert_tokens_to_ids(self._word_tokens(word)))
                 if len(cache) >= _CACHE_LIMIT:
                     cache.clear()
-                cache[word] = pieces
-            out += pieces
+                cache[word] = ids
+            out += ids
         return out
 
     def decode(self, ids: Iterable[int]) -> str:
