@@ -34,7 +34,10 @@ class CnnConfig:
 
 @ENCODERS.register("cnn", config=CnnConfig)
 class CnnEncoder(Encoder):
-    """Each layer: ``norm(x + dropout(act(conv(x))))`` with a centred kernel (sees both sides)."""
+    """Stacked same-length 1-D convolutions, each layer ``norm(x + dropout(act(conv(x))))``.
+
+    The kernel is centred, so a position sees both sides (not causal: use gatedcnn for an LM).
+    """
 
     def __init__(self, cfg: CnnConfig) -> None:
         super().__init__()

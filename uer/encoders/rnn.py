@@ -56,32 +56,44 @@ class RnnEncoder(Encoder):
 
 @ENCODERS.register("rnn", config=RnnConfig)
 class ElmanEncoder(RnnEncoder):
+    """Elman RNN (tanh), left to right."""
+
     cell = nn.RNN
 
 
 @ENCODERS.register("lstm", config=RnnConfig)
 class LstmEncoder(RnnEncoder):
+    """LSTM, left to right."""
+
     cell = nn.LSTM
 
 
 @ENCODERS.register("gru", config=RnnConfig)
 class GruEncoder(RnnEncoder):
+    """GRU, left to right."""
+
     cell = nn.GRU
 
 
 @ENCODERS.register("birnn", config=RnnConfig)
 class BiRnnEncoder(RnnEncoder):
+    """Elman RNN, both directions (hidden_size // 2 each), concatenated."""
+
     cell = nn.RNN
     bidirectional = True
 
 
 @ENCODERS.register("bilstm", config=RnnConfig)
 class BiLstmEncoder(RnnEncoder):
+    """LSTM, both directions (hidden_size // 2 each), concatenated (ELMo-style)."""
+
     cell = nn.LSTM
     bidirectional = True
 
 
 @ENCODERS.register("bigru", config=RnnConfig)
 class BiGruEncoder(RnnEncoder):
+    """GRU, both directions (hidden_size // 2 each), concatenated."""
+
     cell = nn.GRU
     bidirectional = True

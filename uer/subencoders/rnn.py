@@ -38,9 +38,13 @@ class RnnSubencoder(Subencoder):
 
 @SUBENCODERS.register("lstm", config=RnnSubencoderConfig)
 class LstmSubencoder(RnnSubencoder):
+    """Chars -> LSTM -> pooled over the real chars."""
+
     cell = nn.LSTM
 
 
 @SUBENCODERS.register("gru", config=RnnSubencoderConfig)
 class GruSubencoder(RnnSubencoder):
+    """Chars -> GRU -> pooled over the real chars."""
+
     cell = nn.GRU
