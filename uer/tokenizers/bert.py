@@ -152,7 +152,7 @@ class BertTokenizer(Tokenizer):
         n = len(word)
         if n > self.max_input_chars_per_word:
             return [self._unk]
-        index = self.vocab._index
+        index = self.vocab.index
         if word in index:
             return [word]
         pieces = []

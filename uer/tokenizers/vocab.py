@@ -41,11 +41,11 @@ class Vocab:
         unknown_roles = set(self.special_tokens) - set(BERT_SPECIALS)
         if unknown_roles:
             raise ValueError(f"unknown special-token role(s) {sorted(unknown_roles)}; valid roles: {', '.join(BERT_SPECIALS)}")
-        self._index: dict[str, int] = {}
+        self.index: dict[str, int] = {}  # token -> id; read it, do not change it
         for i, token in enumerate(self.tokens):
-            if token in self._index:
-                raise ValueError(f"{source}: token {token!r} appears twice (ids {self._index[token]} and {i})")
-            self._index[token] = i
+            if token in self.index:
+                raise ValueError(f"{source}: token {token!r} appears twice (ids {self.index[token]} and {i})")
+            self.index[token] = i
 
     # ------------------------------------------------------------------ files
     @classmethod
@@ -58,14 +58,15 @@ class Vocab:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"vocabulary file {path} does not exist")
-        text = path.read_text(encoding="utf-8-sig")
+        text = path.read_text(encoding="utf-8-sig")  # text mode: \r\n becomes \n; \u2028 is not a line end
         lines = text.split("\n")
         if lines and lines[-1] == "":
             lines.pop()  # the final line break ends the last token, it does not start an empty one
+        if not lines:
+            raise ValueError(f"vocabulary file {path} is empty")
         tokens: list[str] = []
         first_line: dict[str, int] = {}
-        for lineno, line in enumerate(lines, start=1):
-            token = line[:-1] if line.endswith("\r") else line
+        for lineno, token in enumerate(lines, start=1):
             if token == "":
                 raise ValueError(f"{path}:{lineno}: empty line; a vocabulary file holds one token per line")
             if token in first_line:
@@ -121,7 +122,7 @@ class Vocab:
         return len(self.tokens)
 
     def __contains__(self, token: object) -> bool:
-        return token in self._index
+        return token in self.index
 
     def __iter__(self):
         return iter(self.tokens)
@@ -138,7 +139,7 @@ class Vocab:
 
     def token_to_id(self, token: str) -> int:
         """The token's id; an unknown token gets :attr:`unk_id`."""
-        i = self._index.get(token)
+        i = self.index.get(token)
         return self.unk_id if i is None else i
 
     def id_to_token(self, i: int) -> str:
@@ -147,7 +148,7 @@ class Vocab:
         return self.tokens[i]
 
     def convert_tokens_to_ids(self, tokens: Iterable[str]) -> list[int]:
-        get = self._index.get
+        get = self.index.get
         ids = [get(token, -1) for token in tokens]
         if -1 in ids:  # resolve [UNK] only when needed: a vocabulary without one still encodes known tokens
             unk = self.unk_id
@@ -165,12 +166,12 @@ class Vocab:
         token = self.special_tokens.get(role)
         if token is None:
             raise ValueError(f"vocabulary {self.source} names no {role} token")
-        if token not in self._index:
+        if token not in self.index:
             raise ValueError(f"vocabulary {self.source} has no {token!r} token (needed as the {role} token)")
         return token
 
     def special_id(self, role: str) -> int:
-        return self._index[self.special_token(role)]
+        return self.index[self.special_token(role)]
 
     @property
     def pad_id(self) -> int:
