@@ -13,7 +13,8 @@ from uer.tokenizers.bert import BertTokenizer
 from uer.tokenizers.char import CharTokenizer
 from uer.tokenizers.sentencepiece import SentencePieceTokenizer, train_sentencepiece
 from uer.tokenizers.space import SpaceTokenizer
-from uer.tokenizers.vocab import Tokenizer, Vocab
+from uer.tokenizers.base import Tokenizer
+from uer.tokenizers.vocab import Vocab
 from uer.utils.paths import resolve_path
 
 TOKENIZER_NAMES = ("bert", "char", "space", "sentencepiece")

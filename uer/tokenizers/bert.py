@@ -12,7 +12,8 @@ from __future__ import annotations
 import unicodedata
 from typing import Iterable
 
-from uer.tokenizers.vocab import Tokenizer, Vocab
+from uer.tokenizers.base import Tokenizer
+from uer.tokenizers.vocab import Vocab
 
 # Google BERT's "CJK Unified Ideographs" blocks: each character becomes a word of its own.
 # (HuggingFace tokenizers starts the sixth block at 0x2B920; we keep BERT's 0x2B820.)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from uer.tokenizers.vocab import Tokenizer, Vocab
+from uer.tokenizers.base import Tokenizer
+from uer.tokenizers.vocab import Vocab
 
 
 class CharTokenizer(Tokenizer):

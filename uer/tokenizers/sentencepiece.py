@@ -6,7 +6,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Literal, Sequence
 
-from uer.tokenizers.vocab import Tokenizer, Vocab
+from uer.tokenizers.base import Tokenizer
+from uer.tokenizers.vocab import Vocab
 
 
 def _special_tokens(sp: Any, pieces: set[str]) -> dict[str, str]:

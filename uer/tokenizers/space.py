@@ -1,7 +1,8 @@
 """Whitespace tokenizer: for text that is already segmented (e.g. by jieba), one token per word."""
 from __future__ import annotations
 
-from uer.tokenizers.vocab import Tokenizer, Vocab
+from uer.tokenizers.base import Tokenizer
+from uer.tokenizers.vocab import Vocab
 
 
 class SpaceTokenizer(Tokenizer):

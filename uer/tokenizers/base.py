@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+import abc
+from typing import Iterable
+
+from uer.tokenizers.vocab import Vocab
+
+
+class Tokenizer(abc.ABC):
+    """Text -> tokens of :attr:`vocab` -> ids. ``encode`` adds no special tokens: callers add [CLS]/[SEP]."""
+
+    vocab: Vocab
+
+    @abc.abstractmethod
+    def tokenize(self, text: str) -> list[str]:
+        """Split ``text`` into tokens (strings; unknown pieces may be outside the vocabulary)."""
+
+    def encode(self, text: str) -> list[int]:
+        return self.vocab.convert_tokens_to_ids(self.tokenize(text))
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Readable text for ids (tokens joined by spaces; subclasses undo their own splitting)."""
+        return " ".join(self.vocab.convert_ids_to_tokens(ids))
