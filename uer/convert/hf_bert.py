@@ -28,7 +28,6 @@ back every tensor bit for bit. An embedding or encoder tensor that does not fit 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +35,7 @@ from typing import Any
 
 import torch
 
-from uer.config import Config, load_config, to_dict
+from uer.config import Config, load_config
 from uer.checkpoint import checkpoint_config, load_state, read_checkpoint, save_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +61,7 @@ class ConversionReport:
         out = [f"converted {self.converted} tensors"]
         for title, keys in (
             ("not in the source, kept as initialised", self.initialised),
-            ("no place in the target format (carried in the checkpoint's extra)", self.unmapped),
+            ("no place in the config (carried in the checkpoint's extra)", self.unmapped),
             ("derived from other tensors (tied weights, buffers), not stored separately", self.derived),
             ("initialised by an earlier conversion, never trained: not exported", self.skipped),
         ):
@@ -332,16 +331,17 @@ def uer_to_hf(
     unknown = sorted(set(state) - used)
     if unknown:
         raise ConversionError(f"uer tensors with no BERT counterpart ({len(unknown)}): {', '.join(unknown[:20])}")
+    carried = meta.get("carried", {})
+    if carried:
+        report.notes.append(f"given back from the checkpoint's extra, unchanged ({len(carried)}): {', '.join(sorted(carried))}")
+    out.update(carried)
     for hf_key, source in meta.get("derived", {}).items():
         if source == "arange":
             n = out["embeddings.position_embeddings.weight"].shape[0]
             out[hf_key] = torch.arange(n).unsqueeze(0)
         elif source in out:
             out[hf_key] = out[source]
-    carried = meta.get("carried", {})
-    report.unmapped = sorted(carried)
     report.derived = sorted(meta.get("derived", {}))
-    out.update(carried)
     has_heads = any(k.startswith("cls.") for k in out)
     prefix = HF_PREFIX if has_heads else meta.get("prefix", "")
     # Clone: safetensors refuses tensors that share memory (the split qkv, tied weights).
