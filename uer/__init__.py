@@ -1,11 +1,23 @@
 """uer: assemble-on-demand pre-training and FastBERT.
 
     from uer import load_config, build_model
-    model = build_model(load_config("models/bert/tiny.yaml"), vocab_size=30522)
+    model = build_model(load_config("models/bert/tiny.yaml"), vocab_size=21128)
+
+torch is imported only by code that builds a model, so tokenising / preprocessing stays light.
 """
 from uer.config import Config, ConfigError, load_config
-from uer.model import Model
-from uer.model_builder import build_model
 
 __version__ = "0.1.0"
 __all__ = ["Config", "ConfigError", "Model", "build_model", "load_config", "__version__"]
+
+
+def __getattr__(name: str):
+    if name == "Model":
+        from uer.model import Model
+
+        return Model
+    if name == "build_model":
+        from uer.model_builder import build_model
+
+        return build_model
+    raise AttributeError(f"module 'uer' has no attribute {name!r}")

@@ -66,8 +66,14 @@ def make_optimizer(
     if not decay and not no_decay:
         raise ValueError("no trainable parameters")
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    cuda = torch.device(device).type == "cuda"
-    return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=cuda, foreach=None if cuda else True)
+    kind = torch.device(device).type
+    # The fused kernel does the whole update in one pass over each tensor; PyTorch has it for
+    # CUDA and (since 2.4) CPU. foreach (batched but not fused) is the fallback.
+    fused = kind in ("cuda", "cpu")
+    try:
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused, foreach=None if fused else True)
+    except (RuntimeError, TypeError):  # a build without the fused kernel for this device
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, foreach=True)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, kind: str, warmup_steps: int, total_steps: int):
@@ -94,6 +100,22 @@ def default_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, 
 
 def is_main_process() -> bool:
     return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def _reduce_report(sums: dict[str, float], counts: dict[str, int], tokens: int) -> tuple[dict[str, float], float]:
+    """Means of the metrics over every rank's micro-batches, and the tokens of all ranks."""
+    keys = sorted(sums)
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        packed = torch.tensor([sums[k] for k in keys] + [counts[k] for k in keys] + [tokens], dtype=torch.float64)
+        if dist.get_backend() == "nccl":
+            packed = packed.cuda()
+        dist.all_reduce(packed)
+        packed = packed.cpu().tolist()
+        n = len(keys)
+        sums = dict(zip(keys, packed[:n]))
+        counts = dict(zip(keys, packed[n:2 * n]))
+        tokens = packed[-1]
+    return {k: sums[k] / counts[k] for k in keys}, float(tokens)
 
 
 class Trainer:
@@ -127,13 +149,29 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "rng_ranks": self._gather_rng(),
             "data": loader.state_dict(),
             "user_state": self.user_state,
         }
 
+    def _gather_rng(self) -> list[dict[str, Any]]:
+        """Every rank's RNG (dropout differs per rank): restored per rank on resume."""
+        own = {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+        if not (dist.is_initialized() and dist.get_world_size() > 1):
+            return [own]
+        states: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(states, own)
+        return states
+
     def save(self, loader, **extra: Any) -> None:
-        if self.options.checkpoint_path and is_main_process():
-            save_checkpoint(self.options.checkpoint_path, self.model, self.config, trainer=self.state(loader), **extra)
+        """Called on every rank (they all contribute their RNG); rank 0 writes."""
+        if not self.options.checkpoint_path:
+            return
+        state = self.state(loader)
+        if is_main_process():
+            save_checkpoint(self.options.checkpoint_path, self.model, self.config, trainer=state, **extra)
+        if dist.is_initialized():
+            dist.barrier()  # no rank runs ahead of a checkpoint that is still being written
 
     def maybe_resume(self, loader) -> bool:
         """Restore everything from ``checkpoint_path`` if it holds a training state."""
@@ -148,9 +186,12 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng_cpu"])
-        if state["rng_cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng_cuda"])
+        rank = dist.get_rank() if dist.is_initialized() else 0
+        ranks = state.get("rng_ranks") or [{"cpu": state["rng_cpu"], "cuda": state["rng_cuda"]}]
+        own = ranks[rank] if rank < len(ranks) else ranks[0]  # more ranks than saved: reuse rank 0's
+        torch.set_rng_state(own["cpu"])
+        if own["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(own["cuda"])
         loader.load_state_dict(state["data"])
         self.step = state["step"]
         self.user_state = dict(state["user_state"])
@@ -191,11 +232,11 @@ class Trainer:
             for micro in range(opts.accumulation_steps):
                 batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
                 if "seg" in batch:
-                    tokens += int((batch["seg"] > 0).sum())
+                    tokens += int((batch["seg"] > 0).sum())  # real tokens only: padding is not work done
                 sync = micro == opts.accumulation_steps - 1 or not isinstance(self.wrapped, nn.parallel.DistributedDataParallel)
                 with (contextlib.nullcontext() if sync else self.wrapped.no_sync()), autocast(opts.device, opts.precision):
                     out = self.loss_fn(self.wrapped, batch)
-                    loss = out["loss"] / opts.accumulation_steps
+                    loss = self._global_loss(out) / opts.accumulation_steps
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"loss is {loss.item()} at step {self.step + 1}; lower the learning rate or check the data")
                 self.scaler.scale(loss).backward()
@@ -215,9 +256,9 @@ class Trainer:
                 progress.update(1)
             if self.step % opts.report_steps == 0 or self.step == total_steps:
                 elapsed = time.perf_counter() - started
-                world = dist.get_world_size() if dist.is_initialized() else 1
-                line = {"step": self.step, **{k: sums[k] / counts[k] for k in sums},
-                        "tokens_per_s": tokens * world / max(elapsed, 1e-9), "lr": self.scheduler.get_last_lr()[0]}
+                means, tokens = _reduce_report(sums, counts, tokens)
+                line = {"step": self.step, **means,
+                        "tokens_per_s": tokens / max(elapsed, 1e-9), "lr": self.scheduler.get_last_lr()[0]}
                 self._report(line, progress)
                 sums, counts, tokens, started = {}, {}, 0, time.perf_counter()
             if on_step is not None:
@@ -229,6 +270,33 @@ class Trainer:
         self.save(loader)
         return self.history
 
+    def _global_loss(self, out: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The loss whose DDP-averaged gradient equals one process's gradient on the global batch.
+
+        A target that reports ``<name>_denominator`` (MLM: masked tokens) averages over its own
+        rank's count; ranks with different counts would then be weighted wrongly by DDP's mean.
+        Re-weighting each such loss by ``local count * world / global count`` makes the average
+        over ranks the mean over every rank's tokens, as a single process would compute it.
+        """
+        loss = out["loss"]
+        if not (dist.is_initialized() and dist.get_world_size() > 1):
+            return loss
+        names = sorted(k[: -len("_denominator")] for k in out if k.endswith("_denominator"))
+        if not names:
+            return loss
+        local = torch.stack([out[f"{n}_denominator"].detach().double().cpu() for n in names])
+        total = local.clone()
+        if dist.get_backend() == "nccl":
+            total = total.to(loss.device)
+        dist.all_reduce(total)
+        total = total.cpu()
+        world = dist.get_world_size()
+        for i, n in enumerate(names):
+            if total[i] > 0:
+                weight = float(local[i] * world / total[i])
+                loss = loss + out[f"{n}_loss"] * (weight - 1.0)
+        return loss
+
     def _report(self, line: dict[str, float], progress) -> None:
         self.history.append(line)
         if not is_main_process():
@@ -238,7 +306,7 @@ class Trainer:
         text += f" | {line['tokens_per_s']:.0f} tokens/s | lr {line['lr']:.2e}"
         if progress is not None:
             progress.write(f"{self.options.desc} step {line['step']}: {text}")
-            progress.set_postfix(loss=f"{line['loss']:.4f}")
+            progress.set_postfix(loss=f"{line['loss']:.4f}", tok_s=f"{line['tokens_per_s']:.0f}")
         else:
             print(f"{self.options.desc} step {line['step']}: {text}", flush=True)
         if self.options.metrics_path:
