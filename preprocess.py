@@ -1,7 +1,7 @@
 """Corpus + vocabulary + target -> a dataset directory for pretrain.py.
 
     python preprocess.py --corpus_path data/corpora/peoples_daily.txt --config_path models/bert/tiny.yaml \\
-        --vocab_path models/vocabs/google_zh_vocab.txt --dataset_path data/datasets/pd_bert \\
+        --vocab_path models/google_zh_vocab.txt --dataset_path data/datasets/pd_bert \\
         --seq_length 128 --processes_num 2
 
 The processor defaults to the config's targets (mlm+nsp -> bert, mlm+sop -> albert, mlm -> mlm,

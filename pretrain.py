@@ -2,7 +2,7 @@
 
     # one process (CPU or one GPU)
     python pretrain.py --dataset_path data/datasets/pd_bert --config_path models/bert/tiny.yaml \\
-        --vocab_path models/vocabs/google_zh_vocab.txt --output_model_path out/bert_tiny/model.pt \\
+        --vocab_path models/google_zh_vocab.txt --output_model_path out/bert_tiny/model.pt \\
         --total_steps 10000 --batch_size 32
     # several processes / GPUs / nodes: the same flags under torchrun (DDP; gloo on CPU, NCCL on GPUs)
     torchrun --nproc_per_node 4 pretrain.py ...
