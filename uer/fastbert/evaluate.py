@@ -1,0 +1,113 @@
+"""The speed sweep: accuracy, exit layers and FLOPs for every speed from one full pass, then
+measured wall-clock speed-ups (batch 1 and batched) against the full model.
+
+Accuracy and exits come from every branch's output computed once (``EarlyExit.all_layers``):
+early exit at speed ``s`` returns exactly the branch output of the first layer whose entropy is
+below ``s``. Wall clock is measured by really running early exit on a fixed subset (the first
+``timing_samples`` rows): each batch best of ``repeats`` runs, the full model and every speed taking turns.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+import torch
+
+from uer.fastbert.data import Encoded, collate, length_sorted_batches
+from uer.fastbert.flops import FlopModel
+from uer.fastbert.inference import EarlyExit, exits_for_speeds
+from uer.fastbert.report import classification_metrics
+
+
+def all_layer_probs(runner: EarlyExit, encoded: Encoded, pad_id: int, batch_size: int) -> torch.Tensor:
+    """(N, layers, labels) in input order."""
+    out = torch.empty(len(encoded), runner.layers_num, runner.target.labels_num)
+    for index in length_sorted_batches(encoded.lengths(), batch_size):
+        batch = collate(encoded, index, pad_id)
+        out[index] = runner.all_layers(batch["src"], batch["seg"])
+    return out
+
+
+def timing_batches(encoded: Encoded, index: Sequence[int], pad_id: int, batch_size: int) -> list[dict[str, torch.Tensor]]:
+    sub = Encoded([encoded.ids[i] for i in index], [encoded.segs[i] for i in index], None)
+    return [collate(sub, b, pad_id) for b in length_sorted_batches(sub.lengths(), batch_size)]
+
+
+def run_batch(runner: EarlyExit, batch: dict[str, torch.Tensor], speed: float | None) -> float:
+    """Seconds for one batch; ``speed=None`` runs the full model (backbone + teacher)."""
+    start = time.perf_counter()
+    if speed is None:
+        runner.full_model(batch["src"], batch["seg"])
+    else:
+        runner.predict(batch["src"], batch["seg"], speed)
+    return time.perf_counter() - start
+
+
+def measure_walls(runner: EarlyExit, batches: list[dict[str, torch.Tensor]], speeds: Sequence[float], repeats: int) -> dict:
+    """Seconds to run all ``batches`` with the full model (key None) and at each speed.
+
+    Each batch is timed ``repeats`` times per configuration after one warm-up run and the best
+    time counts: on a shared machine a slow spell then spoils one try, not the measurement. The
+    configurations take turns batch by batch, so drifts hit them alike."""
+    configs: list[float | None] = [None, *speeds]
+    total = {c: 0.0 for c in configs}
+    for batch in batches:
+        for c in configs:
+            run_batch(runner, batch, c)  # warm-up: allocator, oneDNN primitives for this shape
+            total[c] += min(run_batch(runner, batch, c) for _ in range(repeats))
+    return total
+
+
+def sweep(
+    runner: EarlyExit, encoded: Encoded, pad_id: int, speeds: Sequence[float], eval_batch_size: int = 64,
+    timing_samples: int = 256, batch_size: int = 32, repeats: int = 2, measure: bool = True,
+) -> dict[str, Any]:
+    """Rows of the speed table, as in the ``--report_path`` JSON, plus the per-speed exits."""
+    if encoded.labels is None:
+        raise ValueError("the sweep needs labels")
+    labels_num = runner.target.labels_num
+    gold = torch.tensor(encoded.labels)
+    layer_probs = all_layer_probs(runner, encoded, pad_id, eval_batch_size)
+    exits = exits_for_speeds(layer_probs, speeds)
+    teacher = classification_metrics(layer_probs[:, -1].argmax(-1), gold, labels_num)
+    try:
+        flop_model = FlopModel.of(runner.model)
+    except NotImplementedError:
+        flop_model = None
+    lengths = torch.tensor(encoded.lengths(), dtype=torch.float64)
+    full_flops = float(flop_model.full(lengths).mean()) if flop_model else None
+
+    walls: dict[str, dict[float | None, float]] = {"1": {}, "b": {}}
+    if measure:
+        index = list(range(min(timing_samples, len(encoded))))
+        singles = timing_batches(encoded, index, pad_id, 1)
+        batched = timing_batches(encoded, index, pad_id, batch_size)
+        walls = {"1": measure_walls(runner, singles, speeds, repeats), "b": measure_walls(runner, batched, speeds, repeats)}
+
+    rows = []
+    for speed, result in zip(speeds, exits):
+        metrics = classification_metrics(result.probs.argmax(-1), gold, labels_num)
+        flops = float(flop_model.early_exit(lengths, result.exit_layer.double()).mean()) if flop_model else None
+        rows.append({
+            "speed": float(speed),
+            "accuracy": metrics["accuracy"],
+            "macro_f1": metrics["macro_f1"],
+            "mean_exit_layer": float(result.exit_layer.double().mean()),
+            "flops_per_sample": flops,
+            "flops_speedup": full_flops / flops if flop_model else None,
+            "wall_speedup_batch1": walls["1"][None] / walls["1"][speed] if measure else None,
+            "wall_speedup_batched": walls["b"][None] / walls["b"][speed] if measure else None,
+            "confusion_matrix": metrics["confusion_matrix"],
+        })
+    return {
+        "teacher": teacher, "rows": rows, "exits": exits, "full_flops_per_sample": full_flops,
+        "wall_seconds": {"batch1": {str(k): v for k, v in walls["1"].items()},
+                         f"batch{batch_size}": {str(k): v for k, v in walls["b"].items()}},
+        "timing_samples": min(timing_samples, len(encoded)) if measure else 0, "backend": runner.backend,
+    }
+
+
+def chosen_speed(rows: Sequence[dict[str, Any]], teacher_accuracy: float, tolerance: float = 0.01) -> dict[str, Any] | None:
+    """The largest speed whose accuracy is within ``tolerance`` of the teacher's."""
+    ok = [r for r in rows if r["accuracy"] >= teacher_accuracy - tolerance]
+    return max(ok, key=lambda r: r["speed"]) if ok else None

@@ -1,0 +1,98 @@
+"""Metrics, the speed table, the predictions file and the accuracy vs speed-up plot."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from uer.utils.atomic import atomic_open
+
+ROW_KEYS = ("speed", "accuracy", "macro_f1", "mean_exit_layer", "flops_per_sample", "flops_speedup",
+            "wall_speedup_batch1", "wall_speedup_batched")
+
+
+def confusion_matrix(pred: torch.Tensor, gold: torch.Tensor, labels_num: int) -> torch.Tensor:
+    """(labels, labels): row = gold label, column = prediction."""
+    return torch.bincount(gold * labels_num + pred, minlength=labels_num * labels_num).view(labels_num, labels_num)
+
+
+def classification_metrics(pred: torch.Tensor, gold: torch.Tensor, labels_num: int) -> dict[str, Any]:
+    cm = confusion_matrix(pred, gold, labels_num).double()
+    tp = cm.diagonal()
+    precision = tp / cm.sum(0).clamp_min(1)
+    recall = tp / cm.sum(1).clamp_min(1)
+    f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall).clamp_min(1e-12), torch.zeros_like(tp))
+    return {
+        "accuracy": float(tp.sum() / cm.sum().clamp_min(1)),
+        "macro_f1": float(f1.mean()),
+        "confusion_matrix": cm.long().tolist(),
+    }
+
+
+def format_table(rows: Sequence[dict[str, Any]], teacher_accuracy: float | None = None) -> str:
+    head = f"{'speed':>6} {'acc':>7} {'macroF1':>8} {'exit':>5} {'MFLOPs':>8} {'FLOPsx':>7} {'wall1x':>7} {'wallBx':>7}"
+    lines = []
+    if teacher_accuracy is not None:
+        lines.append(f"teacher accuracy (full model): {teacher_accuracy:.4f}")
+    lines += [head, "-" * len(head)]
+
+    def num(value, fmt):
+        return format(value, fmt) if value is not None else "-".rjust(len(format(1.0, fmt)))
+
+    for r in rows:
+        lines.append(
+            f"{r['speed']:>6.2f} {r['accuracy']:>7.4f} {r['macro_f1']:>8.4f} {r['mean_exit_layer']:>5.2f} "
+            f"{num(r['flops_per_sample'] and r['flops_per_sample'] / 1e6, '8.2f')} {num(r['flops_speedup'], '6.2f')}x "
+            f"{num(r['wall_speedup_batch1'], '6.2f')}x {num(r['wall_speedup_batched'], '6.2f')}x"
+        )
+    return "\n".join(lines)
+
+
+def write_predictions(path: str | Path, labels: Sequence[str], probs: torch.Tensor, exit_layer: torch.Tensor) -> None:
+    """TSV ``label  probability  exit_layer``, one line per input row, in input order."""
+    pred = probs.argmax(-1)
+    top = probs.max(-1).values
+    with atomic_open(path) as f:
+        f.write("label\tprobability\texit_layer\n")
+        for p, q, e in zip(pred.tolist(), top.tolist(), exit_layer.tolist()):
+            f.write(f"{labels[p]}\t{q:.6f}\t{e}\n")
+
+
+def write_json(path: str | Path, data: dict[str, Any]) -> None:
+    with atomic_open(path) as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+
+
+def plot_tradeoff(path: str | Path, rows: Sequence[dict[str, Any]], teacher_accuracy: float, title: str = "FastBERT") -> None:
+    """Accuracy against speed-up (FLOPs and measured wall clock), one point per speed."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for key, label, marker in (("flops_speedup", "FLOPs speed-up", "o"),
+                               ("wall_speedup_batch1", "wall-clock, batch 1", "s"),
+                               ("wall_speedup_batched", "wall-clock, batched", "^")):
+        points = [(r[key], r["accuracy"], r["speed"]) for r in rows if r.get(key) is not None]
+        if not points:
+            continue
+        xs, ys, speeds = zip(*points)
+        ax.plot(xs, ys, marker=marker, label=label)
+        if key == "flops_speedup":
+            for x, y, s in points:
+                ax.annotate(f"{s:g}", (x, y), textcoords="offset points", xytext=(3, 4), fontsize=7)
+    ax.axhline(teacher_accuracy, color="grey", linestyle="--", linewidth=1, label="teacher")
+    ax.axhline(teacher_accuracy - 0.01, color="grey", linestyle=":", linewidth=1, label="teacher - 1 point")
+    ax.set_xlabel("speed-up vs full model (x)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"{title}: accuracy vs speed-up (labels: speed)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,184 @@
+"""FastBERT's two training stages, both through :class:`uer.trainer.Trainer`.
+
+Stage 1 fine-tunes backbone + teacher with cross-entropy; the students are frozen. Stage 2
+freezes backbone + teacher and trains the students on KL(teacher || student), summed over
+students; it needs no labels. Each stage evaluates on dev at every epoch end and keeps the best
+weights in its own file; the best score lives in ``trainer.user_state``, so a resumed run makes
+the same choice as an uninterrupted one.
+
+Dev criteria: stage 1, teacher accuracy (higher is better); stage 2, the distillation loss on
+the dev texts, mean over students (lower is better; label-free like the stage itself).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from uer.checkpoint import load_state, read_checkpoint, save_checkpoint
+from uer.config import Config
+from uer.data.loader import EpochLoader
+from uer.fastbert.data import Encoded, collate, length_buckets, length_sorted_batches
+from uer.fastbert.inference import EarlyExit, fastbert_target
+from uer.trainer import Trainer, TrainerOptions, make_optimizer, make_scheduler
+
+
+@dataclass(frozen=True)
+class StageOptions:
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    warmup: float
+    weight_decay: float
+    seed: int
+    report_steps: int
+    checkpoint_path: str  # resume state of the stage
+    best_path: str  # the best weights so far
+    metrics_path: str | None = None
+    progress: bool = True
+    eval_batch_size: int = 64
+    bucket_by_length: bool = True  # batches of similar length; the order of batches is shuffled
+
+
+def backbone_and_teacher(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    students = {id(p) for s in fastbert_target(model).students() for p in s.parameters()}
+    return [(n, p) for n, p in model.named_parameters() if id(p) not in students]
+
+
+def student_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    students = {id(p) for s in fastbert_target(model).students() for p in s.parameters()}
+    return [(n, p) for n, p in model.named_parameters() if id(p) in students]
+
+
+def set_trainable(model: nn.Module, stage: int) -> None:
+    """Stage 1: everything but the students; stage 2: the students only."""
+    for _, p in backbone_and_teacher(model):
+        p.requires_grad_(stage == 1)
+    for _, p in student_parameters(model):
+        p.requires_grad_(stage == 2)
+
+
+@torch.inference_mode()
+def dev_scores(model: nn.Module, dev: Encoded, pad_id: int, batch_size: int) -> dict[str, float]:
+    """Teacher accuracy (if labelled) and the mean-per-student distillation loss on ``dev``."""
+    was_training = model.training
+    runner = EarlyExit(model, fast=True)  # a snapshot of the current weights
+    target = runner.target
+    correct, kl_sum, n = 0, 0.0, 0
+    for index in length_sorted_batches(dev.lengths(), batch_size):
+        batch = collate(dev, index, pad_id)
+        emb = model.embed(batch["src"], batch["seg"])
+        layers = runner.encoder.forward_layers(emb, batch["seg"])
+        padding = batch["seg"] > 0
+        teacher = target.teacher(layers[-1], padding)
+        if len(target.branches) > 1:
+            kl_sum += float(target.distill_loss(layers, padding, teacher)["kl_per_student"]) * len(index)
+        if dev.labels is not None:
+            correct += int((teacher.argmax(-1) == batch["tgt_cls"]).sum())
+        n += len(index)
+    model.train(was_training)
+    scores = {"distill_loss": kl_sum / n}
+    if dev.labels is not None:
+        scores["accuracy"] = correct / n
+    return scores
+
+
+def _run_stage(
+    model: nn.Module, config: Config, train: Encoded, dev: Encoded, pad_id: int, opts: StageOptions,
+    params: list[tuple[str, nn.Parameter]], loss_fn: Callable, score_key: str, higher_is_better: bool,
+    desc: str, extra: dict[str, Any],
+) -> dict[str, Any]:
+    if opts.bucket_by_length:
+        buckets = length_buckets(train.lengths(), opts.batch_size, opts.seed)
+        loader = EpochLoader(len(buckets), 1, collate=lambda index, g: collate(train, buckets[int(index[0])], pad_id), seed=opts.seed)
+    else:
+        loader = EpochLoader(len(train), opts.batch_size, collate=lambda index, g: collate(train, index, pad_id), seed=opts.seed)
+    per_epoch = loader.batches_per_epoch()
+    total = per_epoch * opts.epochs
+    optimizer = make_optimizer(params, opts.learning_rate, opts.weight_decay)
+    scheduler = make_scheduler(optimizer, "linear", int(opts.warmup * total), total)
+    options = TrainerOptions(
+        report_steps=opts.report_steps, save_checkpoint_steps=per_epoch, checkpoint_path=opts.checkpoint_path,
+        metrics_path=opts.metrics_path, desc=desc, progress=opts.progress,
+    )
+    trainer = Trainer(model, optimizer, scheduler, config, options, loss_fn=loss_fn)
+    trainer.user_state = {"best": None, "best_epoch": None, "dev": []}
+    trainer.maybe_resume(loader)
+
+    def on_step(tr: Trainer) -> None:
+        if tr.step % per_epoch:
+            return
+        scores = dev_scores(model, dev, pad_id, opts.eval_batch_size)
+        epoch = tr.step // per_epoch
+        tr.user_state["dev"].append({"epoch": epoch, **scores})
+        best = tr.user_state["best"]
+        value = scores[score_key]
+        better = best is None or (value > best if higher_is_better else value < best)
+        message = f"{desc} epoch {epoch}: dev " + " ".join(f"{k} {v:.4f}" for k, v in scores.items())
+        if better:
+            tr.user_state["best"], tr.user_state["best_epoch"] = value, epoch
+            save_checkpoint(opts.best_path, model, config, **extra, dev=scores, epoch=epoch)
+            message += " (best so far, saved)"
+        if opts.progress:
+            from tqdm import tqdm
+
+            tqdm.write(message)
+        else:
+            print(message, flush=True)
+
+    trainer.fit(loader, total, on_step=on_step)
+    best = read_checkpoint(opts.best_path)
+    load_state(model, best["model"], opts.best_path, config.source)
+    return {"best": trainer.user_state["best"], "best_epoch": trainer.user_state["best_epoch"],
+            "dev": trainer.user_state["dev"], "steps": total, "history": trainer.history}
+
+
+def finetune(model: nn.Module, config: Config, train: Encoded, dev: Encoded, pad_id: int,
+             opts: StageOptions, extra: dict[str, Any]) -> dict[str, Any]:
+    """Stage 1: backbone + teacher on labelled ``train``; best teacher accuracy on ``dev``."""
+    if train.labels is None or dev.labels is None:
+        raise ValueError("stage 1 needs labelled train and dev sets")
+    set_trainable(model, 1)
+    return _run_stage(model, config, train, dev, pad_id, opts, backbone_and_teacher(model),
+                      loss_fn=lambda m, batch: m(batch), score_key="accuracy", higher_is_better=True,
+                      desc="stage 1 fine-tune", extra=extra)
+
+
+def distillation_loss_fn(model: nn.Module) -> Callable[[nn.Module, dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
+    """Stage 2's loss for the trainer: the teacher is a fixed function (eval mode, no graph)."""
+    target = fastbert_target(model)
+
+    def loss_fn(wrapped: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        model.embedding.eval()  # no dropout in what the students imitate
+        model.encoder.eval()
+        target.teacher.eval()
+        padding = batch["seg"] > 0
+        with torch.no_grad():
+            layers = model.encoder.forward_layers(model.embed(batch["src"], batch["seg"]), batch["seg"])
+            teacher_logits = target.teacher(layers[-1], padding)
+        return target.distill_loss(layers, padding, teacher_logits)
+
+    return loss_fn
+
+
+def distill(model: nn.Module, config: Config, texts: Encoded, dev: Encoded, pad_id: int,
+            opts: StageOptions, extra: dict[str, Any]) -> dict[str, Any]:
+    """Stage 2: students learn KL(teacher || student) on ``texts`` (labels unused)."""
+    set_trainable(model, 2)
+    frozen = {n: p.detach().clone() for n, p in backbone_and_teacher(model)}
+    if any(p.requires_grad for _, p in backbone_and_teacher(model)):
+        raise AssertionError("backbone and teacher must be frozen in self-distillation")
+    texts = Encoded(texts.ids, texts.segs, None)
+
+    loss_fn = distillation_loss_fn(model)
+    result = _run_stage(model, config, texts, dev, pad_id, opts, student_parameters(model), loss_fn,
+                        score_key="distill_loss", higher_is_better=False, desc="stage 2 self-distil", extra=extra)
+    for name, p in backbone_and_teacher(model):
+        if not torch.equal(p.detach(), frozen[name]):
+            raise AssertionError(f"{name} changed during self-distillation: backbone and teacher must stay frozen")
+    set_trainable(model, 1)
+    for _, p in model.named_parameters():
+        p.requires_grad_(True)
+    return result
