@@ -64,3 +64,16 @@ def test_resume_equals_uninterrupted(tmp_path):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
     steps = [json.loads(l)["step"] for l in (tmp_path / "part.pt.jsonl").read_text().splitlines()]
     assert steps == [2, 4, 6, 8, 10]
+
+
+def test_resume_state_of_another_run_is_refused(tmp_path):
+    run(tmp_path, 4, name="other.pt")
+    torch.manual_seed(0)
+    cfg = tiny_config()
+    model = build_model(cfg, vocab_size=99)
+    opt = make_optimizer(model.named_parameters(), lr=3e-3, weight_decay=0.01)
+    trainer = Trainer(model, opt, make_scheduler(opt, "linear", 2, 4), cfg,
+                      TrainerOptions(checkpoint_path=str(tmp_path / "other.pt"), progress=False))
+    trainer.signature = {"data": "another corpus", "learning_rate": 3e-3}
+    with pytest.raises(ValueError, match=r"different run \(it differs in: data, learning_rate\)"):
+        trainer.maybe_resume(EpochLoader(len(DATA), batch_size=4, collate=collate, seed=3))

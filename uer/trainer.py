@@ -133,6 +133,9 @@ class Trainer:
         self.config, self.options, self.loss_fn = config, options, loss_fn
         self.step = 0
         self.user_state: dict[str, Any] = {}  # the caller's own resumable state (e.g. best dev score)
+        # What makes two runs the same run (config, data fingerprint, schedule): a resume state whose
+        # signature differs belongs to another run and is refused instead of silently continued.
+        self.signature: dict[str, Any] | None = None
         self.scaler = torch.amp.GradScaler("cuda", enabled=options.precision == "fp16")
         self.wrapped: nn.Module = model
         if dist.is_initialized() and dist.get_world_size() > 1:
@@ -152,6 +155,7 @@ class Trainer:
             "rng_ranks": self._gather_rng(),
             "data": loader.state_dict(),
             "user_state": self.user_state,
+            "signature": self.signature,
         }
 
     def _gather_rng(self) -> list[dict[str, Any]]:
@@ -182,6 +186,13 @@ class Trainer:
         state = ckpt["extra"].get("trainer")
         if state is None:
             raise ValueError(f"{path} holds no training state to resume from (was it written by another command?)")
+        saved = state.get("signature")
+        if self.signature is not None and saved != self.signature:
+            differs = sorted(k for k in {*(saved or {}), *self.signature} if (saved or {}).get(k) != self.signature.get(k))
+            raise ValueError(
+                f"{path} holds the resume state of a different run (it differs in: {', '.join(differs)}); "
+                "choose another output path, or delete that file to start this run from scratch"
+            )
         load_state(self.model, ckpt["model"], path, self.config.source)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

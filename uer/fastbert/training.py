@@ -11,6 +11,7 @@ the dev texts, mean over students (lower is better; label-free like the stage it
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -18,7 +19,7 @@ import torch
 from torch import nn
 
 from uer.checkpoint import load_state, read_checkpoint, save_checkpoint
-from uer.config import Config
+from uer.config import Config, to_dict
 from uer.data.loader import EpochLoader
 from uer.fastbert.data import Encoded, collate, length_buckets, length_sorted_batches
 from uer.fastbert.inference import EarlyExit, fastbert_target
@@ -85,6 +86,15 @@ def dev_scores(model: nn.Module, dev: Encoded, pad_id: int, batch_size: int) -> 
     return scores
 
 
+def fingerprint(data: Encoded) -> str:
+    """A digest of the encoded rows: resuming on other data is refused."""
+    digest = hashlib.sha1()
+    for ids, segs in zip(data.ids, data.segs):
+        digest.update(repr((ids, segs)).encode())
+    digest.update(repr(data.labels).encode())
+    return f"{len(data)} rows, sha1 {digest.hexdigest()[:16]}"
+
+
 def _run_stage(
     model: nn.Module, config: Config, train: Encoded, dev: Encoded, pad_id: int, opts: StageOptions,
     params: list[tuple[str, nn.Parameter]], loss_fn: Callable, score_key: str, higher_is_better: bool,
@@ -105,6 +115,10 @@ def _run_stage(
     )
     trainer = Trainer(model, optimizer, scheduler, config, options, loss_fn=loss_fn)
     trainer.user_state = {"best": None, "best_epoch": None, "dev": []}
+    trainer.signature = {
+        "stage": desc, "config": {**to_dict(config), "source": None}, "epochs": opts.epochs, "batch_size": opts.batch_size,
+        "learning_rate": opts.learning_rate, "seed": opts.seed, "train": fingerprint(train), "dev": fingerprint(dev),
+    }
     trainer.maybe_resume(loader)
 
     def on_step(tr: Trainer) -> None:
