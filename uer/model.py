@@ -1,22 +1,12 @@
 import torch
 from torch import nn
 
+from uer.layers.init import init_weights
+
 from uer.config import Config
 from uer.embeddings import Embedding
 from uer.encoders import Encoder
 from uer.targets import CompositeTarget
-
-
-def init_weights(module: nn.Module, std: float = 0.02) -> None:
-    """BERT's initialisation: N(0, 0.02) weights, zero biases, unit norms."""
-    if isinstance(module, (nn.Linear, nn.Embedding)):
-        nn.init.normal_(module.weight, std=std)
-        if getattr(module, "bias", None) is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, (nn.LayerNorm, nn.RMSNorm)) and module.weight is not None:
-        nn.init.ones_(module.weight)
-        if getattr(module, "bias", None) is not None:
-            nn.init.zeros_(module.bias)
 
 
 class Model(nn.Module):
@@ -36,7 +26,11 @@ class Model(nn.Module):
         self.subencoder = subencoder
         self.encoder = encoder
         self.target = target
-        self.apply(init_weights)
+        for part in (embedding, subencoder, encoder):
+            if part is not None:
+                part.apply(init_weights)
+        for component in target.components.values():
+            component.reset_parameters()  # each target knows its own initialisation
 
     def embed(self, src: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, T, H)
         extra = self.subencoder(src) if self.subencoder is not None else None

@@ -21,11 +21,7 @@ def fastbert_config(config: Config, **target_fields: Any) -> Config:
 def build_fastbert(config: Config, vocab_size: int, labels_num: int) -> nn.Module:
     if [s.name for s in config.target.components] != ["fastbert"]:
         raise ValueError(f"{config.source}: expected target [fastbert], got {[s.name for s in config.target.components]}")
-    model = build_model(config, vocab_size=vocab_size, labels_num=labels_num)
-    from uer.fastbert.inference import fastbert_target
-
-    fastbert_target(model).reset_branches()  # after the builder's BERT initialisation of every module
-    return model
+    return build_model(config, vocab_size=vocab_size, labels_num=labels_num)
 
 
 def load_backbone(model: nn.Module, path: str | Path, config_source: str) -> dict[str, list[str]]:

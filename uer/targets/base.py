@@ -1,6 +1,8 @@
 import torch
 from torch import nn
 
+from uer.layers.init import init_weights
+
 
 class Target(nn.Module):
     """A training objective on top of the encoder.
@@ -12,6 +14,10 @@ class Target(nn.Module):
     """
 
     needs_layers: bool = False
+
+    def reset_parameters(self) -> None:
+        """BERT's N(0, 0.02) initialisation; targets with other needs override it."""
+        self.apply(init_weights)
 
     def tied_decoder(self) -> nn.Linear | None:
         """An output layer (V, E) that the builder ties to the word embedding, or None."""

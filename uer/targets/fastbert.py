@@ -140,11 +140,12 @@ class FastBertTarget(Target):
             for _ in range(layers_num)
         )
 
-    def reset_branches(self) -> None:
+    def reset_parameters(self) -> None:
         """Xavier-uniform weights, zero biases: variance-preserving through the branch's four linears.
 
-        BERT's N(0, 0.02) (what ``Model`` applies to every module) shrinks a signal ~10x per
-        small linear layer; four in a row leave the branch with vanishing gradients."""
+        BERT's N(0, 0.02) (the default of other targets) shrinks a signal ~10x per small linear
+        layer; four in a row leave the branch with vanishing gradients."""
+        super().reset_parameters()  # norms and anything else keep the default
         for module in self.branches.modules():
             if isinstance(module, nn.Linear):
                 nn.init.xavier_uniform_(module.weight)
