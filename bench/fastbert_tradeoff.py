@@ -105,8 +105,10 @@ def main(argv: list[str] | None = None) -> int:
         goals = {
             "speed": chosen["speed"], "accuracy": chosen["accuracy"], "teacher_accuracy": teacher,
             "flops_speedup": chosen["flops_speedup"], "flops_goal_2x": chosen["flops_speedup"] >= 2.0,
-            "wall_batch1_over_flops": chosen["wall_speedup_batch1"] / chosen["flops_speedup"],
-            "wall_batch1_goal_0.85": chosen["wall_speedup_batch1"] >= 0.85 * chosen["flops_speedup"],
+            # like for like: the FLOPs speed-up of the rows whose wall clock was measured
+            "flops_speedup_timed": chosen["flops_speedup_timed"],
+            "wall_batch1_over_flops": chosen["wall_speedup_batch1"] / chosen["flops_speedup_timed"],
+            "wall_batch1_goal_0.85": chosen["wall_speedup_batch1"] >= 0.85 * chosen["flops_speedup_timed"],
             "wall_batched": chosen["wall_speedup_batched"], "wall_batched_goal_1.6x": chosen["wall_speedup_batched"] >= 1.6,
         }
         print(f"largest speed within 1 point of the teacher: {chosen['speed']:g} -> " + ", ".join(

@@ -53,9 +53,11 @@ def test_both_stages_and_the_report(trained, capsys):
     report = json.loads((trained / "report.json").read_text())
     assert report["labels_num"] == 3 and [r["speed"] for r in report["rows"]] == [0.0, 0.5, 1.0]
     keys = {"speed", "accuracy", "macro_f1", "mean_exit_layer", "flops_per_sample", "flops_speedup",
-            "wall_speedup_batch1", "wall_speedup_batched"}
+            "flops_speedup_timed", "wall_speedup_batch1", "wall_speedup_batched"}
     assert keys <= set(report["rows"][0])
     first, last = report["rows"][0], report["rows"][-1]
+    # every row exits at layer 1 at speed 1, timed or not: both FLOPs ratios are the same number
+    assert last["flops_speedup_timed"] == pytest.approx(last["flops_speedup"], rel=0.25) and last["flops_speedup_timed"] > 1
     assert first["accuracy"] == report["teacher_accuracy"] and first["mean_exit_layer"] == 2.0
     assert last["mean_exit_layer"] == 1.0 and last["flops_per_sample"] < first["flops_per_sample"]
     assert report["teacher_accuracy"] > 0.6  # learnt: 3 balanced-ish classes, chance is ~0.33

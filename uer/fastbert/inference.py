@@ -55,6 +55,12 @@ def inference_encoder(model: nn.Module, fast: bool):
     return model.encoder, "eager"
 
 
+def branch_mask(seg: torch.Tensor) -> torch.Tensor | None:
+    """(B, T) real-token mask for the branches, or None when the batch has no padding."""
+    real = seg > 0
+    return None if bool(real.all()) else real
+
+
 def trim_padding(src: torch.Tensor, seg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Drop the columns after the last real token of the batch (padding-only columns)."""
     cols = (seg > 0).any(0).nonzero()
@@ -91,8 +97,8 @@ class EarlyExit:
         src, seg = trim_padding(src, seg)
         if b == 1:
             return self._predict_one(src, seg, speed)
-        padding = seg > 0  # (B, T)
-        lengths = padding.sum(1)  # (B,)
+        lengths = (seg > 0).sum(1)  # (B,)
+        padding = branch_mask(seg)  # (B, T) or None
         hidden = self.model.embed(src, seg)  # (B, T, H)
         ctx = self.encoder.context(seg)
         alive = torch.arange(b, device=src.device)  # original row of each remaining sample
@@ -113,20 +119,21 @@ class EarlyExit:
                 probs_out[alive[done]] = probs[done]
                 layer_out[alive[done]] = i + 1
                 keep = (~done).nonzero().squeeze(1)
-                alive, hidden, seg, padding = alive[keep], hidden[keep], seg[keep], padding[keep]
+                alive, hidden, seg = alive[keep], hidden[keep], seg[keep]
                 width = int(lengths[alive].max())  # right padding: real tokens come first
                 if width < hidden.shape[1]:  # the longest samples left: drop padding columns
-                    hidden, seg, padding = hidden[:, :width], seg[:, :width], padding[:, :width]
+                    hidden, seg = hidden[:, :width], seg[:, :width]
                     ctx = self.encoder.context(seg)
                 else:
                     ctx = ctx.select(keep)
+                padding = branch_mask(seg)
         return ExitResult(probs_out, layer_out)
 
     def _predict_one(self, src: torch.Tensor, seg: torch.Tensor, speed: float) -> ExitResult:
         """Batch 1: the same steps as :meth:`predict` without the bookkeeping of a shrinking batch."""
         hidden = self.model.embed(src, seg)
         ctx = self.encoder.context(seg)
-        padding = seg > 0
+        padding = branch_mask(seg)  # None: one sample, cut to its length
         for i in range(self.layers_num):
             last = i == self.layers_num - 1
             hidden = self.encoder.layer(i, hidden, ctx)
@@ -143,12 +150,13 @@ class EarlyExit:
         src, seg = trim_padding(src, seg)
         hidden = self.model.embed(src, seg)
         ctx = self.encoder.context(seg)
+        padding = branch_mask(seg)
         out = []
         for i in range(self.layers_num):
             hidden = self.encoder.layer(i, hidden, ctx)
             if i == self.layers_num - 1:
                 hidden = self.encoder.finish(hidden)
-            out.append(torch.softmax(self.branches[i](hidden, seg > 0).float(), dim=-1))
+            out.append(torch.softmax(self.branches[i](hidden, padding).float(), dim=-1))
         return torch.stack(out, dim=1)
 
     @torch.inference_mode()
@@ -160,7 +168,7 @@ class EarlyExit:
         for i in range(self.layers_num):
             hidden = self.encoder.layer(i, hidden, ctx)
         hidden = self.encoder.finish(hidden)
-        return torch.softmax(self.branches[-1](hidden, seg > 0).float(), dim=-1)
+        return torch.softmax(self.branches[-1](hidden, branch_mask(seg)).float(), dim=-1)
 
 
 def exits_for_speeds(layer_probs: torch.Tensor, speeds: Sequence[float]) -> list[ExitResult]:

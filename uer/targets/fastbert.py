@@ -107,15 +107,17 @@ class FrozenBranch:
             self.w_c, self.b_c = branch.output.weight.detach().clone(), branch.output.bias.detach().clone()
         self.module = branch  # mean / max pooling: every query is needed, the module runs as is
 
-    def __call__(self, hidden: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
-        """(B, T, H), (B, T) bool -> (B, labels) logits."""
-        if self.pooling != "first":
-            return self.module(hidden, padding)
+    def __call__(self, hidden: torch.Tensor, padding: torch.Tensor | None) -> torch.Tensor:
+        """(B, T, H), (B, T) bool or None (no padding in the batch) -> (B, labels) logits.
+
+        ``None`` lets attention run without a mask: fewer operations, which matters at batch 1."""
         b, t, _ = hidden.shape
+        if self.pooling != "first":
+            return self.module(hidden, hidden.new_ones(b, t, dtype=torch.bool) if padding is None else padding)
         x = F.linear(hidden, self.w_p, self.b_p)  # (B, T, S)
         kv = F.linear(x, self.w_kv, self.b_kv).view(b, t, 2, self.heads, self.head_size).permute(2, 0, 3, 1, 4)
         q = F.linear(x[:, :1], self.w_q, self.b_q).view(b, 1, self.heads, self.head_size).transpose(1, 2)
-        mask = padding[:, None, None, :]
+        mask = None if padding is None else padding[:, None, None, :]
         a = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=mask).reshape(b, -1)  # (B, S): 1 query
         return F.linear(torch.tanh(F.linear(a, self.w_od, self.b_od)), self.w_c, self.b_c)
 
