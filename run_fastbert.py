@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--branch_size", type=int, help="width of each exit branch (target.branch_size, default 128)")
     n.add_argument("--branch_heads_num", type=int, help="heads of each branch's self-attention (default 2)")
     n.add_argument("--pooling", choices=("first", "mean", "max"), help="branch pooling (default first)")
+    n.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    n.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="training arithmetic: bf16 autocast (CPU with bf16 units, CUDA) or fp16 with a grad scaler (CUDA)")
     n.add_argument("--threads", type=int, help="torch CPU threads")
     n.add_argument("--no_fast", action="store_true", help="eager encoder at inference (not uer.fast)")
     n.add_argument("--no_progress", action="store_true", help="no progress bars")
@@ -120,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     from uer.checkpoint import CheckpointError
     from uer.config import ConfigError
     from uer.data.tsv import TsvError
-    from uer.fastbert.pipeline import RunOptions, run
+    from uer.fastbert.pipeline import DeviceError, RunOptions, run
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -138,11 +141,12 @@ def main(argv: list[str] | None = None) -> int:
         output_model_path=args.output_model_path, report_path=args.report_path, speeds=args.speed,
         skip_malformed=args.skip_malformed, train_samples=args.train_samples, dev_samples=args.dev_samples, timing_samples=args.timing_samples,
         timing_batch_size=args.timing_batch_size, fast=not args.no_fast, progress=not args.no_progress,
-        config_overrides=tuple(overrides),
+        config_overrides=tuple(overrides), device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
+        precision=args.precision,
     )
     try:
         run(opts)
-    except (TsvError, ConfigError, CheckpointError) as exc:  # the user's mistake: the message says what and where
+    except (TsvError, ConfigError, CheckpointError, DeviceError) as exc:  # the user's mistake: the message says what and where
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

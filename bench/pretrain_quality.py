@@ -41,6 +41,18 @@ def sh(cmd: list[str], log: Path) -> None:
     print(f"  ({time.perf_counter() - start:.0f} s)", flush=True)
 
 
+def pretrain(args, dataset: Path, model: Path, log: Path) -> None:
+    sh([PY, "preprocess.py", "--corpus_path", "data/corpora/zh_news_reviews.txt", "--config_path", args.config_path,
+        "--vocab_path", args.vocab_path, "--dataset_path", str(dataset), "--seq_length", "128",
+        "--processes_num", str(args.processes_num), "--no_progress"], log)
+    # an earlier, shorter run of this bench is continued (its schedule is stretched to the new total)
+    resume = ["--resume"] if Path(f"{model}.resume").exists() else []
+    sh([PY, "pretrain.py", "--dataset_path", str(dataset), "--config_path", args.config_path,
+        "--vocab_path", args.vocab_path, "--output_model_path", str(model), "--total_steps", str(args.total_steps),
+        "--batch_size", str(args.batch_size), "--learning_rate", str(args.learning_rate), "--warmup", "0.05",
+        "--report_steps", "100", "--save_checkpoint_steps", "500", "--seed", str(args.seed), "--no_progress", *resume], log)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config_path", default="models/bert/mini.yaml")
@@ -55,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--out_dir", default="out/quality")
     p.add_argument("--skip_build", action="store_true", help="data/ already built")
+    p.add_argument("--skip_pretrain", action="store_true",
+                   help="use the pre-trained model already in --out_dir (e.g. a pre-training run that was started by hand)")
+    p.add_argument("--fastbert_precision", choices=("fp32", "bf16"), default="fp32",
+                   help="training arithmetic of both FastBERT runs (bf16 is ~1.6x faster on CPUs with bf16 units)")
     args = p.parse_args(argv)
     out = ROOT / args.out_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -63,15 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     model = out / "pretrained" / "model.pt"
     if not args.skip_build:
         sh([PY, "corpora/build_zh.py"], log)
-    sh([PY, "preprocess.py", "--corpus_path", "data/corpora/zh_news_reviews.txt", "--config_path", args.config_path,
-        "--vocab_path", args.vocab_path, "--dataset_path", str(dataset), "--seq_length", "128",
-        "--processes_num", str(args.processes_num), "--no_progress"], log)
-    # an earlier, shorter run of this bench is continued (its schedule is stretched to the new total)
-    resume = ["--resume"] if Path(f"{model}.resume").exists() else []
-    sh([PY, "pretrain.py", "--dataset_path", str(dataset), "--config_path", args.config_path,
-        "--vocab_path", args.vocab_path, "--output_model_path", str(model), "--total_steps", str(args.total_steps),
-        "--batch_size", str(args.batch_size), "--learning_rate", str(args.learning_rate), "--warmup", "0.05",
-        "--report_steps", "100", "--save_checkpoint_steps", "500", "--seed", str(args.seed), "--no_progress", *resume], log)
+    if not args.skip_pretrain:
+        pretrain(args, dataset, model, log)
+    elif not model.is_file():
+        raise SystemExit(f"--skip_pretrain: {model} does not exist")
     reports = {}
     for name, init in (("pre-trained", ["--pretrained_model_path", str(model)]), ("random init", [])):
         tag = name.split()[0].replace("-", "_")
@@ -83,14 +94,15 @@ def main(argv: list[str] | None = None) -> int:
             "--test_path", "data/reviews_zh/test.tsv", "--output_model_path", str(out / f"fastbert_{tag}" / "model.pt"),
             "--epochs_num", str(args.epochs_num), "--distill_epochs_num", str(args.distill_epochs_num),
             "--batch_size", "32", "--seq_length", "128", "--learning_rate", str(args.fastbert_learning_rate),
-            "--seed", str(args.seed), "--speed", "0,0.5",
+            "--seed", str(args.seed), "--speed", "0,0.5", "--precision", args.fastbert_precision,
             "--report_path", str(report), "--no_progress"], log)
         reports[name] = json.loads(report.read_text())
     metrics = [json.loads(line) for line in (model.parent / "metrics.jsonl").read_text().splitlines()]
     lines = [
-        f"config {args.config_path}, pre-training {args.total_steps} steps x batch {args.batch_size} x seq 128 "
+        f"config {args.config_path}, pre-training {metrics[-1]['step']} steps x batch {args.batch_size} x seq 128 "
         f"(MLM loss {metrics[0]['mlm_loss']:.2f} -> {metrics[-1]['mlm_loss']:.2f}, MLM acc {metrics[-1]['mlm_acc']:.3f}); "
-        f"FastBERT {args.epochs_num} + {args.distill_epochs_num} epochs on data/reviews_zh, learning rate {args.fastbert_learning_rate}",
+        f"FastBERT {args.epochs_num} + {args.distill_epochs_num} epochs on data/reviews_zh, learning rate {args.fastbert_learning_rate}, "
+        f"{args.fastbert_precision}",
         "",
         "| backbone | test accuracy (full model) | test accuracy (speed 0.5) | FLOPs speed-up at 0.5 |",
         "| --- | --- | --- | --- |",

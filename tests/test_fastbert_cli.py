@@ -147,3 +147,27 @@ def test_speed_lists():
     for bad in ("1.5", "x", "0,...,1", ""):
         with pytest.raises(Exception, match="--speed"):
             parse_speeds(bad)
+
+
+def test_bf16_training_runs_and_learns(trained, tmp_path):
+    """--precision bf16 (autocast) trains both stages on the CPU; inference stays fp32."""
+    shutil.copy(trained / "tiny.yaml", tmp_path / "tiny.yaml")
+    shutil.copy(trained / "pretrained.pt", tmp_path / "pretrained.pt")
+    assert main(args(tmp_path, "--speed", "0,1", "--precision", "bf16")) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["device"] == "cpu" and report["teacher_accuracy"] > 0.6
+    weights = read_checkpoint(tmp_path / "out" / "model.pt")["model"]
+    assert all(v.dtype == torch.float32 for v in weights.values() if v.is_floating_point())  # master weights stay fp32
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_devices_this_machine_cannot_run_are_clear_errors(trained, tmp_path, capsys):
+    shutil.copy(trained / "tiny.yaml", tmp_path / "tiny.yaml")
+    shutil.copy(trained / "pretrained.pt", tmp_path / "pretrained.pt")
+    assert main(args(tmp_path, "--device", "cuda")) == 2
+    assert "--device cuda: CUDA is not available" in capsys.readouterr().err
+    assert main(args(tmp_path, "--precision", "fp16")) == 2
+    assert "--precision fp16 needs CUDA" in capsys.readouterr().err
+    assert main(args(tmp_path, "--device", "tpu9")) == 2
+    assert "--device 'tpu9'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # refused before anything was written

@@ -24,13 +24,15 @@ def all_layer_probs(runner: EarlyExit, encoded: Encoded, pad_id: int, batch_size
     out = torch.empty(len(encoded), runner.layers_num, runner.target.labels_num)
     for index in length_sorted_batches(encoded.lengths(), batch_size):
         batch = collate(encoded, index, pad_id)
-        out[index] = runner.all_layers(batch["src"], batch["seg"])
+        out[index] = runner.all_layers(batch["src"].to(runner.device), batch["seg"].to(runner.device)).cpu()
     return out
 
 
-def timing_batches(encoded: Encoded, index: Sequence[int], pad_id: int, batch_size: int) -> list[dict[str, torch.Tensor]]:
+def timing_batches(encoded: Encoded, index: Sequence[int], pad_id: int, batch_size: int,
+                   device: torch.device | str = "cpu") -> list[dict[str, torch.Tensor]]:
     sub = Encoded([encoded.ids[i] for i in index], [encoded.segs[i] for i in index], None)
-    return [collate(sub, b, pad_id) for b in length_sorted_batches(sub.lengths(), batch_size)]
+    return [{k: v.to(device) for k, v in collate(sub, b, pad_id).items()}
+            for b in length_sorted_batches(sub.lengths(), batch_size)]
 
 
 def run_batch(runner: EarlyExit, batch: dict[str, torch.Tensor], speed: float | None) -> float:
@@ -40,6 +42,8 @@ def run_batch(runner: EarlyExit, batch: dict[str, torch.Tensor], speed: float | 
         runner.full_model(batch["src"], batch["seg"])
     else:
         runner.predict(batch["src"], batch["seg"], speed)
+    if runner.device.type == "cuda":
+        torch.cuda.synchronize(runner.device)  # kernels run asynchronously: wait for them
     return time.perf_counter() - start
 
 
@@ -81,8 +85,8 @@ def sweep(
     timed = min(timing_samples, len(encoded)) if measure else 0
     if measure:
         index = list(range(timed))
-        singles = timing_batches(encoded, index, pad_id, 1)
-        batched = timing_batches(encoded, index, pad_id, batch_size)
+        singles = timing_batches(encoded, index, pad_id, 1, runner.device)
+        batched = timing_batches(encoded, index, pad_id, batch_size, runner.device)
         walls = {"1": measure_walls(runner, singles, speeds, repeats), "b": measure_walls(runner, batched, speeds, repeats)}
 
     rows = []

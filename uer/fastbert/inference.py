@@ -85,6 +85,7 @@ class EarlyExit:
 
     def __init__(self, model: nn.Module, fast: bool = True) -> None:
         self.model = model.eval()
+        self.device = next(model.parameters()).device  # inputs are moved here by the callers
         self.target = fastbert_target(model)
         self.encoder, self.backend = inference_encoder(model, fast)
         self.layers_num = len(self.target.branches)

@@ -51,6 +51,24 @@ class RunOptions:
     fast: bool = True
     progress: bool = True
     config_overrides: tuple[tuple[str, Any], ...] = ()  # ("fastbert.epochs_num", 2), ("target.branch_size", 64) ...
+    device: str = "cpu"  # training and inference; batches are built on the CPU and moved
+    precision: str = "fp32"  # training only (autocast); inference runs in fp32
+
+
+class DeviceError(ValueError):
+    """A --device / --precision that this machine cannot run."""
+
+
+def check_device(device: str, precision: str) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise DeviceError(f"--device {device!r}: expected cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"--device {device}: CUDA is not available on this machine (torch {torch.__version__})")
+    if precision == "fp16" and dev.type != "cuda":
+        raise DeviceError("--precision fp16 needs CUDA (it relies on a grad scaler); use bf16 on the CPU")
+    return dev
 
 
 def say(message: str) -> None:
@@ -83,6 +101,7 @@ def run(opts: RunOptions) -> dict[str, Any]:
     from uer.tokenizers import build_tokenizer
 
     started = time.perf_counter()
+    device = check_device(opts.device, opts.precision)
     out_model = Path(opts.output_model_path)
     out_dir, stem = out_model.parent, out_model.stem
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -124,6 +143,7 @@ def run(opts: RunOptions) -> dict[str, Any]:
             f"ignored from the checkpoint: {len(keys['ignored'])} tensors of its own targets")
     else:
         say("no --pretrained_model_path: the backbone starts from random weights")
+    model.to(device)
     shutil.copyfile(vocab_path, out_dir / f"{stem}.vocab.txt")
     with atomic_open(out_dir / f"{stem}.config.yaml") as f:
         yaml.safe_dump(to_dict(config), f, sort_keys=False, allow_unicode=True)
@@ -135,7 +155,7 @@ def run(opts: RunOptions) -> dict[str, Any]:
             epochs=epochs, batch_size=fb.batch_size, learning_rate=lr, warmup=fb.warmup, weight_decay=fb.weight_decay,
             seed=fb.seed, report_steps=fb.report_steps, checkpoint_path=str(out_dir / f"{stem}.stage{n}.pt"),
             best_path=str(out_dir / f"{stem}.stage{n}_best.pt"), metrics_path=str(out_dir / f"{stem}.stage{n}.jsonl"),
-            progress=opts.progress,
+            progress=opts.progress, device=str(device), precision=opts.precision,
         )
 
     t0 = time.perf_counter()
@@ -168,7 +188,7 @@ def run(opts: RunOptions) -> dict[str, Any]:
             "teacher_confusion_matrix": result["teacher"]["confusion_matrix"], "rows": rows,
             "full_flops_per_sample": result["full_flops_per_sample"], "wall_seconds": result["wall_seconds"],
             "timing_samples": result["timing_samples"], "timing_batch_size": opts.timing_batch_size,
-            "inference_backend": result["backend"], "threads": torch.get_num_threads(),
+            "inference_backend": result["backend"], "device": str(device), "threads": torch.get_num_threads(),
             "chosen": chosen_speed(rows, teacher_acc),
         })
         pred_dir = out_dir / f"{stem}.predictions"

@@ -35,7 +35,8 @@ class FastBertClassifier:
         self.seq_length = seq_length
 
     @classmethod
-    def load(cls, path: str | Path, vocab_path: str | Path | None = None, fast: bool = True) -> "FastBertClassifier":
+    def load(cls, path: str | Path, vocab_path: str | Path | None = None, fast: bool = True,
+             device: str | torch.device = "cpu") -> "FastBertClassifier":
         """A checkpoint written by ``run_fastbert.py``; its vocabulary lies beside it unless given."""
         from uer.tokenizers import build_tokenizer
 
@@ -48,6 +49,7 @@ class FastBertClassifier:
                 raise ValueError(f"{path} was not written by run_fastbert.py (no {key!r} in it)")
         model = build_fastbert(config, vocab_size=extra["vocab_size"], labels_num=len(extra["labels"]))
         load_state(model, state["model"], str(path), config.source)
+        model.to(device)
         tokenizer = build_tokenizer(config.tokenizer, vocab_path=vocab_path or path.parent / extra["vocab_file"])
         if len(tokenizer.vocab) != extra["vocab_size"]:
             raise ValueError(f"vocabulary has {len(tokenizer.vocab)} tokens, the model {extra['vocab_size']}")
@@ -67,9 +69,9 @@ class FastBertClassifier:
         pad_id = self.tokenizer.vocab.pad_id
         for index in length_sorted_batches(encoded.lengths(), batch_size):  # similar lengths: little padding
             batch = collate(encoded, index, pad_id)
-            out = self.runner.predict(batch["src"], batch["seg"], speed)
-            probs[index] = out.probs
-            layers[index] = out.exit_layer
+            out = self.runner.predict(batch["src"].to(self.runner.device), batch["seg"].to(self.runner.device), speed)
+            probs[index] = out.probs.cpu()
+            layers[index] = out.exit_layer.cpu()
         return ExitResult(probs, layers)
 
     def predict(self, texts: Sequence[str | tuple[str, str]], speed: float = 0.0, batch_size: int = 32) -> Predictions:

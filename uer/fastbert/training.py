@@ -41,6 +41,8 @@ class StageOptions:
     progress: bool = True
     eval_batch_size: int = 64
     bucket_by_length: bool = True  # batches of similar length; the order of batches is shuffled
+    device: str = "cpu"
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA): autocast in the trainer
 
 
 def backbone_and_teacher(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
@@ -69,7 +71,7 @@ def dev_scores(model: nn.Module, dev: Encoded, pad_id: int, batch_size: int) -> 
     target = runner.target
     correct, kl_sum, n = 0, 0.0, 0
     for index in length_sorted_batches(dev.lengths(), batch_size):
-        batch = collate(dev, index, pad_id)
+        batch = {k: v.to(runner.device) for k, v in collate(dev, index, pad_id).items()}
         emb = model.embed(batch["src"], batch["seg"])
         layers = runner.encoder.forward_layers(emb, batch["seg"])
         padding = batch["seg"] > 0
@@ -107,11 +109,11 @@ def _run_stage(
         loader = EpochLoader(len(train), opts.batch_size, collate=lambda index, g: collate(train, index, pad_id), seed=opts.seed)
     per_epoch = loader.batches_per_epoch()
     total = per_epoch * opts.epochs
-    optimizer = make_optimizer(params, opts.learning_rate, opts.weight_decay)
+    optimizer = make_optimizer(params, opts.learning_rate, opts.weight_decay, device=opts.device)
     scheduler = make_scheduler(optimizer, "linear", int(opts.warmup * total), total)
     options = TrainerOptions(
         report_steps=opts.report_steps, save_checkpoint_steps=per_epoch, checkpoint_path=opts.checkpoint_path,
-        metrics_path=opts.metrics_path, desc=desc, progress=opts.progress,
+        metrics_path=opts.metrics_path, desc=desc, progress=opts.progress, device=opts.device, precision=opts.precision,
     )
     trainer = Trainer(model, optimizer, scheduler, config, options, loss_fn=loss_fn)
     trainer.user_state = {"best": None, "best_epoch": None, "dev": []}
