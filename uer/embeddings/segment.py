@@ -13,6 +13,8 @@ class SegmentConfig:
 
 @EMBEDDINGS.register("seg", config=SegmentConfig)
 class SegmentEmbedding(nn.Module):
+    """Segment ids (0 = padding, 1 = first sentence, 2 = second) -> vectors."""
+
     def __init__(self, cfg: SegmentConfig, vocab_size: int, emb_size: int) -> None:
         super().__init__()
         self.embedding = nn.Embedding(cfg.segment_num, emb_size)

@@ -13,6 +13,8 @@ class WordConfig:
 
 @EMBEDDINGS.register("word", config=WordConfig)
 class WordEmbedding(nn.Module):
+    """Token ids -> vectors (the decoder of mlm / lm may share this matrix)."""
+
     def __init__(self, cfg: WordConfig, vocab_size: int, emb_size: int) -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, emb_size)

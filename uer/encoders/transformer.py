@@ -43,6 +43,8 @@ def attention_mask(seg: torch.Tensor, kind: str) -> torch.Tensor:
 
 @ENCODERS.register("transformer", config=TransformerConfig)
 class TransformerEncoder(Encoder):
+    """Self-attention layers: BERT (post-LN) or GPT-2 (pre-LN); full, causal or prefix masks; optional ALBERT sharing."""
+
     def __init__(self, cfg: TransformerConfig) -> None:
         super().__init__()
         self.cfg = cfg

@@ -124,7 +124,7 @@ class FrozenBranch:
 
 @TARGETS.register("fastbert", config=FastBertTargetConfig)
 class FastBertTarget(Target):
-    """``batch["tgt_cls"]`` (B,) labels; ``batch["seg"]`` gives the padding."""
+    """FastBERT exit branches, one per layer (last = teacher). ``batch["tgt_cls"]`` (B,) labels; ``batch["seg"]`` the padding."""
 
     needs_layers = True
 
