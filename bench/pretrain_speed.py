@@ -1,7 +1,8 @@
 """MLM pre-training speed: uer vs ``transformers.BertForMaskedLM``, same config, batch and length (bench, not a test).
 
     python corpora/build_zh.py                     # once
-    python bench/pretrain_speed.py --sizes tiny mini --threads 2
+    python bench/pretrain_speed.py --sizes tiny mini --threads 2                      # fp32, as the peers
+    python bench/pretrain_speed.py --sizes tiny mini --threads 2 --precisions fp32 bf16   # and both under bf16 autocast
 
 Both models get the same batches (People's Daily packed into full-length MLM rows, dynamic
 masking, google_zh_vocab, seq 128, batch 32) and the same optimizer (``uer.trainer.make_optimizer``:
@@ -69,11 +70,12 @@ def hf_batch(batch):
             "labels": batch["tgt_mlm"]}
 
 
-def steps(model, optimizer, batches, forward) -> float:
-    """Seconds for len(batches) optimizer steps."""
+def steps(model, optimizer, batches, forward, precision: str = "fp32") -> float:
+    """Seconds for len(batches) optimizer steps; bf16 = autocast, as ``pretrain.py --precision bf16``."""
     start = time.perf_counter()
     for batch in batches:
-        loss = forward(model, batch)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = forward(model, batch)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -89,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=5, help="steps per round")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--corpus", default=str(ROOT / "data" / "corpora" / "peoples_daily.txt"))
-    p.add_argument("--output", default=str(ROOT / "out" / "bench" / "pretrain_speed.json"))
+    p.add_argument("--output", default=str(ROOT / "bench" / "results" / "pretrain_speed.json"))
+    p.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "bf16"],
+                   help="bf16: both models under CPU autocast (fast only on CPUs with bf16 units, e.g. avx512_bf16 / AMX)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -107,9 +111,15 @@ def main(argv: list[str] | None = None) -> int:
     padded = sum(b["seg"].numel() for b in batches)
     results = {"threads": args.threads, "batch_size": args.batch_size, "seq_length": args.seq_length,
                "real_token_fraction": real / padded, "torch": torch.__version__, "sizes": {}}
-    print(f"threads {args.threads}, batch {args.batch_size}, seq {args.seq_length}, real tokens {real / padded:.1%}, torch {torch.__version__}")
-    print(f"{'size':<6} {'uer tok/s':>10} {'HF tok/s':>10} {'ratio':>6} {'UER-py tok/s':>13}")
-    for size in args.sizes:
+    import platform
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    results["cpu"] = cpu
+    print(f"threads {args.threads}, batch {args.batch_size}, seq {args.seq_length}, real tokens {real / padded:.1%}, "
+          f"torch {torch.__version__}, {cpu}")
+    print(f"{'size':<6} {'prec':<5} {'uer tok/s':>10} {'HF tok/s':>10} {'ratio':>6} {'UER-py tok/s':>13}")
+    for size, precision in [(size, prec) for size in args.sizes for prec in args.precisions]:
         ours = build_model(ours_config(size, args.seq_length), vocab_size=len(vocab))
         hf = hf_model(size, len(vocab), args.seq_length)
         ours.train(), hf.train()
@@ -117,16 +127,19 @@ def main(argv: list[str] | None = None) -> int:
         opt_hf = make_optimizer(hf.named_parameters(), 1e-4, 0.01)
         f_ours = lambda m, b: m(b)["loss"]  # noqa: E731
         f_hf = lambda m, b: m(**hf_batch(b)).loss  # noqa: E731
-        steps(ours, opt_ours, batches[:2], f_ours)  # warm-up
-        steps(hf, opt_hf, batches[:2], f_hf)
+        steps(ours, opt_ours, batches[:2], f_ours, precision)  # warm-up
+        steps(hf, opt_hf, batches[:2], f_hf, precision)
         t_ours, t_hf = [], []
         for _ in range(args.rounds):
-            t_ours.append(real / steps(ours, opt_ours, batches, f_ours))
-            t_hf.append(real / steps(hf, opt_hf, batches, f_hf))
+            t_ours.append(real / steps(ours, opt_ours, batches, f_ours, precision))
+            t_hf.append(real / steps(hf, opt_hf, batches, f_hf, precision))
         a, b = statistics.median(t_ours), statistics.median(t_hf)
-        results["sizes"][size] = {"uer_tokens_per_s": a, "hf_tokens_per_s": b, "ratio": a / b,
-                                  "uer_rounds": t_ours, "hf_rounds": t_hf}
-        print(f"{size:<6} {a:>10.0f} {b:>10.0f} {a / b:>5.2f}x {UER.get(size, ''):>13}")
+        key = size if precision == "fp32" else f"{size}_{precision}"
+        results["sizes"][key] = {"precision": precision, "uer_tokens_per_s": a, "hf_tokens_per_s": b, "ratio": a / b,
+                                 "uer_rounds": t_ours, "hf_rounds": t_hf}
+        print(f"{size:<6} {precision:<5} {a:>10.0f} {b:>10.0f} {a / b:>5.2f}x {UER.get(size, '') if precision == 'fp32' else '':>13}")
+        if precision != "fp32":
+            continue
         # the whole loop: loader + dynamic masking + clipping + logging
         opts = TrainerOptions(report_steps=10**9, progress=False)
         cfg = ours_config(size, args.seq_length)
@@ -138,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         history = trainer.fit(loader, 2 + args.rounds * n)
         loop = history[-1]["tokens_per_s"]
-        results["sizes"][size]["uer_trainer_tokens_per_s"] = loop
+        results["sizes"][key]["uer_trainer_tokens_per_s"] = loop
         print(f"{size:<6} Trainer.fit loop (data + masking + clipping): {loop:.0f} real tokens/s "
               f"({args.rounds * n} steps, {time.perf_counter() - start:.1f} s)")
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
