@@ -1,7 +1,7 @@
 """Speed and peak memory of preprocess.py on People's Daily (bench, not a test).
 
     python corpora/build_zh.py                      # once: data/corpora/peoples_daily.txt
-    python bench/preprocess_speed.py                # -> table on stdout, out/bench/preprocess_speed.json
+    python bench/preprocess_speed.py                # -> table on stdout, bench/results/preprocess_speed.json
 
 Runs ``preprocess.py`` as a child process (seq 128, google_zh_vocab) for: the bert processor at 1
 and 2 workers, the mlm processor at 1 worker, and the bert processor on the corpus repeated 4
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--corpus", default=str(ROOT / "data" / "corpora" / "peoples_daily.txt"))
     p.add_argument("--repeats", type=int, default=1, help="runs per case; the fastest is kept")
-    p.add_argument("--output", default=str(ROOT / "out" / "bench" / "preprocess_speed.json"))
+    p.add_argument("--output", default=str(ROOT / "bench" / "results" / "preprocess_speed.json"))
     args = p.parse_args(argv)
     corpus = Path(args.corpus)
     if not corpus.is_file():
