@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import preprocess  # noqa: E402
+from bench.encoder_speed import cpu_name  # noqa: E402
 from uer.config import config_from_dict  # noqa: E402
 from uer.data.batches import PretrainDataset  # noqa: E402
 from uer.data.loader import EpochLoader  # noqa: E402
@@ -111,10 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     padded = sum(b["seg"].numel() for b in batches)
     results = {"threads": args.threads, "batch_size": args.batch_size, "seq_length": args.seq_length,
                "real_token_fraction": real / padded, "torch": torch.__version__, "sizes": {}}
-    import platform
-
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    cpu = cpu_name()
     results["cpu"] = cpu
     print(f"threads {args.threads}, batch {args.batch_size}, seq {args.seq_length}, real tokens {real / padded:.1%}, "
           f"torch {torch.__version__}, {cpu}")
