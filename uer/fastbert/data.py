@@ -62,8 +62,8 @@ def encode_tsv(tokenizer, data, seq_length: int, labelled: bool = True) -> Encod
     return Encoded(ids, segs, data.label_ids() if labelled else None)
 
 
-def collate(encoded: Encoded, index: Sequence[int], pad_id: int) -> dict[str, torch.Tensor]:
-    """Rows ``index`` -> ``{"src", "seg"[, "tgt_cls"]}`` padded to the longest row."""
+def collate(encoded: Encoded, index: Sequence[int], pad_id: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """Rows ``index`` -> ``{"src", "seg"[, "tgt_cls"]}`` padded to the longest row, on ``device``."""
     index = [int(i) for i in index]
     batch = {
         "src": pad_batch([encoded.ids[i] for i in index], pad_id),
@@ -71,7 +71,7 @@ def collate(encoded: Encoded, index: Sequence[int], pad_id: int) -> dict[str, to
     }
     if encoded.labels is not None:
         batch["tgt_cls"] = torch.tensor([encoded.labels[i] for i in index], dtype=torch.long)
-    return batch
+    return batch if torch.device(device).type == "cpu" else {k: v.to(device) for k, v in batch.items()}
 
 
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:

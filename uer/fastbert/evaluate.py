@@ -23,16 +23,15 @@ def all_layer_probs(runner: EarlyExit, encoded: Encoded, pad_id: int, batch_size
     """(N, layers, labels) in input order."""
     out = torch.empty(len(encoded), runner.layers_num, runner.target.labels_num)
     for index in length_sorted_batches(encoded.lengths(), batch_size):
-        batch = collate(encoded, index, pad_id)
-        out[index] = runner.all_layers(batch["src"].to(runner.device), batch["seg"].to(runner.device)).cpu()
+        batch = collate(encoded, index, pad_id, runner.device)
+        out[index] = runner.all_layers(batch["src"], batch["seg"]).cpu()
     return out
 
 
 def timing_batches(encoded: Encoded, index: Sequence[int], pad_id: int, batch_size: int,
                    device: torch.device | str = "cpu") -> list[dict[str, torch.Tensor]]:
     sub = Encoded([encoded.ids[i] for i in index], [encoded.segs[i] for i in index], None)
-    return [{k: v.to(device) for k, v in collate(sub, b, pad_id).items()}
-            for b in length_sorted_batches(sub.lengths(), batch_size)]
+    return [collate(sub, b, pad_id, device) for b in length_sorted_batches(sub.lengths(), batch_size)]
 
 
 def run_batch(runner: EarlyExit, batch: dict[str, torch.Tensor], speed: float | None) -> float:

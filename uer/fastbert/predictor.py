@@ -68,8 +68,8 @@ class FastBertClassifier:
         layers = torch.empty(n, dtype=torch.long)
         pad_id = self.tokenizer.vocab.pad_id
         for index in length_sorted_batches(encoded.lengths(), batch_size):  # similar lengths: little padding
-            batch = collate(encoded, index, pad_id)
-            out = self.runner.predict(batch["src"].to(self.runner.device), batch["seg"].to(self.runner.device), speed)
+            batch = collate(encoded, index, pad_id, self.runner.device)
+            out = self.runner.predict(batch["src"], batch["seg"], speed)
             probs[index] = out.probs.cpu()
             layers[index] = out.exit_layer.cpu()
         return ExitResult(probs, layers)

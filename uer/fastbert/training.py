@@ -71,7 +71,7 @@ def dev_scores(model: nn.Module, dev: Encoded, pad_id: int, batch_size: int) -> 
     target = runner.target
     correct, kl_sum, n = 0, 0.0, 0
     for index in length_sorted_batches(dev.lengths(), batch_size):
-        batch = {k: v.to(runner.device) for k, v in collate(dev, index, pad_id).items()}
+        batch = collate(dev, index, pad_id, runner.device)
         emb = model.embed(batch["src"], batch["seg"])
         layers = runner.encoder.forward_layers(emb, batch["seg"])
         padding = batch["seg"] > 0
