@@ -4,15 +4,26 @@
     dev = read_tsv("data/tweets/dev.tsv", labels=train.labels)      # unknown label -> TsvError
     texts = read_tsv("data/unlabeled.tsv", labelled=False)          # ``text_a[\ttext_b]`` (a label column is ignored)
 
-A malformed row (wrong column count, empty text, a label not in ``labels``) is a :class:`TsvError`
-naming ``file:line``; with ``skip_malformed=True`` it is skipped and recorded in ``skipped``
-instead, so the caller can report how many rows were dropped and why. Nothing is dropped silently.
+One set of rules, used by run_fastbert.py and by preprocess.py's ``cls`` processor alike:
+
+- the file is read line by line as UTF-8 (a UTF-8 byte order mark is allowed); a line that is not
+  UTF-8 is a malformed row, a header that is not UTF-8 ends the read;
+- a label is the column's text without surrounding whitespace (``' 1 '`` is label ``1``; a note
+  says so once per file if any label changed), and any string may be a label;
+- a malformed row (not UTF-8, a blank line between rows, a wrong column count, an empty text, a
+  label not in ``labels``) is a :class:`TsvError` naming ``file:line``; with ``skip_malformed=True``
+  it is skipped and recorded in ``skipped`` instead, so the caller reports how many rows were
+  dropped and why. Blank lines at the end of the file hold nothing and are ignored. Nothing is
+  dropped silently.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
+
+SKIP_FLAG = "--skip_malformed"  # the flag of run_fastbert.py and preprocess.py that turns errors into skips
 
 
 class TsvError(ValueError):
@@ -23,7 +34,7 @@ class TsvError(ValueError):
 class Example:
     text_a: str
     text_b: str | None = None
-    label: str | None = None  # the label as written in the file (UER writes integers)
+    label: str | None = None  # the label as written in the file, without surrounding whitespace
 
 
 @dataclass
@@ -33,6 +44,7 @@ class TsvData:
     labels: tuple[str, ...]  # label strings; a label's id is its index here
     pair: bool  # the file has a text_b column
     skipped: list[tuple[int, str]] = field(default_factory=list)  # (line number, reason)
+    stripped_labels: int = 0  # rows whose label had whitespace around it
 
     def label_ids(self) -> list[int]:
         index = {label: i for i, label in enumerate(self.labels)}
@@ -46,6 +58,131 @@ def sort_labels(labels: set[str]) -> tuple[str, ...]:
     return tuple(sorted(labels))
 
 
+def _not_utf8(path: Path, number: int, raw: bytes) -> str:
+    hint = ""
+    if number == 1 and raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        hint = " (the file starts with a UTF-16 byte order mark: save it as UTF-8)"
+    return f"{path}:{number}: not UTF-8 text{hint}"
+
+
+def check_tsv_path(path: str | Path) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        raise TsvError(f"{path} is a directory, expected a TSV file")
+    if not path.is_file():
+        raise TsvError(f"{path}: no such file")
+    return path
+
+
+class TsvReader:
+    """The header of one TSV file and the rules for its rows.
+
+    Iterating yields the usable rows as :class:`Example`; :meth:`parse` applies the same rules to
+    one raw line, for workers that read a byte range of the file. The reader is small and pickles."""
+
+    def __init__(self, path: str | Path, labels: Sequence[str] | None = None, labelled: bool = True,
+                 skip_malformed: bool = False) -> None:
+        self.path = check_tsv_path(path)
+        self.labels = None if labels is None else tuple(labels)
+        self.labelled = labelled
+        self.skip_malformed = skip_malformed
+        self.skipped: list[tuple[int, str]] = []
+        self.stripped_labels = 0
+        self.stripped_example: tuple[str, str] | None = None  # (as written, as read)
+        with open(self.path, "rb") as f:
+            first = f.readline()
+        if not first:
+            raise TsvError(f"{self.path}:1: empty file; expected a header 'label\\ttext_a[\\ttext_b]'")
+        try:
+            text = first.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise TsvError(_not_utf8(self.path, 1, first)) from None
+        header = [h.strip() for h in text.lstrip("\ufeff").split("\t")]
+        valid = (["label", "text_a"], ["label", "text_a", "text_b"])
+        if not labelled:
+            valid += (["text_a"], ["text_a", "text_b"])
+        if header not in [list(h) for h in valid]:
+            shown = " or ".join("'" + "\\t".join(h) + "'" for h in valid)
+            raise TsvError(f"{self.path}:1: header {text!r} is not {shown}")
+        self.header = header
+        self.column = {name: i for i, name in enumerate(header)}
+        self.pair = "text_b" in self.column
+
+    def parse(self, raw: bytes) -> Example | str:
+        """One line of the file (bytes, with or without its line break) -> an Example or the reason it is malformed."""
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return "not UTF-8 text"
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            return "blank line"
+        fields = line.split("\t")
+        if len(fields) != len(self.header):
+            return f"{len(fields)} columns, the header has {len(self.header)}"
+        empty = next((c for c in self.header if not fields[self.column[c]].strip()), None)
+        if empty is not None:
+            return f"empty {empty}"
+        label = None
+        if self.labelled and "label" in self.column:
+            written = fields[self.column["label"]]
+            label = written.strip()
+            if label != written:
+                self.stripped_labels += 1
+                if self.stripped_example is None:
+                    self.stripped_example = (written, label)
+            if self.labels is not None and label not in self.labels:
+                return f"label {label!r} is not one of {', '.join(self.labels)}"
+        return Example(
+            text_a=fields[self.column["text_a"]],
+            text_b=fields[self.column["text_b"]] if self.pair else None,
+            label=label,
+        )
+
+    def _reject(self, number: int, reason: str, raw: bytes) -> None:
+        if not self.skip_malformed:
+            where = _not_utf8(self.path, number, raw) if reason == "not UTF-8 text" else f"{self.path}:{number}: {reason}"
+            raise TsvError(f"{where} (pass {SKIP_FLAG} to skip and count such rows)")
+        self.skipped.append((number, reason))
+
+    def __iter__(self) -> Iterator[Example]:
+        blank: list[tuple[int, bytes]] = []  # blank lines seen since the last row: malformed only if a row follows
+        with open(self.path, "rb") as f:
+            f.readline()  # the header
+            for number, raw in enumerate(f, start=2):
+                parsed = self.parse(raw)
+                if parsed == "blank line":
+                    blank.append((number, raw))
+                    continue
+                for n, b in blank:
+                    self._reject(n, "blank line", b)
+                blank = []
+                if isinstance(parsed, str):
+                    self._reject(number, parsed, raw)
+                else:
+                    yield parsed
+
+    def note(self) -> str | None:
+        """The one line to tell the user when labels were stripped of whitespace (None if none were)."""
+        if not self.stripped_labels:
+            return None
+        written, read = self.stripped_example
+        return (f"{self.path}: note: {self.stripped_labels} labels had spaces around them and were read "
+                f"without (e.g. {written!r} as {read!r})")
+
+
+def final_labels(reader: TsvReader, found: set[str]) -> tuple[str, ...]:
+    """The label set of a file's usable rows: the given ``labels``, or the ones found (>= 2 of them)."""
+    if not reader.labelled:
+        return tuple(reader.labels or ())
+    if reader.labels is not None:
+        return reader.labels
+    ordered = sort_labels(found)
+    if len(ordered) < 2:
+        raise TsvError(f"{reader.path}: a classifier needs at least 2 labels, found {list(ordered)}")
+    return ordered
+
+
 def read_tsv(
     path: str | Path,
     labels: Sequence[str] | None = None,
@@ -57,60 +194,15 @@ def read_tsv(
     ``labels``: the label set (from the training file); None takes the labels found in this file.
     ``labelled=False`` reads texts only: the header may be ``text_a[\\ttext_b]`` or a labelled one.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise TsvError(f"{path}: no such file")
-    with open(path, encoding="utf-8", newline="") as f:
-        lines = f.read().split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()  # the final newline
-    if not lines:
-        raise TsvError(f"{path}:1: empty file; expected a header 'label\\ttext_a[\\ttext_b]'")
-    header = lines[0].rstrip("\r").split("\t")
-    if header and header[0].startswith("\ufeff"):
-        header[0] = header[0][1:]  # a UTF-8 byte order mark
-    valid_headers = (["label", "text_a"], ["label", "text_a", "text_b"])
-    if not labelled:
-        valid_headers += (["text_a"], ["text_a", "text_b"])
-    if header not in [list(h) for h in valid_headers]:
-        shown = " or ".join("'" + "\\t".join(h) + "'" for h in valid_headers)
-        raise TsvError(f"{path}:1: header {lines[0]!r} is not {shown}")
-    column = {name: i for i, name in enumerate(header)}
-    pair = "text_b" in column
-    known = None if labels is None else set(labels)
-    examples: list[Example] = []
-    skipped: list[tuple[int, str]] = []
-    for number, raw in enumerate(lines[1:], start=2):
-        line = raw.rstrip("\r")
-        fields = line.split("\t")
-        reason = None
-        if len(fields) != len(header):
-            reason = f"{len(fields)} columns, the header has {len(header)}"
-        elif any(not fields[column[c]].strip() for c in header):
-            empty = next(c for c in header if not fields[column[c]].strip())
-            reason = f"empty {empty}"
-        elif labelled and known is not None and fields[column["label"]] not in known:
-            reason = f"label {fields[column['label']]!r} is not one of {', '.join(labels)}"
-        if reason is not None:
-            if not skip_malformed:
-                raise TsvError(f"{path}:{number}: {reason} (pass the skip flag to skip and count such rows)")
-            skipped.append((number, reason))
-            continue
-        examples.append(Example(
-            text_a=fields[column["text_a"]],
-            text_b=fields[column["text_b"]] if pair else None,
-            label=fields[column["label"]] if labelled and "label" in column else None,
-        ))
+    reader = TsvReader(path, labels, labelled, skip_malformed)
+    examples = list(reader)
     if not examples:
-        raise TsvError(f"{path}: no usable rows ({len(skipped)} skipped)")
-    if labelled:
-        found = sort_labels({e.label for e in examples})
-        label_set = found if labels is None else tuple(labels)
-        if len(label_set) < 2 and labels is None:
-            raise TsvError(f"{path}: a classifier needs at least 2 labels, found {list(found)}")
-    else:
-        label_set = tuple(labels or ())
-    return TsvData(str(path), examples, label_set, pair, skipped)
+        raise TsvError(f"{reader.path}: no usable rows ({len(reader.skipped)} skipped)")
+    label_set = final_labels(reader, {e.label for e in examples})
+    note = reader.note()
+    if note:
+        print(note, file=sys.stderr)
+    return TsvData(str(reader.path), examples, label_set, reader.pair, reader.skipped, reader.stripped_labels)
 
 
 def write_tsv(path: str | Path, rows: Sequence[Sequence[str]], header: Sequence[str]) -> None:
