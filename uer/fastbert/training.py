@@ -1,21 +1,33 @@
-"""FastBERT's two training stages, both through :class:`uer.trainer.Trainer`.
+"""How the exit branches are trained, through :class:`uer.trainer.Trainer`: two ways.
 
-Stage 1 fine-tunes backbone + teacher with cross-entropy; the students are frozen. Stage 2
-freezes backbone + teacher and trains the students on KL(teacher || student), summed over
-students; it needs no labels. Each stage evaluates on dev at every epoch end and keeps the best
-weights in its own file; the best score lives in ``trainer.user_state``, so a resumed run makes
-the same choice as an uninterrupted one.
+``branch_training="distill"`` (FastBERT, the default): stage 1 fine-tunes backbone + teacher with
+cross-entropy, the students frozen; stage 2 freezes backbone + teacher and trains the students on
+KL(teacher || student), summed over students; it needs no labels.
 
-Dev criteria: stage 1, teacher accuracy (higher is better); stage 2, the distillation loss on
-the dev texts, mean over students (lower is better; label-free like the stage itself).
+``branch_training="joint"`` (PABEE, Zhou et al. 2020): ONE stage. Backbone and every branch learn
+together from the labels, with the cross-entropy of the branch after layer ``i`` (1-based) weighted
+by ``i``: ``sum_i i * CE_i / sum_i i``. There is no stage 2: the students already learnt from the
+labels, and self-distilling afterwards would pull them towards the teacher the backbone was
+shaped to share with them. (Joint training runs in stage 1's slot and files, so it resumes like
+stage 1; a stage-1 resume state of the other kind is refused by the trainer's signature.)
+
+Each stage evaluates on dev at every epoch end and keeps the best weights in its own file; the
+best score lives in ``trainer.user_state``, so a resumed run makes the same choice as an
+uninterrupted one.
+
+Dev criteria: stage 1 (distill), teacher accuracy; joint, the mean of the branches' accuracies
+with the loss's weights (every branch may answer, so every branch counts); stage 2, the
+distillation loss on the dev texts, mean over students (lower is better; label-free like the
+stage itself).
 """
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from uer.checkpoint import load_state, read_checkpoint, save_checkpoint
@@ -24,6 +36,9 @@ from uer.data.loader import EpochLoader
 from uer.fastbert.data import Encoded, collate, length_buckets, length_sorted_batches
 from uer.fastbert.inference import EarlyExit, fastbert_target
 from uer.trainer import Trainer, TrainerOptions, make_optimizer, make_scheduler
+
+BranchTraining = Literal["distill", "joint"]
+BRANCH_TRAININGS: tuple[str, ...] = ("distill", "joint")
 
 
 @dataclass(frozen=True)
@@ -55,21 +70,51 @@ def student_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     return [(n, p) for n, p in model.named_parameters() if id(p) in students]
 
 
-def set_trainable(model: nn.Module, stage: int) -> None:
-    """Stage 1: everything but the students; stage 2: the students only."""
+def set_trainable(model: nn.Module, stage: int | str) -> None:
+    """Stage 1: everything but the students; stage 2: the students only; ``"joint"``: everything."""
+    if stage not in (1, 2, "joint"):
+        raise ValueError(f"stage {stage!r}: expected 1, 2 or 'joint'")
     for _, p in backbone_and_teacher(model):
-        p.requires_grad_(stage == 1)
+        p.requires_grad_(stage in (1, "joint"))
     for _, p in student_parameters(model):
-        p.requires_grad_(stage == 2)
+        p.requires_grad_(stage in (2, "joint"))
+
+
+def layer_weights(layers_num: int) -> torch.Tensor:
+    """PABEE's weights: the branch after layer i (1-based) counts i / sum(1..L). (L,) float, sums to 1."""
+    w = torch.arange(1, layers_num + 1, dtype=torch.float32)
+    return w / w.sum()
+
+
+def joint_loss_fn(model: nn.Module) -> Callable[[nn.Module, dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
+    """Joint training's loss for the trainer: weighted cross-entropy of every branch on the labels."""
+    target = fastbert_target(model)
+    weights = layer_weights(len(target.branches))
+
+    def loss_fn(wrapped: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        labels = batch["tgt_cls"]
+        padding = batch["seg"] > 0
+        layers = model.encoder.forward_layers(model.embed(batch["src"], batch["seg"]), batch["seg"])
+        logits = target.all_logits(layers, padding).float()  # (L, B, labels)
+        l, b, c = logits.shape
+        ce = F.cross_entropy(logits.reshape(l * b, c), labels.repeat(l), reduction="none").view(l, b).mean(1)  # (L,)
+        loss = (weights.to(ce.device) * ce).sum()
+        return {"loss": loss, "first_loss": ce[0].detach(), "teacher_loss": ce[-1].detach(),
+                "first_acc": (logits[0].argmax(-1) == labels).float().mean(),
+                "acc": (logits[-1].argmax(-1) == labels).float().mean()}
+
+    return loss_fn
 
 
 @torch.inference_mode()
-def dev_scores(model: nn.Module, dev: Encoded, pad_id: int, batch_size: int) -> dict[str, float]:
-    """Teacher accuracy (if labelled) and the mean-per-student distillation loss on ``dev``."""
+def dev_scores(model: nn.Module, dev: Encoded, pad_id: int, batch_size: int, branches: bool = False) -> dict[str, float]:
+    """Teacher accuracy (if labelled) and the mean-per-student distillation loss on ``dev``; with
+    ``branches``, also ``joint_accuracy``: the branches' accuracies averaged with :func:`layer_weights`."""
     was_training = model.training
     runner = EarlyExit(model, fast=True)  # a snapshot of the current weights
     target = runner.target
     correct, kl_sum, n = 0, 0.0, 0
+    branch_correct = torch.zeros(runner.layers_num, dtype=torch.float64)
     for index in length_sorted_batches(dev.lengths(), batch_size):
         batch = collate(dev, index, pad_id, runner.device)
         emb = model.embed(batch["src"], batch["seg"])
@@ -80,11 +125,16 @@ def dev_scores(model: nn.Module, dev: Encoded, pad_id: int, batch_size: int) -> 
             kl_sum += float(target.distill_loss(layers, padding, teacher)["kl_per_student"]) * len(index)
         if dev.labels is not None:
             correct += int((teacher.argmax(-1) == batch["tgt_cls"]).sum())
+            if branches:
+                hits = target.all_logits(layers, padding).argmax(-1) == batch["tgt_cls"]  # (L, B)
+                branch_correct += hits.sum(1).double().cpu()
         n += len(index)
     model.train(was_training)
     scores = {"distill_loss": kl_sum / n}
     if dev.labels is not None:
         scores["accuracy"] = correct / n
+        if branches:
+            scores["joint_accuracy"] = float((layer_weights(runner.layers_num).double() * branch_correct / n).sum())
     return scores
 
 
@@ -100,7 +150,7 @@ def fingerprint(data: Encoded) -> str:
 def _run_stage(
     model: nn.Module, config: Config, train: Encoded, dev: Encoded, pad_id: int, opts: StageOptions,
     params: list[tuple[str, nn.Parameter]], loss_fn: Callable, score_key: str, higher_is_better: bool,
-    desc: str, extra: dict[str, Any],
+    desc: str, extra: dict[str, Any], branch_scores: bool = False,
 ) -> dict[str, Any]:
     if opts.bucket_by_length:
         buckets = length_buckets(train.lengths(), opts.batch_size, opts.seed)
@@ -126,7 +176,7 @@ def _run_stage(
     def on_step(tr: Trainer) -> None:
         if tr.step % per_epoch:
             return
-        scores = dev_scores(model, dev, pad_id, opts.eval_batch_size)
+        scores = dev_scores(model, dev, pad_id, opts.eval_batch_size, branches=branch_scores)
         epoch = tr.step // per_epoch
         tr.user_state["dev"].append({"epoch": epoch, **scores})
         best = tr.user_state["best"]
@@ -151,11 +201,34 @@ def _run_stage(
             "dev": trainer.user_state["dev"], "steps": total, "history": trainer.history}
 
 
+def needs_distillation(branch_training: BranchTraining) -> bool:
+    """Whether stage 2 (self-distillation) follows :func:`finetune`: only for ``distill``."""
+    check_branch_training(branch_training)
+    return branch_training == "distill"
+
+
+def check_branch_training(branch_training: str) -> None:
+    if branch_training not in BRANCH_TRAININGS:
+        raise ValueError(f"branch_training {branch_training!r}: expected one of {', '.join(BRANCH_TRAININGS)}")
+
+
 def finetune(model: nn.Module, config: Config, train: Encoded, dev: Encoded, pad_id: int,
-             opts: StageOptions, extra: dict[str, Any]) -> dict[str, Any]:
-    """Stage 1: backbone + teacher on labelled ``train``; best teacher accuracy on ``dev``."""
+             opts: StageOptions, extra: dict[str, Any], branch_training: BranchTraining = "distill") -> dict[str, Any]:
+    """Stage 1 on labelled ``train``.
+
+    ``distill``: backbone + teacher, best teacher accuracy on ``dev``; the students wait for
+    :func:`distill`. ``joint``: backbone + every branch with PABEE's weighted cross-entropy, best
+    ``joint_accuracy`` on ``dev``; no stage 2 follows (:func:`needs_distillation`)."""
+    check_branch_training(branch_training)
     if train.labels is None or dev.labels is None:
         raise ValueError("stage 1 needs labelled train and dev sets")
+    if branch_training == "joint":
+        if len(fastbert_target(model).branches) < 2:
+            raise ValueError("joint branch training needs an encoder of at least 2 layers")
+        set_trainable(model, "joint")
+        return _run_stage(model, config, train, dev, pad_id, opts, list(model.named_parameters()),
+                          loss_fn=joint_loss_fn(model), score_key="joint_accuracy", higher_is_better=True,
+                          desc="stage 1 joint", extra=extra, branch_scores=True)
     set_trainable(model, 1)
     return _run_stage(model, config, train, dev, pad_id, opts, backbone_and_teacher(model),
                       loss_fn=lambda m, batch: m(batch), score_key="accuracy", higher_is_better=True,
