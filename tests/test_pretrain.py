@@ -39,7 +39,7 @@ def train(dataset: Path, config: str, out: Path, *extra: str) -> int:
 
 
 def metrics(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [json.loads(line) for line in (out / "model.metrics.jsonl").read_text().splitlines()]
 
 
 @pytest.mark.parametrize("config, processor, key, batch", [
@@ -65,7 +65,7 @@ def test_short_pretraining_lowers_the_loss(tmp_path, datasets, config, processor
     # the final model loads strictly and carries its config
     state = read_checkpoint(tmp_path / "model.pt")
     assert state["extra"]["vocab_size"] == 21128 and "trainer" not in state["extra"]
-    assert (tmp_path / "config.yaml").is_file() and (tmp_path / "model.pt.resume").is_file()
+    assert (tmp_path / "model.config.yaml").is_file() and (tmp_path / "model.pt.resume").is_file()
 
 
 def test_bf16_autocast_on_cpu(tmp_path, datasets):
