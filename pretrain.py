@@ -174,7 +174,7 @@ def _run(args) -> int:
     train = config.train
     device_flag = resolve_device(args.device, train.precision)  # --device cuda on a CPU-only torch ...
     if args.threads:
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(args.threads)  # fixed intra-op threads: CPU reductions split work by them
     set_deterministic(args.deterministic)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if train.batch_size % world:
@@ -259,6 +259,11 @@ def _train(args, config: Config, files: dict[str, Path], rank: int, world: int, 
         trainer.maybe_resume(loader)  # refused (nothing written) if it belongs to another run
         if main_process:
             print(f"resumed from {resume_path} at step {trainer.step}", file=sys.stderr)
+            threads = torch.get_num_threads()
+            if args.deterministic and trainer.resumed_threads not in (None, threads) and device == "cpu":
+                print(f"note: {resume_path} was written with {trainer.resumed_threads} CPU threads, this run has {threads}: "
+                      f"pass --threads {trainer.resumed_threads} for a result bit-identical to an uninterrupted run",
+                      file=sys.stderr)
     elif args.resume and main_process:
         print(f"--resume: no {resume_path} yet, starting at step 0", file=sys.stderr)
         if files["metrics"].exists():

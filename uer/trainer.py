@@ -144,6 +144,7 @@ class Trainer:
             self.wrapped = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
         self.history: list[dict[str, float]] = []
         self.saved_step: int | None = None  # the step of the last checkpoint written or resumed from
+        self.resumed_threads: int | None = None  # the CPU threads of the run we resumed
 
     # ------------------------------------------------------------------ checkpoints
     def state(self, loader) -> dict[str, Any]:
@@ -155,6 +156,7 @@ class Trainer:
             "rng_ranks": self._gather_rng(),
             "data": loader.state_dict(),
             "batch_size": loader.batch_size,  # the data position counts batches of this size
+            "threads": torch.get_num_threads(),  # CPU reductions depend on it: bit-exact resume needs the same
             "user_state": self.user_state,
             "signature": self.signature,
         }
@@ -220,6 +222,7 @@ class Trainer:
             torch.cuda.set_rng_state_all(own["cuda"])
         self.step = state["step"]
         self.saved_step = self.step
+        self.resumed_threads = state.get("threads")
         self.user_state = dict(state["user_state"])
         self._truncate_metrics()
         return True
