@@ -48,7 +48,7 @@ TRAIN_FLAGS = ("batch_size", "total_steps", "learning_rate", "warmup", "schedule
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="pretrain.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset_path", required=True, help="a folder written by preprocess.py")
     p.add_argument("--config_path", required=True)
     p.add_argument("--output_model_path", required=True)
@@ -133,7 +133,10 @@ def setup_distributed(device: torch.device) -> tuple[int, int, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # a bad flag (argparse printed why) or --help: a status, not an exit
+        return int(exc.code or 0)
     try:
         # ValueError: the messages of the config, model and data checks name the culprit already
         # (ConfigError, CheckpointError, CorpusFormatError and torch's own value checks).
@@ -181,11 +184,12 @@ def _run(args) -> int:
         raise UsageError(f"--batch_size {train.batch_size} (the global batch) is not divisible by the {world} processes")
     # Before the process group forms (a rendezvous of every rank), so all ranks check the same files
     # and a refused rank 0 stops torchrun before any rank has written anything.
+    meta = _read_meta(args.dataset_path)
     with OutputLock(files["model"], "--output_model_path") if os.environ.get("RANK", "0") == "0" else _nothing():
         if not args.resume:
             _refuse_existing(files)
         rank, world, device = setup_distributed(device_flag)
-        return _train(args, config, files, rank, world, device)
+        return _train(args, config, meta, files, rank, world, device)
 
 
 class _nothing:
@@ -208,13 +212,12 @@ def _refuse_existing(files: dict[str, Path]) -> None:
         )
 
 
-def _train(args, config: Config, files: dict[str, Path], rank: int, world: int, device: str) -> int:
+def _train(args, config: Config, meta: dict, files: dict[str, Path], rank: int, world: int, device: str) -> int:
     from uer.tokenizers import build_tokenizer
 
     main_process = rank == 0
     train = config.train
     output, resume_path = files["model"], files["resume"]
-    meta = _read_meta(args.dataset_path)
     vocab_path, spm_path = args.vocab_path, args.spm_model_path
     if vocab_path is None and spm_path is None:
         vocab_path, spm_path = meta["vocab_path"], meta["spm_model_path"]
@@ -272,7 +275,9 @@ def _train(args, config: Config, files: dict[str, Path], rank: int, world: int, 
         import yaml
 
         with atomic_open(files["config"]) as f:
-            yaml.safe_dump(to_dict(config), f, sort_keys=False, allow_unicode=True)
+            # where the YAML came from is not part of the model (to_dict drops it once uer.config does)
+            saved = {k: v for k, v in to_dict(config).items() if k != "source"}
+            yaml.safe_dump(saved, f, sort_keys=False, allow_unicode=True)
     if main_process:
         params = sum(p.numel() for p in model.parameters())
         print(

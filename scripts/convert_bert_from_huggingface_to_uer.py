@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from uer.checkpoint import CheckpointError
 from uer.config import ConfigError
@@ -15,12 +16,15 @@ from uer.utils.cli import input_file, output_file, run_main
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=Path(__file__).name, description=__doc__.splitlines()[0])
     parser.add_argument("--input_model_path", required=True, help="folder with model.safetensors / pytorch_model.bin (+ config.json, vocab.txt), or the weights file")
     parser.add_argument("--output_model_path", required=True,
                         help="uer checkpoint to write; vocab.txt is copied beside it (an existing, different vocab.txt is kept: error)")
     parser.add_argument("--config_path", required=True, help="uer model config (YAML) the weights must fit")
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a bad flag (argparse printed why) or --help
+        return int(exc.code or 0)
 
     def body() -> int:
         output_file(args.output_model_path, "--output_model_path")

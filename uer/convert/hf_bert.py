@@ -28,6 +28,7 @@ back every tensor bit for bit. An embedding or encoder tensor that does not fit 
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from typing import Any
 import torch
 
 from uer.config import Config, load_config
-from uer.checkpoint import checkpoint_config, load_state, read_checkpoint, save_checkpoint
+from uer.checkpoint import checkpoint_config, load_state, read_checkpoint, save_checkpoint, why_unreadable
 from uer.utils.atomic import atomic_open
 from uer.utils.cli import UsageError, output_dir as checked_output_dir, output_file
 from uer.utils.paths import REPO_ROOT, resolve_path
@@ -403,9 +404,11 @@ def read_hf_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], Path]:
     if path.suffix == ".safetensors":
         return load_file(path), path.parent
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # not a torch file, or a pickle with code in it
-        raise ConversionError(f"{path} is not a readable PyTorch weights file: {exc}") from None
+        with warnings.catch_warnings():  # torch warns about pickle protocols of files it then refuses
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # not a torch file, or a pickle with code in it (never run)
+        raise ConversionError(f"{path} is not a readable PyTorch weights file ({why_unreadable(path, exc)})") from None
     if not isinstance(state, dict):
         raise ConversionError(f"{path} holds a {type(state).__name__}, not a state dict")
     return state, path.parent
