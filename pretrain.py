@@ -10,12 +10,15 @@
 ``--batch_size`` is the global batch of one micro-step, split evenly over the processes; an
 optimizer step takes ``--accumulation_steps`` of them. Every ``--save_checkpoint_steps`` the full
 training state goes atomically to ``<output_model_path>.resume``; ``--resume`` continues from it
-exactly. ``metrics.jsonl`` beside the output gets one JSON line per report step.
+exactly. Beside ``out/a.pt`` go ``out/a.config.yaml`` (the resolved config) and ``out/a.metrics.jsonl``
+(one JSON line per report step), so several models can share a folder. A second run into the same
+``--output_model_path`` while one is running is refused (``out/a.pt.lock``).
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -23,7 +26,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from uer.checkpoint import CheckpointError, load_state, read_checkpoint, save_checkpoint
+from uer.checkpoint import CheckpointError, load_backbone, save_checkpoint
+from uer.choices import PRECISIONS, SCHEDULERS
 from uer.config import Config, ConfigError, apply_overrides, config_from_dict, read_yaml, to_dict
 from uer.data.batches import PretrainDataset
 from uer.data.corpus import CorpusFormatError
@@ -33,14 +37,19 @@ from uer.data.processors import processor_for_targets
 from uer.model_builder import build_model
 from uer.trainer import Trainer, TrainerOptions, make_optimizer, make_scheduler
 from uer.utils.atomic import atomic_open
+from uer.utils.cli import (
+    OutputLock, UsageError, fraction, input_dir, input_file, non_negative_float, non_negative_int, output_file,
+    positive_float, positive_int, run_main, set_deterministic,
+)
+from uer.utils.device import resolve_device
 
 TRAIN_FLAGS = ("batch_size", "total_steps", "learning_rate", "warmup", "scheduler", "accumulation_steps",
                "report_steps", "save_checkpoint_steps", "precision", "seed", "weight_decay", "clip_grad_norm")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset_path", required=True)
+    p = argparse.ArgumentParser(prog="pretrain.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset_path", required=True, help="a folder written by preprocess.py")
     p.add_argument("--config_path", required=True)
     p.add_argument("--output_model_path", required=True)
     p.add_argument("--vocab_path", help="default: the vocabulary preprocess.py used (recorded in the dataset)")
@@ -51,19 +60,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config value, e.g. --set encoder.dropout=0.0")
     p.add_argument("--no_progress", action="store_true")
+    p.add_argument("--threads", type=positive_int, help="CPU threads of this process (default: torch's choice)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic algorithms only: the same flags and --threads give the same bits")
     # training values: default from the config's train section
-    p.add_argument("--batch_size", type=int)
-    p.add_argument("--total_steps", type=int)
-    p.add_argument("--learning_rate", type=float)
-    p.add_argument("--warmup", type=float, help="fraction of total_steps")
-    p.add_argument("--scheduler", choices=("linear", "cosine", "constant"))
-    p.add_argument("--accumulation_steps", type=int)
-    p.add_argument("--report_steps", type=int)
-    p.add_argument("--save_checkpoint_steps", type=int)
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"))
-    p.add_argument("--seed", type=int)
-    p.add_argument("--weight_decay", type=float)
-    p.add_argument("--clip_grad_norm", type=float)
+    p.add_argument("--batch_size", type=positive_int)
+    p.add_argument("--total_steps", type=positive_int)
+    p.add_argument("--learning_rate", type=positive_float)
+    p.add_argument("--warmup", type=fraction, help="fraction of total_steps, in [0, 1]")
+    p.add_argument("--scheduler", choices=SCHEDULERS)
+    p.add_argument("--accumulation_steps", type=positive_int)
+    p.add_argument("--report_steps", type=positive_int)
+    p.add_argument("--save_checkpoint_steps", type=non_negative_int, help="0: only at the end")
+    p.add_argument("--precision", choices=PRECISIONS)
+    p.add_argument("--seed", type=non_negative_int)
+    p.add_argument("--weight_decay", type=non_negative_float)
+    p.add_argument("--clip_grad_norm", type=float, help="<= 0 disables clipping")
     return p
 
 
@@ -74,39 +86,46 @@ def resolve_config(args) -> Config:
     flags = {f"train.{k}": getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None}
     if flags:
         data = apply_overrides(data, flags)
-    return config_from_dict(data, args.config_path)
+    config = config_from_dict(data, args.config_path)
+    check_train(config, args.config_path)
+    return config
 
 
-def load_pretrained(model: torch.nn.Module, path: str) -> list[str]:
-    """Strict load of a uer checkpoint for continued pre-training.
-
-    Every embedding / encoder tensor must be there with its shape. A target head is either loaded
-    whole or, when the checkpoint has none of it (e.g. a new ``sop`` head on an ``mlm`` model),
-    kept freshly initialised; the heads of targets this model lacks are left out. Returns the
-    notes to print about such heads.
-    """
-    state = read_checkpoint(path)["model"]
-    own = model.state_dict()
-    head = lambda key: key.split(".")[2] if key.startswith("target.components.") else None  # noqa: E731
-    ours = {head(k) for k in own} - {None}
-    theirs = {head(k) for k in state} - {None}
-    fresh = ours - theirs
-    unused = theirs - ours
-    merged = {k: v for k, v in state.items() if head(k) not in unused}
-    merged.update({k: v for k, v in own.items() if head(k) in fresh})
-    load_state(model, merged, path, "the config")  # strict: names every missing / mis-shaped tensor
-    notes = [f"target head {name!r} is not in {path}: initialised at random" for name in sorted(fresh)]
-    notes += [f"target head {name!r} of {path} is not used by this config" for name in sorted(unused)]
-    return notes
+def check_train(config: Config, source: str) -> None:
+    """The train values a flag would have refused, when they come from the YAML instead."""
+    t = config.train
+    rules = [
+        ("batch_size", t.batch_size >= 1, "an integer >= 1"),
+        ("total_steps", t.total_steps >= 1, "an integer >= 1"),
+        ("accumulation_steps", t.accumulation_steps >= 1, "an integer >= 1"),
+        ("report_steps", t.report_steps >= 1, "an integer >= 1"),
+        ("save_checkpoint_steps", t.save_checkpoint_steps >= 0, "an integer >= 0"),
+        ("learning_rate", math.isfinite(t.learning_rate) and t.learning_rate > 0, "a number > 0"),
+        ("warmup", 0.0 <= t.warmup <= 1.0, "a fraction of total_steps in [0, 1]"),
+        ("weight_decay", math.isfinite(t.weight_decay) and t.weight_decay >= 0, "a number >= 0"),
+    ]
+    for key, ok, expected in rules:
+        if not ok:
+            raise UsageError(f"train.{key} is {getattr(t, key)!r} ({source} or its flag --{key}): expected {expected}")
 
 
-def setup_distributed(device_flag: str | None) -> tuple[int, int, str]:
+def side_files(output: Path) -> dict[str, Path]:
+    """Everything a run writes for ``out/a.pt``: per model, so runs can share a folder."""
+    return {
+        "model": output,
+        "resume": Path(f"{output}.resume"),
+        "config": output.with_name(f"{output.stem}.config.yaml"),
+        "metrics": output.with_name(f"{output.stem}.metrics.jsonl"),
+    }
+
+
+def setup_distributed(device: torch.device) -> tuple[int, int, str]:
     """(rank, world_size, device) from torchrun's environment; a plain run is rank 0 of 1."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    cuda = torch.cuda.is_available() and (device_flag is None or device_flag.startswith("cuda"))
     if world == 1:
-        return 0, 1, device_flag or ("cuda" if cuda else "cpu")
+        return 0, 1, str(device)
     local_rank = int(os.environ["LOCAL_RANK"])
+    cuda = device.type == "cuda"
     if cuda:
         torch.cuda.set_device(local_rank)
     dist.init_process_group(backend="nccl" if cuda else "gloo")
@@ -114,30 +133,91 @@ def setup_distributed(device_flag: str | None) -> tuple[int, int, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
-        return _run(args)
-    except (ConfigError, CheckpointError, CorpusFormatError, FileNotFoundError, ValueError) as exc:
-        print(f"pretrain.py: error: {exc}", file=sys.stderr)
-        return 2
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # a bad flag (argparse printed why) or --help: a status, not an exit
+        return int(exc.code or 0)
+    try:
+        # ValueError: the messages of the config, model and data checks name the culprit already
+        # (ConfigError, CheckpointError, CorpusFormatError and torch's own value checks).
+        errors = (ConfigError, CheckpointError, CorpusFormatError, FileNotFoundError, FloatingPointError, ValueError)
+        return run_main("pretrain.py", lambda: _run(args), errors)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
 
 
-def _run(args) -> int:
-    from uer.tokenizers import build_tokenizer
+def _check_paths(args) -> dict[str, Path]:
+    """Every path checked before any work: a run never trains for an hour and then cannot save."""
+    input_file(args.config_path, "--config_path")
+    input_dir(args.dataset_path, "--dataset_path")
+    for flag in ("vocab_path", "spm_model_path", "pretrained_model_path"):
+        if getattr(args, flag):
+            input_file(getattr(args, flag), f"--{flag}")
+    output = output_file(args.output_model_path, "--output_model_path")
+    files = side_files(output)
+    for name, path in files.items():
+        if name != "model":
+            output_file(path, f"--output_model_path {output}: its {name} file")
+    return files
 
-    rank, world, device = setup_distributed(args.device)
-    main_process = rank == 0
+
+def _read_meta(dataset: str) -> dict:
+    try:
+        return read_meta(dataset)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{Path(dataset) / 'meta.json'}:{exc.lineno}: not valid JSON ({exc.msg}); re-run preprocess.py") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{Path(dataset) / 'meta.json'}: not UTF-8 text; re-run preprocess.py") from None
+
+
+def _run(args) -> int:
+    files = _check_paths(args)
     config = resolve_config(args)
     train = config.train
-    output = Path(args.output_model_path)
-    resume_path = Path(f"{output}.resume")
-    if resume_path.exists() and not args.resume:
-        raise ValueError(f"{resume_path} exists: pass --resume to continue that run, or choose another --output_model_path")
+    device_flag = resolve_device(args.device, train.precision)  # --device cuda on a CPU-only torch ...
+    if args.threads:
+        torch.set_num_threads(args.threads)  # fixed intra-op threads: CPU reductions split work by them
+    set_deterministic(args.deterministic)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if train.batch_size % world:
+        raise UsageError(f"--batch_size {train.batch_size} (the global batch) is not divisible by the {world} processes")
+    # Before the process group forms (a rendezvous of every rank), so all ranks check the same files
+    # and a refused rank 0 stops torchrun before any rank has written anything.
+    meta = _read_meta(args.dataset_path)
+    with OutputLock(files["model"], "--output_model_path") if os.environ.get("RANK", "0") == "0" else _nothing():
+        if not args.resume:
+            _refuse_existing(files)
+        rank, world, device = setup_distributed(device_flag)
+        return _train(args, config, meta, files, rank, world, device)
 
-    meta = read_meta(args.dataset_path)
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
+def _refuse_existing(files: dict[str, Path]) -> None:
+    """Without --resume, nothing of an earlier run into this output is replaced."""
+    existing = [p for p in files.values() if p.exists()]
+    if files["resume"] in existing:
+        raise UsageError(f"{files['resume']} exists: pass --resume to continue that run, or choose another --output_model_path")
+    if existing:
+        raise UsageError(
+            f"{existing[0]} exists (an earlier run into {files['model']}); pass --resume to continue or restart "
+            "that run, or choose another --output_model_path"
+        )
+
+
+def _train(args, config: Config, meta: dict, files: dict[str, Path], rank: int, world: int, device: str) -> int:
+    from uer.tokenizers import build_tokenizer
+
+    main_process = rank == 0
+    train = config.train
+    output, resume_path = files["model"], files["resume"]
     vocab_path, spm_path = args.vocab_path, args.spm_model_path
     if vocab_path is None and spm_path is None:
         vocab_path, spm_path = meta["vocab_path"], meta["spm_model_path"]
@@ -154,8 +234,9 @@ def _run(args) -> int:
     model = build_model(config, vocab_size=len(vocab), labels_num=meta.get("labels_num"),
                         vocab_tokens=vocab.tokens if config.subencoder is not None else None)
     if args.pretrained_model_path:
-        for note in load_pretrained(model, args.pretrained_model_path):
-            if main_process:
+        loaded = load_backbone(model, args.pretrained_model_path, args.config_path, heads=True)
+        if main_process:
+            for note in loaded.notes:
                 print(note, file=sys.stderr)
     model.to(device)
     torch.manual_seed(train.seed * 1_000 + rank)  # dropout differs per rank
@@ -170,27 +251,33 @@ def _run(args) -> int:
         report_steps=train.report_steps,
         save_checkpoint_steps=train.save_checkpoint_steps,
         checkpoint_path=str(resume_path),
-        metrics_path=str(output.parent / "metrics.jsonl"),
+        metrics_path=str(files["metrics"]),
         desc="pretrain",
         progress=not args.no_progress,
     )
     trainer = Trainer(model, optimizer, scheduler, config, options)
     loader = EpochLoader(len(data), train.batch_size, data.collate, shuffle=True, seed=train.seed,
                          drop_last=len(data) >= train.batch_size, rank=rank, world_size=world)
-    if main_process:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_open(output.parent / "config.yaml") as f:
-            import yaml
-
-            yaml.safe_dump(to_dict(dataclasses.replace(config, source=args.config_path)), f, sort_keys=False, allow_unicode=True)
-        if (output.parent / "metrics.jsonl").exists() and not args.resume:
-            (output.parent / "metrics.jsonl").unlink()
     if args.resume and resume_path.exists():
-        trainer.maybe_resume(loader)
+        trainer.maybe_resume(loader)  # refused (nothing written) if it belongs to another run
         if main_process:
             print(f"resumed from {resume_path} at step {trainer.step}", file=sys.stderr)
+            threads = torch.get_num_threads()
+            if args.deterministic and trainer.resumed_threads not in (None, threads) and device == "cpu":
+                print(f"note: {resume_path} was written with {trainer.resumed_threads} CPU threads, this run has {threads}: "
+                      f"pass --threads {trainer.resumed_threads} for a result bit-identical to an uninterrupted run",
+                      file=sys.stderr)
     elif args.resume and main_process:
         print(f"--resume: no {resume_path} yet, starting at step 0", file=sys.stderr)
+        if files["metrics"].exists():
+            files["metrics"].unlink()  # the lines of a run that never reached a checkpoint
+    if main_process:
+        import yaml
+
+        with atomic_open(files["config"]) as f:
+            # where the YAML came from is not part of the model (to_dict drops it once uer.config does)
+            saved = {k: v for k, v in to_dict(config).items() if k != "source"}
+            yaml.safe_dump(saved, f, sort_keys=False, allow_unicode=True)
     if main_process:
         params = sum(p.numel() for p in model.parameters())
         print(

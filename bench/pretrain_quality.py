@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             "--seed", str(args.seed), "--speed", "0,0.5", "--precision", args.fastbert_precision,
             "--report_path", str(report), "--no_progress"], log)
         reports[name] = json.loads(report.read_text())
-    metrics = [json.loads(line) for line in (model.parent / "metrics.jsonl").read_text().splitlines()]
+    metrics = [json.loads(line) for line in model.with_name(f"{model.stem}.metrics.jsonl").read_text().splitlines()]
     lines = [
         f"config {args.config_path}, pre-training {metrics[-1]['step']} steps x batch {args.batch_size} x seq 128 "
         f"(MLM loss {metrics[0]['mlm_loss']:.2f} -> {metrics[-1]['mlm_loss']:.2f}, MLM acc {metrics[-1]['mlm_acc']:.3f}); "

@@ -46,8 +46,10 @@ def test_refuses_pickled_code_and_foreign_files(tmp_path):
 
     with open(tmp_path / "evil.pt", "wb") as f:
         pickle.dump({"format": "uer-checkpoint-v1", "x": Evil()}, f)
-    with pytest.raises(CheckpointError, match="not a readable uer checkpoint"):
+    with pytest.raises(CheckpointError) as exc:
         load_model(tmp_path / "evil.pt")
+    assert str(exc.value) == (f"{tmp_path / 'evil.pt'} is not a uer checkpoint (not a file of tensors: it is another "
+                              "kind of file, or a pickle of Python objects, which is never loaded)")
     assert not (tmp_path / "pwned").exists()
     torch.save({"weights": torch.zeros(1)}, tmp_path / "foreign.pt")
     with pytest.raises(CheckpointError, match="not a uer checkpoint"):

@@ -155,12 +155,12 @@ def test_encoder_that_does_not_fit_is_an_error_naming_tensors(tmp_path):
         convert_hf_dir_to_uer(hf_dir, uer_config(ffn=40), tmp_path / "x.pt")
 
 
-def test_cli_reports_errors_and_returns_1(tmp_path, capsys):
+def test_cli_reports_errors_and_returns_2(tmp_path, capsys):
     hf_dir = hf_pretraining(tmp_path)
     config_path = write_config(tmp_path, uer_config(layers=3))
     code = to_uer.main(["--input_model_path", str(hf_dir / "model.safetensors"), "--output_model_path",
                         str(tmp_path / "m.pt"), "--config_path", str(config_path)])
-    assert code == 1
+    assert code == 2
     assert "num_hidden_layers: 2" in capsys.readouterr().err
     assert not (tmp_path / "m.pt").exists()
 

@@ -46,6 +46,6 @@ def test_two_processes_equal_one_with_the_same_global_batch(tmp_path):
     torch.manual_seed(3)
     init = build_model(load_config(DATA / "pretrain_bert.yaml"), vocab_size=len(a["embedding.components.word.embedding.weight"]))
     assert max((a[k] - v).abs().max().item() for k, v in init.state_dict().items()) > 1e-3
-    lines_one = (one / "metrics.jsonl").read_text().splitlines()
-    lines_two = (two / "metrics.jsonl").read_text().splitlines()
+    lines_one = (one / "model.metrics.jsonl").read_text().splitlines()
+    lines_two = (two / "model.metrics.jsonl").read_text().splitlines()
     assert len(lines_one) == len(lines_two) == 2

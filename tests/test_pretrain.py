@@ -39,7 +39,7 @@ def train(dataset: Path, config: str, out: Path, *extra: str) -> int:
 
 
 def metrics(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [json.loads(line) for line in (out / "model.metrics.jsonl").read_text().splitlines()]
 
 
 @pytest.mark.parametrize("config, processor, key, batch", [
@@ -65,7 +65,7 @@ def test_short_pretraining_lowers_the_loss(tmp_path, datasets, config, processor
     # the final model loads strictly and carries its config
     state = read_checkpoint(tmp_path / "model.pt")
     assert state["extra"]["vocab_size"] == 21128 and "trainer" not in state["extra"]
-    assert (tmp_path / "config.yaml").is_file() and (tmp_path / "model.pt.resume").is_file()
+    assert (tmp_path / "model.config.yaml").is_file() and (tmp_path / "model.pt.resume").is_file()
 
 
 def test_bf16_autocast_on_cpu(tmp_path, datasets):
@@ -111,24 +111,35 @@ def _args(dataset: Path, out: Path) -> list[str]:
             "--report_steps", "2", "--learning_rate", "2e-3", "--seed", "11"]
 
 
+def _reported_steps(metrics_path: Path) -> list[int]:
+    try:
+        return [json.loads(line)["step"] for line in metrics_path.read_text().splitlines() if line.endswith("}")]
+    except (FileNotFoundError, json.JSONDecodeError):  # not written yet / a line being written
+        return []
+
+
 def test_killed_run_resumes_to_the_uninterrupted_parameters(tmp_path, datasets):
-    """SIGKILL a real process mid-training (dropout on: RNG and data position must resume too)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    """SIGKILL a real process mid-training (dropout on: RNG and data position must resume too).
+
+    Two threads and --deterministic: the resumed run must equal the uninterrupted one bit for bit.
+    The kill comes after the first checkpoint (step 4) and the report of step 6, so steps 5-6 at
+    least are lost and redone; no fixed sleep, so a slow machine cannot make it miss."""
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONPATH": str(ROOT)}
+    flags = ["--deterministic", "--threads", "2"]
     full, part = tmp_path / "full", tmp_path / "part"
-    subprocess.run(RUN + _args(datasets["bert"], full), check=True, cwd=ROOT, env=env, capture_output=True)
-    proc = subprocess.Popen(RUN + _args(datasets["bert"], part), cwd=ROOT, env=env,
+    subprocess.run(RUN + _args(datasets["bert"], full) + flags, check=True, cwd=ROOT, env=env, capture_output=True)
+    proc = subprocess.Popen(RUN + _args(datasets["bert"], part) + flags, cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    resume = part / "model.pt.resume"
-    deadline = time.time() + 120
-    while not resume.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.3)  # a few more steps past the checkpoint, then the kill
+    resume, reported = part / "model.pt.resume", part / "model.metrics.jsonl"
+    deadline = time.time() + 300
+    while proc.poll() is None and time.time() < deadline and not (resume.exists() and 6 in _reported_steps(reported)):
+        time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert resume.exists()
+    assert resume.exists(), "no checkpoint was written before the kill"
     step = read_checkpoint(resume)["extra"]["trainer"]["step"]
     assert step < 30, "the run finished before the kill; the test needs more steps"
-    done = subprocess.run(RUN + _args(datasets["bert"], part) + ["--resume"], cwd=ROOT, env=env,
+    done = subprocess.run(RUN + _args(datasets["bert"], part) + flags + ["--resume"], cwd=ROOT, env=env,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert f"at step {step}" in done.stderr

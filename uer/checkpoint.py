@@ -1,11 +1,17 @@
 """One file per checkpoint: weights plus the resolved config, written atomically, loaded strictly.
 
 Loading never executes code from the file (``torch.load(weights_only=True)``).
+
+    model, extra = load_model("out/model.pt")              # rebuild from the config inside, strict
+    notes = load_backbone(model, "out/model.pt").notes     # warm-start another model's backbone
 """
 from __future__ import annotations
 
+import pickle
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -28,18 +34,36 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, config: Config, **
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a directory, expected a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt file, pickle with code, not a torch file
-        raise CheckpointError(f"{path} is not a readable uer checkpoint: {exc}") from None
+        with warnings.catch_warnings():  # torch warns about pickle protocols of files it then refuses
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{path} is not a uer checkpoint ({why_unreadable(path, exc)})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is not a uer checkpoint (no '{FORMAT}' marker); "
             "convert HuggingFace weights with scripts/convert_bert_from_huggingface_to_uer.py"
         )
     return state
+
+
+def why_unreadable(path: Path, exc: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in a few words.
+
+    torch's own text advises ``weights_only=False``, i.e. running the file's code: never right for
+    a file of unknown origin, so it is not passed on."""
+    if path.stat().st_size == 0:
+        return "the file is empty"
+    if isinstance(exc, pickle.UnpicklingError):
+        return "not a file of tensors: it is another kind of file, or a pickle of Python objects, which is never loaded"
+    if "PytorchStreamReader" in str(exc):
+        return "a damaged or truncated PyTorch file"
+    return "not a PyTorch file"
 
 
 def checkpoint_config(state: dict[str, Any], path: str | Path) -> Config:
@@ -68,16 +92,76 @@ def load_state(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], wher
     model.load_state_dict(state_dict, strict=True)
 
 
-def load_model(path: str | Path, **sizes: Any):
-    """Rebuild the model a checkpoint came from and load it strictly.
+def load_model(path: str | Path, require: Sequence[str] = (), written_by: str = "", **sizes: Any):
+    """Rebuild the model a checkpoint came from and load it strictly -> ``(model, extra)``.
 
-    Sizes (``vocab_size``, ``labels_num``, ``vocab_tokens``) default to those saved in ``extra``.
+    Sizes (``vocab_size``, ``labels_num``, ``vocab_tokens``) default to those saved in ``extra``
+    (``labels_num`` also to the length of a saved ``labels`` list). ``require``: keys ``extra``
+    must hold, e.g. ``("labels", "seq_length")`` for a FastBERT classifier; a checkpoint that lacks
+    one is refused as "not written by <written_by>".
+
+        model, extra = load_model("out/fastbert/model.pt", require=("labels",), written_by="run_fastbert.py")
     """
     from uer.model_builder import build_model
 
     state = read_checkpoint(path)
+    extra = state["extra"]
+    for key in require:
+        if key not in extra:
+            raise CheckpointError(f"{path} was not written by {written_by or 'the expected command'} (no {key!r} in it)")
     config = checkpoint_config(state, path)
-    saved = {k: state["extra"][k] for k in ("vocab_size", "labels_num", "vocab_tokens") if k in state["extra"]}
+    saved = {k: extra[k] for k in ("vocab_size", "labels_num", "vocab_tokens") if k in extra}
+    if "labels_num" not in saved and isinstance(extra.get("labels"), list):
+        saved["labels_num"] = len(extra["labels"])
     model = build_model(config, **{**saved, **sizes})
     load_state(model, state["model"], str(path), config.source)
-    return model, state["extra"]
+    return model, extra
+
+
+TARGET_PREFIX = "target.components."
+
+
+def _head(key: str) -> str | None:
+    """``target.components.mlm.head.bias`` -> ``mlm``; ``None`` for backbone keys."""
+    return key.split(".")[2] if key.startswith(TARGET_PREFIX) else None
+
+
+@dataclass(frozen=True)
+class BackboneLoad:
+    """What ``load_backbone`` did, for the caller to report."""
+
+    fresh: list[str] = field(default_factory=list)  # the model's tensors left at their initialisation
+    ignored: list[str] = field(default_factory=list)  # the checkpoint's tensors that were not used
+    notes: list[str] = field(default_factory=list)  # one line per head loaded fresh or left out
+
+
+def load_backbone(model: torch.nn.Module, path: str | Path, config_source: str = "the config",
+                  heads: bool = True) -> BackboneLoad:
+    """Warm-start ``model`` from a uer checkpoint: strict about the backbone, explicit about heads.
+
+    Every backbone tensor (embedding, subencoder, encoder: all but ``target.``) of ``model`` must be
+    in the checkpoint with its shape, and the checkpoint may hold no backbone tensor the model
+    lacks. Target heads: with ``heads=True`` (continued pre-training) a head the checkpoint has is
+    loaded whole and strictly, one it lacks (e.g. a new ``sop`` on an ``mlm`` model) stays freshly
+    initialised; with ``heads=False`` (fine-tuning, e.g. FastBERT) every head of the model stays
+    fresh. The checkpoint's heads that are not loaded are ignored and named in ``notes``.
+    """
+    path = Path(path)
+    state = read_checkpoint(path)["model"]
+    own = model.state_dict()
+    if not any(_head(k) is None for k in state):
+        raise CheckpointError(f"{path} holds no embedding./encoder. weights")
+    ours = {_head(k) for k in own} - {None}
+    theirs = {_head(k) for k in state} - {None}
+    loaded = ours & theirs if heads else set()
+    keep = {k: v for k, v in state.items() if _head(k) is None or _head(k) in loaded}
+    fresh = {k: v for k, v in own.items() if _head(k) is not None and _head(k) not in loaded}
+    load_state(model, {**keep, **fresh}, str(path), config_source)  # strict: names every misfit
+    notes = [f"target head {name!r} is not in {path}: initialised at random" for name in sorted(ours - theirs)]
+    if heads:
+        notes += [f"target head {name!r} of {path} is not used by this config" for name in sorted(theirs - ours)]
+    return BackboneLoad(
+        fresh=sorted(fresh),
+        ignored=sorted(k for k in state if k not in keep),
+        notes=notes,
+    )

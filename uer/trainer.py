@@ -24,9 +24,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from uer.checkpoint import load_state, read_checkpoint, save_checkpoint
+from uer.checkpoint import CheckpointError, load_state, read_checkpoint, save_checkpoint
 from uer.config import Config
 from uer.utils.atomic import atomic_open
+from uer.utils.cli import on_interrupt
 
 LossFn = Callable[[nn.Module, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 
@@ -142,6 +143,8 @@ class Trainer:
             device_ids = [torch.device(options.device).index] if options.device.startswith("cuda") else None
             self.wrapped = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
         self.history: list[dict[str, float]] = []
+        self.saved_step: int | None = None  # the step of the last checkpoint written or resumed from
+        self.resumed_threads: int | None = None  # the CPU threads of the run we resumed
 
     # ------------------------------------------------------------------ checkpoints
     def state(self, loader) -> dict[str, Any]:
@@ -150,10 +153,10 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "rng_cpu": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "rng_ranks": self._gather_rng(),
             "data": loader.state_dict(),
+            "batch_size": loader.batch_size,  # the data position counts batches of this size
+            "threads": torch.get_num_threads(),  # CPU reductions depend on it: bit-exact resume needs the same
             "user_state": self.user_state,
             "signature": self.signature,
         }
@@ -176,6 +179,8 @@ class Trainer:
             save_checkpoint(self.options.checkpoint_path, self.model, self.config, trainer=state, **extra)
         if dist.is_initialized():
             dist.barrier()  # no rank runs ahead of a checkpoint that is still being written
+        self.saved_step = self.step
+        self._interrupt_hint()
 
     def maybe_resume(self, loader) -> bool:
         """Restore everything from ``checkpoint_path`` if it holds a training state."""
@@ -184,30 +189,52 @@ class Trainer:
             return False
         ckpt = read_checkpoint(path)
         state = ckpt["extra"].get("trainer")
-        if state is None:
-            raise ValueError(f"{path} holds no training state to resume from (was it written by another command?)")
+        if state is None or "rng_ranks" not in state:
+            raise CheckpointError(f"{path} holds no training state to resume from (was it written by another command?)")
         saved = state.get("signature")
         if self.signature is not None and saved != self.signature:
             differs = sorted(k for k in {*(saved or {}), *self.signature} if (saved or {}).get(k) != self.signature.get(k))
-            raise ValueError(
+            raise CheckpointError(
                 f"{path} holds the resume state of a different run (it differs in: {', '.join(differs)}); "
                 "choose another output path, or delete that file to start this run from scratch"
             )
+        # The data position is a count of batches: with another batch size it would point at other
+        # samples (a larger batch skips some, a smaller one repeats some), so that is refused.
+        saved_batch = state.get("batch_size")
+        if saved_batch is not None and saved_batch != loader.batch_size:
+            raise CheckpointError(
+                f"{path} was trained with --batch_size {saved_batch}, this run has --batch_size {loader.batch_size}: "
+                f"its data position counts batches of {saved_batch}, so resume with --batch_size {saved_batch}"
+            )
+        try:
+            loader.load_state_dict(state["data"])
+        except ValueError as exc:  # another dataset or seed: the loader names both
+            raise CheckpointError(f"{path}: {exc}") from None
         load_state(self.model, ckpt["model"], path, self.config.source)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         rank = dist.get_rank() if dist.is_initialized() else 0
-        ranks = state.get("rng_ranks") or [{"cpu": state["rng_cpu"], "cuda": state["rng_cuda"]}]
+        ranks = state["rng_ranks"]
         own = ranks[rank] if rank < len(ranks) else ranks[0]  # more ranks than saved: reuse rank 0's
         torch.set_rng_state(own["cpu"])
         if own["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(own["cuda"])
-        loader.load_state_dict(state["data"])
         self.step = state["step"]
+        self.saved_step = self.step
+        self.resumed_threads = state.get("threads")
         self.user_state = dict(state["user_state"])
         self._truncate_metrics()
         return True
+
+    def _interrupt_hint(self) -> None:
+        """What Ctrl-C tells the user (``uer.utils.cli.run_main`` prints it and exits 130)."""
+        if self.saved_step is None:
+            on_interrupt(f"interrupted at step {self.step}, before the first checkpoint; rerun with --resume to start again")
+        else:
+            where = f" ({self.options.checkpoint_path})" if self.options.checkpoint_path else ""
+            on_interrupt(f"interrupted at step {self.step}; the last checkpoint is at step {self.saved_step}{where}; "
+                         "rerun with --resume")
 
     def _truncate_metrics(self) -> None:
         """Drop metric lines written after the checkpoint we resumed from."""
@@ -239,6 +266,7 @@ class Trainer:
         counts: dict[str, int] = {}
         tokens, started = 0, time.perf_counter()
         batches = iter(loader)
+        self._interrupt_hint()
         while self.step < total_steps:
             for micro in range(opts.accumulation_steps):
                 batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
@@ -263,6 +291,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             self.scheduler.step()
             self.step += 1
+            self._interrupt_hint()
             if progress is not None:
                 progress.update(1)
             if self.step % opts.report_steps == 0 or self.step == total_steps:

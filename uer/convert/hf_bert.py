@@ -28,7 +28,7 @@ back every tensor bit for bit. An embedding or encoder tensor that does not fit 
 from __future__ import annotations
 
 import json
-import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,9 +36,11 @@ from typing import Any
 import torch
 
 from uer.config import Config, load_config
-from uer.checkpoint import checkpoint_config, load_state, read_checkpoint, save_checkpoint
+from uer.checkpoint import checkpoint_config, load_state, read_checkpoint, save_checkpoint, why_unreadable
+from uer.utils.atomic import atomic_open
+from uer.utils.cli import UsageError, output_dir as checked_output_dir, output_file
+from uer.utils.paths import REPO_ROOT, resolve_path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 HF_PREFIX = "bert."
 
 
@@ -402,18 +404,14 @@ def read_hf_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], Path]:
     if path.suffix == ".safetensors":
         return load_file(path), path.parent
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # not a torch file, or a pickle with code in it
-        raise ConversionError(f"{path} is not a readable PyTorch weights file: {exc}") from None
+        with warnings.catch_warnings():  # torch warns about pickle protocols of files it then refuses
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # not a torch file, or a pickle with code in it (never run)
+        raise ConversionError(f"{path} is not a readable PyTorch weights file ({why_unreadable(path, exc)})") from None
     if not isinstance(state, dict):
         raise ConversionError(f"{path} holds a {type(state).__name__}, not a state dict")
     return state, path.parent
-
-
-def resolve_path(path: str | Path) -> Path:
-    """As given if it exists, else relative to the repository root (where config paths point)."""
-    path = Path(path)
-    return path if path.exists() or path.is_absolute() else REPO_ROOT / path
 
 
 def _vocab_lines(path: Path) -> int:
@@ -421,8 +419,23 @@ def _vocab_lines(path: Path) -> int:
         return sum(1 for _ in f)
 
 
+def _same_bytes(path: Path, data: bytes) -> bool:
+    return path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data
+
+
+def _check_vocab(vocab: Path, rows: int) -> bytes:
+    lines = _vocab_lines(vocab)
+    if lines != rows:
+        raise ConversionError(f"{vocab} has {lines} tokens but the word embedding has {rows} rows")
+    return vocab.read_bytes()
+
+
 def convert_hf_dir_to_uer(input_path: str | Path, config_path: str | Path | Config, output_path: str | Path) -> ConversionReport:
-    """Read an HF BERT folder or weights file, write a uer checkpoint (+ ``vocab.txt`` beside it)."""
+    """Read an HF BERT folder or weights file, write a uer checkpoint (+ ``vocab.txt`` beside it).
+
+    A ``vocab.txt`` already beside the output is kept: the same content is fine, another
+    vocabulary is an error (nothing is written)."""
+    output_path = output_file(output_path, "--output_model_path")
     config = config_path if isinstance(config_path, Config) else load_config(resolve_path(config_path))
     hf_state, folder = read_hf_weights(input_path)
     hf_config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else None
@@ -434,45 +447,65 @@ def convert_hf_dir_to_uer(input_path: str | Path, config_path: str | Path | Conf
 
     model = build_model(config, vocab_size=vocab_size)
     load_state(model, uer_state, str(input_path), config.source)
-    output_path = Path(output_path)
+    vocab, target = folder / "vocab.txt", output_path.parent / "vocab.txt"
+    words = _check_vocab(vocab, vocab_size) if vocab.is_file() else None
+    if words is not None and target.is_dir():
+        raise UsageError(f"--output_model_path {output_path}: {target} is a directory, so the vocabulary cannot go there")
+    if words is not None and target.exists() and not _same_bytes(target, words):
+        raise UsageError(
+            f"{target} already holds another vocabulary; it is kept and nothing was written: "
+            f"choose another folder for --output_model_path"
+        )
     save_checkpoint(output_path, model, config, vocab_size=vocab_size, huggingface=meta)
-    vocab = folder / "vocab.txt"
-    if vocab.is_file():
-        lines = _vocab_lines(vocab)
-        if lines != vocab_size:
-            raise ConversionError(f"{vocab} has {lines} tokens but the word embedding has {vocab_size} rows")
-        target = output_path.parent / "vocab.txt"
-        if target.resolve() != vocab.resolve():
-            shutil.copyfile(vocab, target)
-        report.notes.append(f"vocabulary copied to {target}")
-    else:
+    if words is None:
         report.notes.append(f"no vocab.txt beside {input_path}")
+    else:
+        if not target.exists():
+            with atomic_open(target, "wb") as f:
+                f.write(words)
+        report.notes.append(f"vocabulary copied to {target}")
     return report
 
 
 def convert_uer_to_hf_dir(
-    input_path: str | Path, output_dir: str | Path, vocab_path: str | Path | None = None, config_path: str | Path | None = None
+    input_path: str | Path, output_dir: str | Path, vocab_path: str | Path | None = None,
+    config_path: str | Path | None = None, force: bool = False,
 ) -> ConversionReport:
-    """A uer checkpoint -> an HF folder (``config.json``, ``model.safetensors``, ``vocab.txt``)."""
-    from safetensors.torch import save_file
+    """A uer checkpoint -> an HF folder (``config.json``, ``model.safetensors``, ``vocab.txt``).
 
+    Files already in the folder are replaced only if they hold exactly what this conversion
+    writes, or with ``force=True``; otherwise nothing is written."""
+    from safetensors.torch import save as safetensors_bytes
+
+    output_dir = checked_output_dir(output_dir, "--output_model_path")
     state = read_checkpoint(input_path)
     config = load_config(resolve_path(config_path)) if config_path is not None else checkpoint_config(state, input_path)
     meta = state["extra"].get("huggingface") or {}
     hf_state, hf_config, report = uer_to_hf(state["model"], config, meta)
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    save_file(hf_state, str(output_dir / "model.safetensors"), metadata={"format": "pt"})
-    (output_dir / "config.json").write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
     candidates = [vocab_path] if vocab_path is not None else [Path(input_path).parent / "vocab.txt", config.tokenizer.vocab_path]
     vocab = next((resolve_path(p) for p in candidates if p is not None and resolve_path(p).is_file()), None)
     words = hf_state[next(k for k in hf_state if k.endswith("embeddings.word_embeddings.weight"))].shape[0]
+    outputs = {
+        "model.safetensors": safetensors_bytes({k: v.contiguous() for k, v in hf_state.items()}, metadata={"format": "pt"}),
+        "config.json": (json.dumps(hf_config, indent=2, sort_keys=True) + "\n").encode(),
+    }
     if vocab is None:
         report.notes.append(f"no vocabulary found (tried {', '.join(str(p) for p in candidates if p)}): pass --vocab_path")
     else:
-        if _vocab_lines(vocab) != words:
-            raise ConversionError(f"{vocab} has {_vocab_lines(vocab)} tokens but the word embedding has {words} rows")
-        shutil.copyfile(vocab, output_dir / "vocab.txt")
+        outputs["vocab.txt"] = _check_vocab(vocab, words)
+    for name in outputs:
+        if (output_dir / name).is_dir():
+            raise UsageError(f"--output_model_path {output_dir}: {output_dir / name} is a directory")
+    clash = [name for name, data in outputs.items() if (output_dir / name).exists() and not _same_bytes(output_dir / name, data)]
+    if clash and not force:
+        raise UsageError(
+            f"{output_dir} already holds {', '.join(clash)} from something else; nothing was written: "
+            "choose another --output_model_path, or pass --force to replace them"
+        )
+    for name, data in outputs.items():
+        with atomic_open(output_dir / name, "wb") as f:
+            f.write(data)
+    if vocab is not None:
         report.notes.append(f"vocabulary copied from {vocab}")
     return report
 

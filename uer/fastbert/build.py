@@ -6,14 +6,11 @@ from typing import Any
 
 from torch import nn
 
-from uer.checkpoint import CheckpointError, load_state, read_checkpoint
+from uer import checkpoint
 from uer.config import Config
 from uer.embeddings.position import PositionConfig
 from uer.embeddings.sinusoidal import SinusoidalConfig
 from uer.model_builder import build_model
-
-BACKBONE_PREFIXES = ("embedding.", "subencoder.", "encoder.")
-
 
 def fastbert_config(config: Config, **target_fields: Any) -> Config:
     """``config`` with its targets replaced by ``fastbert`` (``branch_size``, ``pooling``, ...)."""
@@ -34,21 +31,6 @@ def build_fastbert(config: Config, vocab_size: int, labels_num: int) -> nn.Modul
 
 
 def load_backbone(model: nn.Module, path: str | Path, config_source: str) -> dict[str, list[str]]:
-    """Load the embedding/encoder weights of a uer checkpoint into ``model``.
-
-    Strict about the backbone: every backbone key of ``model`` must be in the checkpoint with
-    the same shape, and the checkpoint may hold no backbone key the model lacks. Its targets
-    (e.g. MLM) are ignored; the model's targets keep their fresh initialisation. Returns the
-    keys of both kinds so the caller can say so.
-    """
-    state = read_checkpoint(path)["model"]
-    own = model.state_dict()
-    backbone = {k: v for k, v in state.items() if k.startswith(BACKBONE_PREFIXES)}
-    if not backbone:
-        raise CheckpointError(f"{path} holds no embedding./encoder. weights")
-    merged = {**{k: v for k, v in own.items() if not k.startswith(BACKBONE_PREFIXES)}, **backbone}
-    load_state(model, merged, f"{path} (backbone)", config_source)  # strict: names every misfit
-    return {
-        "fresh": sorted(k for k in own if not k.startswith(BACKBONE_PREFIXES)),
-        "ignored": sorted(k for k in state if not k.startswith(BACKBONE_PREFIXES)),
-    }
+    """The backbone of a uer checkpoint, heads left fresh: see ``uer.checkpoint.load_backbone``."""
+    loaded = checkpoint.load_backbone(model, path, config_source, heads=False)
+    return {"fresh": loaded.fresh, "ignored": loaded.ignored}
