@@ -240,6 +240,20 @@ def _without_source(data: Any) -> Any:
     return {k: v for k, v in data.items() if k != "source"} if isinstance(data, dict) else data
 
 
+def _differences(theirs: dict, ours: dict) -> list[str]:
+    """``section.key`` names that differ between two config dicts (sections if not both mappings)."""
+    out = []
+    for section in sorted({*theirs, *ours} - {"source"}):
+        a, b = theirs.get(section), ours.get(section)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{section}.{k}" for k in sorted({*a, *b}) if a.get(k) != b.get(k)]
+        else:
+            out.append(section)
+    return out
+
+
 def check_ownership(out: Outputs, config: Config, vocab_path: Path, stages: dict[int, dict[str, Any]]) -> dict[int, int]:
     """Do the files at the output belong to this run? Returns ``{stage: step}`` to resume from;
     a file of another run is a UsageError, raised before anything has been written.
@@ -256,9 +270,8 @@ def check_ownership(out: Outputs, config: Config, vocab_path: Path, stages: dict
             theirs = None
         ours = _without_source(to_dict(config))
         if _without_source(theirs) != ours:
-            differs = sorted(k for k in {*ours, *(theirs or {})} if k != "source" and (theirs or {}).get(k) != ours.get(k)) \
-                if isinstance(theirs, dict) else ["(not a config)"]
-            raise UsageError(f"{where}: {out.config} describes another model (it differs in: {', '.join(differs)}); {advice}")
+            differs = _differences(theirs, ours) if isinstance(theirs, dict) else ["(not a config)"]
+            raise UsageError(f"{where}: {out.config} is another run's config (it differs in: {', '.join(differs)}); {advice}")
     resume: dict[int, int] = {}
     for n, expected in stages.items():
         path = out.stage(n)
@@ -310,30 +323,50 @@ def run(opts: RunOptions) -> dict[str, Any]:
         raise ConfigError(f"{config.source}: no vocabulary: give --vocab_path (or tokenizer.vocab_path in the config)")
     vocab_path = input_file(opts.vocab_path or config.tokenizer.vocab_path, "--vocab_path" if opts.vocab_path else
                             f"{config.source}: tokenizer.vocab_path")
+    tables = read_tables(opts, fb.seed, train_path, dev_path, test_path, distill_path)  # a TsvError: nothing written yet
+    tokenizer = build_tokenizer(config.tokenizer, vocab_path=vocab_path)
     make_writable(out.model, "--output_model_path")
     make_writable(report_path, "--report_path")
     set_deterministic(opts.deterministic)
     torch.manual_seed(fb.seed)
 
     with OutputLock(out.model, "--output_model_path"):  # a second run into this output fails here, at once
-        return _run_locked(opts, config, device, out, report_path, vocab_path,
-                           (train_path, dev_path, test_path, distill_path), started, build_tokenizer)
+        return _run_locked(opts, config, device, out, report_path, vocab_path, tokenizer, tables, started)
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The TSV files as read (``*_full``) and as used (seeded subsamples)."""
+
+    train_full: TsvData
+    train: TsvData
+    dev_full: TsvData
+    dev: TsvData
+    test: TsvData | None
+    distill: TsvData | None
+
+
+def read_tables(opts: RunOptions, seed: int, train_path: Path, dev_path: Path, test_path: Path | None,
+                distill_path: Path | None) -> Tables:
+    train_full = read_tsv(train_path, skip_malformed=opts.skip_malformed)
+    labels = train_full.labels
+    dev_full = read_tsv(dev_path, labels=labels, skip_malformed=opts.skip_malformed)
+    return Tables(
+        train_full=train_full, train=subsample(train_full, opts.train_samples, seed),
+        dev_full=dev_full, dev=subsample(dev_full, opts.dev_samples, seed + 1),
+        test=read_tsv(test_path, labels=labels, skip_malformed=opts.skip_malformed) if test_path else None,
+        distill=read_tsv(distill_path, labelled=False, skip_malformed=opts.skip_malformed) if distill_path else None,
+    )
 
 
 def _run_locked(opts: RunOptions, config: Config, device: torch.device, out: Outputs, report_path: Path, vocab_path: Path,
-                paths: tuple, started: float, build_tokenizer) -> dict[str, Any]:
-    train_path, dev_path, test_path, distill_path = paths
+                tokenizer, tables: Tables, started: float) -> dict[str, Any]:
     fb = config.fastbert
     # ---------------------------------------------------------------- data (read only)
-    tokenizer = build_tokenizer(config.tokenizer, vocab_path=vocab_path)
     vocab = tokenizer.vocab
-    train_full = read_tsv(train_path, skip_malformed=opts.skip_malformed)
+    train_full, train, dev_full, dev = tables.train_full, tables.train, tables.dev_full, tables.dev
+    test, distill_data = tables.test, tables.distill
     labels = train_full.labels
-    train = subsample(train_full, opts.train_samples, fb.seed)
-    dev_full = read_tsv(dev_path, labels=labels, skip_malformed=opts.skip_malformed)
-    dev = subsample(dev_full, opts.dev_samples, fb.seed + 1)
-    test = read_tsv(test_path, labels=labels, skip_malformed=opts.skip_malformed) if test_path else None
-    distill_data = read_tsv(distill_path, labelled=False, skip_malformed=opts.skip_malformed) if distill_path else None
     skipped = {d.path: {"rows": len(d.skipped), "first": [f"line {n}: {r}" for n, r in d.skipped[:5]]}
                for d in (train_full, dev_full, test, distill_data) if d is not None}
     for path, info in skipped.items():

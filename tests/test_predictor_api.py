@@ -1,0 +1,151 @@
+"""``FastBertClassifier``'s contract with its callers (bad-inputs.md rows 177-195): a string is one
+text; a wrong kind of argument is a TypeError and a bad value a ValueError, each naming the
+argument (and a text's index); nothing returns garbage."""
+from __future__ import annotations
+
+import math
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.helpers import tiny_config
+from uer.checkpoint import save_checkpoint
+from uer.fastbert.build import build_fastbert, fastbert_config
+from uer.fastbert.predictor import FastBertClassifier
+
+DATA = Path("tests/data")
+VOCAB = DATA / "fastbert_vocab.txt"
+LABELS = ["neg", "neu", "pos"]
+
+
+def save_model(folder: Path, pair: bool | None = False, seq_length: int = 16, legacy: bool = False) -> Path:
+    """An (untrained) FastBERT checkpoint as run_fastbert.py writes it; ``legacy``: as it did before
+    it recorded ``labels_num`` and ``pair``."""
+    torch.manual_seed(0)
+    config = fastbert_config(tiny_config(), branch_size=16)
+    vocab_size = len(VOCAB.read_text().splitlines())
+    model = build_fastbert(config, vocab_size=vocab_size, labels_num=len(LABELS))
+    extra = {"labels": LABELS, "vocab_size": vocab_size, "seq_length": seq_length, "vocab_file": "model.vocab.txt"}
+    if not legacy:
+        extra.update(labels_num=len(LABELS), pair=pair)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(folder / "model.pt", model, config, **extra)
+    shutil.copy(VOCAB, folder / "model.vocab.txt")
+    return folder / "model.pt"
+
+
+@pytest.fixture(scope="module")
+def clf(tmp_path_factory):
+    return FastBertClassifier.load(save_model(tmp_path_factory.mktemp("single")), fused=False)
+
+
+@pytest.fixture(scope="module")
+def pair_clf(tmp_path_factory):
+    return FastBertClassifier.load(save_model(tmp_path_factory.mktemp("pair"), pair=True))
+
+
+def test_a_string_is_one_text_not_its_characters(clf):
+    one = clf.predict("the movie was great", speed=0.5)
+    assert len(one.labels) == 1 and one.probabilities.shape == (1, 3) and len(one.exit_layers) == 1
+    listed = clf.predict(["the movie was great"], speed=0.5)
+    assert one.labels == listed.labels and one.exit_layers == listed.exit_layers
+    torch.testing.assert_close(one.probabilities, listed.probabilities)
+
+
+def test_iterables_and_empty_input_still_work(clf):
+    texts = ["my car is terrible", "this meal is okay"]
+    expected = clf.predict(texts, speed=0.3)
+    assert clf.predict((t for t in texts), speed=0.3).labels == expected.labels
+    assert clf.predict(np.array(texts), speed=0.3).labels == expected.labels
+    empty = clf.predict([], speed=0.5)
+    assert empty.labels == [] and empty.probabilities.shape == (0, 3)
+
+
+@pytest.mark.parametrize("texts, kind", [(None, "NoneType"), (123, "int"), (b"hello", "bytes"), (4.5, "float")])
+def test_texts_of_the_wrong_kind_are_a_type_error_naming_the_argument(clf, texts, kind):
+    with pytest.raises(TypeError, match=rf"^texts must be a str or a sequence of str .*got {kind}$"):
+        clf.predict(texts, speed=0.5)
+
+
+@pytest.mark.parametrize("texts, index, kind", [
+    ([123], 0, "int"), (["ok", None], 1, "NoneType"), ([b"hello"], 0, "bytes"), (["a", "b", 3.0], 2, "float"),
+])
+def test_an_item_of_the_wrong_kind_is_a_type_error_naming_its_index_and_type(clf, texts, index, kind):
+    with pytest.raises(TypeError, match=rf"^texts\[{index}\] is {kind}, expected str$"):
+        clf.predict(texts, speed=0.5)
+
+
+@pytest.mark.parametrize("texts, where", [([""], "texts[0]"), (["fine", "   \t "], "texts[1]")])
+def test_an_empty_text_is_a_value_error_naming_its_index(clf, texts, where):
+    with pytest.raises(ValueError, match="^" + re.escape(where) + " is empty"):
+        clf.predict(texts, speed=0.5)
+
+
+@pytest.mark.parametrize("speed", ["0.5", None, True, False, [0.5]])
+def test_speed_must_be_a_real_number(clf, speed):
+    with pytest.raises(TypeError, match="^speed must be a number in \\[0, 1\\]"):
+        clf.predict(["hi"], speed=speed)
+
+
+@pytest.mark.parametrize("speed", [2, -0.1, math.nan, math.inf])
+def test_speed_must_lie_in_0_1(clf, speed):
+    with pytest.raises(ValueError, match="^speed must lie in \\[0, 1\\]"):
+        clf.predict(["hi"], speed=speed)
+
+
+def test_numpy_numbers_are_accepted(clf):
+    a = clf.predict(["hi there"], speed=np.float32(0.5), batch_size=np.int64(2))
+    b = clf.predict(["hi there"], speed=0.5, batch_size=2)
+    assert a.labels == b.labels and a.exit_layers == b.exit_layers
+
+
+@pytest.mark.parametrize("batch_size", [0, -1])
+def test_batch_size_below_one_is_a_value_error_not_garbage(clf, batch_size):
+    with pytest.raises(ValueError, match=f"^batch_size must be >= 1, got {batch_size}$"):
+        clf.predict(["hi", "there"], speed=0.5, batch_size=batch_size)
+
+
+@pytest.mark.parametrize("batch_size", [1.5, "2", True, None])
+def test_batch_size_must_be_an_int(clf, batch_size):
+    with pytest.raises(TypeError, match="^batch_size must be an int >= 1"):
+        clf.predict(["hi", "there"], speed=0.5, batch_size=batch_size)
+
+
+def test_an_unknown_exit_policy_is_a_value_error_listing_the_valid_ones(clf):
+    with pytest.raises(ValueError, match="^policy 'nope': expected one of .*entropy"):
+        clf.predict(["hi"], speed=0.5, policy="nope")
+    with pytest.raises(TypeError, match="^policy must be a str"):
+        clf.predict(["hi"], speed=0.5, policy=None)
+    assert clf.predict(["hi"], speed=0.5, policy="entropy").labels == clf.predict(["hi"], speed=0.5).labels
+
+
+def test_tuples_must_be_pairs_and_match_the_model(clf, pair_clf):
+    with pytest.raises(ValueError, match=r"^texts\[0\] is a \(text_a, text_b\) pair, but this model classifies single texts$"):
+        clf.predict([("a", "b")], speed=0.5)
+    for bad, n in (([("a", "b", "c")], 3), ([("a",)], 1)):
+        with pytest.raises(ValueError, match=rf"^texts\[0\] is a tuple of {n}; expected a str or a \(text_a, text_b\) pair$"):
+            pair_clf.predict(bad, speed=0.5)
+    with pytest.raises(ValueError, match=r"^texts\[1\] is one text, but this model classifies \(text_a, text_b\) pairs$"):
+        pair_clf.predict([("a", "b"), "c"], speed=0.5)
+    with pytest.raises(TypeError, match=r"^texts\[0\]\[1\] is int, expected str$"):
+        pair_clf.predict([("a", 2)], speed=0.5)
+    assert len(pair_clf.predict([("the car", "is bad")], speed=0.5).labels) == 1
+
+
+@pytest.mark.parametrize("path", [None, 123, b"model.pt"])
+def test_load_needs_a_path(path):
+    with pytest.raises(TypeError, match="^path must be a str or os.PathLike"):
+        FastBertClassifier.load(path)
+
+
+def test_an_older_model_with_a_seq_length_beyond_its_position_table_loads_and_truncates(tmp_path):
+    """Saved before labels_num/pair were recorded, with seq_length 100000 (the table holds 64):
+    it loads through uer.checkpoint.load_model and long texts are cut to the table."""
+    clf = FastBertClassifier.load(save_model(tmp_path, seq_length=100000, legacy=True))
+    assert clf.seq_length == 64 and clf.pair is None
+    out = clf.predict(["word " * 2000, "a" * 10000], speed=0.5)
+    assert len(out.labels) == 2 and set(out.exit_layers) <= {1, 2}
