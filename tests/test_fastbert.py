@@ -55,11 +55,11 @@ def test_normalized_entropy_in_unit_interval():
     assert e[:200].std() > 0.1
 
 
-@pytest.mark.parametrize("fast", [False, True])
-def test_speed_0_is_the_full_model(fast):
+@pytest.mark.parametrize("fused", [False, True])
+def test_speed_0_is_the_full_model(fused):
     model = fastbert_model()
     src, seg = batch()
-    runner = EarlyExit(model, fast=fast)
+    runner = EarlyExit(model, fused=fused)
     out = runner.predict(src, seg, speed=0.0)
     assert (out.exit_layer == 4).all()
     torch.testing.assert_close(out.probs, runner.full_model(src, seg), rtol=0, atol=0)
@@ -67,25 +67,25 @@ def test_speed_0_is_the_full_model(fast):
         logits = model({"src": src, "seg": seg, "tgt_cls": torch.zeros(len(src), dtype=torch.long)})["fastbert_logits"]
     teacher = torch.softmax(logits.float(), -1)
     # the inference branch folds two linears into one: equal up to float rounding
-    torch.testing.assert_close(out.probs, teacher, rtol=1e-4, atol=1e-5 if fast else 1e-6)
+    torch.testing.assert_close(out.probs, teacher, rtol=1e-4, atol=1e-5 if fused else 1e-6)
     assert torch.equal(out.probs.argmax(-1), teacher.argmax(-1))
 
 
 def test_speed_1_exits_at_layer_1():
     model = fastbert_model()
     src, seg = batch()
-    runner = EarlyExit(model, fast=False)
+    runner = EarlyExit(model, fused=False)
     out = runner.predict(src, seg, speed=1.0)
     assert (out.exit_layer == 1).all()
     first = runner.all_layers(src, seg)[:, 0]
     torch.testing.assert_close(out.probs, first)
 
 
-@pytest.mark.parametrize("fast", [False, True])
-def test_batch_and_padding_invariance_and_sweep(fast):
+@pytest.mark.parametrize("fused", [False, True])
+def test_batch_and_padding_invariance_and_sweep(fused):
     model = fastbert_model()
     src, seg = batch(n=10)
-    runner = EarlyExit(model, fast=fast)
+    runner = EarlyExit(model, fused=fused)
     lengths = (seg > 0).sum(1)
     swept = exits_for_speeds(runner.all_layers(src, seg), SPEEDS)
     spread = set()
@@ -139,7 +139,7 @@ def test_stage_2_gives_gradients_to_students_only():
 
 def test_flops_match_flop_counter():
     model = fastbert_model(layers=3).requires_grad_(False)  # FlopCounterMode's module hooks vs inference mode
-    runner = EarlyExit(model, fast=False)
+    runner = EarlyExit(model, fused=False)
     flops = FlopModel.of(model)
     src, seg = batch(n=1, t=11)
 
@@ -155,7 +155,7 @@ def test_flops_match_flop_counter():
     # mean pooling: every query of the branch's attention is computed
     mean_model = fastbert_model(layers=3, pooling="mean").requires_grad_(False)
     mean = FlopModel.of(mean_model)
-    mean_runner = EarlyExit(mean_model, fast=False)
+    mean_runner = EarlyExit(mean_model, fused=False)
     assert counted(lambda: mean_runner.full_model(src, seg)) == mean.full(11)
     assert flops.full(128) > 11 * flops.full(11)  # padding to 128 costs more than linear in length (attention)
 

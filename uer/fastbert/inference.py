@@ -18,6 +18,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from uer.fused import optimize_for_inference
 from uer.targets.fastbert import FastBertTarget, FrozenBranch
 
 
@@ -42,17 +43,14 @@ def fastbert_target(model: nn.Module) -> FastBertTarget:
     raise ValueError(f"the model has no fastbert target (targets: {', '.join(model.target.components)})")
 
 
-def inference_encoder(model: nn.Module, fast: bool):
-    """The encoder's per-layer step API, through ``uer.fast.optimize_for_inference`` when it exists.
+def inference_encoder(model: nn.Module, fused: bool):
+    """The encoder's per-layer step API: ``(encoder, backend, reason)``.
 
-    Returns ``(encoder, backend name)``; falls back to the eager encoder."""
-    if fast:
-        try:
-            from uer.fast import optimize_for_inference
-        except ImportError:  # the fast path is optional: the eager encoder gives the same results
-            return model.encoder, "eager"
-        return optimize_for_inference(model.embedding, model.encoder), "fast"
-    return model.encoder, "eager"
+    ``fused``: through ``uer.fused`` where it supports the encoder, else eager (the reason says why)."""
+    if not fused:
+        return model.encoder, "eager", "asked for eager"
+    encoder = optimize_for_inference(model.embedding, model.encoder)
+    return encoder, encoder.backend, encoder.reason
 
 
 def branch_mask(seg: torch.Tensor) -> torch.Tensor | None:
@@ -83,13 +81,13 @@ class EarlyExit:
         result = runner.predict(src, seg, speed=0.3)    # result.probs, result.exit_layer
     """
 
-    def __init__(self, model: nn.Module, fast: bool = True) -> None:
+    def __init__(self, model: nn.Module, fused: bool = True) -> None:
         self.model = model.eval()
         self.device = next(model.parameters()).device  # inputs are moved here by the callers
         self.target = fastbert_target(model)
-        self.encoder, self.backend = inference_encoder(model, fast)
+        self.encoder, self.backend, self.reason = inference_encoder(model, fused)
         self.layers_num = len(self.target.branches)
-        self.branches = [FrozenBranch(b) for b in self.target.branches]  # snapshots, like the fast encoder
+        self.branches = [FrozenBranch(b) for b in self.target.branches]  # snapshots, like the fused encoder
 
     @torch.inference_mode()
     def predict(self, src: torch.Tensor, seg: torch.Tensor, speed: float) -> ExitResult:

@@ -178,7 +178,7 @@ def run(opts: RunOptions) -> dict[str, Any]:
                               "stage1": _brief(stage1), "stage2": _brief(stage2)}
     if test is not None:
         test_enc = encode_tsv(tokenizer, test, seq)
-        runner = EarlyExit(model, fast=opts.fast)
+        runner = EarlyExit(model, fused=opts.fast)
         result = sweep(runner, test_enc, pad_id, opts.speeds, timing_samples=opts.timing_samples,
                        batch_size=opts.timing_batch_size)
         rows = result["rows"]

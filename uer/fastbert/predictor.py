@@ -29,7 +29,7 @@ class Predictions:
 
 class FastBertClassifier:
     def __init__(self, model, tokenizer, labels: Sequence[str], seq_length: int, fast: bool = True) -> None:
-        self.runner = EarlyExit(model, fast=fast)
+        self.runner = EarlyExit(model, fused=fast)
         self.tokenizer = tokenizer
         self.labels = list(labels)
         self.seq_length = seq_length

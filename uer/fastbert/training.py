@@ -67,7 +67,7 @@ def set_trainable(model: nn.Module, stage: int) -> None:
 def dev_scores(model: nn.Module, dev: Encoded, pad_id: int, batch_size: int) -> dict[str, float]:
     """Teacher accuracy (if labelled) and the mean-per-student distillation loss on ``dev``."""
     was_training = model.training
-    runner = EarlyExit(model, fast=True)  # a snapshot of the current weights
+    runner = EarlyExit(model, fused=True)  # a snapshot of the current weights
     target = runner.target
     correct, kl_sum, n = 0, 0.0, 0
     for index in length_sorted_batches(dev.lengths(), batch_size):
