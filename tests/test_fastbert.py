@@ -62,7 +62,7 @@ def test_speed_0_is_the_full_model(fused):
     runner = EarlyExit(model, fused=fused)
     out = runner.predict(src, seg, speed=0.0)
     assert (out.exit_layer == 4).all()
-    torch.testing.assert_close(out.probs, runner.full_model(src, seg), rtol=0, atol=0)
+    torch.testing.assert_close(out.probs, runner.full_model_probs(src, seg), rtol=0, atol=0)
     with torch.no_grad():  # the training forward (stage 1's teacher logits), eager
         logits = model({"src": src, "seg": seg, "tgt_cls": torch.zeros(len(src), dtype=torch.long)})["fastbert_logits"]
     teacher = torch.softmax(logits.float(), -1)
@@ -77,7 +77,7 @@ def test_speed_1_exits_at_layer_1():
     runner = EarlyExit(model, fused=False)
     out = runner.predict(src, seg, speed=1.0)
     assert (out.exit_layer == 1).all()
-    first = runner.all_layers(src, seg)[:, 0]
+    first = runner.layer_probs(src, seg)[:, 0]
     torch.testing.assert_close(out.probs, first)
 
 
@@ -87,7 +87,7 @@ def test_batch_and_padding_invariance_and_sweep(fused):
     src, seg = batch(n=10)
     runner = EarlyExit(model, fused=fused)
     lengths = (seg > 0).sum(1)
-    swept = exits_for_speeds(runner.all_layers(src, seg), SPEEDS)
+    swept = exits_for_speeds(runner.layer_probs(src, seg), SPEEDS)
     spread = set()
     for speed, expected in zip(SPEEDS, swept):
         together = runner.predict(src, seg, speed)
@@ -148,7 +148,7 @@ def test_flops_match_flop_counter():
             fn()
         return counter.get_total_flops()
 
-    assert counted(lambda: runner.full_model(src, seg)) == flops.full(11)
+    assert counted(lambda: runner.full_model_probs(src, seg)) == flops.full(11)
     for speed in (0.0, 1.0) + SPEEDS[1:-1]:
         layer = int(runner.predict(src, seg, speed).exit_layer)
         assert counted(lambda: runner.predict(src, seg, speed)) == flops.early_exit(11, layer), speed
@@ -156,7 +156,7 @@ def test_flops_match_flop_counter():
     mean_model = fastbert_model(layers=3, pooling="mean").requires_grad_(False)
     mean = FlopModel.of(mean_model)
     mean_runner = EarlyExit(mean_model, fused=False)
-    assert counted(lambda: mean_runner.full_model(src, seg)) == mean.full(11)
+    assert counted(lambda: mean_runner.full_model_probs(src, seg)) == mean.full(11)
     assert flops.full(128) > 11 * flops.full(11)  # padding to 128 costs more than linear in length (attention)
 
 
