@@ -116,10 +116,27 @@ def test_branch_pooling_ignores_padding(pooling):
         garbage = hidden.masked_fill((seg == 0)[..., None], 1e4)  # what sits at padding must not matter
         torch.testing.assert_close(target.branch_logits(0, garbage, seg > 0), logits)
         if pooling == "first":  # computing only the pooled query equals full self-attention at position 0
+            from uer.targets.fastbert import MODULES
+
             branch = target.branches[0]
             x = branch.projection(hidden)
-            full = branch.self_attn(x, (seg > 0)[:, None, None, :], first_only=False)[:, 0]
-            torch.testing.assert_close(branch.self_attn(x, (seg > 0)[:, None, None, :], first_only=True)[:, 0], full)
+            full = MODULES.attend(branch.self_attn, x, seg > 0)[:, 0]
+            torch.testing.assert_close(MODULES.attend_first(branch.self_attn, x, seg > 0), full)
+
+
+@pytest.mark.parametrize("pooling", ["first", "mean", "max"])
+def test_frozen_branch_equals_the_module(pooling):
+    """One definition (Branch.compute), two executions: the modules and the folded snapshot."""
+    from uer.targets.fastbert import FrozenBranch
+
+    model = fastbert_model(pooling=pooling)
+    branch = model.target.components["fastbert"].branches[1]
+    src, seg = batch(n=5)
+    with torch.no_grad():
+        hidden = model.encoder(model.embed(src, seg), seg)
+        torch.testing.assert_close(FrozenBranch(branch)(hidden, seg > 0), branch(hidden, seg > 0), rtol=1e-4, atol=1e-5)
+        full = seg[:1, :13] > 0  # the 13-token row: no padding, so no mask at all
+        torch.testing.assert_close(FrozenBranch(branch)(hidden[:1], None), branch(hidden[:1], full), rtol=1e-4, atol=1e-5)
 
 
 def test_stage_2_gives_gradients_to_students_only():
