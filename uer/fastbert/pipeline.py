@@ -449,7 +449,7 @@ def _run_locked(opts: RunOptions, config: Config, device: torch.device, out: Out
                               "exit_policy": opts.exit_policy, "branch_training": opts.branch_training}
     plot = None
     if test_enc is not None:
-        runner = EarlyExit(model, opts.fused)  # positional: the keyword is being renamed fast -> fused
+        runner = EarlyExit(model, fused=opts.fused)
         result = sweep(runner, test_enc, pad_id, opts.speeds, timing_samples=opts.timing_samples,
                        batch_size=opts.timing_batch_size, policy=opts.exit_policy)
         rows = result["rows"]

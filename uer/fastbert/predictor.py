@@ -78,7 +78,7 @@ def _text(value: object, where: str) -> str:
 class FastBertClassifier:
     def __init__(self, model, tokenizer, labels: Sequence[str], seq_length: int, fused: bool = True,
                  pair: bool | None = None) -> None:
-        self.runner = EarlyExit(model, fused)  # positional: the keyword is being renamed fast -> fused
+        self.runner = EarlyExit(model, fused=fused)
         self.tokenizer = tokenizer
         self.labels = list(labels)
         self.seq_length = seq_length

@@ -111,7 +111,7 @@ def dev_scores(model: nn.Module, dev: Encoded, pad_id: int, batch_size: int, bra
     """Teacher accuracy (if labelled) and the mean-per-student distillation loss on ``dev``; with
     ``branches``, also ``joint_accuracy``: the branches' accuracies averaged with :func:`layer_weights`."""
     was_training = model.training
-    runner = EarlyExit(model, fast=True)  # a snapshot of the current weights
+    runner = EarlyExit(model, fused=True)  # a snapshot of the current weights
     target = runner.target
     correct, kl_sum, n = 0, 0.0, 0
     branch_correct = torch.zeros(runner.layers_num, dtype=torch.float64)
