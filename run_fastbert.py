@@ -16,6 +16,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from uer.checkpoint import CheckpointError
+from uer.choices import POOLINGS, PRECISIONS
+from uer.config import ConfigError
+from uer.data.tsv import TsvError
+from uer.fastbert.evaluate import policy_names
+from uer.fastbert.pipeline import BRANCH_TRAININGS, MIN_SEQ_LENGTH
+from uer.utils.cli import non_negative_int, positive_float, positive_int, run_main
+
 MAIN_JOB = [
     "--pretrained_model_path", "models/minilm/model.pt",
     "--config_path", "models/bert/minilm_l6_h384.yaml",
@@ -31,8 +39,10 @@ MAIN_JOB = [
 
 
 def parse_speeds(text: str) -> tuple[float, ...]:
-    """``0.5``, ``0,0.3,0.6`` or ``0,0.1,...,1`` (an arithmetic progression) -> speeds in [0, 1]."""
-    items = [s.strip() for s in text.split(",") if s.strip()]
+    """``0.5``, ``0,0.3,0.6`` or ``0,0.1,...,1`` (an arithmetic progression) -> distinct speeds in [0, 1]."""
+    items = [s.strip() for s in text.split(",")]
+    if any(not s for s in items):
+        raise argparse.ArgumentTypeError(f"--speed {text!r}: an empty item (two commas, or a comma at an end)")
     try:
         if "..." in items:
             if len(items) != 4 or items[2] != "...":
@@ -49,11 +59,28 @@ def parse_speeds(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"--speed {text!r}: expected a number, a list, or a,b,...,z") from None
     if not speeds or any(not 0.0 <= s <= 1.0 for s in speeds):
         raise argparse.ArgumentTypeError(f"--speed {text!r}: every speed must lie in [0, 1]")
+    repeated = sorted({f"{s:g}" for s in speeds if speeds.count(s) > 1})
+    if repeated:
+        raise argparse.ArgumentTypeError(f"--speed {text!r}: {', '.join(repeated)} listed more than once")
     return speeds
 
 
+def seq_length(text: str) -> int:
+    value = positive_int(text)
+    if value < MIN_SEQ_LENGTH:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {MIN_SEQ_LENGTH} ([CLS] text [SEP] and room for text), got {text!r}")
+    return value
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a mistake is one line (``prog: error: ...``), not the whole usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="run_fastbert.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("model and data (reference flags)")
     g.add_argument("--pretrained_model_path", help="uer checkpoint whose embedding+encoder start the backbone")
     g.add_argument("--config_path", help="model YAML (default: the pre-trained checkpoint's config)")
@@ -61,34 +88,40 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--train_path", required=True, help="TSV: label<TAB>text_a[<TAB>text_b] with a header")
     g.add_argument("--dev_path", required=True)
     g.add_argument("--test_path", help="evaluated at every --speed")
-    g.add_argument("--output_model_path", default="out/fastbert/model.pt", help="the trained model; other outputs lie beside it")
+    g.add_argument("--output_model_path", default="out/fastbert/model.pt",
+                   help="the trained model; other outputs lie beside it, named after its stem")
     h = p.add_argument_group("training (reference flags; default: the config's fastbert section)")
-    h.add_argument("--epochs_num", type=int, help="stage 1 (fine-tuning) epochs")
-    h.add_argument("--distill_epochs_num", type=int, help="stage 2 (self-distillation) epochs; 0 skips it")
-    h.add_argument("--batch_size", type=int)
-    h.add_argument("--seq_length", type=int)
-    h.add_argument("--learning_rate", type=float, help="stage 1")
+    h.add_argument("--epochs_num", type=positive_int, help="stage 1 (fine-tuning) epochs")
+    h.add_argument("--distill_epochs_num", type=non_negative_int, help="stage 2 (self-distillation) epochs; 0 skips it")
+    h.add_argument("--batch_size", type=positive_int)
+    h.add_argument("--seq_length", type=seq_length, help="longer texts are truncated; at most the config's position table")
+    h.add_argument("--learning_rate", type=positive_float, help="stage 1")
     h.add_argument("--seed", type=int)
-    h.add_argument("--report_steps", type=int)
+    h.add_argument("--report_steps", type=positive_int)
     h.add_argument("--speed", type=parse_speeds, default=(0.5,),
                    help="exit when normalised entropy < speed, in [0, 1]; a list (0,0.1,...,1) sweeps")
     n = p.add_argument_group("new")
-    n.add_argument("--distill_learning_rate", type=float, help="stage 2")
+    n.add_argument("--distill_learning_rate", type=positive_float, help="stage 2")
     n.add_argument("--distill_path", help="texts for stage 2 (labels not needed; default: the training texts)")
     n.add_argument("--report_path", help="JSON report (default: beside the model)")
     n.add_argument("--skip_malformed", action="store_true", help="skip malformed TSV rows and count them in the report (default: error)")
-    n.add_argument("--train_samples", type=int, default=0, help="train on a seeded random subset of this many rows (0: all)")
-    n.add_argument("--dev_samples", type=int, default=0, help="evaluate each epoch on a seeded random subset of dev (0: all)")
-    n.add_argument("--timing_samples", type=int, default=256, help="test rows timed for the wall-clock speed-ups")
-    n.add_argument("--timing_batch_size", type=int, default=32, help="batch size of the batched wall-clock measurement")
-    n.add_argument("--branch_size", type=int, help="width of each exit branch (target.branch_size, default 128)")
-    n.add_argument("--branch_heads_num", type=int, help="heads of each branch's self-attention (default 2)")
-    n.add_argument("--pooling", choices=("first", "mean", "max"), help="branch pooling (default first)")
+    n.add_argument("--train_samples", type=non_negative_int, default=0, help="train on a seeded random subset of this many rows (0: all)")
+    n.add_argument("--dev_samples", type=non_negative_int, default=0, help="evaluate each epoch on a seeded random subset of dev (0: all)")
+    n.add_argument("--timing_samples", type=positive_int, default=256, help="test rows timed for the wall-clock speed-ups")
+    n.add_argument("--timing_batch_size", type=positive_int, default=32, help="batch size of the batched wall-clock measurement")
+    n.add_argument("--branch_size", type=positive_int, help="width of each exit branch (target.branch_size, default 128)")
+    n.add_argument("--branch_heads_num", type=positive_int, help="heads of each branch's self-attention; must divide branch_size (default 2)")
+    n.add_argument("--pooling", choices=POOLINGS, help="branch pooling (default first)")
+    n.add_argument("--exit_policy", choices=policy_names(), default="entropy",
+                   help="the rule that decides a sample may leave; --speed is its threshold (default entropy)")
+    n.add_argument("--branch_training", choices=BRANCH_TRAININGS, default="distill",
+                   help="distill: stage 2 self-distils the branches from the teacher; joint: see uer/fastbert/training.py")
     n.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    n.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+    n.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="training arithmetic: bf16 autocast (CPU with bf16 units, CUDA) or fp16 with a grad scaler (CUDA)")
-    n.add_argument("--threads", type=int, help="torch CPU threads")
-    n.add_argument("--no_fast", action="store_true", help="eager encoder at inference (not uer.fast)")
+    n.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice)")
+    n.add_argument("--deterministic", action="store_true", help="deterministic algorithms: same flags and --threads, same bits")
+    n.add_argument("--no_fused", action="store_true", help="eager encoder at inference (not uer.fused); same results, slower")
     n.add_argument("--no_progress", action="store_true", help="no progress bars")
     return p
 
@@ -112,18 +145,21 @@ def prepare_main_job() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv:
+    try:
+        args = build_parser().parse_args(argv or MAIN_JOB)
+    except SystemExit as exc:  # --help, or a flag argparse refused (its one line is printed)
+        return int(exc.code or 0)
+    return run_main("run_fastbert.py", lambda: _run(args, main_job=not argv), extra_errors=(TsvError, ConfigError, CheckpointError))
+
+
+def _run(args: argparse.Namespace, main_job: bool) -> int:
+    if main_job:
         print("run_fastbert.py with no arguments: the main job =\n  run_fastbert.py " + " ".join(MAIN_JOB), flush=True)
         prepare_main_job()
-        argv = MAIN_JOB
-    args = build_parser().parse_args(argv)
 
     import torch
 
-    from uer.checkpoint import CheckpointError
-    from uer.config import ConfigError
-    from uer.data.tsv import TsvError
-    from uer.fastbert.pipeline import DeviceError, RunOptions, run
+    from uer.fastbert.pipeline import RunOptions, run
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -139,16 +175,12 @@ def main(argv: list[str] | None = None) -> int:
         config_path=args.config_path, pretrained_model_path=args.pretrained_model_path, vocab_path=args.vocab_path,
         train_path=args.train_path, dev_path=args.dev_path, test_path=args.test_path, distill_path=args.distill_path,
         output_model_path=args.output_model_path, report_path=args.report_path, speeds=args.speed,
-        skip_malformed=args.skip_malformed, train_samples=args.train_samples, dev_samples=args.dev_samples, timing_samples=args.timing_samples,
-        timing_batch_size=args.timing_batch_size, fast=not args.no_fast, progress=not args.no_progress,
-        config_overrides=tuple(overrides), device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
-        precision=args.precision,
+        skip_malformed=args.skip_malformed, train_samples=args.train_samples, dev_samples=args.dev_samples,
+        timing_samples=args.timing_samples, timing_batch_size=args.timing_batch_size, fused=not args.no_fused,
+        progress=not args.no_progress, config_overrides=tuple(overrides), device=args.device, precision=args.precision,
+        exit_policy=args.exit_policy, branch_training=args.branch_training, deterministic=args.deterministic,
     )
-    try:
-        run(opts)
-    except (TsvError, ConfigError, CheckpointError, DeviceError) as exc:  # the user's mistake: the message says what and where
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    run(opts)
     return 0
 
 

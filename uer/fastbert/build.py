@@ -8,6 +8,8 @@ from torch import nn
 
 from uer.checkpoint import CheckpointError, load_state, read_checkpoint
 from uer.config import Config
+from uer.embeddings.position import PositionConfig
+from uer.embeddings.sinusoidal import SinusoidalConfig
 from uer.model_builder import build_model
 
 BACKBONE_PREFIXES = ("embedding.", "subencoder.", "encoder.")
@@ -16,6 +18,13 @@ BACKBONE_PREFIXES = ("embedding.", "subencoder.", "encoder.")
 def fastbert_config(config: Config, **target_fields: Any) -> Config:
     """``config`` with its targets replaced by ``fastbert`` (``branch_size``, ``pooling``, ...)."""
     return config.with_target({"name": "fastbert", **target_fields})
+
+
+def position_limit(config: Config) -> int | None:
+    """The longest input the embedding's position table holds (None: the model has no position table)."""
+    limits = [s.cfg.max_seq_length for s in config.embedding.components
+              if isinstance(s.cfg, (PositionConfig, SinusoidalConfig))]
+    return min(limits) if limits else None
 
 
 def build_fastbert(config: Config, vocab_size: int, labels_num: int) -> nn.Module:

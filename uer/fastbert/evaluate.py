@@ -19,6 +19,22 @@ from uer.fastbert.inference import EarlyExit, exits_for_speeds
 from uer.fastbert.report import classification_metrics
 
 
+def policy_names() -> tuple[str, ...]:
+    """The exit policies ``--exit_policy`` and ``FastBertClassifier.predict(policy=)`` accept.
+
+    Until the policy registry lands this is the built-in rule only; at that merge it becomes
+    ``tuple(uer.fastbert.policies.POLICIES.names())``, and nothing else here changes."""
+    return ("entropy",)
+
+
+def policy_kwargs(policy: str) -> dict[str, str]:
+    """Keywords for ``EarlyExit.predict`` / ``exits_for_speeds``: the default rule needs none, so
+    this code runs both before and after those functions take ``policy=``."""
+    if policy not in policy_names():
+        raise ValueError(f"policy {policy!r}: expected one of {', '.join(policy_names())}")
+    return {} if policy == "entropy" else {"policy": policy}
+
+
 def all_layer_probs(runner: EarlyExit, encoded: Encoded, pad_id: int, batch_size: int) -> torch.Tensor:
     """(N, layers, labels) in input order."""
     out = torch.empty(len(encoded), runner.layers_num, runner.target.labels_num)
@@ -34,19 +50,20 @@ def timing_batches(encoded: Encoded, index: Sequence[int], pad_id: int, batch_si
     return [collate(sub, b, pad_id, device) for b in length_sorted_batches(sub.lengths(), batch_size)]
 
 
-def run_batch(runner: EarlyExit, batch: dict[str, torch.Tensor], speed: float | None) -> float:
+def run_batch(runner: EarlyExit, batch: dict[str, torch.Tensor], speed: float | None, policy: str = "entropy") -> float:
     """Seconds for one batch; ``speed=None`` runs the full model (backbone + teacher)."""
     start = time.perf_counter()
     if speed is None:
         runner.full_model(batch["src"], batch["seg"])
     else:
-        runner.predict(batch["src"], batch["seg"], speed)
+        runner.predict(batch["src"], batch["seg"], speed, **policy_kwargs(policy))
     if runner.device.type == "cuda":
         torch.cuda.synchronize(runner.device)  # kernels run asynchronously: wait for them
     return time.perf_counter() - start
 
 
-def measure_walls(runner: EarlyExit, batches: list[dict[str, torch.Tensor]], speeds: Sequence[float], repeats: int) -> dict:
+def measure_walls(runner: EarlyExit, batches: list[dict[str, torch.Tensor]], speeds: Sequence[float], repeats: int,
+                  policy: str = "entropy") -> dict:
     """Seconds to run all ``batches`` with the full model (key None) and at each speed.
 
     Each batch is timed ``repeats`` times per configuration after one warm-up run and the best
@@ -56,22 +73,26 @@ def measure_walls(runner: EarlyExit, batches: list[dict[str, torch.Tensor]], spe
     total = {c: 0.0 for c in configs}
     for batch in batches:
         for c in configs:
-            run_batch(runner, batch, c)  # warm-up: allocator, oneDNN primitives for this shape
-            total[c] += min(run_batch(runner, batch, c) for _ in range(repeats))
+            run_batch(runner, batch, c, policy)  # warm-up: allocator, oneDNN primitives for this shape
+            total[c] += min(run_batch(runner, batch, c, policy) for _ in range(repeats))
     return total
 
 
 def sweep(
     runner: EarlyExit, encoded: Encoded, pad_id: int, speeds: Sequence[float], eval_batch_size: int = 64,
-    timing_samples: int = 256, batch_size: int = 32, repeats: int = 2, measure: bool = True,
+    timing_samples: int = 256, batch_size: int = 32, repeats: int = 2, measure: bool = True, policy: str = "entropy",
 ) -> dict[str, Any]:
-    """Rows of the speed table, as in the ``--report_path`` JSON, plus the per-speed exits."""
+    """Rows of the speed table, as in the ``--report_path`` JSON, plus the per-speed exits.
+
+    ``policy``: the exit rule (:func:`policy_names`); ``speed`` is its threshold knob."""
     if encoded.labels is None:
         raise ValueError("the sweep needs labels")
+    if measure and (timing_samples < 1 or batch_size < 1):
+        raise ValueError(f"timing_samples {timing_samples} and batch_size {batch_size} must be >= 1")
     labels_num = runner.target.labels_num
     gold = torch.tensor(encoded.labels)
     layer_probs = all_layer_probs(runner, encoded, pad_id, eval_batch_size)
-    exits = exits_for_speeds(layer_probs, speeds)
+    exits = exits_for_speeds(layer_probs, speeds, **policy_kwargs(policy))
     teacher = classification_metrics(layer_probs[:, -1].argmax(-1), gold, labels_num)
     try:
         flop_model = FlopModel.of(runner.model)
@@ -86,7 +107,8 @@ def sweep(
         index = list(range(timed))
         singles = timing_batches(encoded, index, pad_id, 1, runner.device)
         batched = timing_batches(encoded, index, pad_id, batch_size, runner.device)
-        walls = {"1": measure_walls(runner, singles, speeds, repeats), "b": measure_walls(runner, batched, speeds, repeats)}
+        walls = {"1": measure_walls(runner, singles, speeds, repeats, policy),
+                 "b": measure_walls(runner, batched, speeds, repeats, policy)}
 
     rows = []
     for speed, result in zip(speeds, exits):

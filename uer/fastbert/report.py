@@ -9,10 +9,6 @@ import torch
 
 from uer.utils.atomic import atomic_open
 
-ROW_KEYS = ("speed", "accuracy", "macro_f1", "mean_exit_layer", "flops_per_sample", "flops_speedup",
-            "flops_speedup_timed", "wall_speedup_batch1", "wall_speedup_batched")
-
-
 def confusion_matrix(pred: torch.Tensor, gold: torch.Tensor, labels_num: int) -> torch.Tensor:
     """(labels, labels): row = gold label, column = prediction."""
     return torch.bincount(gold * labels_num + pred, minlength=labels_num * labels_num).view(labels_num, labels_num)
