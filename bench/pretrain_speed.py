@@ -3,6 +3,7 @@
     python corpora/build_zh.py                     # once
     python bench/pretrain_speed.py --sizes tiny mini --threads 2                      # fp32, as the peers
     python bench/pretrain_speed.py --sizes tiny mini --threads 2 --precisions fp32 bf16   # and both under bf16 autocast
+    python bench/pretrain_speed.py --sizes tiny mini --threads 2 --uer_py_path ../UER-py   # and UER-py's own pretrain.py
 
 Both models get the same batches (People's Daily packed into full-length MLM rows, dynamic
 masking, google_zh_vocab, seq 128, batch 32) and the same optimizer (``uer.trainer.make_optimizer``:
@@ -10,12 +11,20 @@ AdamW, fused where available); a step is forward + backward + optimizer step. Th
 alternating rounds inside one process, so machine load hits both alike; the median round counts.
 Tokens are real (non-padding) tokens: packed rows are ~100% real. A last line times the whole
 ``Trainer.fit`` loop (data, clipping, logging) for ours.
+
+``--uer_py_path DIR`` (a checkout of dbiir/UER-py, never copied here; it needs ``pip install six``)
+also runs UER-py's documented command lines on the same corpus, vocabulary, size, batch and
+sequence length: its ``preprocess.py`` (``--data_processor mlm``) once, then its ``pretrain.py``
+on the CPU for ``--uer_py_steps`` and for twice that; the difference of the two wall times over
+the extra steps is its seconds per step (start-up, loading and saving cancel out). Printed beside
+our ``Trainer.fit`` seconds per step, with the ratio.
 """
 from __future__ import annotations
 
 import argparse
 import importlib.util
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -36,7 +45,17 @@ from uer.model_builder import build_model  # noqa: E402
 from uer.tokenizers import Vocab  # noqa: E402
 from uer.trainer import Trainer, TrainerOptions, make_optimizer, make_scheduler  # noqa: E402
 
-VOCAB = Path(importlib.util.find_spec("fastbert").submodule_search_locations[0], "files", "google_zh_vocab.txt")
+
+
+def default_vocab() -> Path:
+    """The Chinese vocabulary: models/ (scripts/prepare.py copies it there) or the fastbert package's copy."""
+    here = ROOT / "models" / "google_zh_vocab.txt"
+    spec = importlib.util.find_spec("fastbert")
+    if here.is_file() or spec is None or not spec.submodule_search_locations:
+        return here
+    return Path(spec.submodule_search_locations[0], "files", "google_zh_vocab.txt")
+
+
 SIZES = {  # UER-py's names: layers, hidden, heads, feed-forward
     "tiny": (2, 128, 2, 512),
     "mini": (4, 256, 4, 1024),
@@ -71,6 +90,55 @@ def hf_batch(batch):
             "labels": batch["tgt_mlm"]}
 
 
+def uer_py_config(uer_py: Path, size: str, out: Path) -> Path:
+    """UER-py's own JSON config of this size, with the MLM target alone (as ours)."""
+    source = uer_py / "models" / "bert" / f"{size}_config.json"
+    if not source.is_file():
+        raise SystemExit(f"--uer_py_path {uer_py}: no {source.relative_to(uer_py)} (is it a UER-py checkout?)")
+    cfg = json.loads(source.read_text(encoding="utf-8"))
+    cfg["target"] = ["mlm"]
+    cfg["data_processor"] = "mlm"
+    out.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
+    return out
+
+
+def uer_py_seconds_per_step(uer_py: Path, size: str, corpus: str, vocab: Path, args, work: Path) -> float:
+    """Seconds per step of UER-py's pretrain.py: (wall(2n) - wall(n)) / n, n = --uer_py_steps."""
+    import subprocess
+
+    if importlib.util.find_spec("six") is None:
+        raise SystemExit("--uer_py_path: UER-py imports six: pip install six")
+    for script in ("preprocess.py", "pretrain.py"):
+        if not (uer_py / script).is_file():
+            raise SystemExit(f"--uer_py_path {uer_py}: no {script} there (is it a UER-py checkout?)")
+    config = uer_py_config(uer_py, size, work / f"uer_py_{size}.json")
+    dataset = work / f"uer_py_{args.seq_length}.pt"
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+
+    def run(cmd: list[str]) -> float:
+        print("$ " + " ".join(cmd), flush=True)
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, *cmd], cwd=uer_py, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["(no output)"]
+            raise SystemExit(f"UER-py {cmd[0]} failed (exit {done.returncode}): {tail[0]}")
+        return time.perf_counter() - start
+
+    if not dataset.exists():
+        run(["preprocess.py", "--corpus_path", str(Path(corpus).resolve()), "--vocab_path", str(vocab),
+             "--dataset_path", str(dataset), "--processes_num", "1", "--seq_length", str(args.seq_length),
+             "--data_processor", "mlm"])
+    n = args.uer_py_steps
+    walls = []
+    for total in (n, 2 * n):
+        walls.append(run(["pretrain.py", "--dataset_path", str(dataset), "--vocab_path", str(vocab),
+                          "--config_path", str(config), "--output_model_path", str(work / f"uer_py_{size}.bin"),
+                          "--total_steps", str(total), "--save_checkpoint_steps", str(10 * total),
+                          "--report_steps", str(total), "--batch_size", str(args.batch_size),
+                          "--seq_length", str(args.seq_length)]))
+    return (walls[1] - walls[0]) / n
+
+
 def steps(model, optimizer, batches, forward, precision: str = "fp32") -> float:
     """Seconds for len(batches) optimizer steps; bf16 = autocast, as ``pretrain.py --precision bf16``."""
     start = time.perf_counter()
@@ -95,15 +163,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", default=str(ROOT / "bench" / "results" / "pretrain_speed.json"))
     p.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "bf16"],
                    help="bf16: both models under CPU autocast (fast only on CPUs with bf16 units, e.g. avx512_bf16 / AMX)")
+    p.add_argument("--uer_py_path", help="a dbiir/UER-py checkout: also time its pretrain.py (see above)")
+    p.add_argument("--uer_py_steps", type=int, default=20, help="UER-py steps of the shorter run (the longer is twice)")
     args = p.parse_args(argv)
+    uer_py = Path(args.uer_py_path).resolve() if args.uer_py_path else None
+    if uer_py is not None and not uer_py.is_dir():
+        raise SystemExit(f"--uer_py_path {args.uer_py_path}: not a directory")
+    if args.uer_py_steps < 1:
+        raise SystemExit(f"--uer_py_steps {args.uer_py_steps}: expected a positive integer")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     tmp = Path(tempfile.mkdtemp(prefix="uer-bench-"))
     dataset = tmp / "mlm"
-    if preprocess.main(["--corpus_path", args.corpus, "--data_processor", "mlm", "--vocab_path", str(VOCAB),
+    vocab_path = default_vocab()
+    if preprocess.main(["--corpus_path", args.corpus, "--data_processor", "mlm", "--vocab_path", str(vocab_path),
                         "--dataset_path", str(dataset), "--seq_length", str(args.seq_length), "--no_progress"]):
         raise SystemExit("preprocess failed (run python corpora/build_zh.py first)")
-    vocab = Vocab.load(VOCAB)
+    vocab = Vocab.load(vocab_path)
     data = PretrainDataset(dataset, vocab)
     n = args.steps
     g = torch.Generator().manual_seed(1)
@@ -150,8 +226,14 @@ def main(argv: list[str] | None = None) -> int:
         history = trainer.fit(loader, 2 + args.rounds * n)
         loop = history[-1]["tokens_per_s"]
         results["sizes"][key]["uer_trainer_tokens_per_s"] = loop
+        ours_s = (time.perf_counter() - start) / (args.rounds * n)
         print(f"{size:<6} Trainer.fit loop (data + masking + clipping): {loop:.0f} real tokens/s "
               f"({args.rounds * n} steps, {time.perf_counter() - start:.1f} s)")
+        if uer_py is not None:
+            theirs = uer_py_seconds_per_step(uer_py, size, args.corpus, vocab_path, args, tmp)
+            results["sizes"][key].update({"uer_s_per_step": ours_s, "uer_py_s_per_step": theirs})
+            print(f"{size:<6} s/step, batch {args.batch_size} x seq {args.seq_length}: uer {ours_s:.3f}, "
+                  f"UER-py {theirs:.3f} ({uer_py}), UER-py / uer {theirs / ours_s:.2f}x")
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(results, indent=2))
     return 0

@@ -1,0 +1,75 @@
+"""bench/pretrain_speed.py --uer_py_path: the runner drives UER-py's documented command lines.
+
+A stand-in UER-py checkout (two small scripts written here that check their flags and sleep in
+proportion to --total_steps) takes the place of the real one, which is never copied into this repo."""
+import json
+import sys
+from argparse import Namespace
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+FAKE_PREPROCESS = """
+import argparse, pathlib
+p = argparse.ArgumentParser()
+for flag in ("--corpus_path", "--vocab_path", "--dataset_path", "--data_processor"):
+    p.add_argument(flag, required=True)
+p.add_argument("--processes_num", type=int, required=True)
+p.add_argument("--seq_length", type=int, required=True)
+a = p.parse_args()
+assert a.data_processor == "mlm" and pathlib.Path(a.corpus_path).is_file()
+pathlib.Path(a.dataset_path).write_text("dataset")
+"""
+FAKE_PRETRAIN = """
+import argparse, json, pathlib, time
+p = argparse.ArgumentParser()
+for flag in ("--dataset_path", "--vocab_path", "--config_path", "--output_model_path"):
+    p.add_argument(flag, required=True)
+for flag in ("--total_steps", "--save_checkpoint_steps", "--report_steps", "--batch_size", "--seq_length"):
+    p.add_argument(flag, type=int, required=True)
+a = p.parse_args()
+cfg = json.loads(pathlib.Path(a.config_path).read_text())
+assert cfg["target"] == ["mlm"] and cfg["data_processor"] == "mlm" and cfg["hidden_size"] == 128
+assert pathlib.Path(a.dataset_path).read_text() == "dataset"
+time.sleep(0.05 * a.total_steps)
+pathlib.Path(a.output_model_path).write_text("weights")
+"""
+
+
+@pytest.fixture
+def fake_uer_py(tmp_path):
+    root = tmp_path / "UER-py"
+    (root / "models" / "bert").mkdir(parents=True)
+    (root / "preprocess.py").write_text(FAKE_PREPROCESS)
+    (root / "pretrain.py").write_text(FAKE_PRETRAIN)
+    (root / "models" / "bert" / "tiny_config.json").write_text(json.dumps(
+        {"emb_size": 128, "hidden_size": 128, "layers_num": 2, "target": ["mlm", "sp"], "data_processor": "bert"}))
+    return root
+
+
+def test_seconds_per_step_is_the_slope_of_two_runs(fake_uer_py, tmp_path):
+    pytest.importorskip("six")
+    from bench.pretrain_speed import uer_py_seconds_per_step
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("一句话。\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    args = Namespace(threads=1, seq_length=32, batch_size=4, uer_py_steps=4)
+    s = uer_py_seconds_per_step(fake_uer_py, "tiny", str(corpus), ROOT / "tests" / "data" / "tokenizer_vocab.txt", args, work)
+    assert 0.03 < s < 0.2  # the stand-in sleeps 0.05 s per step; start-up cancels out
+    assert (work / "uer_py_tiny.bin").read_text() == "weights"
+    assert json.loads((work / "uer_py_tiny.json").read_text())["target"] == ["mlm"]
+
+
+def test_a_folder_that_is_not_uer_py_is_named(tmp_path):
+    pytest.importorskip("six")
+    from bench.pretrain_speed import uer_py_seconds_per_step
+
+    args = Namespace(threads=1, seq_length=32, batch_size=4, uer_py_steps=1)
+    with pytest.raises(SystemExit) as err:
+        uer_py_seconds_per_step(tmp_path, "tiny", "c.txt", Path("v.txt"), args, tmp_path)
+    assert str(err.value) == f"--uer_py_path {tmp_path}: no preprocess.py there (is it a UER-py checkout?)"

@@ -1,0 +1,201 @@
+"""Pre-training defaults that work for a newcomer: learning rate, warmup and schedule from the
+model's size and the step budget.
+
+BERT's ``1e-4`` was chosen for BERT-base over a million steps; on BERT-tiny or BERT-mini for a few
+thousand steps it leaves MLM on the *frequent-character plateau* (the model predicts the most
+common characters everywhere, ~13% accuracy on Chinese news, and stops there). Small models want a
+much larger peak rate, and a short budget wants a short warmup. The rule, measured by
+``bench/recipe_probes.py`` on BERT-tiny and scaled by size:
+
+    peak lr = 3e-3 * (128 / hidden_size) * sqrt(2 / layers_num), clipped to [1e-5, 5e-3],
+              halved for post-LN encoders at hidden_size >= 512 (they diverge first),
+              rounded to two significant digits
+    warmup  = 5% of total_steps, at most 10,000 steps
+    decay   = linear to 0
+
+| model | hidden, layers | peak lr |
+| --- | --- | --- |
+| BERT-tiny | 128, 2 | 3.0e-3 |
+| BERT-mini | 256, 4 | 1.1e-3 |
+| BERT-small | 512, 4 | 2.7e-4 (post-LN), 5.3e-4 (pre-LN) |
+| BERT-medium | 512, 8 | 1.9e-4 / 3.8e-4 |
+| BERT-base | 768, 12 | 1.0e-4 / 2.0e-4 |
+| BERT-large | 1024, 24 | 5.4e-5 / 1.1e-4 |
+
+An explicit value always wins (a ``--learning_rate`` / ``--warmup`` / ``--scheduler`` flag, a
+``--set train.x=...`` override or a ``train:`` key in the YAML): only what nobody chose comes from
+here. For budgets under ``MLM_ONLY_BELOW`` steps the recommended path is the ``mlm`` target alone
+(``--data_processor mlm``): NSP takes half the signal and a small model learns little from it.
+
+    >>> s = default_schedule(hidden_size=128, layers_num=2, total_steps=3000)
+    >>> s.learning_rate, s.warmup, s.scheduler, s.warmup_steps(3000)
+    (0.003, 0.05, 'linear', 150)
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import AbstractSet
+
+from uer.choices import SCHEDULERS
+from uer.utils.cli import UsageError
+
+TINY_LR = 3e-3  # the best measured peak for BERT-tiny (L2/H128), bench/recipe_probes.py
+TINY_HIDDEN, TINY_LAYERS = 128, 2
+MIN_LR, MAX_LR = 1e-5, 5e-3
+POST_LN_WIDE = 512  # post-LN encoders this wide get half the rate
+WARMUP_FRACTION = 0.05
+MAX_WARMUP_STEPS = 10_000
+MLM_ONLY_BELOW = 100_000  # steps; below this budget, pre-train with the mlm target alone
+SCHEDULE_KEYS = ("learning_rate", "warmup", "scheduler")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    learning_rate: float  # peak, reached at the end of warmup
+    warmup: float  # fraction of total_steps (TrainConfig's unit)
+    scheduler: str  # one of uer.choices.SCHEDULERS
+    explanation: str  # one line for the user: what was chosen and why
+
+    def warmup_steps(self, total_steps: int) -> int:
+        return int(self.warmup * total_steps)  # as pretrain.py computes it
+
+
+def _significant(x: float, digits: int = 2) -> float:
+    return float(f"{x:.{digits - 1}e}")
+
+
+def peak_learning_rate(hidden_size: int, layers_num: int, layernorm_positioning: str = "post") -> float:
+    """The size rule alone; non-increasing in hidden_size and in layers_num."""
+    _check_size(hidden_size, layers_num)
+    lr = TINY_LR * (TINY_HIDDEN / hidden_size) * math.sqrt(TINY_LAYERS / layers_num)
+    if layernorm_positioning == "post" and hidden_size >= POST_LN_WIDE:
+        lr /= 2
+    return _significant(min(MAX_LR, max(MIN_LR, lr)))
+
+
+def default_warmup(total_steps: int) -> float:
+    """Fraction of total_steps: 5%, at most MAX_WARMUP_STEPS steps."""
+    _check_steps(total_steps)
+    return min(WARMUP_FRACTION, MAX_WARMUP_STEPS / total_steps)
+
+
+def default_schedule(
+    hidden_size: int,
+    layers_num: int,
+    total_steps: int,
+    *,
+    layernorm_positioning: str = "post",
+    learning_rate: float | None = None,
+    warmup: float | None = None,
+    scheduler: str | None = None,
+) -> Schedule:
+    """Peak learning rate, warmup and decay for a model of this size and this many steps.
+
+    ``learning_rate`` / ``warmup`` / ``scheduler`` given here are kept as they are (an explicit
+    choice always wins); only the missing ones are chosen. Raises ``UsageError`` (one line
+    naming the value) for sizes, budgets or explicit values that cannot make a schedule.
+    """
+    _check_size(hidden_size, layers_num)
+    _check_steps(total_steps)
+    if layernorm_positioning not in ("post", "pre"):
+        raise UsageError(f"layernorm_positioning: expected post or pre, got {layernorm_positioning!r}")
+    if learning_rate is not None and not (math.isfinite(learning_rate) and learning_rate > 0):
+        raise UsageError(f"learning_rate: expected a positive finite number, got {learning_rate}")
+    if warmup is not None and not (math.isfinite(warmup) and 0.0 <= warmup < 1.0):
+        raise UsageError(f"warmup: expected a fraction of total_steps in [0, 1), got {warmup}")
+    if scheduler is not None and scheduler not in SCHEDULERS:
+        raise UsageError(f"scheduler: unknown {scheduler!r}; valid: {', '.join(SCHEDULERS)}")
+
+    parts = []
+    if learning_rate is None:
+        learning_rate = peak_learning_rate(hidden_size, layers_num, layernorm_positioning)
+        wide = " (halved: post-LN)" if layernorm_positioning == "post" and hidden_size >= POST_LN_WIDE else ""
+        parts.append(f"learning rate {learning_rate:.1e} for hidden {hidden_size} x {layers_num} layers{wide}")
+    else:
+        parts.append(f"learning rate {learning_rate:.1e} (given)")
+    if warmup is None:
+        warmup = default_warmup(total_steps)
+        parts.append(f"warmup {int(warmup * total_steps)} of {total_steps} steps")
+    else:
+        parts.append(f"warmup {int(warmup * total_steps)} of {total_steps} steps (given)")
+    if scheduler is None:
+        scheduler = "linear"
+        parts.append("then linear decay to 0")
+    else:
+        parts.append(f"then {scheduler} (given)")
+    explanation = "schedule: " + ", ".join(parts) + " [uer.recipe; --learning_rate / --warmup / --scheduler override]"
+    return Schedule(learning_rate, warmup, scheduler, explanation)
+
+
+def target_advice(targets: list[str], total_steps: int) -> str | None:
+    """A one-line recommendation when a short budget spends half its signal on NSP / SOP."""
+    _check_steps(total_steps)
+    pair = [t for t in targets if t in ("nsp", "sop")]
+    if "mlm" not in targets or not pair or total_steps >= MLM_ONLY_BELOW:
+        return None
+    return (f"note: {total_steps} steps is a small budget and {'+'.join(pair)} takes half the training signal; "
+            f"the recommended path is mlm alone: preprocess.py --data_processor mlm and "
+            f"pretrain.py --set 'target.components=[mlm]'")
+
+
+def apply_recipe(config, explicit: AbstractSet[str]):
+    """``config`` with the schedule values not in ``explicit`` chosen by :func:`default_schedule`.
+
+    ``explicit`` holds the ``train`` keys somebody set (YAML ``train:`` section, ``--set train.x``,
+    or a flag). Returns ``(config, explanation)``.
+    """
+    train = config.train
+    enc = config.encoder.cfg
+    # the rule was measured on transformers; other encoders (RNN, CNN) have no post-LN to halve for
+    positioning = enc.layernorm_positioning if config.encoder.name == "transformer" else "pre"
+    given = {k: getattr(train, k) for k in SCHEDULE_KEYS if k in explicit}
+    schedule = default_schedule(enc.hidden_size, enc.layers_num, train.total_steps,
+                                layernorm_positioning=positioning, **given)
+    train = dataclasses.replace(train, learning_rate=schedule.learning_rate, warmup=schedule.warmup,
+                                scheduler=schedule.scheduler)
+    return dataclasses.replace(config, train=train), schedule.explanation
+
+
+def token_log_prior(token_ids, vocab_size: int, special_ids=()) -> "torch.Tensor":
+    """(V,) log of each token's smoothed frequency in ``token_ids`` (a dataset's token array).
+
+    Special tokens (never a masked position's label) get the smallest value. Used as the MLM
+    decoder's initial bias so the model starts at the unigram solution instead of spending its
+    first hundreds of steps, and its hidden states, on learning which characters are frequent.
+    """
+    import numpy as np
+    import torch
+
+    counts = np.bincount(np.asarray(token_ids, dtype=np.int64), minlength=vocab_size)[:vocab_size].astype(np.float64)
+    counts[list(special_ids)] = 0.0
+    prior = torch.from_numpy(np.log((counts + 0.5) / (counts.sum() + 0.5 * vocab_size))).float()
+    return prior
+
+
+def init_mlm_bias(model, log_prior) -> bool:
+    """Set the MLM decoder bias of ``model`` to ``log_prior`` minus its mean; False if it has no MLM head."""
+    import torch
+
+    heads = model.target.components
+    if "mlm" not in heads:
+        return False
+    bias = heads["mlm"].head.decoder.bias
+    if bias is None or bias.shape != log_prior.shape:
+        raise UsageError(f"MLM decoder bias has shape {None if bias is None else tuple(bias.shape)}, "
+                         f"the token prior {tuple(log_prior.shape)}")
+    with torch.no_grad():
+        bias.copy_(log_prior - log_prior.mean())
+    return True
+
+
+def _check_size(hidden_size: int, layers_num: int) -> None:
+    for name, value in (("hidden_size", hidden_size), ("layers_num", layers_num)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UsageError(f"{name}: expected a positive integer, got {value!r}")
+
+
+def _check_steps(total_steps: int) -> None:
+    if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
+        raise UsageError(f"total_steps: expected a positive integer, got {total_steps!r}")
