@@ -217,7 +217,7 @@ def static_points(layer_probs, gold, lengths, flop_model: FlopModel) -> list[dic
     full = float(flop_model.full(lengths).mean())
     out = []
     for k in range(1, layer_probs.shape[1]):
-        flops = float((flop_model.embedding(lengths) + k * flop_model.layer(lengths) + flop_model.branch(lengths)).mean())
+        flops = float((flop_model.embedding(lengths) + k * flop_model.layer(lengths) + flop_model.branch_flops(lengths)).mean())
         out.append({"layers": k, "accuracy": float((layer_probs[:, k - 1].argmax(-1) == gold).double().mean()),
                     "flops_speedup": full / flops})
     return out
@@ -265,7 +265,7 @@ def above_static(rows: Sequence[dict], static: Sequence[dict]) -> dict[str, Any]
 def timed(runner: EarlyExit, batch, config) -> float:
     start = time.perf_counter()
     if config is None:
-        runner.full_model(batch["src"], batch["seg"])
+        runner.full_model_probs(batch["src"], batch["seg"])
     else:
         predict(runner, batch["src"], batch["seg"], config[1], config[0])
     return time.perf_counter() - start

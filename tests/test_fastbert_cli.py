@@ -113,8 +113,8 @@ def test_resume_after_a_crash_equals_the_uninterrupted_run(trained, tmp_path, mo
 
     monkeypatch.setattr(training, "dev_scores", crash_at_second_epoch)
     assert main(args(tmp_path, "--speed", "0")) == 130  # Ctrl-C: one line saying where to resume from
-    assert capsys.readouterr().err == (f"run_fastbert.py: interrupted in stage 2; run the same command again to resume from "
-                                       f"its last checkpoint ({tmp_path / 'out' / 'model.stage2.pt'}, written at every epoch end)\n")
+    assert capsys.readouterr().err == (f"run_fastbert.py: interrupted at step 12; the last checkpoint is at step 6 "
+                                       f"({tmp_path / 'out' / 'model.stage2.pt'}); run the same command again to resume\n")
     assert read_checkpoint(tmp_path / "out" / "model.stage2.pt")["extra"]["trainer"]["step"] == 6  # epoch 1 of 2
     monkeypatch.setattr(training, "dev_scores", real)
     assert main(args(tmp_path, "--speed", "0")) == 0

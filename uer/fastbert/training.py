@@ -164,6 +164,7 @@ def _run_stage(
     options = TrainerOptions(
         report_steps=opts.report_steps, save_checkpoint_steps=per_epoch, checkpoint_path=opts.checkpoint_path,
         metrics_path=opts.metrics_path, desc=desc, progress=opts.progress, device=opts.device, precision=opts.precision,
+        resume_hint="run the same command again to resume",  # run_fastbert.py resumes its own output by itself
     )
     trainer = Trainer(model, optimizer, scheduler, config, options, loss_fn=loss_fn)
     trainer.user_state = {"best": None, "best_epoch": None, "dev": []}
