@@ -345,3 +345,16 @@ def test_cls_dataset_and_fastbert_encode_a_pair_alike(tmp_path):
     assert json.loads((out / "meta.json").read_text())["stats"]["truncated_instances"] == 2
     ids, seg_a, cut = encode_pair([5, 6, 7, 8], [9, 10], 7, cls_id=2, sep_id=3)
     assert ids == [2, 5, 6, 3, 9, 10, 3] and seg_a == 4 and cut == 2
+
+
+def test_tokenizer_flag_drops_the_configs_file_of_the_other_kind(tmp_path, corpus, capsys):
+    bad_model = tmp_path / "binary.bin"
+    bad_model.write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)))
+    argv = ["--config_path", str(CONFIG), "--tokenizer", "sentencepiece", "--spm_model_path", str(bad_model),
+            "--corpus_path", str(corpus), "--dataset_path", str(tmp_path / "ds"), "--seq_length", "32", "--no_progress"]
+    refused(capsys, argv, f"sentencepiece model {bad_model}: not a sentencepiece model")  # not "do not also give vocab_path"
+    assert not (tmp_path / "ds").exists()
+
+
+def test_cls_on_a_documents_corpus_names_the_header(tmp_path, corpus, capsys):
+    refused(capsys, pp(corpus, tmp_path / "ds", processor="cls"), f"{corpus}:1: header")
