@@ -6,32 +6,38 @@
 
 The processor defaults to the config's targets (mlm+nsp -> bert, mlm+sop -> albert, mlm -> mlm,
 lm -> lm, bilm -> bilm, cls -> cls). corpora/README.md describes the corpus layouts.
+--dataset_path is a directory of its own: a dataset written by preprocess.py there is replaced,
+anything else is refused.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
-from uer.config import ConfigError, TokenizerConfig, load_config
+from uer.config import Config, ConfigError, TokenizerConfig, load_config
 from uer.data.corpus import CorpusFormatError
 from uer.data.masking import MaskingConfig
 from uer.data.preprocessing import PreprocessOptions, preprocess
 from uer.data.processors import PROCESSORS, processor_for_targets
+from uer.data.tsv import TsvError
+from uer.tokenizers import TOKENIZER_NAMES
+from uer.utils.cli import UsageError, fraction, input_file, positive_int, run_main
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--corpus_path", required=True)
-    p.add_argument("--dataset_path", required=True, help="output directory")
+    p.add_argument("--dataset_path", required=True, help="output directory (a new one, or a dataset written by preprocess.py)")
     p.add_argument("--config_path", help="model config: its target picks the processor, its tokenizer section the tokenizer")
-    p.add_argument("--data_processor", choices=PROCESSORS, help="default: from the config's targets")
-    p.add_argument("--tokenizer", choices=("bert", "char", "space", "sentencepiece"), help="default: the config's")
+    p.add_argument("--data_processor", choices=PROCESSORS.names(), help="default: from the config's targets")
+    p.add_argument("--tokenizer", choices=TOKENIZER_NAMES, help="default: the config's")
     p.add_argument("--vocab_path")
     p.add_argument("--spm_model_path")
-    p.add_argument("--seq_length", type=int, default=128)
-    p.add_argument("--processes_num", type=int, default=1)
-    p.add_argument("--dup_factor", type=int, default=1, help="instances made from each document, each with fresh randomness")
-    p.add_argument("--short_seq_prob", type=float, default=0.1, help="bert/albert: chance of a shorter target length")
+    p.add_argument("--seq_length", type=positive_int, default=128)
+    p.add_argument("--processes_num", type=positive_int, default=1)
+    p.add_argument("--dup_factor", type=positive_int, default=1, help="instances made from each document, each with fresh randomness")
+    p.add_argument("--short_seq_prob", type=fraction, default=0.1, help="bert/albert: chance of a shorter target length")
     masking = p.add_mutually_exclusive_group()
     masking.add_argument("--dynamic_masking", dest="dynamic_masking", action="store_true", default=True,
                          help="masks drawn anew for every batch in pretrain.py (default)")
@@ -41,33 +47,61 @@ def build_parser() -> argparse.ArgumentParser:
     strategy.add_argument("--whole_word_masking", action="store_true",
                           help="mask whole words (Chinese words from the jieba segmenter)")
     strategy.add_argument("--span_masking", action="store_true", help="mask spans of whole words (SpanBERT)")
-    p.add_argument("--span_geo_prob", type=float, default=0.2)
-    p.add_argument("--span_max_length", type=int, default=10)
-    p.add_argument("--mask_prob", type=float, default=0.15)
+    p.add_argument("--span_geo_prob", type=fraction, default=0.2)
+    p.add_argument("--span_max_length", type=positive_int, default=10, help="words in a span at most")
+    p.add_argument("--mask_prob", type=fraction, default=0.15)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--skip_malformed", action="store_true", help="cls: skip malformed TSV rows and count them (default: error)")
     p.add_argument("--no_progress", action="store_true")
     return p
 
 
+def position_limit(config: Config) -> tuple[str, int] | None:
+    """The longest sequence the config's position embedding holds, read from the config alone:
+    (component name, max_seq_length), or None when no component has a position table."""
+    limits = [(spec.name, spec.cfg.max_seq_length) for spec in config.embedding.components
+              if "max_seq_length" in {f.name for f in dataclasses.fields(spec.cfg)}]
+    return min(limits, key=lambda x: x[1]) if limits else None
+
+
+def tokenizer_config(config: Config | None, name: str | None) -> TokenizerConfig:
+    """The config's tokenizer section, or the default; ``--tokenizer`` of the other kind drops the
+    config's file of the old kind (a vocabulary for sentencepiece, a model for the others)."""
+    tokenizer = config.tokenizer if config is not None else TokenizerConfig()
+    if name is None or name == tokenizer.name:
+        return tokenizer
+    if name == "sentencepiece":
+        return dataclasses.replace(tokenizer, name=name, vocab_path=None)
+    return dataclasses.replace(tokenizer, name=name, spm_model_path=None)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        config = load_config(args.config_path) if args.config_path else None
+
+    def body() -> int:
+        input_file(args.corpus_path, "--corpus_path")
+        if args.vocab_path is not None:
+            input_file(args.vocab_path, "--vocab_path")
+        if args.spm_model_path is not None:
+            input_file(args.spm_model_path, "--spm_model_path")
+        config = load_config(input_file(args.config_path, "--config_path")) if args.config_path else None
         if args.data_processor:
             processor = args.data_processor
         elif config is not None:
             processor = processor_for_targets([s.name for s in config.target.components])
         else:
-            raise ConfigError("give --config_path (its targets pick the processor) or --data_processor")
-        tokenizer = config.tokenizer if config is not None else TokenizerConfig()
-        if args.tokenizer:
-            tokenizer = TokenizerConfig(**{**tokenizer.__dict__, "name": args.tokenizer})
+            raise UsageError("give --config_path (its targets pick the processor) or --data_processor")
+        if config is not None:
+            limit = position_limit(config)
+            if limit is not None and args.seq_length > limit[1]:
+                raise UsageError(f"--seq_length {args.seq_length} is longer than the position table of "
+                                 f"{args.config_path} ({limit[0]}.max_seq_length {limit[1]}); pass at most {limit[1]}")
         strategy = "whole_word" if args.whole_word_masking else "span" if args.span_masking else "token"
         options = PreprocessOptions(
             corpus_path=args.corpus_path,
             dataset_path=args.dataset_path,
             processor=processor,
-            tokenizer=tokenizer,
+            tokenizer=tokenizer_config(config, args.tokenizer),
             vocab_path=args.vocab_path,
             spm_model_path=args.spm_model_path,
             seq_length=args.seq_length,
@@ -79,12 +113,13 @@ def main(argv: list[str] | None = None) -> int:
                                   span_max_length=args.span_max_length),
             seed=args.seed,
             progress=not args.no_progress,
+            skip_malformed=args.skip_malformed,
         )
         preprocess(options)
-    except (ConfigError, CorpusFormatError, FileNotFoundError, ValueError) as exc:
-        print(f"preprocess.py: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    # ValueError: the vocabulary's and the tokenizers' own checks (they name the file and line)
+    return run_main("preprocess.py", body, (ConfigError, CorpusFormatError, TsvError, FileNotFoundError, ValueError))
 
 
 if __name__ == "__main__":

@@ -14,12 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from uer.data.dataset import DatasetFiles, not_masked
-from uer.data.masking import IGNORE, MaskingConfig, mask_batch
-from uer.data.preprocessing import mask_ids, vocab_fingerprint
-from uer.data.processors import MASKED
-
-LABEL_KEY = {"bert": "tgt_nsp", "albert": "tgt_sop", "cls": "tgt_cls"}
+from uer.data.dataset import DatasetFiles, not_masked, vocab_fingerprint
+from uer.data.masking import IGNORE, MaskingConfig, mask_batch, mask_ids
+from uer.data.processors import processor_class
 
 
 class PretrainDataset:
@@ -34,11 +31,13 @@ class PretrainDataset:
             )
         self.meta = meta
         self.processor = meta["processor"]
+        facts = processor_class(self.processor, f"{self.files.path}/meta.json processor")
+        self.masked, self.label_key = facts.masked, facts.label_key
         self.pad_id = vocab.pad_id
         self.ids = mask_ids(vocab)
         self.pool = self.ids.random_pool()
         self.masking = MaskingConfig(**meta["masking"])
-        self.dynamic = self.processor in MASKED and meta["dynamic_masking"]
+        self.dynamic = self.masked and meta["dynamic_masking"]
         self.special = np.zeros(len(vocab), dtype=bool)
         self.special[list(self.ids.special_ids)] = True
 
@@ -58,7 +57,7 @@ class PretrainDataset:
         seg = np.where(cols < f.seg_a[idx].astype(np.int64)[:, None], 1, 2)
         seg[cols >= lengths[:, None]] = 0
         batch = {}
-        if self.processor in MASKED:
+        if self.masked:
             if self.dynamic:
                 # One RNG per sample, seeded by (batch seed, sample index): a sample's mask does not
                 # depend on which rank holds it or on how wide the batch is padded (DDP == 1 process).
@@ -81,6 +80,6 @@ class PretrainDataset:
             batch["tgt_mlm"] = torch.from_numpy(tgt)
         batch["src"] = torch.from_numpy(src)
         batch["seg"] = torch.from_numpy(seg)
-        if self.processor in LABEL_KEY:
-            batch[LABEL_KEY[self.processor]] = torch.from_numpy(f.labels[idx].astype(np.int64))
+        if self.label_key is not None:
+            batch[self.label_key] = torch.from_numpy(f.labels[idx].astype(np.int64))
         return batch

@@ -5,7 +5,8 @@ Layouts (corpora/README.md shows them):
 - ``documents``: one sentence per line, a blank line between documents (BERT / ALBERT pairs).
 - ``lines``: one document per line (MLM, LM). A ``documents`` corpus is accepted too: its blank
   lines then separate the documents and the lines of one document are read one after another.
-- ``tsv``: ``label<TAB>text_a[<TAB>text_b]`` per line, an optional ``label`` header (cls).
+- ``tsv``: a header ``label<TAB>text_a[<TAB>text_b]``, then one row a line (cls), read by the
+  rules of :mod:`uer.data.tsv`.
 
 A corpus is split into ``n`` byte ranges whose edges are moved to the next document boundary, so
 every document belongs to exactly one worker, and a worker reads only its range, line by line.
@@ -66,40 +67,46 @@ def shards(path: str | Path, n: int, blank_separated: bool) -> list[Shard]:
     return [Shard(str(path), edges[i], edges[i + 1]) for i in range(n)]
 
 
-def read_units(shard: Shard, blank_separated: bool, progress=None) -> Iterator[list[str]]:
-    """Documents of a shard as lists of stripped lines; with ``blank_separated=False`` every line
-    is a unit of its own. ``progress(bytes)`` is called as bytes are consumed."""
+def read_lines(shard: Shard, progress=None) -> Iterator[bytes]:
+    """The raw lines of a shard (bytes, with their line breaks). ``progress(bytes)`` is called as bytes are consumed."""
     with open(shard.path, "rb") as f:
         f.seek(shard.start)
-        pos = shard.start
-        doc: list[str] = []
-        reported = pos
+        pos = reported = shard.start
         while pos < shard.end:
             raw = f.readline()
             if not raw:
                 break
-            lineno_pos = pos
             pos += len(raw)
-            try:
-                line = raw.decode("utf-8").strip()
-            except UnicodeDecodeError as exc:
-                raise CorpusFormatError(f"{shard.path}: bytes {lineno_pos}..{pos} are not UTF-8 ({exc.reason})") from None
             if progress is not None and pos - reported >= 1 << 16:
                 progress(pos - reported)
                 reported = pos
-            if not blank_separated:
-                if line:
-                    yield [line]
-                continue
-            if line:
-                doc.append(line)
-            elif doc:
-                yield doc
-                doc = []
-        if doc:
-            yield doc
+            yield raw
         if progress is not None:
             progress(pos - reported)
+
+
+def read_units(shard: Shard, blank_separated: bool, progress=None) -> Iterator[list[str]]:
+    """Documents of a shard as lists of stripped lines; with ``blank_separated=False`` every line
+    is a unit of its own. ``progress(bytes)`` is called as bytes are consumed."""
+    doc: list[str] = []
+    pos = shard.start
+    for raw in read_lines(shard, progress):
+        try:
+            line = raw.decode("utf-8").strip()
+        except UnicodeDecodeError as exc:
+            raise CorpusFormatError(f"{shard.path}: bytes {pos}..{pos + len(raw)} are not UTF-8 ({exc.reason})") from None
+        pos += len(raw)
+        if not blank_separated:
+            if line:
+                yield [line]
+            continue
+        if line:
+            doc.append(line)
+        elif doc:
+            yield doc
+            doc = []
+    if doc:
+        yield doc
 
 
 @dataclass(frozen=True)
@@ -110,8 +117,11 @@ class Layout:
 
 def inspect(path: str | Path, needs: str, sample_lines: int = 20000) -> Layout:
     """Look at the head of the corpus and fail early, with a clear message, if the processor's
-    layout (``needs`` in LAYOUTS) cannot be right. Returns how the corpus will be read."""
+    layout (``needs``: ``documents`` or ``lines``) cannot be right. Returns how the corpus will be read.
+    (TSV corpora are checked by their processor, with :mod:`uer.data.tsv`.)"""
     path = Path(path)
+    if path.is_dir():
+        raise CorpusFormatError(f"corpus {path} is a directory, expected a text file")
     if not path.is_file():
         raise CorpusFormatError(f"corpus {path} does not exist")
     if os.path.getsize(path) == 0:
@@ -131,17 +141,6 @@ def inspect(path: str | Path, needs: str, sample_lines: int = 20000) -> Layout:
     text_lines = len(lines) - len(blank)
     if text_lines == 0:
         raise CorpusFormatError(f"corpus {path}: {head} are blank")
-    if needs == "tsv":
-        start = 1 if lines[0].split("\t")[0].strip().lower() == "label" else 0
-        for i, line in enumerate(lines[start:start + 1000], start=start + 1):
-            parts = line.split("\t")
-            if not line.strip():
-                raise CorpusFormatError(f"{path}:{i}: blank line; the cls processor reads label<TAB>text per line")
-            if len(parts) not in (2, 3) or not parts[0].strip().lstrip("-").isdigit():
-                raise CorpusFormatError(
-                    f"{path}:{i}: expected 'label<TAB>text_a[<TAB>text_b]' with an integer label, got {line[:80]!r}"
-                )
-        return Layout(False, "one labelled example per line (label<TAB>text_a[<TAB>text_b])")
     if needs == "documents":
         if not blank:
             raise CorpusFormatError(

@@ -16,6 +16,7 @@ Writers append in bounded chunks; shards written by parallel workers are joined 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -29,6 +30,18 @@ from uer.utils.atomic import atomic_open
 
 FORMAT = "uer-dataset-v1"
 FIXED_DTYPES = {"offsets": np.int64, "seg_a": np.uint16, "labels": np.int32, "word_starts": np.uint8}
+OPTIONAL_FIELDS = ("labels", "mlm_tgt", "word_starts")
+# every file a dataset directory may hold: anything else in it was not written by us
+DATASET_FILES = frozenset({"meta.json", *(f"{n}.bin" for n in ("tokens", "offsets", "seg_a", *OPTIONAL_FIELDS))})
+
+
+class DatasetError(ValueError):
+    """A dataset directory that cannot be read; the message names the file and what to do."""
+
+
+def vocab_fingerprint(tokens: list[str]) -> str:
+    """What meta.json stores to recognise the vocabulary a dataset was made with."""
+    return hashlib.sha1("\n".join(tokens).encode("utf-8")).hexdigest()
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -57,7 +70,7 @@ class DatasetWriter:
         self.path.mkdir(parents=True, exist_ok=True)
         self.dtype = token_dtype(vocab_size)
         self.fields = ("tokens", "offsets", "seg_a", *fields)
-        unknown = set(fields) - {"labels", "mlm_tgt", "word_starts"}
+        unknown = set(fields) - set(OPTIONAL_FIELDS)
         if unknown:
             raise ValueError(f"unknown dataset field(s) {sorted(unknown)}")
         self.files = {name: open(self.path / f"{name}.bin", "wb") for name in self.fields}
@@ -119,10 +132,26 @@ def read_meta(path: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(
             f"{path} is not a dataset written by preprocess.py (no meta.json); run preprocess.py first"
         )
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{meta_path}: format {meta.get('format')!r}, expected {FORMAT!r}; re-run preprocess.py")
+    try:
+        meta = json.loads(meta_path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{meta_path}: not UTF-8 text (byte {exc.start}); re-run preprocess.py") from None
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{meta_path}:{exc.lineno}: not valid JSON ({exc.msg}, column {exc.colno}); "
+                           "re-run preprocess.py") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise DatasetError(f"{meta_path}: format {found!r}, expected {FORMAT!r}; re-run preprocess.py")
     return meta
+
+
+def is_dataset(path: str | Path) -> bool:
+    """``path`` is a directory whose meta.json carries our format marker (it may hold other files too)."""
+    try:
+        read_meta(path)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def merge_shards(shards: Sequence[Path], out: Path, fields: Sequence[str], chunk: int = 1 << 22) -> tuple[int, int]:

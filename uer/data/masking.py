@@ -40,6 +40,10 @@ class MaskingConfig:
             raise ValueError(f"masking prob must lie in (0, 1), got {self.prob}")
         if self.replace_mask + self.replace_random > 1.0:
             raise ValueError("replace_mask + replace_random must not exceed 1")
+        if not 0.0 < self.span_geo_prob <= 1.0:
+            raise ValueError(f"span_geo_prob must lie in (0, 1], got {self.span_geo_prob}")
+        if self.span_max_length < 1:
+            raise ValueError(f"span_max_length must be >= 1 (words in a span), got {self.span_max_length}")
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,17 @@ class MaskIds:
     def random_pool(self) -> np.ndarray:
         pool = np.setdiff1d(np.arange(self.vocab_size), np.asarray(self.special_ids))
         return pool if len(pool) else np.arange(self.vocab_size)
+
+
+def continuation_table(tokens: list[str]) -> np.ndarray:
+    """(V,) bool: WordPiece pieces that continue a word ("##ing")."""
+    return np.array([t.startswith("##") and len(t) > 2 for t in tokens], dtype=bool)
+
+
+def mask_ids(vocab) -> MaskIds:
+    """The MaskIds of a vocabulary: its [MASK], the special tokens never masked, its ``##`` pieces."""
+    specials = sorted({vocab.pad_id, vocab.cls_id, vocab.sep_id, vocab.mask_id, vocab.unk_id})
+    return MaskIds(vocab.mask_id, tuple(specials), len(vocab), continuation_table(vocab.tokens))
 
 
 def word_starts_from_vocab(src: np.ndarray, ids: MaskIds) -> np.ndarray:

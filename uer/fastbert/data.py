@@ -12,6 +12,7 @@ from typing import Sequence
 import torch
 
 from uer.data.loader import pad_batch
+from uer.data.text_pair import encode_pair
 
 
 @dataclass
@@ -28,31 +29,17 @@ class Encoded:
 
 
 def encode_texts(tokenizer, texts: Sequence[tuple[str, str | None]], seq_length: int) -> tuple[list[list[int]], list[list[int]]]:
-    """``[(text_a, text_b or None)]`` -> (ids, segs), truncated to ``seq_length`` (longest text first)."""
+    """``[(text_a, text_b or None)]`` -> (ids, segs), by :func:`uer.data.text_pair.encode_pair`
+    (BERT's truncation: the longer text loses its last token until the pair fits)."""
     vocab = tokenizer.vocab
-    cls, sep = vocab.cls_id, vocab.sep_id
     if seq_length < 4:
         raise ValueError(f"seq_length {seq_length} is too short for [CLS] text [SEP]")
     all_ids, all_segs = [], []
     for text_a, text_b in texts:
-        a = tokenizer.encode(text_a)
         b = tokenizer.encode(text_b) if text_b is not None else None
-        room = seq_length - (3 if b is not None else 2)
-        if b is None:
-            a = a[:room]
-        else:
-            while len(a) + len(b) > room:  # BERT's rule: cut the longer text, one token at a time
-                if len(a) >= len(b):
-                    a = a[:-1]
-                else:
-                    b = b[:-1]
-        ids = [cls, *a, sep]
-        segs = [1] * len(ids)
-        if b is not None:
-            ids += [*b, sep]
-            segs += [2] * (len(b) + 1)
+        ids, seg_a, _ = encode_pair(tokenizer.encode(text_a), b, seq_length, vocab.cls_id, vocab.sep_id)
         all_ids.append(ids)
-        all_segs.append(segs)
+        all_segs.append([1] * seg_a + [2] * (len(ids) - seg_a))
     return all_ids, all_segs
 
 

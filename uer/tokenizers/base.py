@@ -10,6 +10,9 @@ class Tokenizer(abc.ABC):
     """Text -> tokens of :attr:`vocab` -> ids. ``encode`` adds no special tokens: callers add [CLS]/[SEP]."""
 
     vocab: Vocab
+    # word boundaries (whole-word / span masking in uer.data.words):
+    tokens_are_words: bool = False  # every token is a whole word (space): no segmenter is needed
+    word_start_prefix: str | None = None  # pieces starting a word carry it (sentencepiece "\u2581")
 
     @abc.abstractmethod
     def tokenize(self, text: str) -> list[str]:

@@ -39,6 +39,8 @@ class SentencePieceTokenizer(Tokenizer):
         tok.encode("[CLS] 你好")      # [CLS] is one piece when it was a user-defined symbol
     """
 
+    word_start_prefix = "\u2581"
+
     def __init__(self, spm_model_path: str | Path) -> None:
         self.spm_model_path = Path(spm_model_path)
         self._load()

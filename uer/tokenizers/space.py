@@ -8,6 +8,8 @@ from uer.tokenizers.vocab import Vocab
 class SpaceTokenizer(Tokenizer):
     """``"我 爱 北京"`` -> ``["我", "爱", "北京"]``; runs of any Unicode whitespace separate tokens."""
 
+    tokens_are_words = True
+
     def __init__(self, vocab: Vocab) -> None:
         self.vocab = vocab
 
