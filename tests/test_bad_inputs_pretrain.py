@@ -53,6 +53,15 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def main_catching_ctrl_c(argv: list[str]) -> int:
+    """pretrain.main, with a KeyboardInterrupt that escapes it turned into a test failure
+    (pytest would otherwise stop the whole session)."""
+    try:
+        return pretrain.main(argv)
+    except KeyboardInterrupt:
+        pytest.fail("KeyboardInterrupt escaped pretrain.main: the user would see a traceback")
+
+
 @contextmanager
 def alarm(seconds: int):
     """Fail instead of hanging the suite (``--batch_size -4`` used to spin forever)."""
@@ -296,7 +305,7 @@ def test_ctrl_c_says_where_the_last_checkpoint_is_and_resume_continues(tmp_path,
         return real(self, loss_out)
 
     monkeypatch.setattr(uer.trainer.Trainer, "_global_loss", ctrl_c_in_step_4)
-    assert pretrain.main(args(dataset, out, "--total_steps", "6", "--save_checkpoint_steps", "2")) == 130
+    assert main_catching_ctrl_c(args(dataset, out, "--total_steps", "6", "--save_checkpoint_steps", "2")) == 130
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert err.splitlines()[-1] == (f"pretrain.py: interrupted at step 3; the last checkpoint is at step 2 ({out}.resume); "
@@ -314,7 +323,7 @@ def test_ctrl_c_before_the_first_checkpoint(tmp_path, dataset, monkeypatch, caps
         raise KeyboardInterrupt
 
     monkeypatch.setattr(uer.trainer.Trainer, "_global_loss", ctrl_c)
-    assert pretrain.main(args(dataset, tmp_path / "model.pt")) == 130
+    assert main_catching_ctrl_c(args(dataset, tmp_path / "model.pt")) == 130
     assert capsys.readouterr().err.splitlines()[-1] == (
         "pretrain.py: interrupted at step 0, before the first checkpoint; rerun with --resume to start again")
 
