@@ -263,6 +263,14 @@ def test_a_directory_given_as_checkpoint_is_called_a_directory(tmp_path, dataset
     assert line == f"pretrain.py: error: --pretrained_model_path {tmp_path / 'ckpt'} is a directory, expected a file"
 
 
+def test_a_binary_config_is_named(tmp_path, dataset, capsys):
+    """Row 67: ``'utf-8' codec can't decode ...`` without the file."""
+    (tmp_path / "binary.yaml").write_bytes(b"\x7fELF\x02\x01\xd0\xff" * 64)
+    assert pretrain.main(args(dataset, tmp_path / "out.pt", config=tmp_path / "binary.yaml")) == 2
+    line = one_error(capsys.readouterr().err)
+    assert line == f"pretrain.py: error: --config_path {tmp_path / 'binary.yaml'}: not UTF-8 text (byte 6); expected a YAML config"
+
+
 def test_broken_meta_json_is_named(tmp_path, dataset, capsys):
     """Row 105: ``Expecting ',' delimiter: line 2 column 1`` without the file's name."""
     broken = tmp_path / "ds"
