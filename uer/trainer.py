@@ -44,6 +44,7 @@ class TrainerOptions:
     metrics_path: str | None = None  # one JSON object per report step
     desc: str = "train"
     progress: bool = True
+    resume_hint: str = "rerun with --resume"  # how the command continues an interrupted run (said on Ctrl-C)
 
 
 def autocast(device: str, precision: str) -> contextlib.AbstractContextManager:
@@ -230,11 +231,11 @@ class Trainer:
     def _interrupt_hint(self) -> None:
         """What Ctrl-C tells the user (``uer.utils.cli.run_main`` prints it and exits 130)."""
         if self.saved_step is None:
-            on_interrupt(f"interrupted at step {self.step}, before the first checkpoint; rerun with --resume to start again")
+            on_interrupt(f"interrupted at step {self.step}, before the first checkpoint; {self.options.resume_hint} to start again")
         else:
             where = f" ({self.options.checkpoint_path})" if self.options.checkpoint_path else ""
             on_interrupt(f"interrupted at step {self.step}; the last checkpoint is at step {self.saved_step}{where}; "
-                         "rerun with --resume")
+                         f"{self.options.resume_hint}")
 
     def _truncate_metrics(self) -> None:
         """Drop metric lines written after the checkpoint we resumed from."""
