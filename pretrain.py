@@ -80,7 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def resolve_config(args) -> Config:
-    data = read_yaml(args.config_path)
+    try:
+        data = read_yaml(args.config_path)
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"--config_path {args.config_path}: not UTF-8 text (byte {exc.start}); expected a YAML config") from None
     if args.overrides:
         data = apply_overrides(data, args.overrides)
     flags = {f"train.{k}": getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None}

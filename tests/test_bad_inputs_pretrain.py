@@ -53,6 +53,15 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def main_catching_ctrl_c(argv: list[str]) -> int:
+    """pretrain.main, with a KeyboardInterrupt that escapes it turned into a test failure
+    (pytest would otherwise stop the whole session)."""
+    try:
+        return pretrain.main(argv)
+    except KeyboardInterrupt:
+        pytest.fail("KeyboardInterrupt escaped pretrain.main: the user would see a traceback")
+
+
 @contextmanager
 def alarm(seconds: int):
     """Fail instead of hanging the suite (``--batch_size -4`` used to spin forever)."""
@@ -254,6 +263,14 @@ def test_a_directory_given_as_checkpoint_is_called_a_directory(tmp_path, dataset
     assert line == f"pretrain.py: error: --pretrained_model_path {tmp_path / 'ckpt'} is a directory, expected a file"
 
 
+def test_a_binary_config_is_named(tmp_path, dataset, capsys):
+    """Row 67: ``'utf-8' codec can't decode ...`` without the file."""
+    (tmp_path / "binary.yaml").write_bytes(b"\x7fELF\x02\x01\xd0\xff" * 64)
+    assert pretrain.main(args(dataset, tmp_path / "out.pt", config=tmp_path / "binary.yaml")) == 2
+    line = one_error(capsys.readouterr().err)
+    assert line == f"pretrain.py: error: --config_path {tmp_path / 'binary.yaml'}: not UTF-8 text (byte 6); expected a YAML config"
+
+
 def test_broken_meta_json_is_named(tmp_path, dataset, capsys):
     """Row 105: ``Expecting ',' delimiter: line 2 column 1`` without the file's name."""
     broken = tmp_path / "ds"
@@ -296,7 +313,7 @@ def test_ctrl_c_says_where_the_last_checkpoint_is_and_resume_continues(tmp_path,
         return real(self, loss_out)
 
     monkeypatch.setattr(uer.trainer.Trainer, "_global_loss", ctrl_c_in_step_4)
-    assert pretrain.main(args(dataset, out, "--total_steps", "6", "--save_checkpoint_steps", "2")) == 130
+    assert main_catching_ctrl_c(args(dataset, out, "--total_steps", "6", "--save_checkpoint_steps", "2")) == 130
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert err.splitlines()[-1] == (f"pretrain.py: interrupted at step 3; the last checkpoint is at step 2 ({out}.resume); "
@@ -314,7 +331,7 @@ def test_ctrl_c_before_the_first_checkpoint(tmp_path, dataset, monkeypatch, caps
         raise KeyboardInterrupt
 
     monkeypatch.setattr(uer.trainer.Trainer, "_global_loss", ctrl_c)
-    assert pretrain.main(args(dataset, tmp_path / "model.pt")) == 130
+    assert main_catching_ctrl_c(args(dataset, tmp_path / "model.pt")) == 130
     assert capsys.readouterr().err.splitlines()[-1] == (
         "pretrain.py: interrupted at step 0, before the first checkpoint; rerun with --resume to start again")
 

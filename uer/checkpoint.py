@@ -59,9 +59,11 @@ def why_unreadable(path: Path, exc: Exception) -> str:
     a file of unknown origin, so it is not passed on."""
     if path.stat().st_size == 0:
         return "the file is empty"
-    if isinstance(exc, pickle.UnpicklingError):
+    if isinstance(exc, pickle.UnpicklingError):  # also a torch.save of Python objects (e.g. argparse args)
         return "not a file of tensors: it is another kind of file, or a pickle of Python objects, which is never loaded"
-    if "PytorchStreamReader" in str(exc):
+    with path.open("rb") as f:
+        zipped = f.read(4) == b"PK\x03\x04"  # torch.save writes a zip archive
+    if zipped or "PytorchStreamReader" in str(exc):
         return "a damaged or truncated PyTorch file"
     return "not a PyTorch file"
 

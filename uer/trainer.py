@@ -44,7 +44,7 @@ class TrainerOptions:
     metrics_path: str | None = None  # one JSON object per report step
     desc: str = "train"
     progress: bool = True
-    resume_hint: str = "rerun with --resume"  # how this command continues a run (Ctrl-C's last words)
+    resume_hint: str = "rerun with --resume"  # how the command continues an interrupted run (said on Ctrl-C)
 
 
 def autocast(device: str, precision: str) -> contextlib.AbstractContextManager:
