@@ -174,3 +174,21 @@ def test_devices_this_machine_cannot_run_are_clear_errors(trained, tmp_path, cap
     assert main(args(tmp_path, "--device", "tpu9")) == 2
     assert "--device 'tpu9'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+def test_the_main_job_passes_every_check():
+    """``python run_fastbert.py`` (no arguments) runs MAIN_JOB: its flags and its config must pass
+    the up-front checks (seq_length within MiniLM's position table, branch heads dividing the width)."""
+    from run_fastbert import MAIN_JOB, build_parser
+    from uer.fastbert.pipeline import RunOptions, check_config, check_options, resolve_config
+
+    a = build_parser().parse_args(MAIN_JOB)
+    overrides = (("fastbert.seq_length", a.seq_length), ("fastbert.batch_size", a.batch_size))
+    opts = RunOptions(config_path=a.config_path, pretrained_model_path=None, vocab_path=a.vocab_path,
+                      train_path=a.train_path, dev_path=a.dev_path, test_path=a.test_path, distill_path=None,
+                      output_model_path=a.output_model_path, report_path=a.report_path, speeds=a.speed,
+                      timing_samples=a.timing_samples, config_overrides=overrides)
+    check_options(opts)
+    config = resolve_config(opts)
+    check_config(config, opts)
+    assert a.speed == tuple(round(0.1 * i, 10) for i in range(11)) and config.fastbert.seq_length == 64

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import yaml
 
-from uer.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from uer.checkpoint import read_checkpoint, save_checkpoint
 from uer.config import Config, ConfigError, apply_overrides, config_from_dict, load_config, to_dict
 from uer.data.tsv import TsvData, read_tsv
 from uer.fastbert.build import build_fastbert, fastbert_config, load_backbone, position_limit
@@ -143,7 +143,7 @@ def check_config(config: Config, opts: RunOptions) -> None:
 
     A flag's own range is checked by argparse; a value written in the YAML is checked here, and
     so are the combinations (branch heads vs width, seq_length vs the position table)."""
-    given = {k: v for k, v in opts.config_overrides}
+    given = dict(opts.config_overrides)
 
     def name(section: str, key: str) -> str:
         return f"--{key}" if f"{section}.{key}" in given else f"{config.source}: {section}.{key}"
@@ -254,7 +254,8 @@ def _differences(theirs: dict, ours: dict) -> list[str]:
     return out
 
 
-def check_ownership(out: Outputs, config: Config, vocab_path: Path, stages: dict[int, dict[str, Any]]) -> dict[int, int]:
+def check_ownership(out: Outputs, config: Config, vocab_path: Path, stages: dict[int, dict[str, Any]],
+                    branch_training: str = "distill") -> dict[int, int]:
     """Do the files at the output belong to this run? Returns ``{stage: step}`` to resume from;
     a file of another run is a UsageError, raised before anything has been written.
 
@@ -282,6 +283,8 @@ def check_ownership(out: Outputs, config: Config, vocab_path: Path, stages: dict
             raise UsageError(f"{where}: {path} holds no training state (written by another command?); {advice}")
         saved = state.get("signature") or {}
         differs = sorted(k for k, v in expected.items() if saved.get(k) != v)
+        if "branch_training" in saved and saved["branch_training"] != branch_training:  # recorded once training.py has it
+            differs.append("branch_training")
         if differs:
             raise UsageError(f"{where}: {path} holds the resume state of a different run (it differs in: "
                              f"{', '.join(differs)}); {advice}")
@@ -307,6 +310,7 @@ def run(opts: RunOptions) -> dict[str, Any]:
     from uer.tokenizers import build_tokenizer
 
     started = time.perf_counter()
+    on_interrupt("interrupted before training began; nothing of this run was written yet")
     check_options(opts)
     device = resolve_device(opts.device, opts.precision)
     out, report_path = check_outputs(opts)
@@ -389,7 +393,7 @@ def _run_locked(opts: RunOptions, config: Config, device: torch.device, out: Out
     stages = {1: fixed(fb.epochs_num, fb.learning_rate, train_enc)}
     if fb.distill_epochs_num > 0:
         stages[2] = fixed(fb.distill_epochs_num, fb.distill_learning_rate, Encoded(distill_enc.ids, distill_enc.segs, None))
-    resume = check_ownership(out, config, vocab_path, stages)
+    resume = check_ownership(out, config, vocab_path, stages, opts.branch_training)
 
     # ---------------------------------------------------------------- model
     model = build_fastbert(config, vocab_size=len(vocab), labels_num=len(labels))
@@ -410,7 +414,8 @@ def _run_locked(opts: RunOptions, config: Config, device: torch.device, out: Out
         with atomic_open(out.config) as f:
             f.write(_config_text(config))
     extra = {"labels": list(labels), "labels_num": len(labels), "pair": train_full.pair, "vocab_size": len(vocab),
-             "seq_length": seq, "vocab_file": out.vocab.name}
+             "seq_length": seq, "vocab_file": out.vocab.name, "exit_policy": opts.exit_policy,
+             "branch_training": opts.branch_training}
     pad_id = vocab.pad_id
     branch_kwargs = branch_training_kwargs(opts.branch_training)
 

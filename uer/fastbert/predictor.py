@@ -11,7 +11,6 @@ whose message names the argument and, for a text, its index.
 """
 from __future__ import annotations
 
-import math
 import numbers
 import os
 from dataclasses import dataclass
