@@ -15,7 +15,8 @@ from uer.fastbert.policies.confidence import confidence_threshold
 from uer.fastbert.policies.patience import PatiencePolicy, patience_for
 
 LAYERS = 6
-SPEEDS = (0.0, 0.2, 0.4, 0.6, 0.8, 0.95, 1.0)
+SPEEDS = (0.0, 0.3, 0.6, 0.9, 1.0)
+MIXED = (0.3, 0.6, 0.9)  # where batches shrink: checked sample by sample too
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,8 @@ def test_topk_entropy_decision_by_hand():
 
 
 def test_patience_decision_by_hand():
-    assert [patience_for(s, 5) for s in (0.0, 0.5, 0.6, 1.0)] == [4, 2, 2, 0]  # (1 - s) * 4, half up
+    assert [patience_for(s, 5) for s in (0.0, 0.5, 0.6, 0.875, 1.0)] == [4, 2, 2, 1, 0]  # (1 - s) * 4, half up
+    assert patience_for(0.9, 6) == 1  # (1 - 0.9) * 5 is 0.4999... in floats: still half up
     policy = resolve("patience")
     argmax = [[1, 1, 1, 0, 0], [0, 1, 0, 1, 0], [2, 2, 0, 0, 0]]  # three samples, five layers, t = 2
     state = policy.start(3, 3, 5, 0.5)
@@ -101,7 +103,7 @@ def test_patience_state_follows_its_samples_when_the_batch_shrinks():
 def test_policy_contract(model, policy, fused):
     runner = EarlyExit(model, fused=fused)
     assert runner.backend == ("fused" if fused else "eager"), runner.reason
-    src, seg = batch(n=10)
+    src, seg = batch(n=8)
     lengths = (seg > 0).sum(1)
     layer_probs = runner.layer_probs(src, seg)
 
@@ -118,6 +120,8 @@ def test_policy_contract(model, policy, fused):
         spread |= set(together.exit_layer.tolist())
         assert torch.equal(together.exit_layer, offline.exit_layer), speed  # online == offline sweep
         torch.testing.assert_close(together.probs, offline.probs, rtol=1e-4, atol=1e-5)
+        if speed not in MIXED:
+            continue
         for i in range(len(src)):
             n = int(lengths[i])
             alone = runner.predict(src[i:i + 1, :n], seg[i:i + 1, :n], speed, policy=policy)

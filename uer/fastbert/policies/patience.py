@@ -20,7 +20,8 @@ class PatienceConfig:
 
 
 def patience_for(speed: float, layers: int) -> int:
-    return int((1.0 - speed) * (layers - 1) + 0.5)
+    # rounded to 9 places first, so that float noise ((1 - 0.9) * 5 = 0.4999...) does not decide
+    return int(round((1.0 - speed) * (layers - 1), 9) + 0.5)
 
 
 @dataclass
