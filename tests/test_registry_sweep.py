@@ -71,6 +71,7 @@ def make_batch(seed: int = 0) -> dict[str, torch.Tensor]:
         "tgt_nsp": torch.tensor([0, 1, 0]),
         "tgt_sop": torch.tensor([1, 0, 1]),
         "tgt_cls": torch.tensor([0, 2, 1]),
+        "tgt_tag": torch.where(seg > 0, src % 3, -100),  # tagging / token_exit: a tag per real token
     }
 
 

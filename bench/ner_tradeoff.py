@@ -1,0 +1,163 @@
+"""NER with token-level early exit, end to end: build the People's Daily NER data, pre-train a small
+Chinese BERT on the training articles (our preprocess.py + pretrain.py, mlm processor), fine-tune
+the tagger from it and from random init (same config, seed and flags), self-distil, sweep speeds,
+print the table and the goals.
+
+    flock /tmp/uer-bench.lock python bench/ner_tradeoff.py            # ~20 minutes on 2 cores
+
+Goals (issue 14): pre-trained full-model F1 >= random init + 3 points; token-level exit >= 2x
+FLOPs at <= 1 F1 point below the full model; wall clock at batch 1 >= 0.7 x that FLOPs speed-up.
+Writes ``bench/results/ner_tradeoff.json`` (and the run's outputs under ``--work_dir``).
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+CONFIG = """# BERT L{layers}/H{hidden} for the NER bench: character tokens, vocabulary from the training split
+embedding:
+  components: [word, {{name: pos, max_seq_length: 128}}, seg]
+  emb_size: {hidden}
+  dropout: 0.1
+encoder:
+  name: transformer
+  hidden_size: {hidden}
+  layers_num: {layers}
+  heads_num: {heads}
+  feedforward_size: {ffn}
+  act: gelu
+  layernorm_positioning: post
+  mask: fully_visible
+target:
+  components: [mlm]
+tokenizer:
+  name: char
+  vocab_path: {vocab}
+"""
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def sh(cmd: list[str]) -> float:
+    print("$ " + " ".join(cmd), flush=True)
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--work_dir", default=str(ROOT / "out" / "ner_bench"))
+    p.add_argument("--data_dir", default=str(ROOT / "data" / "ner_pd98"))
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--pretrain_steps", type=int, default=600)
+    p.add_argument("--pretrain_batch_size", type=int, default=32)
+    p.add_argument("--pretrain_seq_length", type=int, default=128)
+    p.add_argument("--pretrain_learning_rate", type=float, default=1e-3)
+    p.add_argument("--train_samples", type=int, default=6000)
+    p.add_argument("--epochs_num", type=int, default=3)
+    p.add_argument("--distill_epochs_num", type=int, default=2)
+    p.add_argument("--learning_rate", type=float, default=1e-3)
+    p.add_argument("--seq_length", type=int, default=64)
+    p.add_argument("--speed", default="0,0.1,...,1")
+    p.add_argument("--timing_samples", type=int, default=200)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    work, data = Path(args.work_dir), Path(args.data_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    seconds: dict[str, float] = {}
+    py = sys.executable
+
+    # 1. data
+    if not (data / "test.tsv").is_file():
+        seconds["build data"] = sh([py, "scripts/build_ner_dataset.py", "--out_dir", str(data)])
+    # 2. character vocabulary of the training split (+ BERT's specials); pre-training and tagging share it
+    counts = collections.Counter((data / "pretrain_corpus.txt").read_text(encoding="utf-8").replace("\n", ""))
+    vocab = work / "vocab.txt"
+    chars = sorted(ch for ch, n in counts.items() if n >= 2 and not ch.isspace())
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars]) + "\n", encoding="utf-8")
+    config = work / "bert.yaml"
+    config.write_text(CONFIG.format(layers=args.layers, hidden=args.hidden, heads=max(2, args.hidden // 64),
+                                    ffn=4 * args.hidden, vocab=vocab), encoding="utf-8")
+    print(f"vocabulary: {len(chars) + 5} tokens (characters seen >= 2 times in the training articles)")
+    # 3. pre-train on the training articles only
+    pretrained = work / "pretrain" / "model.pt"
+    if not pretrained.is_file():
+        seconds["preprocess"] = sh([py, "preprocess.py", "--corpus_path", str(data / "pretrain_corpus.txt"), "--config_path", str(config),
+                                    "--vocab_path", str(vocab), "--dataset_path", str(work / "dataset"), "--data_processor", "mlm",
+                                    "--seq_length", str(args.pretrain_seq_length), "--processes_num", "1", "--dynamic_masking",
+                                    "--no_progress"])
+        seconds["pretrain"] = sh([py, "pretrain.py", "--dataset_path", str(work / "dataset"), "--config_path", str(config),
+                                  "--vocab_path", str(vocab), "--output_model_path", str(pretrained),
+                                  "--total_steps", str(args.pretrain_steps), "--batch_size", str(args.pretrain_batch_size),
+                                  "--learning_rate", str(args.pretrain_learning_rate), "--report_steps", "100",
+                                  "--save_checkpoint_steps", str(args.pretrain_steps), "--no_progress"])
+    # 4. fine-tune + self-distil + sweep, both ways
+    common = ["--vocab_path", str(vocab), "--train_path", str(data / "train.tsv"), "--dev_path", str(data / "dev.tsv"),
+              "--test_path", str(data / "test.tsv"), "--label2id_path", str(data / "label2id.json"),
+              "--train_samples", str(args.train_samples), "--epochs_num", str(args.epochs_num),
+              "--batch_size", "32", "--seq_length", str(args.seq_length), "--learning_rate", str(args.learning_rate),
+              "--distill_learning_rate", "1e-3", "--threads", str(args.threads), "--no_progress", "--report_steps", "100"]
+    runs = {
+        "pretrained": ["--pretrained_model_path", str(pretrained), "--config_path", str(config),
+                       "--distill_epochs_num", str(args.distill_epochs_num), "--speed", args.speed,
+                       "--timing_samples", str(args.timing_samples)],
+        "random": ["--config_path", str(config), "--distill_epochs_num", "0", "--speed", "0", "--timing_samples", "0"],
+    }
+    reports = {}
+    for name, extra in runs.items():
+        report = work / name / "report.json"
+        seconds[f"run_ner {name}"] = sh([py, "run_ner.py", *common, *extra, "--output_model_path", str(work / name / "model.pt"),
+                                         "--report_path", str(report)])
+        reports[name] = json.loads(report.read_text())
+
+    pre, rnd = reports["pretrained"], reports["random"]
+    from uer.tagging.evaluate import format_table
+
+    print(format_table(pre["rows"], pre["teacher_f1"]))
+    goal1 = pre["teacher_f1"] >= rnd["teacher_f1"] + 0.03
+    print(f"full model (speed 0) test entity F1: pre-trained {pre['teacher_f1']:.4f}, random init {rnd['teacher_f1']:.4f} "
+          f"({100 * (pre['teacher_f1'] - rnd['teacher_f1']):+.2f} points); goal >= +3: {'met' if goal1 else 'not met'}")
+    ok = [r for r in pre["rows"] if r["f1"] >= pre["teacher_f1"] - 0.01]
+    best = max(ok, key=lambda r: r["flops_speedup"]) if ok else None
+    goal2 = best is not None and best["flops_speedup"] >= 2.0
+    goal3 = best is not None and best["wall_speedup_batch1"] >= 0.7 * best["flops_speedup"]
+    if best is not None:
+        print(f"token-level exit within 1 F1 point: speed {best['speed']:g}, F1 {best['f1']:.4f}, mean exit layer "
+              f"{best['mean_exit_layer']:.2f} of {args.layers}, FLOPs x{best['flops_speedup']:.2f}; goal >= 2x: {'met' if goal2 else 'not met'}")
+        print(f"wall clock batch 1 x{best['wall_speedup_batch1']:.2f} = {best['wall_speedup_batch1'] / best['flops_speedup']:.2f} of the "
+              f"FLOPs speed-up (batched x{best['wall_speedup_batched']:.2f}); goal >= 0.7: {'met' if goal3 else 'not met'}")
+    out = {
+        "command": "python bench/ner_tradeoff.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "cpu": cpu_name(), "threads": args.threads, "args": vars(args), "seconds": seconds,
+        "pretrained": {k: pre[k] for k in ("teacher_f1", "teacher_precision", "teacher_recall", "rows", "full_flops_per_sentence",
+                                           "train_sentences", "test_sentences", "stage1", "stage2")},
+        "random": {k: rnd[k] for k in ("teacher_f1", "teacher_precision", "teacher_recall", "train_sentences", "stage1")},
+        "goals": {"pretrained_plus_3_f1": goal1, "flops_2x_within_1_f1": goal2, "wall_batch1_0.7_of_flops": goal3,
+                  "chosen_row": best},
+    }
+    results = ROOT / "bench" / "results" / "ner_tradeoff.json"
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"written {results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

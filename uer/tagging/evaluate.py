@@ -1,0 +1,140 @@
+"""The speed sweep: entity P/R/F1, mean exit layer, FLOPs per sentence and measured wall-clock
+speed-ups (batch 1 and batched) for every speed.
+
+Token-level exit cannot be replayed from one full pass as FastBERT's sentence-level exit can: a
+token that exits changes what the later layers compute for the others (its vector is frozen). So
+every speed really runs early exit over the whole set. Wall clock: the first ``timing_samples``
+rows, every configuration (the full model and each speed) taking turns batch by batch, each batch
+best of ``repeats`` after a warm-up run.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+import torch
+
+from uer.fastbert.data import length_sorted_batches
+from uer.tagging.data import Chunks, assemble, collate
+from uer.tagging.flops import TaggerFlops
+from uer.tagging.inference import TokenExit
+from uer.tagging.metrics import entity_scores
+
+
+def run_exit(runner: TokenExit, chunks: Chunks, pad_id: int, speed: float | None, window: int,
+             batch_size: int) -> tuple[list[list[int]], list[list[int]]]:
+    """Per row: predicted tag ids of its characters and the exit layer of every real token
+    ([CLS] included). ``speed=None``: the full model (every token exits at the last layer)."""
+    tags: list[list[int]] = [[] for _ in range(len(chunks))]
+    exits: list[list[int]] = [[] for _ in range(len(chunks))]
+    for index in length_sorted_batches(chunks.lengths(), batch_size):
+        batch = collate(chunks, index, pad_id, runner.device)
+        if speed is None:
+            probs = runner.full_model(batch["src"], batch["seg"]).cpu()
+            layers = torch.full(probs.shape[:2], runner.layers_num, dtype=torch.long)
+        else:
+            out = runner.predict(batch["src"], batch["seg"], speed, window)
+            probs, layers = out.probs.cpu(), out.exit_layer.cpu()
+        pred = probs.argmax(-1)
+        for j, r in enumerate(index):
+            n = len(chunks.ids[r])
+            tags[r] = pred[j, 1:n].tolist()
+            exits[r] = layers[j, :n].tolist()
+    return tags, exits
+
+
+def _time(runner: TokenExit, batch: dict[str, torch.Tensor], speed: float | None, window: int) -> float:
+    start = time.perf_counter()
+    if speed is None:
+        runner.full_model(batch["src"], batch["seg"])
+    else:
+        runner.predict(batch["src"], batch["seg"], speed, window)
+    if runner.device.type == "cuda":
+        torch.cuda.synchronize(runner.device)
+    return time.perf_counter() - start
+
+
+def measure_walls(runner: TokenExit, batches: list[dict[str, torch.Tensor]], speeds: Sequence[float], window: int,
+                  repeats: int) -> dict[float | None, float]:
+    configs: list[float | None] = [None, *speeds]
+    total = {c: 0.0 for c in configs}
+    for batch in batches:
+        for c in configs:
+            _time(runner, batch, c, window)  # warm-up for this shape
+            total[c] += min(_time(runner, batch, c, window) for _ in range(repeats))
+    return total
+
+
+def sweep(runner: TokenExit, chunks: Chunks, gold: list[list[str]], id2label: Sequence[str], pad_id: int,
+          speeds: Sequence[float], window: int = 0, eval_batch_size: int = 64, timing_samples: int = 256,
+          batch_size: int = 32, repeats: int = 2, measure: bool = True) -> dict[str, Any]:
+    """Rows of the speed table (as in ``--report_path``) plus the per-speed predicted tags per sentence."""
+    try:
+        flop_model = TaggerFlops.of(runner.model)
+    except NotImplementedError:
+        flop_model = None
+
+    def sentence_flops(exits: list[list[int]]) -> float | None:
+        if flop_model is None:
+            return None
+        per_sentence = [0.0] * chunks.sentences_num
+        for r, layers in enumerate(exits):
+            per_sentence[chunks.sentence[r]] += flop_model.early_exit(torch.tensor(layers))
+        return sum(per_sentence) / len(per_sentence)
+
+    teacher_ids, _ = run_exit(runner, chunks, pad_id, None, window, eval_batch_size)
+    teacher_tags = assemble(chunks, [[id2label[k] for k in row] for row in teacher_ids])
+    teacher = entity_scores(gold, teacher_tags)
+    full_flops = None
+    if flop_model is not None:
+        full_flops = sum(float(flop_model.full(n)) for n in chunks.lengths()) / chunks.sentences_num
+
+    timed = min(timing_samples, len(chunks)) if measure else 0
+    walls: dict[str, dict[float | None, float]] = {}
+    if measure:
+        sub = chunks.subset(range(timed))
+        singles = [collate(sub, [i], pad_id, runner.device) for i in range(timed)]
+        batched = [collate(sub, b, pad_id, runner.device) for b in length_sorted_batches(sub.lengths(), batch_size)]
+        walls = {"1": measure_walls(runner, singles, speeds, window, repeats),
+                 "b": measure_walls(runner, batched, speeds, window, repeats)}
+
+    rows, predictions = [], []
+    for speed in speeds:
+        ids, exits = run_exit(runner, chunks, pad_id, float(speed), window, eval_batch_size)
+        tags = assemble(chunks, [[id2label[k] for k in row] for row in ids])
+        scores = entity_scores(gold, tags)
+        char_exits = [e for row in exits for e in row[1:]]  # characters only, not [CLS]
+        flops = sentence_flops(exits)
+        rows.append({
+            "speed": float(speed), "precision": scores["precision"], "recall": scores["recall"], "f1": scores["f1"],
+            "mean_exit_layer": sum(char_exits) / len(char_exits),
+            "flops_per_sentence": flops,
+            "flops_speedup": full_flops / flops if flops else None,
+            "wall_speedup_batch1": walls["1"][None] / walls["1"][speed] if measure else None,
+            "wall_speedup_batched": walls["b"][None] / walls["b"][speed] if measure else None,
+        })
+        predictions.append(tags)
+    return {"teacher": teacher, "teacher_tags": teacher_tags, "rows": rows, "predictions": predictions,
+            "full_flops_per_sentence": full_flops, "timing_samples": timed,
+            "wall_seconds": {"batch1": {str(k): v for k, v in walls.get("1", {}).items()},
+                             f"batch{batch_size}": {str(k): v for k, v in walls.get("b", {}).items()}}}
+
+
+def chosen_speed(rows: Sequence[dict[str, Any]], teacher_f1: float, tolerance: float = 0.01) -> dict[str, Any] | None:
+    """The largest speed whose F1 is within ``tolerance`` (1 point) of the full model's."""
+    ok = [r for r in rows if r["f1"] >= teacher_f1 - tolerance]
+    return max(ok, key=lambda r: r["speed"]) if ok else None
+
+
+def format_table(rows: Sequence[dict[str, Any]], teacher_f1: float) -> str:
+    head = f"{'speed':>6} {'P':>7} {'R':>7} {'F1':>7} {'exit':>5} {'MFLOPs':>8} {'FLOPsx':>7} {'wall1x':>7} {'wallBx':>7}"
+    lines = [f"full model entity F1: {teacher_f1:.4f}", head, "-" * len(head)]
+
+    def num(v, fmt):
+        return format(v, fmt) if v is not None else "-".rjust(len(format(1.0, fmt)))
+
+    for r in rows:
+        lines.append(f"{r['speed']:>6.2f} {r['precision']:>7.4f} {r['recall']:>7.4f} {r['f1']:>7.4f} {r['mean_exit_layer']:>5.2f} "
+                     f"{num(r['flops_per_sentence'] and r['flops_per_sentence'] / 1e6, '8.3f')} {num(r['flops_speedup'], '6.2f')}x "
+                     f"{num(r['wall_speedup_batch1'], '6.2f')}x {num(r['wall_speedup_batched'], '6.2f')}x")
+    return "\n".join(lines)

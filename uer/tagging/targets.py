@@ -1,0 +1,136 @@
+"""Sequence-labelling targets: ``tagging`` (one token classifier after the encoder) and
+``token_exit`` (a small classifier after every layer, for token-level early exit).
+
+Both read ``batch["tgt_tag"]`` (B, T): a tag id per token, ``-100`` where there is no tag ([CLS],
+padding). No CRF: the tags of a token come from its own distribution, which is what lets a token
+leave the network on its own (a CRF couples all of a sentence's tags).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from uer.targets.base import Target, require
+from uer.targets.registry import TARGETS
+
+IGNORE = -100
+
+
+def token_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    keep = labels != IGNORE
+    if not bool(keep.any()):
+        return logits.new_zeros(())
+    return (logits.argmax(-1)[keep] == labels[keep]).float().mean().detach()
+
+
+def tagging_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy averaged over the tagged tokens. (B, T, C), (B, T) -> ()."""
+    return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
+
+
+@dataclass(frozen=True)
+class TaggingConfig:
+    dropout: float = 0.1
+
+
+@TARGETS.register("tagging", config=TaggingConfig)
+class TaggingTarget(Target):
+    """Token classification: dropout -> linear -> tags, at every position. ``batch["tgt_tag"]`` (B, T)."""
+
+    def __init__(self, cfg: TaggingConfig, hidden_size: int, labels_num: int | None = None, **_: int) -> None:
+        super().__init__()
+        if not labels_num or labels_num < 2:
+            raise ValueError("target 'tagging' needs labels_num >= 2 (the builder takes it from label2id)")
+        self.cfg = cfg
+        self.labels_num = labels_num
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.output = nn.Linear(hidden_size, labels_num)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:  # (B, T, H) -> (B, T, C)
+        return self.output(self.dropout(hidden))
+
+    def forward(self, hidden, batch):
+        labels = require(batch, "tgt_tag", "tagging")
+        logits = self.logits(hidden)
+        return {"loss": tagging_loss(logits, labels), "acc": token_accuracy(logits, labels), "logits": logits.detach()}
+
+
+@dataclass(frozen=True)
+class TokenExitConfig:
+    branch_size: int = 64  # width of each layer's classifier
+    dropout: float = 0.1
+
+
+class TokenBranch(nn.Module):
+    """Per token: linear -> tanh -> linear. (..., H) -> (..., C). Position-wise, so it can run on
+    any subset of tokens (the ones still in the network) and give the same numbers."""
+
+    def __init__(self, hidden_size: int, branch_size: int, labels_num: int, dropout: float) -> None:
+        super().__init__()
+        self.dense = nn.Linear(hidden_size, branch_size)
+        self.output = nn.Linear(branch_size, labels_num)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.output(self.dropout(torch.tanh(self.dense(self.dropout(hidden)))))
+
+
+@TARGETS.register("token_exit", config=TokenExitConfig)
+class TokenExitTarget(Target):
+    """A :class:`TokenBranch` after every encoder layer; the last one is the teacher.
+
+    ``forward`` is stage 1 (teacher cross-entropy on ``batch["tgt_tag"]``); :meth:`distill_loss`
+    is stage 2 (self-distillation: KL(teacher || student) per real token, summed over students).
+    Inference (:class:`uer.tagging.inference.TokenExit`): a token leaves at the first layer where
+    its branch is sure enough, its hidden vector frozen from then on.
+    """
+
+    needs_layers = True
+
+    def __init__(self, cfg: TokenExitConfig, hidden_size: int, labels_num: int | None = None,
+                 layers_num: int | None = None, **_: int) -> None:
+        super().__init__()
+        if not labels_num or labels_num < 2:
+            raise ValueError("target 'token_exit' needs labels_num >= 2 (the builder takes it from label2id)")
+        if not layers_num:
+            raise ValueError("target 'token_exit' needs layers_num (one branch per encoder layer)")
+        self.cfg = cfg
+        self.labels_num = labels_num
+        self.branches = nn.ModuleList(TokenBranch(hidden_size, cfg.branch_size, labels_num, cfg.dropout) for _ in range(layers_num))
+
+    def reset_parameters(self) -> None:
+        """Xavier-uniform weights, zero biases (two small linears: keep the signal's scale)."""
+        for module in self.branches.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    @property
+    def teacher(self) -> TokenBranch:
+        return self.branches[-1]
+
+    def students(self) -> list[TokenBranch]:
+        return list(self.branches[:-1])
+
+    def forward(self, layers, batch):
+        labels = require(batch, "tgt_tag", "token_exit")
+        logits = self.teacher(layers[-1])
+        return {"loss": tagging_loss(logits, labels), "acc": token_accuracy(logits, labels), "logits": logits.detach()}
+
+    def distill_loss(self, layers: list[torch.Tensor], real: torch.Tensor, teacher_logits: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Sum over students of KL(teacher || student), averaged over the real tokens. ``real``: (B, T) bool."""
+        if teacher_logits is None:
+            with torch.no_grad():
+                teacher_logits = self.teacher(layers[-1])
+        target = F.log_softmax(teacher_logits.detach().float()[real], dim=-1)  # (N, C)
+        total = None
+        for branch, hidden in zip(self.students(), layers[:-1]):
+            log_q = F.log_softmax(branch(hidden[real]).float(), dim=-1)
+            kl = F.kl_div(log_q, target, reduction="batchmean", log_target=True)
+            total = kl if total is None else total + kl
+        if total is None:
+            raise ValueError("self-distillation needs an encoder of at least 2 layers")
+        return {"loss": total, "kl_per_student": total.detach() / (len(self.branches) - 1)}
