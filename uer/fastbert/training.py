@@ -253,8 +253,12 @@ def distillation_loss_fn(model: nn.Module) -> Callable[[nn.Module, dict[str, tor
 
 
 def distill(model: nn.Module, config: Config, texts: Encoded, dev: Encoded, pad_id: int,
-            opts: StageOptions, extra: dict[str, Any]) -> dict[str, Any]:
-    """Stage 2: students learn KL(teacher || student) on ``texts`` (labels unused)."""
+            opts: StageOptions, extra: dict[str, Any], branch_training: BranchTraining = "distill") -> dict[str, Any]:
+    """Stage 2: students learn KL(teacher || student) on ``texts`` (labels unused).
+
+    Only for ``branch_training="distill"``: joint training has no stage 2 (:func:`needs_distillation`)."""
+    if not needs_distillation(branch_training):
+        raise ValueError(f"branch_training {branch_training!r} has no self-distillation stage; see needs_distillation()")
     set_trainable(model, 2)
     frozen = {n: p.detach().clone() for n, p in backbone_and_teacher(model)}
     if any(p.requires_grad for _, p in backbone_and_teacher(model)):
