@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from uer.checkpoint import load_model
     from uer.convert.hf_bert import convert_minilm, minilm_source
-    from uer.fast import optimize_for_inference
+    from uer.fused import optimize_for_inference
 
     weights = ROOT / "models" / "minilm" / "model.pt"
     if not weights.is_file():

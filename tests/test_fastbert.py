@@ -55,39 +55,39 @@ def test_normalized_entropy_in_unit_interval():
     assert e[:200].std() > 0.1
 
 
-@pytest.mark.parametrize("fast", [False, True])
-def test_speed_0_is_the_full_model(fast):
+@pytest.mark.parametrize("fused", [False, True])
+def test_speed_0_is_the_full_model(fused):
     model = fastbert_model()
     src, seg = batch()
-    runner = EarlyExit(model, fast=fast)
+    runner = EarlyExit(model, fused=fused)
     out = runner.predict(src, seg, speed=0.0)
     assert (out.exit_layer == 4).all()
-    torch.testing.assert_close(out.probs, runner.full_model(src, seg), rtol=0, atol=0)
+    torch.testing.assert_close(out.probs, runner.full_model_probs(src, seg), rtol=0, atol=0)
     with torch.no_grad():  # the training forward (stage 1's teacher logits), eager
         logits = model({"src": src, "seg": seg, "tgt_cls": torch.zeros(len(src), dtype=torch.long)})["fastbert_logits"]
     teacher = torch.softmax(logits.float(), -1)
     # the inference branch folds two linears into one: equal up to float rounding
-    torch.testing.assert_close(out.probs, teacher, rtol=1e-4, atol=1e-5 if fast else 1e-6)
+    torch.testing.assert_close(out.probs, teacher, rtol=1e-4, atol=1e-5 if fused else 1e-6)
     assert torch.equal(out.probs.argmax(-1), teacher.argmax(-1))
 
 
 def test_speed_1_exits_at_layer_1():
     model = fastbert_model()
     src, seg = batch()
-    runner = EarlyExit(model, fast=False)
+    runner = EarlyExit(model, fused=False)
     out = runner.predict(src, seg, speed=1.0)
     assert (out.exit_layer == 1).all()
-    first = runner.all_layers(src, seg)[:, 0]
+    first = runner.layer_probs(src, seg)[:, 0]
     torch.testing.assert_close(out.probs, first)
 
 
-@pytest.mark.parametrize("fast", [False, True])
-def test_batch_and_padding_invariance_and_sweep(fast):
+@pytest.mark.parametrize("fused", [False, True])
+def test_batch_and_padding_invariance_and_sweep(fused):
     model = fastbert_model()
     src, seg = batch(n=10)
-    runner = EarlyExit(model, fast=fast)
+    runner = EarlyExit(model, fused=fused)
     lengths = (seg > 0).sum(1)
-    swept = exits_for_speeds(runner.all_layers(src, seg), SPEEDS)
+    swept = exits_for_speeds(runner.layer_probs(src, seg), SPEEDS)
     spread = set()
     for speed, expected in zip(SPEEDS, swept):
         together = runner.predict(src, seg, speed)
@@ -116,10 +116,27 @@ def test_branch_pooling_ignores_padding(pooling):
         garbage = hidden.masked_fill((seg == 0)[..., None], 1e4)  # what sits at padding must not matter
         torch.testing.assert_close(target.branch_logits(0, garbage, seg > 0), logits)
         if pooling == "first":  # computing only the pooled query equals full self-attention at position 0
+            from uer.targets.fastbert import MODULES
+
             branch = target.branches[0]
             x = branch.projection(hidden)
-            full = branch.self_attn(x, (seg > 0)[:, None, None, :], first_only=False)[:, 0]
-            torch.testing.assert_close(branch.self_attn(x, (seg > 0)[:, None, None, :], first_only=True)[:, 0], full)
+            full = MODULES.attend(branch.self_attn, x, seg > 0)[:, 0]
+            torch.testing.assert_close(MODULES.attend_first(branch.self_attn, x, seg > 0), full)
+
+
+@pytest.mark.parametrize("pooling", ["first", "mean", "max"])
+def test_frozen_branch_equals_the_module(pooling):
+    """One definition (Branch.compute), two executions: the modules and the folded snapshot."""
+    from uer.targets.fastbert import FrozenBranch
+
+    model = fastbert_model(pooling=pooling)
+    branch = model.target.components["fastbert"].branches[1]
+    src, seg = batch(n=5)
+    with torch.no_grad():
+        hidden = model.encoder(model.embed(src, seg), seg)
+        torch.testing.assert_close(FrozenBranch(branch)(hidden, seg > 0), branch(hidden, seg > 0), rtol=1e-4, atol=1e-5)
+        full = seg[:1, :13] > 0  # the 13-token row: no padding, so no mask at all
+        torch.testing.assert_close(FrozenBranch(branch)(hidden[:1], None), branch(hidden[:1], full), rtol=1e-4, atol=1e-5)
 
 
 def test_stage_2_gives_gradients_to_students_only():
@@ -139,7 +156,7 @@ def test_stage_2_gives_gradients_to_students_only():
 
 def test_flops_match_flop_counter():
     model = fastbert_model(layers=3).requires_grad_(False)  # FlopCounterMode's module hooks vs inference mode
-    runner = EarlyExit(model, fast=False)
+    runner = EarlyExit(model, fused=False)
     flops = FlopModel.of(model)
     src, seg = batch(n=1, t=11)
 
@@ -148,15 +165,15 @@ def test_flops_match_flop_counter():
             fn()
         return counter.get_total_flops()
 
-    assert counted(lambda: runner.full_model(src, seg)) == flops.full(11)
+    assert counted(lambda: runner.full_model_probs(src, seg)) == flops.full(11)
     for speed in (0.0, 1.0) + SPEEDS[1:-1]:
         layer = int(runner.predict(src, seg, speed).exit_layer)
         assert counted(lambda: runner.predict(src, seg, speed)) == flops.early_exit(11, layer), speed
     # mean pooling: every query of the branch's attention is computed
     mean_model = fastbert_model(layers=3, pooling="mean").requires_grad_(False)
     mean = FlopModel.of(mean_model)
-    mean_runner = EarlyExit(mean_model, fast=False)
-    assert counted(lambda: mean_runner.full_model(src, seg)) == mean.full(11)
+    mean_runner = EarlyExit(mean_model, fused=False)
+    assert counted(lambda: mean_runner.full_model_probs(src, seg)) == mean.full(11)
     assert flops.full(128) > 11 * flops.full(11)  # padding to 128 costs more than linear in length (attention)
 
 

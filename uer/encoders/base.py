@@ -10,15 +10,21 @@ import torch
 from torch import nn
 
 
+def real_length(seg: torch.Tensor) -> int:
+    """Columns up to the batch's last real token (>= 1): what is left after cutting padding-only columns."""
+    cols = (seg > 0).any(0).nonzero()
+    return int(cols[-1]) + 1 if cols.numel() else 1
+
+
 @dataclass
 class EncoderContext:
-    """What the layers of one batch share: the padding and the attention mask built from it."""
+    """What the layers of one batch share: the real-token mask and the attention mask built from it."""
 
     seg: torch.Tensor  # (B, T) long, 0 = padding
     attn_mask: torch.Tensor | None  # bool, broadcastable to (B, heads, T, T); True = may attend
 
     @property
-    def padding(self) -> torch.Tensor:  # (B, T) bool, True = real token
+    def real(self) -> torch.Tensor:  # (B, T) bool, True = real token
         return self.seg > 0
 
     def select(self, index: torch.Tensor) -> "EncoderContext":
@@ -28,10 +34,15 @@ class EncoderContext:
 
 
 class Encoder(nn.Module):
-    """Subclasses set ``layers_num`` and ``output_size`` and implement ``context`` and ``layer``."""
+    """Subclasses set ``layers_num`` and ``output_size`` and implement ``context`` and ``layer``.
+
+    ``causal``: position t never sees a position after t (an LM can train on it). A class
+    attribute; an encoder whose config decides it (the transformer's ``mask``) sets it per instance.
+    """
 
     layers_num: int
     output_size: int
+    causal: bool = False
 
     def context(self, seg: torch.Tensor) -> EncoderContext:
         return EncoderContext(seg, None)

@@ -5,20 +5,19 @@ exactly like the convolution's own zero padding past the end of a sequence, so a
 the same output alone and inside a padded batch.
 """
 from dataclasses import dataclass
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from uer.choices import Activation
 from uer.encoders.base import Encoder, EncoderContext
 from uer.encoders.registry import ENCODERS
 from uer.layers import activation
 
 
-def masked_conv(conv: nn.Conv1d, hidden: torch.Tensor, padding: torch.Tensor, left: int, right: int) -> torch.Tensor:
-    """(B, T, C_in) -> (B, T, C_out): zero padding tokens, pad the time axis by (left, right), convolve."""
-    x = hidden.masked_fill(~padding.unsqueeze(-1), 0.0).transpose(1, 2)  # (B, C_in, T)
+def masked_conv(conv: nn.Conv1d, hidden: torch.Tensor, real: torch.Tensor, left: int, right: int) -> torch.Tensor:
+    """(B, T, C_in), (B, T) real-token mask -> (B, T, C_out): zero padding tokens, pad the time axis by (left, right), convolve."""
+    x = hidden.masked_fill(~real.unsqueeze(-1), 0.0).transpose(1, 2)  # (B, C_in, T)
     return conv(F.pad(x, (left, right))).transpose(1, 2)
 
 
@@ -28,7 +27,7 @@ class CnnConfig:
     layers_num: int = 6
     kernel_size: int = 3
     dropout: float = 0.1
-    act: Literal["gelu", "gelu_fast", "relu", "silu"] = "relu"
+    act: Activation = "relu"
     layernorm_eps: float = 1e-12
 
 
@@ -38,6 +37,8 @@ class CnnEncoder(Encoder):
 
     The kernel is centred, so a position sees both sides (not causal: use gatedcnn for an LM).
     """
+
+    causal = False
 
     def __init__(self, cfg: CnnConfig) -> None:
         super().__init__()
@@ -54,7 +55,7 @@ class CnnEncoder(Encoder):
         self.dropout = nn.Dropout(cfg.dropout)
 
     def layer(self, i: int, hidden: torch.Tensor, ctx: EncoderContext) -> torch.Tensor:  # (B, T, H)
-        out = self.act(masked_conv(self.conv[i], hidden, ctx.padding, *self.pad))
+        out = self.act(masked_conv(self.conv[i], hidden, ctx.real, *self.pad))
         return self.layer_norm[i](hidden + self.dropout(out))
 
 
@@ -76,6 +77,8 @@ class GatedCnnEncoder(Encoder):
     ``block_size`` gated convolutions: ``x + glu_k(...glu_1(x))``.
     """
 
+    causal = True
+
     def __init__(self, cfg: GatedCnnConfig) -> None:
         super().__init__()
         if cfg.kernel_size < 1 or cfg.block_size < 1:
@@ -93,5 +96,5 @@ class GatedCnnEncoder(Encoder):
     def layer(self, i: int, hidden: torch.Tensor, ctx: EncoderContext) -> torch.Tensor:  # (B, T, H)
         x = hidden
         for conv in self.conv[i]:
-            x = F.glu(masked_conv(conv, x, ctx.padding, self.cfg.kernel_size - 1, 0), dim=-1)
+            x = F.glu(masked_conv(conv, x, ctx.real, self.cfg.kernel_size - 1, 0), dim=-1)
         return hidden + self.dropout(x)

@@ -14,6 +14,17 @@ from uer.encoders.base import Encoder, EncoderContext
 from uer.encoders.registry import ENCODERS
 
 
+def packed_rnn(rnn: nn.RNNBase, x: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """(B, T, in), (B, T) real-token mask (real tokens first) -> (B, T, out), zeros at padding.
+
+    The padding is packed away, so it never reaches the recurrence. ``pack_padded_sequence``
+    wants CPU lengths >= 1: an all-padding row runs one step, whose output is ignored."""
+    lengths = real.sum(1).clamp_min(1).cpu()
+    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    out, _ = rnn(packed)
+    return pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0]
+
+
 @dataclass(frozen=True)
 class RnnConfig:
     hidden_size: int = 768  # bidirectional: hidden_size // 2 per direction, concatenated
@@ -26,6 +37,10 @@ class RnnEncoder(Encoder):
 
     cell: type[nn.RNNBase] = nn.RNN
     bidirectional: bool = False
+
+    @property
+    def causal(self) -> bool:  # one direction: position t has seen only positions <= t
+        return not self.bidirectional
 
     def __init__(self, cfg: RnnConfig) -> None:
         super().__init__()
@@ -45,13 +60,7 @@ class RnnEncoder(Encoder):
         """(B, T, H) -> (B, T, H); padding positions come out as zeros."""
         if i > 0:
             hidden = self.dropout(hidden)
-        t = hidden.shape[1]
-        # pack_padded_sequence wants CPU lengths >= 1; an all-padding row runs one (ignored) step.
-        lengths = ctx.padding.sum(1).clamp_min(1).cpu()
-        packed = pack_padded_sequence(hidden, lengths, batch_first=True, enforce_sorted=False)
-        out, _ = self.rnn[i](packed)
-        out, _ = pad_packed_sequence(out, batch_first=True, total_length=t)
-        return out
+        return packed_rnn(self.rnn[i], hidden, ctx.real)
 
 
 @ENCODERS.register("rnn", config=RnnConfig)

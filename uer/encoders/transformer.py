@@ -4,6 +4,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from uer.choices import Activation
 from uer.encoders.base import Encoder, EncoderContext
 from uer.encoders.registry import ENCODERS
 from uer.layers import TransformerLayer, make_norm
@@ -17,7 +18,7 @@ class TransformerConfig:
     feedforward_size: int = 3072
     dropout: float = 0.1
     attention_dropout: float = 0.1
-    act: Literal["gelu", "gelu_fast", "relu", "silu"] = "gelu"
+    act: Activation = "gelu"
     mask: Literal["fully_visible", "causal", "causal_with_prefix"] = "fully_visible"
     layernorm_positioning: Literal["post", "pre"] = "post"
     layernorm: Literal["normal", "rms"] = "normal"
@@ -50,11 +51,13 @@ class TransformerEncoder(Encoder):
         self.cfg = cfg
         self.layers_num = cfg.layers_num
         self.output_size = cfg.hidden_size
+        self.causal = cfg.mask == "causal"  # a prefix LM's prefix sees the whole prefix
         distinct = 1 if cfg.parameter_sharing else cfg.layers_num
         self.transformer = nn.ModuleList(
             TransformerLayer(
-                cfg.hidden_size, cfg.heads_num, cfg.feedforward_size, cfg.dropout, cfg.attention_dropout,
-                cfg.act, cfg.layernorm, cfg.layernorm_eps, cfg.layernorm_positioning, cfg.bias,
+                hidden_size=cfg.hidden_size, heads_num=cfg.heads_num, feedforward_size=cfg.feedforward_size,
+                dropout=cfg.dropout, attention_dropout=cfg.attention_dropout, act=cfg.act, norm=cfg.layernorm,
+                norm_eps=cfg.layernorm_eps, positioning=cfg.layernorm_positioning, bias=cfg.bias,
             )
             for _ in range(distinct)
         )
@@ -65,9 +68,12 @@ class TransformerEncoder(Encoder):
     def context(self, seg: torch.Tensor) -> EncoderContext:
         return EncoderContext(seg, attention_mask(seg, self.cfg.mask))
 
+    def block(self, i: int) -> TransformerLayer:
+        """The module of layer ``i`` (0-based); with ALBERT sharing, the same one for every ``i``."""
+        return self.transformer[0 if self.cfg.parameter_sharing else i]
+
     def layer(self, i: int, hidden: torch.Tensor, ctx: EncoderContext) -> torch.Tensor:
-        block = self.transformer[0 if self.cfg.parameter_sharing else i]
-        return block(hidden, ctx.attn_mask)
+        return self.block(i)(hidden, ctx.attn_mask)
 
     def finish(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.final_norm(hidden)

@@ -1,7 +1,7 @@
 """The speed sweep: accuracy, exit layers and FLOPs for every speed from one full pass, then
 measured wall-clock speed-ups (batch 1 and batched) against the full model.
 
-Accuracy and exits come from every branch's output computed once (``EarlyExit.all_layers``):
+Accuracy and exits come from every branch's output computed once (``EarlyExit.layer_probs``):
 early exit at speed ``s`` returns exactly the branch output of the first layer whose entropy is
 below ``s``. Wall clock is measured by really running early exit on a fixed subset (the first
 ``timing_samples`` rows): each batch best of ``repeats`` runs, the full model and every speed taking turns.
@@ -40,7 +40,7 @@ def all_layer_probs(runner: EarlyExit, encoded: Encoded, pad_id: int, batch_size
     out = torch.empty(len(encoded), runner.layers_num, runner.target.labels_num)
     for index in length_sorted_batches(encoded.lengths(), batch_size):
         batch = collate(encoded, index, pad_id, runner.device)
-        out[index] = runner.all_layers(batch["src"], batch["seg"]).cpu()
+        out[index] = runner.layer_probs(batch["src"], batch["seg"]).cpu()
     return out
 
 
@@ -54,7 +54,7 @@ def run_batch(runner: EarlyExit, batch: dict[str, torch.Tensor], speed: float | 
     """Seconds for one batch; ``speed=None`` runs the full model (backbone + teacher)."""
     start = time.perf_counter()
     if speed is None:
-        runner.full_model(batch["src"], batch["seg"])
+        runner.full_model_probs(batch["src"], batch["seg"])
     else:
         runner.predict(batch["src"], batch["seg"], speed, **policy_kwargs(policy))
     if runner.device.type == "cuda":

@@ -86,6 +86,11 @@ def layer_weights(layers_num: int) -> torch.Tensor:
     return w / w.sum()
 
 
+def every_branch(target, layers: list[torch.Tensor], real: torch.Tensor) -> torch.Tensor:
+    """Every branch on its layer's output: (L, B, labels) logits."""
+    return torch.stack([branch(hidden, real) for branch, hidden in zip(target.branches, layers)])
+
+
 def joint_loss_fn(model: nn.Module) -> Callable[[nn.Module, dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
     """Joint training's loss for the trainer: weighted cross-entropy of every branch on the labels."""
     target = fastbert_target(model)
@@ -95,7 +100,7 @@ def joint_loss_fn(model: nn.Module) -> Callable[[nn.Module, dict[str, torch.Tens
         labels = batch["tgt_cls"]
         padding = batch["seg"] > 0
         layers = model.encoder.forward_layers(model.embed(batch["src"], batch["seg"]), batch["seg"])
-        logits = target.all_logits(layers, padding).float()  # (L, B, labels)
+        logits = every_branch(target, layers, padding).float()  # (L, B, labels)
         l, b, c = logits.shape
         ce = F.cross_entropy(logits.reshape(l * b, c), labels.repeat(l), reduction="none").view(l, b).mean(1)  # (L,)
         loss = (weights.to(ce.device) * ce).sum()
@@ -111,7 +116,7 @@ def dev_scores(model: nn.Module, dev: Encoded, pad_id: int, batch_size: int, bra
     """Teacher accuracy (if labelled) and the mean-per-student distillation loss on ``dev``; with
     ``branches``, also ``joint_accuracy``: the branches' accuracies averaged with :func:`layer_weights`."""
     was_training = model.training
-    runner = EarlyExit(model, fast=True)  # a snapshot of the current weights
+    runner = EarlyExit(model, fused=True)  # a snapshot of the current weights
     target = runner.target
     correct, kl_sum, n = 0, 0.0, 0
     branch_correct = torch.zeros(runner.layers_num, dtype=torch.float64)
@@ -126,7 +131,7 @@ def dev_scores(model: nn.Module, dev: Encoded, pad_id: int, batch_size: int, bra
         if dev.labels is not None:
             correct += int((teacher.argmax(-1) == batch["tgt_cls"]).sum())
             if branches:
-                hits = target.all_logits(layers, padding).argmax(-1) == batch["tgt_cls"]  # (L, B)
+                hits = every_branch(target, layers, padding).argmax(-1) == batch["tgt_cls"]  # (L, B)
                 branch_correct += hits.sum(1).double().cpu()
         n += len(index)
     model.train(was_training)

@@ -1,6 +1,7 @@
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from uer.layers.executor import Eager
 
 
 class MultiHeadAttention(nn.Module):
@@ -22,10 +23,9 @@ class MultiHeadAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """x: (B, T, H); mask: bool, True = may attend, broadcastable to (B, heads, T, T)."""
-        b, t, h = x.shape
-        # (B, T, 3H) -> 3 x (B, heads, T, head_size)
-        q, k, v = self.qkv(x).view(b, t, 3, self.heads_num, self.head_size).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
-        )  # (B, heads, T, head_size)
-        return self.output(out.transpose(1, 2).reshape(b, t, h))
+        return self.compute(x, Eager(mask))
+
+    def compute(self, x, ex, dropout: nn.Module | None = None, residual=None):
+        """The maths, once, on an executor (see ``uer.layers.executor``): ``residual + dropout(attention(x))``."""
+        values = ex.attend(ex.linear(self.qkv, x), self.heads_num, self.dropout if self.training else 0.0)
+        return ex.linear(self.output, values, dropout=dropout, residual=residual)

@@ -2,15 +2,20 @@ import torch
 from torch import nn
 
 from uer.layers.attention import MultiHeadAttention
+from uer.layers.executor import Eager
 from uer.layers.feed_forward import FeedForward
 from uer.layers.norms import make_norm
 
 
 class TransformerLayer(nn.Module):
-    """One block. ``post`` = BERT (norm after each residual add), ``pre`` = GPT-2 (norm before)."""
+    """One block. ``post`` = BERT (norm after each residual add), ``pre`` = GPT-2 (norm before).
+
+    The maths is written once, in :meth:`compute`, as calls on an executor: ``forward`` runs it
+    eagerly on (B, T, H); ``uer.fused`` runs the same calls on packed real tokens."""
 
     def __init__(
         self,
+        *,
         hidden_size: int,
         heads_num: int,
         feedforward_size: int,
@@ -34,8 +39,13 @@ class TransformerLayer(nn.Module):
         self.dropout_2 = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:  # (B, T, H)
+        return self.compute(x, Eager(mask))
+
+    def compute(self, x, ex):
+        """``x`` in the executor's layout ((B, T, H) eager, (N, H) packed) -> the same layout."""
+        attn, ffn = self.self_attn, self.feed_forward
         if self.pre_norm:
-            x = x + self.dropout_1(self.self_attn(self.layer_norm_1(x), mask))
-            return x + self.dropout_2(self.feed_forward(self.layer_norm_2(x)))
-        x = self.layer_norm_1(x + self.dropout_1(self.self_attn(x, mask)))
-        return self.layer_norm_2(x + self.dropout_2(self.feed_forward(x)))
+            x = attn.compute(ex.norm(self.layer_norm_1, x), ex, self.dropout_1, residual=x)
+            return ffn.compute(ex.norm(self.layer_norm_2, x), ex, self.dropout_2, residual=x)
+        x = ex.norm(self.layer_norm_1, attn.compute(x, ex, self.dropout_1, residual=x))
+        return ex.norm(self.layer_norm_2, ffn.compute(x, ex, self.dropout_2, residual=x))

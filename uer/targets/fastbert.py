@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from uer.layers.executor import attend, split_heads
 from uer.layers.pooling import pool
 from uer.targets.base import Target, accuracy, require
 from uer.targets.registry import TARGETS
@@ -23,16 +24,14 @@ from uer.targets.registry import TARGETS
 class FastBertTargetConfig:
     branch_size: int = 128  # the paper's classifier width
     branch_heads_num: int = 2
-    pooling: Literal["first", "mean", "max"] = "first"
+    pooling: Literal["first", "mean", "max"] = "first"  # a subset of uer.choices.Pooling
     dropout: float = 0.1
 
 
 class BranchAttention(nn.Module):
-    """Multi-head self-attention that can answer only the queries that are pooled.
+    """The branch's multi-head self-attention weights: a fused Q, K, V projection and an output one.
 
-    With ``first`` pooling only position 0 is read after the attention, so only its query is
-    computed: the result is exactly that of full self-attention at position 0, at 1/T of the cost.
-    """
+    Its maths is in :meth:`Branch.compute` (with ``first`` pooling only position 0's query is computed)."""
 
     def __init__(self, size: int, heads_num: int, dropout: float) -> None:
         super().__init__()
@@ -43,25 +42,25 @@ class BranchAttention(nn.Module):
         self.output = nn.Linear(size, size)
         self.dropout = dropout
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, first_only: bool) -> torch.Tensor:
-        """x: (B, T, S); mask: (B, 1, 1, T) bool, True = real token -> (B, T or 1, S)."""
-        b, t, s = x.shape
-        if first_only:
-            w_q, w_kv = self.qkv.weight.split([s, 2 * s])  # (S, S), (2S, S)
-            b_q, b_kv = self.qkv.bias.split([s, 2 * s])
-            q = F.linear(x[:, :1], w_q, b_q).view(b, 1, 1, self.heads_num, self.head_size)
-            kv = F.linear(x, w_kv, b_kv).view(b, t, 2, self.heads_num, self.head_size)
-            q, k, v = q.permute(2, 0, 3, 1, 4)[0], *kv.permute(2, 0, 3, 1, 4)
-            t_out = 1
-        else:
-            q, k, v = self.qkv(x).view(b, t, 3, self.heads_num, self.head_size).permute(2, 0, 3, 1, 4)
-            t_out = t
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
-        return self.output(out.transpose(1, 2).reshape(b, t_out, s))  # (B, T_out, S)
+
+def first_query_attention(x: torch.Tensor, w_qkv: torch.Tensor, b_qkv: torch.Tensor, heads_num: int,
+                          real: torch.Tensor | None, dropout_p: float = 0.0) -> torch.Tensor:
+    """(B, T, S) -> (B, S): self-attention values at position 0 only, before the output projection.
+
+    Exactly full self-attention's row 0, at 1/T of the query cost: only that row is read after."""
+    b, t, s = x.shape
+    q = F.linear(x[:, :1], w_qkv[:s], b_qkv[:s])  # (B, 1, S)
+    k, v = split_heads(F.linear(x, w_qkv[s:], b_qkv[s:]), 2, heads_num)  # 2 x (B, heads, T, d)
+    mask = None if real is None else real[:, None, None, :]  # padding is never attended to
+    out = F.scaled_dot_product_attention(split_heads(q, 1, heads_num)[0], k, v, attn_mask=mask, dropout_p=dropout_p)
+    return out.reshape(b, s)  # (B, heads, 1, d) -> (B, S)
 
 
 class Branch(nn.Module):
-    """(B, T, H) layer output + (B, T) real-token mask -> (B, labels) logits."""
+    """(B, T, H) layer output + (B, T) real-token mask -> (B, labels) logits.
+
+    The maths is written once, in :meth:`compute`, as calls on an executor: the modules (training,
+    ``forward``), :class:`FrozenBranch` (inference) and ``uer.fastbert.flops`` (FLOPs) execute it."""
 
     def __init__(self, hidden_size: int, branch_size: int, heads_num: int, labels_num: int, pooling: str, dropout: float) -> None:
         super().__init__()
@@ -72,59 +71,97 @@ class Branch(nn.Module):
         self.output = nn.Linear(branch_size, labels_num)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, hidden: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
-        x = self.projection(hidden)  # (B, T, S)
-        mask = padding[:, None, None, :]  # (B, 1, 1, T): padding is never attended to
-        if self.pooling == "first":
-            pooled = self.self_attn(x, mask, first_only=True)[:, 0]  # (B, S)
+    def forward(self, hidden: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        return self.compute(hidden, real, MODULES)
+
+    def compute(self, hidden, real, ex):
+        """project -> self-attention -> pool -> dense -> tanh -> labels, with dropout before dense and output."""
+        attn = self.self_attn
+        x = ex.linear(self.projection, hidden)  # (B, T, S)
+        if self.pooling == "first":  # only position 0 is read after the attention: only its query
+            h = ex.linear_pair(attn.output, self.dense, ex.attend_first(attn, x, real), self.dropout)  # (B, S)
         else:
-            pooled = pool(self.self_attn(x, mask, first_only=False), padding, self.pooling)  # (B, S)
-        return self.output(self.dropout(torch.tanh(self.dense(self.dropout(pooled)))))
+            pooled = ex.pool(ex.linear(attn.output, ex.attend(attn, x, real)), real, self.pooling)  # (B, S)
+            h = ex.linear(self.dense, pooled, self.dropout)
+        return ex.linear(self.output, ex.tanh(h), self.dropout)  # (B, labels)
+
+
+class _Modules:
+    """Executes :meth:`Branch.compute` on the modules themselves (training: dropout, autograd)."""
+
+    @staticmethod
+    def linear(module, x, dropout=None):
+        return module(x if dropout is None else dropout(x))
+
+    @staticmethod
+    def linear_pair(first, second, x, dropout):  # second(dropout(first(x)))
+        return second(dropout(first(x)))
+
+    @staticmethod
+    def attend_first(attn, x, real):
+        p = attn.dropout if attn.training else 0.0
+        return first_query_attention(x, attn.qkv.weight, attn.qkv.bias, attn.heads_num, real, p)
+
+    @staticmethod
+    def attend(attn, x, real):
+        mask = None if real is None else real[:, None, None, :]
+        return attend(attn.qkv(x), attn.heads_num, mask, attn.dropout if attn.training else 0.0)
+
+    @staticmethod
+    def pool(x, real, kind):
+        return pool(x, torch.ones(x.shape[:2], dtype=torch.bool, device=x.device) if real is None else real, kind)
+
+    tanh = staticmethod(torch.tanh)
+
+
+MODULES = _Modules()
 
 
 class FrozenBranch:
     """A branch for inference (no dropout, no autograd), with fewer operations per call.
 
     At batch 1 a branch is a handful of tiny matrix products and its cost is the number of
-    operator calls, not FLOPs. So: plain functions instead of module calls, and the attention's
-    output projection folded into the dense layer that follows it (two linears with nothing
-    between them at inference are one linear: W_d (W_o a + b_o) + b_d). Same maths as ``Branch``.
-    A snapshot: take it again after the weights change.
+    operator calls, not FLOPs. So it executes :meth:`Branch.compute` with plain functions on
+    weights snapshot once, and folds the attention's output projection into the dense layer that
+    follows it (two linears with nothing between them at inference are one linear:
+    W_d (W_o a + b_o) + b_d). A snapshot: take it again after the weights change.
     """
 
     def __init__(self, branch: Branch) -> None:
-        attn = branch.self_attn
-        s = attn.qkv.weight.shape[1]
+        self.branch = branch
         with torch.no_grad():
-            self.pooling = branch.pooling
-            self.heads, self.head_size = attn.heads_num, attn.head_size
-            self.w_p, self.b_p = branch.projection.weight.detach().clone(), branch.projection.bias.detach().clone()
-            self.w_q, self.w_kv = (w.contiguous() for w in attn.qkv.weight.detach().split([s, 2 * s]))
-            self.b_q, self.b_kv = (b.contiguous() for b in attn.qkv.bias.detach().split([s, 2 * s]))
-            w_d, b_d = branch.dense.weight.detach(), branch.dense.bias.detach()
-            self.w_od = w_d @ attn.output.weight.detach()  # (S, S)
-            self.b_od = w_d @ attn.output.bias.detach() + b_d
-            self.w_c, self.b_c = branch.output.weight.detach().clone(), branch.output.bias.detach().clone()
-        self.module = branch  # mean / max pooling: every query is needed, the module runs as is
+            self.weights = {m: (m.weight.detach().clone(), m.bias.detach().clone())
+                            for m in branch.modules() if isinstance(m, nn.Linear)}
+            w_o, b_o = self.weights[branch.self_attn.output]
+            w_d, b_d = self.weights[branch.dense]
+            self.folded = (w_d @ w_o, w_d @ b_o + b_d)  # (S, S), (S,)
 
-    def __call__(self, hidden: torch.Tensor, padding: torch.Tensor | None) -> torch.Tensor:
+    def __call__(self, hidden: torch.Tensor, real: torch.Tensor | None) -> torch.Tensor:
         """(B, T, H), (B, T) bool or None (no padding in the batch) -> (B, labels) logits.
 
         ``None`` lets attention run without a mask: fewer operations, which matters at batch 1."""
-        b, t, _ = hidden.shape
-        if self.pooling != "first":
-            return self.module(hidden, hidden.new_ones(b, t, dtype=torch.bool) if padding is None else padding)
-        x = F.linear(hidden, self.w_p, self.b_p)  # (B, T, S)
-        kv = F.linear(x, self.w_kv, self.b_kv).view(b, t, 2, self.heads, self.head_size).permute(2, 0, 3, 1, 4)
-        q = F.linear(x[:, :1], self.w_q, self.b_q).view(b, 1, self.heads, self.head_size).transpose(1, 2)
-        mask = None if padding is None else padding[:, None, None, :]
-        a = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=mask).reshape(b, -1)  # (B, S): 1 query
-        return F.linear(torch.tanh(F.linear(a, self.w_od, self.b_od)), self.w_c, self.b_c)
+        return self.branch.compute(hidden, real, self)
+
+    def linear(self, module, x, dropout=None):
+        return F.linear(x, *self.weights[module])
+
+    def linear_pair(self, first, second, x, dropout):
+        return F.linear(x, *self.folded)
+
+    def attend_first(self, attn, x, real):
+        return first_query_attention(x, *self.weights[attn.qkv], attn.heads_num, real)
+
+    def attend(self, attn, x, real):
+        mask = None if real is None else real[:, None, None, :]
+        return attend(F.linear(x, *self.weights[attn.qkv]), attn.heads_num, mask)
+
+    pool = staticmethod(_Modules.pool)
+    tanh = staticmethod(torch.tanh)
 
 
 @TARGETS.register("fastbert", config=FastBertTargetConfig)
 class FastBertTarget(Target):
-    """FastBERT exit branches, one per layer (last = teacher). ``batch["tgt_cls"]`` (B,) labels; ``batch["seg"]`` the padding."""
+    """FastBERT exit branches, one per layer (last = teacher). ``batch["tgt_cls"]`` (B,) labels; ``batch["seg"]`` the real tokens."""
 
     needs_layers = True
 
@@ -160,13 +197,9 @@ class FastBertTarget(Target):
     def students(self) -> list[Branch]:
         return list(self.branches[:-1])
 
-    def branch_logits(self, i: int, hidden: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+    def branch_logits(self, i: int, hidden: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         """Logits of branch ``i`` (0-based, the layer it follows): (B, labels)."""
-        return self.branches[i](hidden, padding)
-
-    def all_logits(self, layers: list[torch.Tensor], padding: torch.Tensor) -> torch.Tensor:
-        """Every branch on its layer: (layers, B, labels)."""
-        return torch.stack([branch(h, padding) for branch, h in zip(self.branches, layers)])
+        return self.branches[i](hidden, real)
 
     def forward(self, layers, batch):
         """Stage 1: teacher cross-entropy."""
@@ -174,17 +207,17 @@ class FastBertTarget(Target):
         logits = self.teacher(layers[-1], batch["seg"] > 0)
         return {"loss": F.cross_entropy(logits.float(), labels), "acc": accuracy(logits, labels), "logits": logits.detach()}
 
-    def distill_loss(self, layers: list[torch.Tensor], padding: torch.Tensor, teacher_logits: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def distill_loss(self, layers: list[torch.Tensor], real: torch.Tensor, teacher_logits: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Stage 2: sum over students of KL(teacher || student), mean over the batch.
 
         The teacher's distribution is a constant (computed without gradient)."""
         if teacher_logits is None:
             with torch.no_grad():
-                teacher_logits = self.teacher(layers[-1], padding)
+                teacher_logits = self.teacher(layers[-1], real)
         target = F.log_softmax(teacher_logits.detach().float(), dim=-1)  # (B, labels)
         total = None
         for branch, hidden in zip(self.students(), layers[:-1]):
-            log_q = F.log_softmax(branch(hidden, padding).float(), dim=-1)
+            log_q = F.log_softmax(branch(hidden, real).float(), dim=-1)
             kl = F.kl_div(log_q, target, reduction="batchmean", log_target=True)
             total = kl if total is None else total + kl
         if total is None:  # a 1-layer encoder has no students

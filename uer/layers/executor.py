@@ -1,0 +1,58 @@
+"""How a layer's maths is executed, kept apart from the maths itself.
+
+A layer writes its computation once, as calls on an executor (``TransformerLayer.compute``):
+``linear(module, x, act, dropout, residual)``, ``attend(qkv, heads_num, dropout_p)`` and
+``norm(module, x)``. :class:`Eager` runs them on the modules as they are, on (B, T, H) tensors;
+``uer.fused`` runs the same calls on packed (N, H) real tokens with oneDNN linears. A layer
+feature added to ``compute`` therefore reaches both paths, or fails loudly on the one that lacks
+the executor method it needs.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+import torch.nn.functional as F
+
+from uer.layers.activations import activation
+
+
+def split_heads(x: torch.Tensor, parts: int, heads_num: int) -> torch.Tensor:
+    """(B, T, parts * H) -> (parts, B, heads, T, head_size): fused projections, one view."""
+    b, t, width = x.shape
+    return x.view(b, t, parts, heads_num, width // (parts * heads_num)).permute(2, 0, 3, 1, 4)
+
+
+def attend(qkv: torch.Tensor, heads_num: int, mask: torch.Tensor | None, dropout_p: float = 0.0) -> torch.Tensor:
+    """(B, T, 3H) fused Q, K, V -> (B, T, H) attention values, before the output projection.
+
+    ``mask``: bool, True = may attend, broadcastable to (B, heads, T, T); None = attend everywhere."""
+    b, t, _ = qkv.shape
+    q, k, v = split_heads(qkv, 3, heads_num)  # 3 x (B, heads, T, head_size)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+    return out.transpose(1, 2).reshape(b, t, -1)
+
+
+class Eager:
+    """The reference executor: the modules themselves, dropout in training, one attention mask."""
+
+    __slots__ = ("mask",)
+
+    def __init__(self, mask: torch.Tensor | None) -> None:
+        self.mask = mask  # bool, broadcastable to (B, heads, T, T); True = may attend
+
+    def linear(self, module: nn.Linear, x: torch.Tensor, act: str | None = None,
+               dropout: nn.Module | None = None, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """``residual + dropout(act(module(x)))``, each part optional."""
+        y = module(x)
+        if act is not None:
+            y = activation(act)(y)
+        if dropout is not None:
+            y = dropout(y)
+        return y if residual is None else residual + y
+
+    def attend(self, qkv: torch.Tensor, heads_num: int, dropout_p: float) -> torch.Tensor:  # (B, T, 3H) -> (B, T, H)
+        return attend(qkv, heads_num, self.mask, dropout_p)
+
+    def norm(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return module(x)
