@@ -410,13 +410,13 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
         quick = args.quick
         settings = TrainSettings(
-            train_samples=args.train_samples if args.train_samples is not None else (1500 if quick else 8000),
-            dev_samples=args.dev_samples if args.dev_samples is not None else (300 if quick else 1000),
-            epochs=args.epochs or (2 if quick else 3), distill_epochs=args.distill_epochs if args.distill_epochs is not None else (1 if quick else 2),
+            train_samples=args.train_samples if args.train_samples is not None else (600 if quick else 8000),
+            dev_samples=args.dev_samples if args.dev_samples is not None else (200 if quick else 1000),
+            epochs=args.epochs or (1 if quick else 3), distill_epochs=args.distill_epochs if args.distill_epochs is not None else (1 if quick else 2),
             batch_size=args.batch_size, seq_length=args.seq_length, learning_rate=args.learning_rate,
             distill_learning_rate=args.distill_learning_rate, seed=args.seed)
-        test_samples = args.test_samples if args.test_samples is not None else (800 if quick else 0)
-        timing_samples = args.timing_samples if args.timing_samples is not None else (64 if quick else 256)
+        test_samples = args.test_samples if args.test_samples is not None else (400 if quick else 0)
+        timing_samples = args.timing_samples if args.timing_samples is not None else (32 if quick else 256)
         models = dict(DEFAULT_MODELS)
         for name, config, pretrained, vocab in args.model:
             models[name] = ModelChoice(config, None if pretrained == "none" else pretrained, vocab)
