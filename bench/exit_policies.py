@@ -57,12 +57,9 @@ from uer.fastbert.report import classification_metrics, write_json  # noqa: E402
 from uer.fastbert.training import BRANCH_TRAININGS, StageOptions, distill, finetune, needs_distillation  # noqa: E402
 from uer.utils.cli import UsageError, non_negative_int, output_dir, positive_float, positive_int, run_main  # noqa: E402
 
-try:  # the exit-policy registry (uer.fastbert.policies); without it only FastBERT's entropy rule exists
-    from uer.fastbert.policies import POLICIES
-    POLICY_NAMES: tuple[str, ...] = tuple(POLICIES.names())
-except ImportError:
-    POLICIES = None
-    POLICY_NAMES = ("entropy",)
+from uer.fastbert.policies import POLICIES  # noqa: E402
+
+POLICY_NAMES: tuple[str, ...] = tuple(POLICIES.names())
 
 # The sweep grid of ``speed`` (every policy reads it in [0, 1]: 0 = the full model, 1 = the most
 # eager exit). Denser near 1, where many-class entropy exits start to fire.
@@ -190,22 +187,10 @@ def resolve(path: str) -> Path:
 # ------------------------------------------------------------------------------------ sweeps
 
 
-def exits(layer_probs: torch.Tensor, speeds: Sequence[float], policy: str):
-    if POLICIES is None:
-        return exits_for_speeds(layer_probs, speeds)
-    return exits_for_speeds(layer_probs, speeds, policy=policy)
-
-
-def predict(runner: EarlyExit, src, seg, speed: float, policy: str):
-    if POLICIES is None:
-        return runner.predict(src, seg, speed)
-    return runner.predict(src, seg, speed, policy=policy)
-
-
 def sweep_policy(layer_probs, gold, lengths, flop_model: FlopModel, policy: str, labels_num: int) -> list[dict]:
     full = float(flop_model.full(lengths).mean())
     rows = []
-    for speed, result in zip(SPEEDS, exits(layer_probs, SPEEDS, policy)):
+    for speed, result in zip(SPEEDS, exits_for_speeds(layer_probs, SPEEDS, policy=policy)):
         flops = float(flop_model.early_exit(lengths, result.exit_layer.double()).mean())
         rows.append({"speed": speed, "accuracy": classification_metrics(result.probs.argmax(-1), gold, labels_num)["accuracy"],
                      "mean_exit_layer": float(result.exit_layer.double().mean()), "flops_speedup": full / flops})
@@ -267,7 +252,7 @@ def timed(runner: EarlyExit, batch, config) -> float:
     if config is None:
         runner.full_model_probs(batch["src"], batch["seg"])
     else:
-        predict(runner, batch["src"], batch["seg"], config[1], config[0])
+        runner.predict(batch["src"], batch["seg"], config[1], policy=config[0])
     return time.perf_counter() - start
 
 
@@ -425,13 +410,13 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
         quick = args.quick
         settings = TrainSettings(
-            train_samples=args.train_samples if args.train_samples is not None else (2000 if quick else 8000),
-            dev_samples=args.dev_samples if args.dev_samples is not None else (400 if quick else 1000),
-            epochs=args.epochs or (2 if quick else 3), distill_epochs=args.distill_epochs if args.distill_epochs is not None else (1 if quick else 2),
+            train_samples=args.train_samples if args.train_samples is not None else (600 if quick else 8000),
+            dev_samples=args.dev_samples if args.dev_samples is not None else (200 if quick else 1000),
+            epochs=args.epochs or (1 if quick else 3), distill_epochs=args.distill_epochs if args.distill_epochs is not None else (1 if quick else 2),
             batch_size=args.batch_size, seq_length=args.seq_length, learning_rate=args.learning_rate,
             distill_learning_rate=args.distill_learning_rate, seed=args.seed)
-        test_samples = args.test_samples if args.test_samples is not None else (1000 if quick else 0)
-        timing_samples = args.timing_samples if args.timing_samples is not None else (96 if quick else 256)
+        test_samples = args.test_samples if args.test_samples is not None else (400 if quick else 0)
+        timing_samples = args.timing_samples if args.timing_samples is not None else (32 if quick else 256)
         models = dict(DEFAULT_MODELS)
         for name, config, pretrained, vocab in args.model:
             models[name] = ModelChoice(config, None if pretrained == "none" else pretrained, vocab)
@@ -446,8 +431,6 @@ def main(argv: list[str] | None = None) -> int:
                 if path and not resolve(path).is_file():
                     raise UsageError(f"--model {name}: {path} does not exist")
         out_dir, results_dir = output_dir(args.out_dir, "--out_dir"), output_dir(args.results_dir, "--results_dir")
-        if POLICIES is None:
-            print("uer.fastbert.policies is not installed here: only FastBERT's entropy rule is compared", flush=True)
 
         def say(message: str) -> None:
             print(message, flush=True)
@@ -487,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
                     sub_len = lengths[:timed_n]
                     for p, speed in configs:
                         ch = policies[p]["chosen"]
-                        (ex,) = exits(sub_probs, [speed], p)
+                        (ex,) = exits_for_speeds(sub_probs, [speed], policy=p)
                         ch["flops_speedup_timed"] = float(flop_model.full(sub_len).mean()) / float(
                             flop_model.early_exit(sub_len, ex.exit_layer.double()).mean())
                         ch["wall_speedup_batch1"] = walls["1"][None] / walls["1"][(p, speed)]
@@ -531,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(lines), flush=True)
         out = {"command": "python bench/exit_policies.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                "settings": asdict(settings), "test_samples": test_samples, "speeds": list(SPEEDS),
-               "policies_registry": POLICIES is not None, "results": results,
+               "results": results,
                "goals": [{"goal": g, "met": m, "evidence": e} for g, m, e in goals], "cpu": cpu, "load_average": load,
                "threads": args.threads, "torch": torch.__version__, "seconds": time.perf_counter() - started}
         write_json(results_dir / "exit_policies.json", out)

@@ -126,3 +126,28 @@ def test_unknown_branch_training_is_an_error(tmp_path):
     cfg, model = model_of(layers=2)
     with pytest.raises(ValueError, match="branch_training 'pabee': expected one of distill, joint"):
         finetune(model, cfg, dataset(8, 1), dataset(8, 2), PAD, options(tmp_path), {}, branch_training="pabee")
+
+
+def test_run_fastbert_branch_training_joint(tmp_path, capsys):
+    """The command line: ``--branch_training joint`` trains one stage and no stage 2, then sweeps."""
+    import json
+
+    from run_fastbert import main
+    from tests.test_fastbert_cli import DATA, TINY_YAML, args
+    from uer.checkpoint import save_checkpoint
+
+    (tmp_path / "tiny.yaml").write_text(TINY_YAML)
+    torch.manual_seed(0)
+    cfg = tiny_config(targets=["mlm"])
+    vocab_size = len((DATA / "fastbert_vocab.txt").read_text().splitlines())
+    save_checkpoint(tmp_path / "pretrained.pt", build_model(cfg, vocab_size=vocab_size), cfg)
+    assert main(args(tmp_path, "--speed", "0,1", "--branch_training", "joint")) == 0
+    out = capsys.readouterr().out
+    assert "stage 1 joint epoch 6: dev" in out and "stage 2" not in out
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["stage2"] is None and len(report["stage1"]["dev"]) == 6
+    assert not (tmp_path / "out" / "model.stage2.pt").exists()
+    final = read_checkpoint(tmp_path / "out" / "model.pt")["model"]
+    initial = read_checkpoint(tmp_path / "pretrained.pt")["model"]
+    moved = [k for k in initial if k.startswith("encoder.") and not torch.equal(final[k], initial[k])]
+    assert len(moved) > len([k for k in initial if k.startswith("encoder.")]) // 2  # the backbone learnt too

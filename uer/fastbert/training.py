@@ -86,6 +86,11 @@ def layer_weights(layers_num: int) -> torch.Tensor:
     return w / w.sum()
 
 
+def every_branch(target, layers: list[torch.Tensor], real: torch.Tensor) -> torch.Tensor:
+    """Every branch on its layer's output: (L, B, labels) logits."""
+    return torch.stack([branch(hidden, real) for branch, hidden in zip(target.branches, layers)])
+
+
 def joint_loss_fn(model: nn.Module) -> Callable[[nn.Module, dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
     """Joint training's loss for the trainer: weighted cross-entropy of every branch on the labels."""
     target = fastbert_target(model)
@@ -95,7 +100,7 @@ def joint_loss_fn(model: nn.Module) -> Callable[[nn.Module, dict[str, torch.Tens
         labels = batch["tgt_cls"]
         padding = batch["seg"] > 0
         layers = model.encoder.forward_layers(model.embed(batch["src"], batch["seg"]), batch["seg"])
-        logits = target.all_logits(layers, padding).float()  # (L, B, labels)
+        logits = every_branch(target, layers, padding).float()  # (L, B, labels)
         l, b, c = logits.shape
         ce = F.cross_entropy(logits.reshape(l * b, c), labels.repeat(l), reduction="none").view(l, b).mean(1)  # (L,)
         loss = (weights.to(ce.device) * ce).sum()
@@ -126,7 +131,7 @@ def dev_scores(model: nn.Module, dev: Encoded, pad_id: int, batch_size: int, bra
         if dev.labels is not None:
             correct += int((teacher.argmax(-1) == batch["tgt_cls"]).sum())
             if branches:
-                hits = target.all_logits(layers, padding).argmax(-1) == batch["tgt_cls"]  # (L, B)
+                hits = every_branch(target, layers, padding).argmax(-1) == batch["tgt_cls"]  # (L, B)
                 branch_correct += hits.sum(1).double().cpu()
         n += len(index)
     model.train(was_training)
@@ -254,8 +259,12 @@ def distillation_loss_fn(model: nn.Module) -> Callable[[nn.Module, dict[str, tor
 
 
 def distill(model: nn.Module, config: Config, texts: Encoded, dev: Encoded, pad_id: int,
-            opts: StageOptions, extra: dict[str, Any]) -> dict[str, Any]:
-    """Stage 2: students learn KL(teacher || student) on ``texts`` (labels unused)."""
+            opts: StageOptions, extra: dict[str, Any], branch_training: BranchTraining = "distill") -> dict[str, Any]:
+    """Stage 2: students learn KL(teacher || student) on ``texts`` (labels unused).
+
+    Only for ``branch_training="distill"``: joint training has no stage 2 (:func:`needs_distillation`)."""
+    if not needs_distillation(branch_training):
+        raise ValueError(f"branch_training {branch_training!r} has no self-distillation stage; see needs_distillation()")
     set_trainable(model, 2)
     frozen = {n: p.detach().clone() for n, p in backbone_and_teacher(model)}
     if any(p.requires_grad for _, p in backbone_and_teacher(model)):
