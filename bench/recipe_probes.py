@@ -42,6 +42,8 @@ PROBES: dict[str, tuple[int | None, list[str]]] = {
     "post_3e-3_prior": (None, ["--learning_rate", "3e-3", "--warmup", "0.05"]),
     "pre_3e-3_prior": (None, [*PRE_LN, "--learning_rate", "3e-3", "--warmup", "0.05"]),
     "post_3e-3_nodrop_prior": (None, [*NO_DROPOUT, "--learning_rate", "3e-3", "--warmup", "0.05"]),
+    "post_3e-3_nodrop_untied_prior": (None, [*NO_DROPOUT, "--set", "target.components=[{name: mlm, tie_weights: false}]",
+                                             "--learning_rate", "3e-3", "--warmup", "0.05"]),
     "pre_3e-3_untied": (None, [*PRE_LN, "--set", "target.components=[{name: mlm, tie_weights: false}]", "--learning_rate", "3e-3", "--warmup", "0.05"]),
 }
 
@@ -55,7 +57,7 @@ def dataset(seq: int) -> Path:
     return path
 
 
-def prior_init(path: Path, data: Path, config: str, flags: list[str]) -> list[str]:
+def prior_init(path: Path, data: Path, config: str, flags: list[str], vocab_path: str = "models/google_zh_vocab.txt") -> list[str]:
     """A fresh model (pretrain.py's seed) whose MLM bias is the log unigram prior, as --pretrained_model_path."""
     import torch
     import yaml
@@ -71,7 +73,7 @@ def prior_init(path: Path, data: Path, config: str, flags: list[str]) -> list[st
     sets = [flags[i + 1] for i, f in enumerate(flags) if f == "--set"]
     overrides = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in [*MLM_ONLY[1:], *sets])}
     cfg = load_config(ROOT / config, overrides)
-    vocab = Vocab.load(ROOT / "models" / "google_zh_vocab.txt")
+    vocab = Vocab.load(ROOT / vocab_path)
     ds = PretrainDataset(data, vocab)
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg, vocab_size=len(vocab))
