@@ -1,19 +1,31 @@
-"""Does pre-training help? A small BERT pre-trained on the Chinese corpora vs the same config from
-random weights, both then trained with FastBERT on the Chinese reviews (bench, not a test).
+"""Does pre-training pay off? The few-label protocol (bench, not a test).
 
-    python bench/pretrain_quality.py                                   # the full run (~60 CPU-minutes of pre-training)
-    python bench/pretrain_quality.py --total_steps 1500 --epochs_num 2 --distill_epochs_num 1   # reduced
+    python bench/pretrain_quality.py                 # the full protocol (hours of CPU; see below)
+    flock /tmp/uer-bench.lock python bench/pretrain_quality.py --quick    # a few minutes: shows it works
 
-Every command it runs is printed first, so the experiment can be reproduced by hand:
+A small BERT is pre-trained on People's Daily + the *training* reviews (dev and test reviews never
+reach pre-training), then FastBERT is trained on the Chinese reviews from that checkpoint and from
+random weights, with the same flags, for every label budget and seed:
 
-1. ``corpora/build_zh.py``: People's Daily + the *training* reviews -> data/corpora/zh_news_reviews.txt,
-   reviews split into data/reviews_zh/{train,dev,test}.tsv by scripts/build_sentiment_datasets.py (dev/test reviews never reach pre-training).
-2. ``preprocess.py``: bert processor (mlm + nsp), seq 128, dynamic masking.
-3. ``pretrain.py``: the config (default BERT-mini, L4/H256) for ``--total_steps`` steps.
-4. ``run_fastbert.py`` twice, same flags and seed: from the pre-trained checkpoint, and from random weights.
+1. ``corpora/build_zh.py``: data/corpora/zh_news_reviews.txt and data/reviews_zh/{train,dev,test}.tsv.
+2. ``preprocess.py --data_processor mlm`` (the recommended path for small budgets: no NSP).
+3. ``pretrain.py`` with the ``mlm`` target alone and ``uer.recipe``'s schedule for the config's size
+   and ``--total_steps`` (passed as explicit flags, so the run is the same whether or not
+   pretrain.py applies the recipe itself), starting from a model whose MLM bias is the corpus'
+   log unigram prior (``uer.recipe.init_mlm_bias``, through ``--pretrained_model_path``).
+4. ``run_fastbert.py`` for labels in ``--labels`` (a seeded subset of the training reviews; ``all``
+   = every one) x seeds in ``--seeds`` x {pre-trained, random init}; the subset and the seed are
+   the same for both backbones. Each report has the teacher's test accuracy (speed 0) and the
+   FLOPs speed-up at the largest speed whose test accuracy is within 1 point of the teacher.
 
-The table (test accuracy of the full model and at FastBERT speed 0.5) goes to stdout and
-out/quality/table.md; the raw reports lie beside it.
+The table (mean and standard deviation over the seeds) and the goal lines (pre-trained beats
+random by >= 5 points at 500 and 2,000 labels, >= 2 points with all labels) go to stdout,
+``<out_dir>/table.md`` and ``<out_dir>/results.json``. Every command is printed and logged to
+``<out_dir>/commands.log``; an interrupted run resumes (finished FastBERT runs, whose reports
+exist, are not run again; pre-training continues from its ``.resume`` state).
+
+``--quick``: BERT-tiny, 150 pre-training steps at seq 64, 200 and 500 labels, one seed, one epoch
+of each FastBERT stage: minutes, not hours; its numbers say nothing about the goals.
 """
 from __future__ import annotations
 
@@ -21,101 +33,183 @@ import argparse
 import json
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 PY = sys.executable
+
+from bench.recipe_probes import prior_init  # noqa: E402
+from uer.recipe import default_schedule  # noqa: E402
+
+GOALS = {"500": 5.0, "2000": 5.0, "all": 2.0}  # points of test accuracy, pre-trained minus random
+BACKBONES = ("pre-trained", "random init")
 
 
 def sh(cmd: list[str], log: Path) -> None:
-    line = " ".join(shlex.quote(c) for c in cmd)
+    line = " ".join(shlex.quote(str(c)) for c in cmd)
     print(f"$ {line}", flush=True)
     start = time.perf_counter()
     with open(log, "a", encoding="utf-8") as f:
         f.write(f"$ {line}\n")
         f.flush()
-        subprocess.run(cmd, cwd=ROOT, check=True, stdout=f, stderr=subprocess.STDOUT)
+        done = subprocess.run([str(c) for c in cmd], cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        raise SystemExit(f"failed (exit {done.returncode}): {line}\n  see {log}")
     print(f"  ({time.perf_counter() - start:.0f} s)", flush=True)
 
 
-def pretrain(args, dataset: Path, model: Path, log: Path) -> None:
-    sh([PY, "preprocess.py", "--corpus_path", "data/corpora/zh_news_reviews.txt", "--config_path", args.config_path,
-        "--vocab_path", args.vocab_path, "--dataset_path", str(dataset), "--seq_length", "128",
-        "--processes_num", str(args.processes_num), "--no_progress"], log)
-    # an earlier, shorter run of this bench is continued (its schedule is stretched to the new total)
-    resume = ["--resume"] if Path(f"{model}.resume").exists() else []
-    sh([PY, "pretrain.py", "--dataset_path", str(dataset), "--config_path", args.config_path,
-        "--vocab_path", args.vocab_path, "--output_model_path", str(model), "--total_steps", str(args.total_steps),
-        "--batch_size", str(args.batch_size), "--learning_rate", str(args.learning_rate), "--warmup", "0.05",
-        "--report_steps", "100", "--save_checkpoint_steps", "500", "--seed", str(args.seed), "--no_progress", *resume], log)
+def model_sizes(config_path: str) -> tuple[int, int, str]:
+    from uer.config import load_config
+
+    enc = load_config(ROOT / config_path).encoder
+    return enc.cfg.hidden_size, enc.cfg.layers_num, enc.cfg.layernorm_positioning
+
+
+def pretrain(args, out: Path, log: Path) -> Path:
+    seq = args.seq_length
+    dataset = out / f"dataset_zh_mlm_{seq}"
+    model = out / "pretrained" / "model.pt"
+    if model.is_file():
+        print(f"pre-trained model {model} exists: kept (delete it to pre-train again)")
+        return model
+    if not (dataset / "meta.json").is_file():
+        sh([PY, "preprocess.py", "--corpus_path", "data/corpora/zh_news_reviews.txt", "--data_processor", "mlm",
+            "--vocab_path", args.vocab_path, "--dataset_path", dataset, "--seq_length", seq,
+            "--processes_num", args.processes_num, "--no_progress"], log)
+    hidden, layers, positioning = model_sizes(args.config_path)
+    schedule = default_schedule(hidden, layers, args.total_steps, layernorm_positioning=positioning,
+                                learning_rate=args.learning_rate)
+    print(schedule.explanation)
+    resume = Path(f"{model}.resume").exists()
+    init = [] if resume else prior_init(out / "prior_init.pt", dataset, args.config_path, [], args.vocab_path)
+    sh([PY, "pretrain.py", "--dataset_path", dataset, "--config_path", args.config_path, "--set", "target.components=[mlm]",
+        "--vocab_path", args.vocab_path, "--output_model_path", model, "--total_steps", args.total_steps,
+        "--batch_size", args.batch_size, "--learning_rate", schedule.learning_rate, "--warmup", schedule.warmup,
+        "--scheduler", schedule.scheduler, "--report_steps", max(1, args.total_steps // 20),
+        "--save_checkpoint_steps", max(1, args.total_steps // 5), "--seed", args.pretrain_seed, "--device", "cpu",
+        "--no_progress", *init, *(["--resume"] if resume else [])], log)
+    return model
+
+
+def fastbert_run(args, out: Path, log: Path, backbone: str, labels: str, seed: int, model: Path) -> dict:
+    tag = f"{'pretrained' if backbone == 'pre-trained' else 'random'}_{labels}_seed{seed}"
+    report = out / "runs" / f"{tag}.json"
+    if report.is_file():  # finished before an interruption
+        return json.loads(report.read_text(encoding="utf-8"))
+    work = out / "runs" / tag
+    shutil.rmtree(work, ignore_errors=True)  # a half-finished run starts over
+    init = ["--pretrained_model_path", model] if backbone == "pre-trained" else []
+    sh([PY, "run_fastbert.py", *init, "--config_path", args.config_path, "--vocab_path", args.vocab_path,
+        "--train_path", "data/reviews_zh/train.tsv", "--dev_path", "data/reviews_zh/dev.tsv",
+        "--test_path", "data/reviews_zh/test.tsv", "--output_model_path", work / "model.pt",
+        "--train_samples", 0 if labels == "all" else labels, "--dev_samples", args.dev_samples,
+        "--epochs_num", args.epochs_num, "--distill_epochs_num", args.distill_epochs_num,
+        "--batch_size", 32, "--seq_length", args.seq_length, "--learning_rate", args.fastbert_learning_rate,
+        "--seed", seed, "--speed", "0,0.1,...,1", "--timing_samples", args.timing_samples,
+        "--precision", args.fastbert_precision, "--device", "cpu", "--report_path", work / "report.json", "--no_progress"], log)
+    full = json.loads((work / "report.json").read_text(encoding="utf-8"))
+    chosen = full["chosen"] or {}
+    kept = {"backbone": backbone, "labels": labels, "seed": seed, "train_rows": full["train_rows"],
+            "teacher_accuracy": full["teacher_accuracy"], "chosen_speed": chosen.get("speed"),
+            "chosen_accuracy": chosen.get("accuracy"), "flops_speedup": chosen.get("flops_speedup")}
+    tmp = report.with_suffix(".tmp")
+    tmp.write_text(json.dumps(kept, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(report)
+    return kept
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def summarise(runs: list[dict], label_sets: list[str], seeds: list[int]) -> tuple[list[str], dict]:
+    lines = ["| labels | backbone | test accuracy, speed 0 (mean ± std) | FLOPs speed-up within 1 point (mean) | seeds |",
+             "| --- | --- | --- | --- | --- |"]
+    summary = {}
+    for labels in label_sets:
+        for backbone in BACKBONES:
+            mine = [r for r in runs if r["labels"] == labels and r["backbone"] == backbone]
+            acc = mean_std([100 * r["teacher_accuracy"] for r in mine])
+            speedups = [r["flops_speedup"] for r in mine if r["flops_speedup"] is not None]
+            summary[(labels, backbone)] = acc
+            speed = f"{statistics.fmean(speedups):.2f}x" if speedups else "n/a"
+            lines.append(f"| {labels} | {backbone} | {acc[0]:.2f} ± {acc[1]:.2f} | {speed} | {len(mine)} |")
+    lines.append("")
+    goals = {}
+    for labels in label_sets:
+        gain = summary[(labels, "pre-trained")][0] - summary[(labels, "random init")][0]
+        need = GOALS.get(labels)
+        if need is None:
+            lines.append(f"labels {labels}: pre-trained - random = {gain:+.2f} points (no goal at this budget)")
+            continue
+        met = gain >= need
+        goals[labels] = {"gain_points": gain, "goal_points": need, "met": met}
+        lines.append(f"goal, {labels} labels: pre-trained beats random by >= {need:g} points: {gain:+.2f} -> "
+                     f"{'met' if met else 'not met'}")
+    if len(seeds) < 3:
+        lines.append(f"(only {len(seeds)} seed(s): the protocol asks for 3)")
+    return lines, goals
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config_path", default="models/bert/mini.yaml")
+    p.add_argument("--quick", action="store_true", help="minutes: tiny sizes (see above); flags given explicitly still win")
+    p.add_argument("--config_path")
     p.add_argument("--vocab_path", default="models/google_zh_vocab.txt")
-    p.add_argument("--total_steps", type=int, default=6000)
+    p.add_argument("--total_steps", type=int, help="pre-training steps (default 6000; quick 150)")
     p.add_argument("--batch_size", type=int, default=32)
-    p.add_argument("--learning_rate", type=float, default=5e-4)
-    p.add_argument("--epochs_num", type=int, default=3)
+    p.add_argument("--seq_length", type=int, help="pre-training and FastBERT (default 128; quick 64)")
+    p.add_argument("--learning_rate", type=float, help="pre-training peak (default: uer.recipe's for the size)")
+    p.add_argument("--labels", nargs="+", help="label budgets: numbers or 'all' (default 500 2000 all; quick 200 500)")
+    p.add_argument("--seeds", nargs="+", type=int, help="FastBERT seeds (default 1 2 3; quick 1)")
+    p.add_argument("--epochs_num", type=int, help="default 3; quick 1")
+    p.add_argument("--distill_epochs_num", type=int, help="default 1; quick 1")
     p.add_argument("--fastbert_learning_rate", type=float, default=1e-4, help="the same for both backbones")
-    p.add_argument("--distill_epochs_num", type=int, default=1)
+    p.add_argument("--dev_samples", type=int, help="per-epoch dev subset (default 0 = all; quick 300)")
+    p.add_argument("--timing_samples", type=int, help="default 128; quick 16")
+    p.add_argument("--fastbert_precision", choices=("fp32", "bf16"), default="fp32")
     p.add_argument("--processes_num", type=int, default=2)
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--out_dir", default="out/quality")
+    p.add_argument("--pretrain_seed", type=int, default=7)
+    p.add_argument("--out_dir", help="default out/quality (quick: out/quality_quick)")
     p.add_argument("--skip_build", action="store_true", help="data/ already built")
-    p.add_argument("--skip_pretrain", action="store_true",
-                   help="use the pre-trained model already in --out_dir (e.g. a pre-training run that was started by hand)")
-    p.add_argument("--fastbert_precision", choices=("fp32", "bf16"), default="fp32",
-                   help="training arithmetic of both FastBERT runs (bf16 is ~1.6x faster on CPUs with bf16 units)")
     args = p.parse_args(argv)
+    defaults = dict(config_path="models/bert/mini.yaml", total_steps=6000, seq_length=128, labels=["500", "2000", "all"],
+                    seeds=[1, 2, 3], epochs_num=3, distill_epochs_num=1, dev_samples=0, timing_samples=128,
+                    out_dir="out/quality")
+    if args.quick:
+        defaults.update(config_path="models/bert/tiny.yaml", total_steps=150, seq_length=64, labels=["200", "500"],
+                        seeds=[1], epochs_num=1, dev_samples=300, timing_samples=16, out_dir="out/quality_quick")
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    for labels in args.labels:
+        if labels != "all" and not (labels.isdigit() and int(labels) > 0):
+            p.error(f"--labels: expected positive numbers or 'all', got {labels!r}")
     out = ROOT / args.out_dir
     out.mkdir(parents=True, exist_ok=True)
     log = out / "commands.log"
-    dataset = out / "dataset_zh_bert"
-    model = out / "pretrained" / "model.pt"
-    if not args.skip_build:
+    if not args.skip_build or not (ROOT / "data" / "reviews_zh" / "train.tsv").is_file():
         sh([PY, "corpora/build_zh.py"], log)
-    if not args.skip_pretrain:
-        pretrain(args, dataset, model, log)
-    elif not model.is_file():
-        raise SystemExit(f"--skip_pretrain: {model} does not exist")
-    reports = {}
-    for name, init in (("pre-trained", ["--pretrained_model_path", str(model)]), ("random init", [])):
-        tag = name.split()[0].replace("-", "_")
-        report = out / f"fastbert_{tag}.json"
-        # fresh directories: run_fastbert.py resumes a stage from a checkpoint it finds there
-        shutil.rmtree(out / f"fastbert_{tag}", ignore_errors=True)
-        sh([PY, "run_fastbert.py", *init, "--config_path", args.config_path, "--vocab_path", args.vocab_path,
-            "--train_path", "data/reviews_zh/train.tsv", "--dev_path", "data/reviews_zh/dev.tsv",
-            "--test_path", "data/reviews_zh/test.tsv", "--output_model_path", str(out / f"fastbert_{tag}" / "model.pt"),
-            "--epochs_num", str(args.epochs_num), "--distill_epochs_num", str(args.distill_epochs_num),
-            "--batch_size", "32", "--seq_length", "128", "--learning_rate", str(args.fastbert_learning_rate),
-            "--seed", str(args.seed), "--speed", "0,0.5", "--precision", args.fastbert_precision,
-            "--report_path", str(report), "--no_progress"], log)
-        reports[name] = json.loads(report.read_text())
+    model = pretrain(args, out, log)
     metrics = [json.loads(line) for line in model.with_name(f"{model.stem}.metrics.jsonl").read_text().splitlines()]
-    lines = [
-        f"config {args.config_path}, pre-training {metrics[-1]['step']} steps x batch {args.batch_size} x seq 128 "
-        f"(MLM loss {metrics[0]['mlm_loss']:.2f} -> {metrics[-1]['mlm_loss']:.2f}, MLM acc {metrics[-1]['mlm_acc']:.3f}); "
-        f"FastBERT {args.epochs_num} + {args.distill_epochs_num} epochs on data/reviews_zh, learning rate {args.fastbert_learning_rate}, "
-        f"{args.fastbert_precision}",
-        "",
-        "| backbone | test accuracy (full model) | test accuracy (speed 0.5) | FLOPs speed-up at 0.5 |",
-        "| --- | --- | --- | --- |",
-    ]
-    for name, r in reports.items():
-        half = next(row for row in r["rows"] if abs(row["speed"] - 0.5) < 1e-9)
-        lines.append(f"| {name} | {r['teacher_accuracy']:.4f} | {half['accuracy']:.4f} | "
-                     f"{half['flops_speedup'] or float('nan'):.2f}x |")
-    gain = reports["pre-trained"]["teacher_accuracy"] - reports["random init"]["teacher_accuracy"]
-    lines += ["", f"pre-training gain: {100 * gain:+.2f} points of test accuracy (goal: >= +3)"]
-    table = "\n".join(lines)
+    runs = [fastbert_run(args, out, log, backbone, labels, seed, model)
+            for labels in args.labels for seed in args.seeds for backbone in BACKBONES]
+    lines, goals = summarise(runs, args.labels, args.seeds)
+    head = (f"config {args.config_path}, mlm pre-training {metrics[-1]['step']} steps x batch {args.batch_size} x seq "
+            f"{args.seq_length} on People's Daily + training reviews (MLM acc {metrics[0]['mlm_acc']:.3f} -> "
+            f"{metrics[-1]['mlm_acc']:.3f}); FastBERT {args.epochs_num} + {args.distill_epochs_num} epochs, lr "
+            f"{args.fastbert_learning_rate}, seeds {' '.join(map(str, args.seeds))}, test = data/reviews_zh/test.tsv"
+            + (" [--quick: not the protocol]" if args.quick else ""))
+    table = "\n".join([head, "", *lines])
     print(table)
     (out / "table.md").write_text(table + "\n", encoding="utf-8")
+    (out / "results.json").write_text(json.dumps({"args": vars(args), "pretrain_metrics": metrics, "runs": runs,
+                                                  "goals": goals}, indent=2) + "\n", encoding="utf-8")
     return 0
 
 

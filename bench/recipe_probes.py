@@ -9,7 +9,7 @@ characters everywhere (accuracy ~0.13 on People's Daily + reviews) and only late
 the context. Every probe pre-trains BERT-tiny (``models/bert/tiny.yaml`` with the ``mlm`` target
 only) on People's Daily + the *training* reviews through ``pretrain.py`` and records the MLM
 accuracy curve (the training batches of each report window). Each probe's command is printed;
-curves go to ``out/probes/<name>/metrics.jsonl`` and the table to ``out/probes/table.md``.
+curves go to ``out/probes/<name>/model.metrics.jsonl`` and the table to ``out/probes/table.md``.
 """
 from __future__ import annotations
 
@@ -42,6 +42,8 @@ PROBES: dict[str, tuple[int | None, list[str]]] = {
     "post_3e-3_prior": (None, ["--learning_rate", "3e-3", "--warmup", "0.05"]),
     "pre_3e-3_prior": (None, [*PRE_LN, "--learning_rate", "3e-3", "--warmup", "0.05"]),
     "post_3e-3_nodrop_prior": (None, [*NO_DROPOUT, "--learning_rate", "3e-3", "--warmup", "0.05"]),
+    "post_3e-3_nodrop_untied_prior": (None, [*NO_DROPOUT, "--set", "target.components=[{name: mlm, tie_weights: false}]",
+                                             "--learning_rate", "3e-3", "--warmup", "0.05"]),
     "pre_3e-3_untied": (None, [*PRE_LN, "--set", "target.components=[{name: mlm, tie_weights: false}]", "--learning_rate", "3e-3", "--warmup", "0.05"]),
 }
 
@@ -55,7 +57,7 @@ def dataset(seq: int) -> Path:
     return path
 
 
-def prior_init(path: Path, data: Path, config: str, flags: list[str]) -> list[str]:
+def prior_init(path: Path, data: Path, config: str, flags: list[str], vocab_path: str = "models/google_zh_vocab.txt") -> list[str]:
     """A fresh model (pretrain.py's seed) whose MLM bias is the log unigram prior, as --pretrained_model_path."""
     import torch
     import yaml
@@ -71,7 +73,7 @@ def prior_init(path: Path, data: Path, config: str, flags: list[str]) -> list[st
     sets = [flags[i + 1] for i, f in enumerate(flags) if f == "--set"]
     overrides = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in [*MLM_ONLY[1:], *sets])}
     cfg = load_config(ROOT / config, overrides)
-    vocab = Vocab.load(ROOT / "models" / "google_zh_vocab.txt")
+    vocab = Vocab.load(ROOT / vocab_path)
     ds = PretrainDataset(data, vocab)
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg, vocab_size=len(vocab))
@@ -86,7 +88,7 @@ def run_probe(name: str, steps: int, out: Path, config: str, report_steps: int, 
     seq = seq or seq_length
     flags = ["--batch_size", str(batch_size), *flags]  # a probe's own --batch_size comes later and wins
     target = out / name
-    for stale in (target / "model.pt", target / "model.pt.resume", target / "metrics.jsonl"):
+    for stale in (target / "model.pt", target / "model.pt.resume", target / "model.metrics.jsonl"):
         stale.unlink(missing_ok=True)
     cmd = [PY, "pretrain.py", "--dataset_path", str(dataset(seq)), "--config_path", config,
            "--vocab_path", "models/google_zh_vocab.txt", "--output_model_path", str(target / "model.pt"),
@@ -98,7 +100,7 @@ def run_probe(name: str, steps: int, out: Path, config: str, report_steps: int, 
     start = time.perf_counter()
     subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start
-    curve = [(m["step"], m["mlm_acc"]) for m in map(json.loads, (target / "metrics.jsonl").read_text().splitlines())]
+    curve = [(m["step"], m["mlm_acc"]) for m in map(json.loads, (target / "model.metrics.jsonl").read_text().splitlines())]
     print(f"  {name}: " + "  ".join(f"{s}:{a:.3f}" for s, a in curve) + f"  ({wall:.0f} s)", flush=True)
     return {"name": name, "seq_length": seq, "flags": flags, "steps": steps, "curve": curve, "wall_s": wall}
 

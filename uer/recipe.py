@@ -4,8 +4,9 @@ model's size and the step budget.
 BERT's ``1e-4`` was chosen for BERT-base over a million steps; on BERT-tiny or BERT-mini for a few
 thousand steps it leaves MLM on the *frequent-character plateau* (the model predicts the most
 common characters everywhere, ~13% accuracy on Chinese news, and stops there). Small models want a
-much larger peak rate, and a short budget wants a short warmup. The rule, measured by
-``bench/recipe_probes.py`` on BERT-tiny and scaled by size:
+much larger peak rate, and a short budget wants a short warmup. The rule, anchored on BERT-tiny
+by ``bench/recipe_probes.py`` (3e-3 reached the plateau in 300 steps, 1e-3 had not at 250; see
+the project README for the curves) and scaled by size:
 
     peak lr = 3e-3 * (128 / hidden_size) * sqrt(2 / layers_num), clipped to [1e-5, 5e-3],
               halved for post-LN encoders at hidden_size >= 512 (they diverge first),
@@ -41,7 +42,7 @@ from typing import AbstractSet
 from uer.choices import SCHEDULERS
 from uer.utils.cli import UsageError
 
-TINY_LR = 3e-3  # the best measured peak for BERT-tiny (L2/H128), bench/recipe_probes.py
+TINY_LR = 3e-3  # the faster of the peaks measured on BERT-tiny (L2/H128), bench/recipe_probes.py
 TINY_HIDDEN, TINY_LAYERS = 128, 2
 MIN_LR, MAX_LR = 1e-5, 5e-3
 POST_LN_WIDE = 512  # post-LN encoders this wide get half the rate
@@ -158,17 +159,18 @@ def apply_recipe(config, explicit: AbstractSet[str]):
     return dataclasses.replace(config, train=train), schedule.explanation
 
 
-def token_log_prior(token_ids, vocab_size: int, special_ids=()) -> "torch.Tensor":
+def token_log_prior(token_ids, vocab_size: int, special_ids=(), limit: int = 50_000_000) -> "torch.Tensor":
     """(V,) log of each token's smoothed frequency in ``token_ids`` (a dataset's token array).
 
-    Special tokens (never a masked position's label) get the smallest value. Used as the MLM
+    Special tokens (never a masked position's label) get the smallest value; only the first
+    ``limit`` tokens are counted (a large memory-mapped dataset is not read whole). Used as the MLM
     decoder's initial bias so the model starts at the unigram solution instead of spending its
     first hundreds of steps, and its hidden states, on learning which characters are frequent.
     """
     import numpy as np
     import torch
 
-    counts = np.bincount(np.asarray(token_ids, dtype=np.int64), minlength=vocab_size)[:vocab_size].astype(np.float64)
+    counts = np.bincount(np.asarray(token_ids[:limit], dtype=np.int64), minlength=vocab_size)[:vocab_size].astype(np.float64)
     counts[list(special_ids)] = 0.0
     prior = torch.from_numpy(np.log((counts + 0.5) / (counts.sum() + 0.5 * vocab_size))).float()
     return prior
