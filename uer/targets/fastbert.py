@@ -201,10 +201,6 @@ class FastBertTarget(Target):
         """Logits of branch ``i`` (0-based, the layer it follows): (B, labels)."""
         return self.branches[i](hidden, real)
 
-    def all_logits(self, layers: list[torch.Tensor], real: torch.Tensor) -> torch.Tensor:
-        """Every branch on its layer: (layers, B, labels). Joint (PABEE) training's loss and its dev scores."""
-        return torch.stack([branch(h, real) for branch, h in zip(self.branches, layers)])
-
     def forward(self, layers, batch):
         """Stage 1: teacher cross-entropy."""
         labels = require(batch, "tgt_cls", "fastbert")
