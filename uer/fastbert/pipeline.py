@@ -30,7 +30,7 @@ from uer.fastbert.data import Encoded, encode_tsv
 from uer.fastbert.evaluate import chosen_speed, policy_names, sweep
 from uer.fastbert.inference import EarlyExit, fastbert_target
 from uer.fastbert.report import format_table, plot_tradeoff, write_json, write_predictions
-from uer.fastbert.training import StageOptions, distill, fingerprint, finetune
+from uer.fastbert.training import StageOptions, distill, fingerprint, finetune, needs_distillation
 from uer.utils.atomic import atomic_open
 from uer.utils.cli import OutputLock, UsageError, input_file, on_interrupt, output_file, set_deterministic
 from uer.utils.device import resolve_device
@@ -191,11 +191,8 @@ def check_options(opts: RunOptions) -> None:
 def branch_training_kwargs(mode: str) -> dict[str, str]:
     """What the stage functions of ``uer.fastbert.training`` are given for ``--branch_training``.
 
-    ``distill`` is what training.py does today. ``joint`` is implemented there by another branch;
-    at its merge this returns ``{"branch_training": mode}`` for every mode."""
-    if mode == "distill":
-        return {}
-    raise UsageError(f"--branch_training {mode}: not available in this build yet (only distill)")
+    Both modes are implemented there (``distill``: FastBERT's two stages; ``joint``: PABEE's one)."""
+    return {"branch_training": mode}
 
 
 def check_outputs(opts: RunOptions) -> tuple[Outputs, Path]:
@@ -435,7 +432,7 @@ def _run_locked(opts: RunOptions, config: Config, device: torch.device, out: Out
     stage1 = finetune(model, config, train_enc, dev_enc, pad_id, stage(1, fb.epochs_num, fb.learning_rate), extra, **branch_kwargs)
     say(f"stage 1: best dev accuracy {stage1['best']:.4f} (epoch {stage1['best_epoch']}), {time.perf_counter() - t0:.0f}s")
     t0 = time.perf_counter()
-    if fb.distill_epochs_num > 0:
+    if fb.distill_epochs_num > 0 and needs_distillation(opts.branch_training):  # joint: one stage
         stage2 = distill(model, config, distill_enc, dev_enc, pad_id, stage(2, fb.distill_epochs_num, fb.distill_learning_rate),
                          extra, **branch_kwargs)
         say(f"stage 2: best dev distillation loss {stage2['best']:.4f} per student (epoch {stage2['best_epoch']}), "
