@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--report_path", help="JSON report (default: beside the model)")
     e.add_argument("--skip_malformed", action="store_true", help="skip malformed rows and count them (default: error)")
     e.add_argument("--train_samples", type=non_negative_int, default=0, help="a seeded subset of the training sentences (0: all)")
+    e.add_argument("--dev_samples", type=non_negative_int, default=0, help="a seeded subset of dev for the per-epoch evaluation (0: all)")
+    e.add_argument("--test_samples", type=non_negative_int, default=0, help="a seeded subset of the test sentences (0: all)")
     e.add_argument("--timing_samples", type=non_negative_int, default=256, help="test rows timed for the wall-clock speed-ups")
     e.add_argument("--timing_batch_size", type=positive_int, default=32)
     e.add_argument("--no_plot", action="store_true")
@@ -112,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             config_path=args.config_path, pretrained_model_path=args.pretrained_model_path, vocab_path=args.vocab_path,
             train_path=args.train_path, dev_path=args.dev_path, test_path=args.test_path, label2id_path=args.label2id_path,
             output_model_path=str(out), report_path=args.report_path, speeds=args.speed, window=args.window,
-            skip_malformed=args.skip_malformed, train_samples=args.train_samples, timing_samples=args.timing_samples,
+            skip_malformed=args.skip_malformed, train_samples=args.train_samples, dev_samples=args.dev_samples,
+            test_samples=args.test_samples, timing_samples=args.timing_samples,
             timing_batch_size=args.timing_batch_size, progress=not args.no_progress, config_overrides=tuple(overrides),
             device=str(device), precision=args.precision, plot=not args.no_plot,
         )

@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pretrain_seq_length", type=int, default=128)
     p.add_argument("--pretrain_learning_rate", type=float, default=1e-3)
     p.add_argument("--train_samples", type=int, default=6000)
+    p.add_argument("--dev_samples", type=int, default=0)
+    p.add_argument("--test_samples", type=int, default=0)
     p.add_argument("--epochs_num", type=int, default=3)
     p.add_argument("--distill_epochs_num", type=int, default=2)
     p.add_argument("--learning_rate", type=float, default=1e-3)
@@ -111,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     # 4. fine-tune + self-distil + sweep, both ways
     common = ["--vocab_path", str(vocab), "--train_path", str(data / "train.tsv"), "--dev_path", str(data / "dev.tsv"),
               "--test_path", str(data / "test.tsv"), "--label2id_path", str(data / "label2id.json"),
-              "--train_samples", str(args.train_samples), "--epochs_num", str(args.epochs_num),
+              "--train_samples", str(args.train_samples), "--dev_samples", str(args.dev_samples),
+              "--test_samples", str(args.test_samples), "--epochs_num", str(args.epochs_num),
               "--batch_size", "32", "--seq_length", str(args.seq_length), "--learning_rate", str(args.learning_rate),
               "--distill_learning_rate", "1e-3", "--threads", str(args.threads), "--no_progress", "--report_steps", "100"]
     runs = {

@@ -44,6 +44,8 @@ class NerOptions:
     window: int = 0
     skip_malformed: bool = False
     train_samples: int = 0
+    dev_samples: int = 0  # 0: all; else a seeded subset for the per-epoch evaluation
+    test_samples: int = 0  # 0: all; else a seeded subset of the test set
     timing_samples: int = 256
     timing_batch_size: int = 32
     progress: bool = True
@@ -103,16 +105,18 @@ def run(opts: NerOptions, device: torch.device) -> dict[str, Any]:
     id2label = [t for t, _ in sorted(label2id.items(), key=lambda kv: kv[1])]
     train_full = read_ner_tsv(opts.train_path, label2id, opts.skip_malformed)
     train = subsample(train_full, opts.train_samples, fb.seed)
-    dev = read_ner_tsv(opts.dev_path, label2id, opts.skip_malformed)
-    test = read_ner_tsv(opts.test_path, label2id, opts.skip_malformed) if opts.test_path else None
+    dev_full = read_ner_tsv(opts.dev_path, label2id, opts.skip_malformed)
+    dev = subsample(dev_full, opts.dev_samples, fb.seed + 1)
+    test_full = read_ner_tsv(opts.test_path, label2id, opts.skip_malformed) if opts.test_path else None
+    test = subsample(test_full, opts.test_samples, fb.seed + 2) if test_full is not None else None
     skipped = {d.path: {"rows": len(d.skipped), "first": [f"line {n}: {r}" for n, r in d.skipped[:5]]}
-               for d in (train_full, dev, test) if d is not None}
+               for d in (train_full, dev_full, test_full) if d is not None}
     for path, info in skipped.items():
         if info["rows"]:
             say(f"skipped {info['rows']} malformed rows in {path} (e.g. {info['first'][0]})")
     say(f"tags: {id2label}; train {len(train.chars)} sentences"
         + (f" (a seeded subsample of {len(train_full.chars)})" if train is not train_full else "")
-        + f", dev {len(dev.chars)}" + (f", test {len(test.chars)}" if test else ""))
+        + f", dev {len(dev.chars)} of {len(dev_full.chars)}" + (f", test {len(test.chars)} of {len(test_full.chars)}" if test else ""))
     seq = fb.seq_length
     train_chunks = encode_sentences(vocab, train.chars, train.tag_ids(label2id), seq)
     dev_chunks = encode_sentences(vocab, dev.chars, dev.tag_ids(label2id), seq)
