@@ -1,13 +1,14 @@
 """Short pre-training probes: which settings get a small BERT off the MLM plateau (bench, not a test).
 
     python corpora/build_zh.py                          # once
-    flock /tmp/uer-bench.lock python bench/recipe_probes.py --steps 400 --probes post_1e-3 pre_3e-3
+    flock /tmp/uer-bench.lock python bench/recipe_probes.py --steps 250 --probes post_1e-3_prior post_3e-3_nodrop_prior
     python bench/recipe_probes.py --list                # the probes and their flags
 
 The "frequent-character plateau": an MLM model first learns to predict the corpus' most frequent
 characters everywhere (accuracy ~0.13 on People's Daily + reviews) and only later starts to read
 the context. Every probe pre-trains BERT-tiny (``models/bert/tiny.yaml`` with the ``mlm`` target
-only) on People's Daily + the *training* reviews through ``pretrain.py`` and records the MLM
+only, seq 64 x batch 32 unless a probe says otherwise) on People's Daily + the *training* reviews
+through ``pretrain.py`` and records the MLM
 accuracy curve (the training batches of each report window). Each probe's command is printed;
 curves go to ``out/probes/<name>/model.metrics.jsonl`` and the table to ``out/probes/table.md``.
 """
