@@ -237,7 +237,7 @@ def test_deterministic_mode(victim):
     (("--epochs_num", "0"), ("--epochs_num", ">= 1")),
     (("--device", "tpu0"), ("--device 'tpu0'", "expected cpu, cuda or cuda:N")),
     (("--exit_policy", "nope"), ("--exit_policy", "invalid choice", "entropy")),
-    (("--branch_training", "joint"), ("--branch_training joint", "not available")),
+    (("--branch_training", "both"), ("--branch_training", "invalid choice", "distill", "joint")),
     (("--train_path", str(DATA)), ("--train_path", "is a directory")),
     (("--distill_path", "nope.txt"), ("--distill_path nope.txt does not exist",)),
 ])
