@@ -13,6 +13,7 @@ import pytest
 
 from uer.config import TokenizerConfig
 from uer.tokenizers import (
+    TOKENIZERS, BertTokenizerConfig,
     BertTokenizer, CharTokenizer, SentencePieceTokenizer, SpaceTokenizer, Tokenizer, Vocab, build_tokenizer,
     train_sentencepiece,
 )
@@ -348,7 +349,7 @@ def test_sentencepiece_errors(tmp_path):
 # ----------------------------------------------------------------------------- build_tokenizer / paths
 def test_build_tokenizer_from_config(spm_model):
     rel = str(TINY_VOCAB.relative_to(REPO_ROOT))
-    tok = build_tokenizer(TokenizerConfig(name="bert", vocab_path=rel, do_lower_case=False))
+    tok = build_tokenizer(BertTokenizerConfig(vocab_path=rel, do_lower_case=False))
     assert isinstance(tok, BertTokenizer) and tok.tokenize("The fox") == ["[UNK]", "fox"]
     assert isinstance(build_tokenizer(TokenizerConfig(name="char"), vocab_path=TINY_VOCAB), CharTokenizer)
     assert isinstance(build_tokenizer(TokenizerConfig(name="space", vocab_path="nope.txt"), vocab_path=rel), SpaceTokenizer)
@@ -379,3 +380,31 @@ def test_resolve_path(tmp_path, monkeypatch):
     assert resolve_path(str(rel)) == rel and resolve_path(str(rel)).resolve() == local  # the cwd wins
     assert resolve_path("no/such/file.txt") == Path("no/such/file.txt")  # what the user typed
     assert resolve_path(TINY_VOCAB) == TINY_VOCAB
+
+
+# ----------------------------------------------------------------------------- the registry
+@pytest.mark.parametrize("name", TOKENIZERS.names())
+def test_every_registered_tokenizer_builds_from_its_config(name, spm_model):
+    """The tokenizer sweep: each name builds from its own config class, encodes into its vocabulary,
+    survives pickling (preprocessing workers), and states its word-boundary facts."""
+    cls, config = TOKENIZERS.cls(name), TOKENIZERS.entry(name).config
+    assert issubclass(config, TokenizerConfig) and config().name == name
+    files = {"vocab_path": str(TINY_VOCAB)} if cls.reads_vocab_file else {"spm_model_path": str(spm_model)}
+    tok = build_tokenizer(config(**files))
+    assert type(tok) is cls and isinstance(tok, Tokenizer)
+    ids = tok.encode("the quick brown fox jumps")
+    assert ids and all(0 <= i < len(tok.vocab) for i in ids)
+    assert pickle.loads(pickle.dumps(tok)).encode("the quick brown fox jumps") == ids
+    assert isinstance(tok.tokens_are_words, bool) and isinstance(tok.reads_vocab_file, bool)
+    assert tok.word_start_prefix is None or isinstance(tok.word_start_prefix, str)
+
+
+def test_tokenizer_facts():
+    assert (SpaceTokenizer.tokens_are_words, BertTokenizer.tokens_are_words, CharTokenizer.tokens_are_words) == (True, False, False)
+    assert SentencePieceTokenizer.word_start_prefix == "\u2581" and BertTokenizer.word_start_prefix is None
+    assert not SentencePieceTokenizer.reads_vocab_file and BertTokenizer.reads_vocab_file
+
+
+def test_unknown_tokenizer_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="unknown tokenizer 'wordpiece'; valid tokenizers: bert, char, sentencepiece, space"):
+        build_tokenizer(TokenizerConfig(name="wordpiece"), vocab_path=TINY_VOCAB)

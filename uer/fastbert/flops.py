@@ -36,7 +36,7 @@ class FlopModel:
             raise NotImplementedError("analytic FLOPs do not cover subencoders")
         enc, target = model.encoder.cfg, fastbert_target(model)
         return cls(
-            emb_size=model.config.embedding.emb_size, hidden_size=enc.hidden_size,
+            emb_size=model.config.emb_size, hidden_size=enc.hidden_size,
             feedforward_size=enc.feedforward_size, layers_num=enc.layers_num,
             branch_size=target.cfg.branch_size, labels_num=target.labels_num,
             first_pooling=target.cfg.pooling == "first",

@@ -1,4 +1,4 @@
-"""The vocabulary (token <-> id) and the small interface every tokenizer implements.
+"""The vocabulary every tokenizer shares: an ordered list of unique tokens, token <-> id.
 
 Special tokens are found by their strings (``"[PAD]"``, ``"[UNK]"`` ... or a sentencepiece
 model's ``"<pad>"``, ``"<unk>"``), never by a fixed id: a vocabulary that lacks one fails with
