@@ -141,7 +141,7 @@ def test_bert_basic_and_wordpiece(tiny):
     assert tok.tokenize("3.5%") == ["3", ".", "5", "%"]
     assert tok.tokenize("") == [] and tok.tokenize(" \t\n") == []
     ids = tok.encode("the fox zebra")
-    assert ids == [tiny.token_to_id("the"), tiny.token_to_id("fox"), tiny.unk_id]
+    assert ids == [tiny.convert_tokens_to_ids(["the"])[0], tiny.convert_tokens_to_ids(["fox"])[0], tiny.unk_id]
     assert tok.decode(tok.encode("unaffable fox")) == "unaffable fox"
 
 
@@ -223,8 +223,8 @@ def test_vocab_round_trip(tiny, tmp_path):
 
 def test_vocab_lookups(tiny):
     assert len(tiny) == 53 and "fox" in tiny and "zebra" not in tiny
-    assert tiny.id_to_token(tiny.token_to_id("fox")) == "fox"
-    assert tiny.token_to_id("zebra") == tiny.unk_id == 1
+    assert tiny.id_to_token(tiny.convert_tokens_to_ids(["fox"])[0]) == "fox"
+    assert tiny.convert_tokens_to_ids(["zebra"])[0] == tiny.unk_id == 1
     assert tiny.convert_tokens_to_ids(["the", "zebra", "[SEP]"]) == [5, 1, 3]
     with pytest.raises(IndexError, match="53"):
         tiny.id_to_token(53)
@@ -234,7 +234,7 @@ def test_vocab_special_ids_come_from_token_strings():
     vocab = Vocab(["a", "[MASK]", "[SEP]", "b", "[UNK]", "[CLS]", "[PAD]"])
     assert (vocab.pad_id, vocab.unk_id, vocab.cls_id, vocab.sep_id, vocab.mask_id) == (6, 4, 5, 2, 1)
     own = Vocab(["<unk>", "<pad>", "x"], special_tokens={"pad": "<pad>", "unk": "<unk>"})
-    assert (own.pad_id, own.unk_id, own.token_to_id("y")) == (1, 0, 0)
+    assert (own.pad_id, own.unk_id, own.convert_tokens_to_ids(["y"])[0]) == (1, 0, 0)
 
 
 def test_vocab_missing_special_names_token_and_file(tmp_path):
@@ -248,7 +248,7 @@ def test_vocab_missing_special_names_token_and_file(tmp_path):
     no_unk = Vocab(["a", "b"], source="mine.txt")
     assert no_unk.convert_tokens_to_ids(["b", "a"]) == [1, 0]  # known tokens need no [UNK]
     with pytest.raises(ValueError, match=r"mine\.txt.*\[UNK\]"):
-        no_unk.token_to_id("c")
+        no_unk.convert_tokens_to_ids(["c"])[0]
 
 
 def test_vocab_file_errors(tmp_path):

@@ -84,11 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--labels_num", type=positive_int, default=2)
     p.add_argument("--seq_length", type=positive_int, default=128)
     p.add_argument("overrides", nargs="*", help="section.key=value, e.g. encoder.layers_num=2")
-    args, rest = parser.parse_known_args(argv)  # overrides may follow the options
-    if rest:
-        if args.command != "summary" or any(r.startswith("-") for r in rest):
-            parser.error(f"unrecognized arguments: {' '.join(rest)}")
-        args.overrides = [*args.overrides, *rest]
+    try:
+        args, rest = parser.parse_known_args(argv)  # overrides may follow the options
+        if rest:
+            if args.command != "summary" or any(r.startswith("-") for r in rest):
+                parser.error(f"unrecognized arguments: {' '.join(rest)}")
+            args.overrides = [*args.overrides, *rest]
+    except SystemExit as exc:  # argparse has printed usage and the error (or --help)
+        return int(exc.code or 0)
 
     def body() -> int:
         if args.command == "list":

@@ -141,5 +141,5 @@ class Registry(Generic[T]):
         return self.cls(spec.name)(spec.cfg, **sizes)
 
     def build(self, raw: Any, at: str | None = None, **sizes: Any) -> T:
-        """:meth:`spec` then :meth:`instantiate`: ``ENCODERS.build("lstm", hidden_size=32)`` in tests and notebooks."""
+        """:meth:`spec` then :meth:`instantiate`, e.g. ``TARGETS.build("mlm", vocab_size=99, hidden_size=32, emb_size=32)``."""
         return self.instantiate(self.spec(raw, at or self.kind), **sizes)
