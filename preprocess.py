@@ -60,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             raise ConfigError("give --config_path (its targets pick the processor) or --data_processor")
         tokenizer = config.tokenizer if config is not None else TokenizerConfig()
-        if args.tokenizer:
-            tokenizer = TokenizerConfig(**{**tokenizer.__dict__, "name": args.tokenizer})
+        if args.tokenizer and args.tokenizer != tokenizer.name:  # another tokenizer: its defaults, the same files
+            tokenizer = TokenizerConfig(name=args.tokenizer, vocab_path=tokenizer.vocab_path, spm_model_path=tokenizer.spm_model_path)
         strategy = "whole_word" if args.whole_word_masking else "span" if args.span_masking else "token"
         options = PreprocessOptions(
             corpus_path=args.corpus_path,
