@@ -70,9 +70,10 @@ def tokenizer_config(config: Config | None, name: str | None) -> TokenizerConfig
     tokenizer = config.tokenizer if config is not None else TokenizerConfig()
     if name is None or name == tokenizer.name:
         return tokenizer
+    # a plain TokenizerConfig: the other tokenizer's own options take their defaults
     if name == "sentencepiece":
-        return dataclasses.replace(tokenizer, name=name, vocab_path=None)
-    return dataclasses.replace(tokenizer, name=name, spm_model_path=None)
+        return TokenizerConfig(name=name, vocab_path=None, spm_model_path=tokenizer.spm_model_path)
+    return TokenizerConfig(name=name, vocab_path=tokenizer.vocab_path, spm_model_path=None)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,8 +49,42 @@ def test_overrides_beat_yaml(tmp_path):
 def test_round_trip_through_dict(tmp_path):
     cfg = load_config(write(tmp_path, GOOD))
     again = config_from_dict(to_dict(cfg), "again")
-    assert again.source == "again"
-    assert {**to_dict(again), "source": None} == {**to_dict(cfg), "source": None}
+    assert again.source == "again" and again == cfg  # source is runtime metadata: not compared ...
+    assert "source" not in to_dict(cfg) and to_dict(again) == to_dict(cfg)  # ... and never saved
+
+
+def test_emb_size_defaults_to_the_encoder_hidden_size(tmp_path):
+    cfg = load_config(write(tmp_path, GOOD.replace("  emb_size: 32\n", "")), ["encoder.hidden_size=128"])
+    assert cfg.embedding.emb_size is None and cfg.emb_size == 128
+    import uer
+    model = uer.build_model(cfg, vocab_size=50)
+    assert isinstance(model.embedding.projection, __import__("torch").nn.Identity)  # no silent ALBERT projection
+    factorised = load_config(write(tmp_path, GOOD), ["encoder.hidden_size=128"])
+    assert factorised.emb_size == 32 and uer.build_model(factorised, vocab_size=50).embedding.projection.in_features == 32
+
+
+def test_tokenizer_section_gets_its_own_typed_config(tmp_path):
+    from uer.tokenizers import BertTokenizerConfig
+    from uer.tokenizers.char import CharTokenizerConfig
+    cfg = load_config(write(tmp_path, GOOD + "tokenizer:\n  name: bert\n  do_lower_case: false\n"))
+    assert cfg.tokenizer == BertTokenizerConfig(do_lower_case=False)
+    assert isinstance(load_config(write(tmp_path, GOOD + "tokenizer: char\n")).tokenizer, CharTokenizerConfig)
+    msg = error(tmp_path, GOOD + "tokenizer:\n  name: char\n  do_lower_case: false\n")
+    assert "model.yaml:14: tokenizer(char).do_lower_case: unknown key 'do_lower_case'" in msg
+    assert "unknown tokenizer 'wordpiece'; valid tokenizers: bert, char, sentencepiece, space" in error(tmp_path, GOOD + "tokenizer: wordpiece\n")
+
+
+def test_ranges_are_checked_where_the_field_is(tmp_path):
+    assert "model.yaml:7: encoder(transformer).layers_num: 0 is not >= 1" in error(tmp_path, GOOD.replace("layers_num: 2", "layers_num: 0"))
+    assert "(override): encoder(transformer).dropout: 5.0 is not in [0, 1)" in error(tmp_path, GOOD, ["encoder.dropout=5"])
+    assert "train.warmup: 1.5 is not in [0, 1]" in error(tmp_path, GOOD, ["train.warmup=1.5"])
+    assert "model.yaml:5: encoder(transformer): hidden_size 32 is not divisible by heads_num 3" in error(tmp_path, GOOD, ["encoder.heads_num=3"])
+
+
+def test_a_component_can_be_given_by_name_alone(tmp_path):
+    cfg = load_config(write(tmp_path, "embedding: word\nencoder: lstm\ntarget: lm\n"), ["encoder.hidden_size=16"])
+    assert [s.name for s in cfg.embedding.components] == ["word"] and cfg.encoder.name == "lstm"
+    assert cfg.encoder.cfg.hidden_size == 16 and [s.name for s in cfg.target.components] == ["lm"]
 
 
 def test_typo_in_key_names_file_line_and_valid_keys(tmp_path):

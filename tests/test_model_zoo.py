@@ -43,3 +43,31 @@ def test_save_strict_load_identical_outputs(path, tmp_path):
     seg = torch.tensor([[1] * 9, [1] * 5 + [2] * 2 + [0] * 2])
     with torch.no_grad():
         torch.testing.assert_close(loaded.encode(src, seg), model.encode(src, seg), rtol=0, atol=0)
+
+
+def bert_backbone_parameters(layers: int, hidden: int, ffn: int, vocab: int = 30522, positions: int = 512, segments: int = 3) -> int:
+    """Embedding + encoder of a BERT, counted from the architecture (UER's segment table has a padding row)."""
+    embedding = (vocab + positions + segments) * hidden + 2 * hidden  # three tables + LayerNorm
+    attention = 4 * (hidden * hidden + hidden)  # q, k, v, output
+    feed_forward = hidden * ffn + ffn + ffn * hidden + hidden
+    return embedding + layers * (attention + feed_forward + 2 * 2 * hidden)  # two LayerNorms per layer
+
+
+@pytest.mark.parametrize("path,layers,hidden,ffn,published", [
+    ("models/bert/base.yaml", 12, 768, 3072, 110e6),
+    ("models/bert/large.yaml", 24, 1024, 4096, 340e6),
+])
+def test_bert_parameter_counts_match_the_published_ones(path, layers, hidden, ffn, published):
+    cfg = load_config(ROOT / path)
+    with torch.device("meta"):
+        model = build_model(cfg, vocab_size=30522)
+    backbone = count_parameters(model.embedding) + count_parameters(model.encoder)
+    assert backbone == bert_backbone_parameters(layers, hidden, ffn)
+    assert abs(backbone - published) / published < 0.02  # the papers round: 110M, 340M
+    transformers = pytest.importorskip("transformers")
+    hf_config = transformers.BertConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=hidden // 64,
+                                        intermediate_size=ffn, vocab_size=30522)
+    with torch.device("meta"):
+        hf = transformers.BertModel(hf_config, add_pooling_layer=False)
+    # The same architecture: HF's token-type table has 2 rows, UER's segment table 3 (0 = padding).
+    assert backbone == sum(p.numel() for p in hf.parameters()) + hidden

@@ -6,7 +6,8 @@ import torch
 
 import uer
 from uer.config import config_from_dict
-from uer.subencoders import SUBENCODERS, char_vocabulary
+from uer.subencoders import SUBENCODERS
+from uer.subencoders.chars import char_vocabulary
 from uer.subencoders.chars import token_symbols
 
 EMB = 24

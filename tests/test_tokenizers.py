@@ -13,6 +13,7 @@ import pytest
 
 from uer.config import TokenizerConfig
 from uer.tokenizers import (
+    TOKENIZERS, BertTokenizerConfig,
     BertTokenizer, CharTokenizer, SentencePieceTokenizer, SpaceTokenizer, Tokenizer, Vocab, build_tokenizer,
     train_sentencepiece,
 )
@@ -140,7 +141,7 @@ def test_bert_basic_and_wordpiece(tiny):
     assert tok.tokenize("3.5%") == ["3", ".", "5", "%"]
     assert tok.tokenize("") == [] and tok.tokenize(" \t\n") == []
     ids = tok.encode("the fox zebra")
-    assert ids == [tiny.token_to_id("the"), tiny.token_to_id("fox"), tiny.unk_id]
+    assert ids == [tiny.convert_tokens_to_ids(["the"])[0], tiny.convert_tokens_to_ids(["fox"])[0], tiny.unk_id]
     assert tok.decode(tok.encode("unaffable fox")) == "unaffable fox"
 
 
@@ -222,8 +223,8 @@ def test_vocab_round_trip(tiny, tmp_path):
 
 def test_vocab_lookups(tiny):
     assert len(tiny) == 53 and "fox" in tiny and "zebra" not in tiny
-    assert tiny.id_to_token(tiny.token_to_id("fox")) == "fox"
-    assert tiny.token_to_id("zebra") == tiny.unk_id == 1
+    assert tiny.id_to_token(tiny.convert_tokens_to_ids(["fox"])[0]) == "fox"
+    assert tiny.convert_tokens_to_ids(["zebra"])[0] == tiny.unk_id == 1
     assert tiny.convert_tokens_to_ids(["the", "zebra", "[SEP]"]) == [5, 1, 3]
     with pytest.raises(IndexError, match="53"):
         tiny.id_to_token(53)
@@ -233,7 +234,7 @@ def test_vocab_special_ids_come_from_token_strings():
     vocab = Vocab(["a", "[MASK]", "[SEP]", "b", "[UNK]", "[CLS]", "[PAD]"])
     assert (vocab.pad_id, vocab.unk_id, vocab.cls_id, vocab.sep_id, vocab.mask_id) == (6, 4, 5, 2, 1)
     own = Vocab(["<unk>", "<pad>", "x"], special_tokens={"pad": "<pad>", "unk": "<unk>"})
-    assert (own.pad_id, own.unk_id, own.token_to_id("y")) == (1, 0, 0)
+    assert (own.pad_id, own.unk_id, own.convert_tokens_to_ids(["y"])[0]) == (1, 0, 0)
 
 
 def test_vocab_missing_special_names_token_and_file(tmp_path):
@@ -247,7 +248,7 @@ def test_vocab_missing_special_names_token_and_file(tmp_path):
     no_unk = Vocab(["a", "b"], source="mine.txt")
     assert no_unk.convert_tokens_to_ids(["b", "a"]) == [1, 0]  # known tokens need no [UNK]
     with pytest.raises(ValueError, match=r"mine\.txt.*\[UNK\]"):
-        no_unk.token_to_id("c")
+        no_unk.convert_tokens_to_ids(["c"])[0]
 
 
 def test_vocab_file_errors(tmp_path):
@@ -348,7 +349,7 @@ def test_sentencepiece_errors(tmp_path):
 # ----------------------------------------------------------------------------- build_tokenizer / paths
 def test_build_tokenizer_from_config(spm_model):
     rel = str(TINY_VOCAB.relative_to(REPO_ROOT))
-    tok = build_tokenizer(TokenizerConfig(name="bert", vocab_path=rel, do_lower_case=False))
+    tok = build_tokenizer(BertTokenizerConfig(vocab_path=rel, do_lower_case=False))
     assert isinstance(tok, BertTokenizer) and tok.tokenize("The fox") == ["[UNK]", "fox"]
     assert isinstance(build_tokenizer(TokenizerConfig(name="char"), vocab_path=TINY_VOCAB), CharTokenizer)
     assert isinstance(build_tokenizer(TokenizerConfig(name="space", vocab_path="nope.txt"), vocab_path=rel), SpaceTokenizer)
@@ -379,3 +380,31 @@ def test_resolve_path(tmp_path, monkeypatch):
     assert resolve_path(str(rel)) == rel and resolve_path(str(rel)).resolve() == local  # the cwd wins
     assert resolve_path("no/such/file.txt") == Path("no/such/file.txt")  # what the user typed
     assert resolve_path(TINY_VOCAB) == TINY_VOCAB
+
+
+# ----------------------------------------------------------------------------- the registry
+@pytest.mark.parametrize("name", TOKENIZERS.names())
+def test_every_registered_tokenizer_builds_from_its_config(name, spm_model):
+    """The tokenizer sweep: each name builds from its own config class, encodes into its vocabulary,
+    survives pickling (preprocessing workers), and states its word-boundary facts."""
+    cls, config = TOKENIZERS.cls(name), TOKENIZERS.entry(name).config
+    assert issubclass(config, TokenizerConfig) and config().name == name
+    files = {"vocab_path": str(TINY_VOCAB)} if cls.reads_vocab_file else {"spm_model_path": str(spm_model)}
+    tok = build_tokenizer(config(**files))
+    assert type(tok) is cls and isinstance(tok, Tokenizer)
+    ids = tok.encode("the quick brown fox jumps")
+    assert ids and all(0 <= i < len(tok.vocab) for i in ids)
+    assert pickle.loads(pickle.dumps(tok)).encode("the quick brown fox jumps") == ids
+    assert isinstance(tok.tokens_are_words, bool) and isinstance(tok.reads_vocab_file, bool)
+    assert tok.word_start_prefix is None or isinstance(tok.word_start_prefix, str)
+
+
+def test_tokenizer_facts():
+    assert (SpaceTokenizer.tokens_are_words, BertTokenizer.tokens_are_words, CharTokenizer.tokens_are_words) == (True, False, False)
+    assert SentencePieceTokenizer.word_start_prefix == "\u2581" and BertTokenizer.word_start_prefix is None
+    assert not SentencePieceTokenizer.reads_vocab_file and BertTokenizer.reads_vocab_file
+
+
+def test_unknown_tokenizer_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="unknown tokenizer 'wordpiece'; valid tokenizers: bert, char, sentencepiece, space"):
+        build_tokenizer(TokenizerConfig(name="wordpiece"), vocab_path=TINY_VOCAB)

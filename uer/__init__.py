@@ -3,7 +3,9 @@
     from uer import load_config, build_model
     model = build_model(load_config("models/bert/tiny.yaml"), vocab_size=21128)
 
-torch is imported only by code that builds a model, so tokenising / preprocessing stays light.
+Loading a config (``load_config``) and tokenising never import torch: component configs are
+declared in torch-free modules, and a component's torch module is imported when the builder
+first builds it. ``Model`` and ``build_model`` import torch when first used.
 """
 from uer.config import Config, ConfigError, load_config
 

@@ -1,58 +1,106 @@
-"""``python -m uer list`` | ``python -m uer summary CONFIG [--vocab_size N] [--seq_length T]``."""
+"""``python -m uer list`` | ``python -m uer summary CONFIG [--vocab_size N] [--seq_length T] [section.key=value ...]``."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+
+from uer.utils.cli import UsageError, positive_int, run_main
+
+# What ``list`` shows: (heading, "module:REGISTRY"). Adding a registry to the listing is one line here.
+LISTED = (
+    ("embeddings", "uer.embeddings:EMBEDDINGS"),
+    ("encoders", "uer.encoders:ENCODERS"),
+    ("subencoders", "uer.subencoders:SUBENCODERS"),
+    ("targets", "uer.targets:TARGETS"),
+    ("tokenizers", "uer.tokenizers:TOKENIZERS"),
+    ("processors", "uer.data.processors:PROCESSORS"),
+    ("exit policies", "uer.fastbert.policies:POLICIES"),
+)
+
+
+def _first_line(obj: object) -> str:
+    doc = (getattr(obj, "__doc__", None) or "").strip().splitlines()
+    return doc[0] if doc else getattr(obj, "__name__", "")
+
+
+def describe(registry: object) -> list[tuple[str, str]]:
+    """``(name, first docstring line of its class)`` for a :class:`~uer.registry.Registry`; a plain
+    collection of names (what a family that has no registry yet offers) lists the names alone."""
+    from uer.registry import Registry
+
+    if isinstance(registry, Registry):
+        return [(name, _first_line(registry.cls(name))) for name in registry.names()]
+    return [(str(name), "") for name in registry]
+
+
+def list_registries(listed=LISTED) -> str:
+    lines = []
+    for heading, path in listed:
+        module, _, attr = path.partition(":")
+        registry = getattr(importlib.import_module(module), attr)
+        lines.append(f"{heading}:")
+        lines += [f"  {name:<20} {doc}".rstrip() for name, doc in describe(registry)]
+    return "\n".join(lines)
+
+
+def summary(args: argparse.Namespace) -> int:
+    from uer.config import ConfigError, load_config
+    from uer.model_builder import build_model
+    from uer.summary import summarize
+
+    try:
+        config = load_config(args.config_path, args.overrides)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    if args.vocab_size is None:  # the config's own vocabulary
+        from uer.tokenizers import build_tokenizer
+
+        try:
+            sizes = {"vocab_tokens": build_tokenizer(config.tokenizer).vocab.tokens}
+        except (ValueError, FileNotFoundError) as exc:
+            raise UsageError(f"{config.source}: {exc} (or give --vocab_size)") from None
+    else:  # a subencoder needs token strings: stand-ins of the requested count
+        sizes = {"vocab_size": args.vocab_size}
+        if config.subencoder is not None:
+            sizes["vocab_tokens"] = [f"t{i}" for i in range(args.vocab_size)]
+    try:
+        model = build_model(config, labels_num=args.labels_num, **sizes)
+    except ValueError as exc:  # a size or a combination the components refuse
+        raise UsageError(f"{config.source}: {exc}") from None
+    longest = model.embedding.max_seq_length
+    if longest is not None and args.seq_length > longest:
+        raise UsageError(f"--seq_length {args.seq_length} is longer than the {longest} positions the embedding of {config.source} has")
+    print(summarize(model, args.seq_length))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    from uer.config import ConfigError, load_config
-    from uer.embeddings import EMBEDDINGS
-    from uer.encoders import ENCODERS
-    from uer.model_builder import build_model
-    from uer.subencoders import SUBENCODERS
-    from uer.summary import summarize
-    from uer.targets import TARGETS
-
     parser = argparse.ArgumentParser(prog="python -m uer", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="every registered embedding, encoder, subencoder and target")
-    summary = sub.add_parser("summary", help="assemble a config and print modules, parameters and FLOPs")
-    summary.add_argument("config_path")
-    summary.add_argument("--vocab_size", type=int, default=None, help="default: the config's tokenizer vocabulary")
-    summary.add_argument("--labels_num", type=int, default=2)
-    summary.add_argument("--seq_length", type=int, default=128)
-    summary.add_argument("overrides", nargs="*", help="section.key=value, e.g. encoder.layers_num=2")
-    args, rest = parser.parse_known_args(argv)  # overrides may follow the options
-    if rest:
-        if args.command != "summary" or any(r.startswith("-") for r in rest):
-            parser.error(f"unrecognized arguments: {' '.join(rest)}")
-        args.overrides = [*args.overrides, *rest]
-
-    if args.command == "list":
-        for registry in (EMBEDDINGS, ENCODERS, SUBENCODERS, TARGETS):
-            print(f"{registry.kind}s:")
-            for name in registry.names():
-                entry = registry.entry(name)
-                doc = (entry.cls.__doc__ or "").strip().splitlines()
-                print(f"  {name:<20} {doc[0] if doc else entry.cls.__name__}")
-        return 0
+    sub.add_parser("list", help="every registered embedding, encoder, subencoder, target, tokenizer and processor")
+    p = sub.add_parser("summary", help="assemble a config and print modules, parameters and FLOPs")
+    p.add_argument("config_path")
+    p.add_argument("--vocab_size", type=positive_int, default=None, help="default: the config's tokenizer vocabulary")
+    p.add_argument("--labels_num", type=positive_int, default=2)
+    p.add_argument("--seq_length", type=positive_int, default=128)
+    p.add_argument("overrides", nargs="*", help="section.key=value, e.g. encoder.layers_num=2")
     try:
-        config = load_config(args.config_path, args.overrides)
-        if args.vocab_size is None:  # the config's own vocabulary
-            from uer.tokenizers import build_tokenizer
+        args, rest = parser.parse_known_args(argv)  # overrides may follow the options
+        if rest:
+            if args.command != "summary" or any(r.startswith("-") for r in rest):
+                parser.error(f"unrecognized arguments: {' '.join(rest)}")
+            args.overrides = [*args.overrides, *rest]
+    except SystemExit as exc:  # argparse has printed usage and the error (or --help)
+        return int(exc.code or 0)
 
-            sizes = {"vocab_tokens": build_tokenizer(config.tokenizer).vocab.tokens}
-        else:  # a subencoder needs token strings: stand-ins of the requested count
-            sizes = {"vocab_size": args.vocab_size}
-            if config.subencoder is not None:
-                sizes["vocab_tokens"] = [f"t{i}" for i in range(args.vocab_size)]
-        model = build_model(config, labels_num=args.labels_num, **sizes)
-    except (ConfigError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(summarize(model, args.seq_length))
-    return 0
+    def body() -> int:
+        if args.command == "list":
+            print(list_registries())
+            return 0
+        return summary(args)
+
+    return run_main("python -m uer", body)
 
 
 if __name__ == "__main__":

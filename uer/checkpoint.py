@@ -49,6 +49,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{path} is not a uer checkpoint (no '{FORMAT}' marker); "
             "convert HuggingFace weights with scripts/convert_bert_from_huggingface_to_uer.py"
         )
+    if isinstance(state.get("config"), dict):
+        state["config"].pop("source", None)  # checkpoints written before source became runtime-only hold it
     return state
 
 

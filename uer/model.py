@@ -1,12 +1,11 @@
 import torch
 from torch import nn
 
-from uer.layers.init import init_weights
-
 from uer.config import Config
-from uer.embeddings import Embedding
-from uer.encoders import Encoder
-from uer.targets import CompositeTarget
+from uer.embeddings.embedding import Embedding
+from uer.encoders.base import Encoder
+from uer.layers.init import init_weights
+from uer.targets.composite import CompositeTarget
 
 
 class Model(nn.Module):

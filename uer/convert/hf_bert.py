@@ -95,8 +95,8 @@ def check_bert_config(config: Config) -> None:
                           ("parameter_sharing", False), ("bias", True)):
             if getattr(enc, key) != want:
                 problems.append(f"encoder.{key} is {getattr(enc, key)!r}, BERT needs {want!r}")
-        if config.embedding.emb_size != enc.hidden_size:
-            problems.append(f"embedding.emb_size {config.embedding.emb_size} != encoder.hidden_size {enc.hidden_size}")
+        if config.emb_size != enc.hidden_size:
+            problems.append(f"embedding.emb_size {config.emb_size} != encoder.hidden_size {enc.hidden_size}")
     names = [s.name for s in config.embedding.components]
     if names != ["word", "pos", "seg"]:
         problems.append(f"embedding.components are {names}, BERT needs [word, pos, seg]")

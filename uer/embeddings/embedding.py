@@ -1,32 +1,35 @@
 import torch
 from torch import nn
 
-from uer.config import ConfigError, EmbeddingConfig, Spec
-from uer.embeddings.registry import EMBEDDINGS
 from uer.layers import make_norm
 
 
 class Embedding(nn.Module):
     """Sum of components (``[word, pos, seg]`` = BERT), then norm and dropout.
 
-    With ``emb_size != hidden_size`` a linear map lifts the sum to the encoder's width
-    (ALBERT's factorised embedding).
+    ``components`` are built by the builder (``word`` first). With ``emb_size != hidden_size`` a
+    linear map lifts the sum to the encoder's width (ALBERT's factorised embedding).
     """
 
-    def __init__(self, cfg: EmbeddingConfig, components: list[Spec], vocab_size: int, hidden_size: int) -> None:
+    def __init__(self, components: nn.ModuleDict, *, emb_size: int, hidden_size: int, dropout: float,
+                 layernorm: str, layernorm_eps: float) -> None:
         super().__init__()
-        if not components or components[0].name != "word":
-            raise ConfigError("embedding.components must start with 'word'")
-        self.components = nn.ModuleDict(
-            {spec.name: EMBEDDINGS.entry(spec.name).cls(spec.cfg, vocab_size=vocab_size, emb_size=cfg.emb_size) for spec in components}
-        )
-        self.layer_norm = make_norm(cfg.layernorm, cfg.emb_size, cfg.layernorm_eps)
-        self.dropout = nn.Dropout(cfg.dropout)
-        self.projection = nn.Linear(cfg.emb_size, hidden_size) if cfg.emb_size != hidden_size else nn.Identity()
+        if "word" not in components or next(iter(components)) != "word":
+            raise ValueError("embedding components must start with 'word'")
+        self.components = components
+        self.layer_norm = make_norm(layernorm, emb_size, layernorm_eps)
+        self.dropout = nn.Dropout(dropout)
+        self.projection = nn.Linear(emb_size, hidden_size) if emb_size != hidden_size else nn.Identity()
 
     @property
     def word(self) -> nn.Embedding:
         return self.components["word"].embedding
+
+    @property
+    def max_seq_length(self) -> int | None:
+        """The longest sequence every component can embed (None: no limit)."""
+        limits = [c.max_seq_length for c in self.components.values() if c.max_seq_length is not None]
+        return min(limits) if limits else None
 
     def forward(self, src: torch.Tensor, seg: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T) ids -> (B, T, hidden). ``extra`` (B, T, E) is added before the norm (subencoder)."""

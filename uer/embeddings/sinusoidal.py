@@ -1,22 +1,17 @@
 import math
-from dataclasses import dataclass
 
 import torch
-from torch import nn
 
+from uer.embeddings.base import EmbeddingComponent, first_positions
+from uer.embeddings.configs import SinusoidalConfig
 from uer.embeddings.registry import EMBEDDINGS
 
 
-@dataclass(frozen=True)
-class SinusoidalConfig:
-    max_seq_length: int = 512
-
-
 @EMBEDDINGS.register("sinusoidal", config=SinusoidalConfig)
-class SinusoidalPositionEmbedding(nn.Module):
+class SinusoidalPositionEmbedding(EmbeddingComponent):
     """Fixed sin/cos positions (Vaswani et al. 2017); no parameters."""
 
-    def __init__(self, cfg: SinusoidalConfig, vocab_size: int, emb_size: int) -> None:
+    def __init__(self, cfg: SinusoidalConfig, *, vocab_size: int, emb_size: int) -> None:
         super().__init__()
         self.max_seq_length = cfg.max_seq_length
         position = torch.arange(cfg.max_seq_length, dtype=torch.float32)[:, None]  # (L, 1)
@@ -27,7 +22,4 @@ class SinusoidalPositionEmbedding(nn.Module):
         self.register_buffer("table", table, persistent=False)
 
     def forward(self, src: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
-        t = src.shape[1]
-        if t > self.max_seq_length:
-            raise ValueError(f"sequence of {t} tokens is longer than max_seq_length {self.max_seq_length}")
-        return self.table[:t].unsqueeze(0)  # (1, T, E)
+        return first_positions(self.table, src.shape[1])  # (1, T, E)

@@ -1,21 +1,16 @@
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
+from uer.embeddings.base import EmbeddingComponent
+from uer.embeddings.configs import WordConfig
 from uer.embeddings.registry import EMBEDDINGS
 
 
-@dataclass(frozen=True)
-class WordConfig:
-    pass
-
-
 @EMBEDDINGS.register("word", config=WordConfig)
-class WordEmbedding(nn.Module):
+class WordEmbedding(EmbeddingComponent):
     """Token ids -> vectors (the decoder of mlm / lm may share this matrix)."""
 
-    def __init__(self, cfg: WordConfig, vocab_size: int, emb_size: int) -> None:
+    def __init__(self, cfg: WordConfig, *, vocab_size: int, emb_size: int) -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, emb_size)
 

@@ -4,13 +4,13 @@ Both zero the padding positions before every convolution: a zeroed padding posit
 exactly like the convolution's own zero padding past the end of a sequence, so a sample gives
 the same output alone and inside a padded batch.
 """
-from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from uer.choices import Activation
 from uer.encoders.base import Encoder, EncoderContext
+from uer.encoders.configs import CnnConfig, GatedCnnConfig
 from uer.encoders.registry import ENCODERS
 from uer.layers import activation
 
@@ -19,16 +19,6 @@ def masked_conv(conv: nn.Conv1d, hidden: torch.Tensor, real: torch.Tensor, left:
     """(B, T, C_in), (B, T) real-token mask -> (B, T, C_out): zero padding tokens, pad the time axis by (left, right), convolve."""
     x = hidden.masked_fill(~real.unsqueeze(-1), 0.0).transpose(1, 2)  # (B, C_in, T)
     return conv(F.pad(x, (left, right))).transpose(1, 2)
-
-
-@dataclass(frozen=True)
-class CnnConfig:
-    hidden_size: int = 768
-    layers_num: int = 6
-    kernel_size: int = 3
-    dropout: float = 0.1
-    act: Activation = "relu"
-    layernorm_eps: float = 1e-12
 
 
 @ENCODERS.register("cnn", config=CnnConfig)
@@ -57,15 +47,6 @@ class CnnEncoder(Encoder):
     def layer(self, i: int, hidden: torch.Tensor, ctx: EncoderContext) -> torch.Tensor:  # (B, T, H)
         out = self.act(masked_conv(self.conv[i], hidden, ctx.real, *self.pad))
         return self.layer_norm[i](hidden + self.dropout(out))
-
-
-@dataclass(frozen=True)
-class GatedCnnConfig:
-    hidden_size: int = 768
-    layers_num: int = 6  # residual blocks
-    block_size: int = 2  # gated convolutions per residual block
-    kernel_size: int = 4
-    dropout: float = 0.1
 
 
 @ENCODERS.register("gatedcnn", config=GatedCnnConfig)

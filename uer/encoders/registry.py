@@ -1,4 +1,4 @@
-from uer.encoders.base import Encoder
+"""The encoder registry, torch-free: names and configs are declared in :mod:`uer.encoders.configs`."""
 from uer.registry import Registry
 
-ENCODERS: Registry[Encoder] = Registry("encoder")
+ENCODERS: Registry = Registry("encoder", base="uer.encoders.base:Encoder")

@@ -4,13 +4,13 @@ Each layer is its own single-layer ``nn.RNN``/``nn.LSTM``/``nn.GRU``, so FastBER
 them. Padding is packed away (``pack_padded_sequence``): a real token's output never depends on
 the padding after it, and the backward direction starts at the last real token, not at the padding.
 """
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from uer.encoders.base import Encoder, EncoderContext
+from uer.encoders.configs import BiRnnConfig, RnnConfig
 from uer.encoders.registry import ENCODERS
 
 
@@ -23,13 +23,6 @@ def packed_rnn(rnn: nn.RNNBase, x: torch.Tensor, real: torch.Tensor) -> torch.Te
     packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
     out, _ = rnn(packed)
     return pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0]
-
-
-@dataclass(frozen=True)
-class RnnConfig:
-    hidden_size: int = 768  # bidirectional: hidden_size // 2 per direction, concatenated
-    layers_num: int = 2
-    dropout: float = 0.1  # on the input of every layer but the first
 
 
 class RnnEncoder(Encoder):
@@ -84,7 +77,7 @@ class GruEncoder(RnnEncoder):
     cell = nn.GRU
 
 
-@ENCODERS.register("birnn", config=RnnConfig)
+@ENCODERS.register("birnn", config=BiRnnConfig)
 class BiRnnEncoder(RnnEncoder):
     """Elman RNN, both directions (hidden_size // 2 each), concatenated."""
 
@@ -92,7 +85,7 @@ class BiRnnEncoder(RnnEncoder):
     bidirectional = True
 
 
-@ENCODERS.register("bilstm", config=RnnConfig)
+@ENCODERS.register("bilstm", config=BiRnnConfig)
 class BiLstmEncoder(RnnEncoder):
     """LSTM, both directions (hidden_size // 2 each), concatenated (ELMo-style)."""
 
@@ -100,7 +93,7 @@ class BiLstmEncoder(RnnEncoder):
     bidirectional = True
 
 
-@ENCODERS.register("bigru", config=RnnConfig)
+@ENCODERS.register("bigru", config=BiRnnConfig)
 class BiGruEncoder(RnnEncoder):
     """GRU, both directions (hidden_size // 2 each), concatenated."""
 

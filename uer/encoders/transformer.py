@@ -1,30 +1,10 @@
-from dataclasses import dataclass
-from typing import Literal
-
 import torch
 from torch import nn
 
-from uer.choices import Activation
 from uer.encoders.base import Encoder, EncoderContext
+from uer.encoders.configs import TransformerConfig
 from uer.encoders.registry import ENCODERS
 from uer.layers import TransformerLayer, make_norm
-
-
-@dataclass(frozen=True)
-class TransformerConfig:
-    hidden_size: int = 768
-    layers_num: int = 12
-    heads_num: int = 12
-    feedforward_size: int = 3072
-    dropout: float = 0.1
-    attention_dropout: float = 0.1
-    act: Activation = "gelu"
-    mask: Literal["fully_visible", "causal", "causal_with_prefix"] = "fully_visible"
-    layernorm_positioning: Literal["post", "pre"] = "post"
-    layernorm: Literal["normal", "rms"] = "normal"
-    layernorm_eps: float = 1e-12
-    parameter_sharing: bool = False  # ALBERT: one layer's weights reused layers_num times
-    bias: bool = True
 
 
 def attention_mask(seg: torch.Tensor, kind: str) -> torch.Tensor:

@@ -1,21 +1,15 @@
-from dataclasses import dataclass
-
 import torch
 
 from uer.subencoders.chars import Subencoder
+from uer.subencoders.configs import AvgConfig
 from uer.subencoders.registry import SUBENCODERS
-
-
-@dataclass(frozen=True)
-class AvgConfig:
-    max_chars: int = 16
 
 
 @SUBENCODERS.register("avg", config=AvgConfig)
 class AvgSubencoder(Subencoder):
     """The mean of a token's char embeddings (char padding excluded)."""
 
-    def __init__(self, cfg: AvgConfig, vocab_tokens: list[str], emb_size: int) -> None:
+    def __init__(self, cfg: AvgConfig, *, vocab_tokens: list[str], emb_size: int) -> None:
         super().__init__(vocab_tokens, cfg.max_chars, emb_size)
         self.cfg = cfg
 

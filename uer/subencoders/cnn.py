@@ -1,6 +1,3 @@
-from dataclasses import dataclass
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -8,25 +5,16 @@ from torch import nn
 from uer.layers import activation
 from uer.layers.pooling import pool
 from uer.subencoders.chars import Subencoder
+from uer.subencoders.configs import CnnSubencoderConfig
 from uer.subencoders.registry import SUBENCODERS
-
-
-@dataclass(frozen=True)
-class CnnSubencoderConfig:
-    max_chars: int = 16
-    char_emb_size: int = 64
-    kernel_size: int = 3
-    act: Literal["gelu", "gelu_fast", "relu", "silu"] = "relu"
 
 
 @SUBENCODERS.register("cnn", config=CnnSubencoderConfig)
 class CnnSubencoder(Subencoder):
     """Character CNN (Kim et al. 2016): chars -> convolution -> act -> max over the real chars."""
 
-    def __init__(self, cfg: CnnSubencoderConfig, vocab_tokens: list[str], emb_size: int) -> None:
+    def __init__(self, cfg: CnnSubencoderConfig, *, vocab_tokens: list[str], emb_size: int) -> None:
         super().__init__(vocab_tokens, cfg.max_chars, cfg.char_emb_size)
-        if cfg.kernel_size < 1:
-            raise ValueError(f"kernel_size must be >= 1, got {cfg.kernel_size}")
         self.cfg = cfg
         self.conv = nn.Conv1d(cfg.char_emb_size, emb_size, cfg.kernel_size)
         self.pad = ((cfg.kernel_size - 1) // 2, cfg.kernel_size // 2)  # same length; even kernels lean right

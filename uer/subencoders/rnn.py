@@ -1,21 +1,11 @@
-from dataclasses import dataclass
-from typing import Literal
-
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from uer.layers.pooling import pool
 from uer.subencoders.chars import Subencoder
+from uer.subencoders.configs import RnnSubencoderConfig
 from uer.subencoders.registry import SUBENCODERS
-
-
-@dataclass(frozen=True)
-class RnnSubencoderConfig:
-    max_chars: int = 16
-    char_emb_size: int = 64
-    layers_num: int = 1
-    pooling: Literal["mean", "max", "last"] = "last"  # last = the state after the token's last char
 
 
 class RnnSubencoder(Subencoder):
@@ -23,7 +13,7 @@ class RnnSubencoder(Subencoder):
 
     cell: type[nn.RNNBase]
 
-    def __init__(self, cfg: RnnSubencoderConfig, vocab_tokens: list[str], emb_size: int) -> None:
+    def __init__(self, cfg: RnnSubencoderConfig, *, vocab_tokens: list[str], emb_size: int) -> None:
         super().__init__(vocab_tokens, cfg.max_chars, cfg.char_emb_size)
         self.cfg = cfg
         self.rnn = self.cell(cfg.char_emb_size, emb_size, num_layers=cfg.layers_num, batch_first=True)

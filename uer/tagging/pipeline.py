@@ -7,7 +7,6 @@ predictions (one TSV per speed, in the input's format). Running the same command
 from __future__ import annotations
 
 import random
-import shutil
 import sys
 import time
 from dataclasses import dataclass

@@ -7,13 +7,13 @@ leave the network on its own (a CRF couples all of a sentence's tags).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from uer.targets.base import Target, require
+from uer.tagging.configs import TaggingConfig, TokenExitConfig
 from uer.targets.registry import TARGETS
 
 IGNORE = -100
@@ -29,11 +29,6 @@ def token_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 def tagging_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy averaged over the tagged tokens. (B, T, C), (B, T) -> ()."""
     return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
-
-
-@dataclass(frozen=True)
-class TaggingConfig:
-    dropout: float = 0.1
 
 
 @TARGETS.register("tagging", config=TaggingConfig)
@@ -56,12 +51,6 @@ class TaggingTarget(Target):
         labels = require(batch, "tgt_tag", "tagging")
         logits = self.logits(hidden)
         return {"loss": tagging_loss(logits, labels), "acc": token_accuracy(logits, labels), "logits": logits.detach()}
-
-
-@dataclass(frozen=True)
-class TokenExitConfig:
-    branch_size: int = 64  # width of each layer's classifier
-    dropout: float = 0.1
 
 
 class TokenBranch(nn.Module):

@@ -1,4 +1,5 @@
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from uer.layers.init import init_weights
@@ -19,6 +20,9 @@ class Target(nn.Module):
         """BERT's N(0, 0.02) initialisation; targets with other needs override it."""
         self.apply(init_weights)
 
+    def check_encoder(self, encoder: nn.Module) -> None:
+        """Raise ValueError if this target cannot learn anything on ``encoder`` (called by the builder)."""
+
     def tied_decoder(self) -> nn.Linear | None:
         """An output layer (V, E) that the builder ties to the word embedding, or None."""
         return None
@@ -35,3 +39,14 @@ def require(batch: dict[str, torch.Tensor], key: str, target: str) -> torch.Tens
     if key not in batch:
         raise KeyError(f"target {target!r} needs batch[{key!r}]; the batch has {', '.join(sorted(batch))}")
     return batch[key]
+
+
+def predict_tokens(head: nn.Module, hidden: torch.Tensor, labels: torch.Tensor, selected: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Cross-entropy of ``head(hidden)`` against ``labels`` where ``selected`` (all (B, T', ...))."""
+    logits = head(hidden[selected])  # only predicted positions reach the vocabulary projection: (N, V)
+    labels = labels[selected]
+    if labels.numel() == 0:
+        loss = logits.sum() * 0.0  # 0, but keeps the graph (DDP) when a batch has nothing to predict
+    else:
+        loss = F.cross_entropy(logits.float(), labels)
+    return {"loss": loss, "acc": accuracy(logits, labels), "denominator": torch.tensor(float(labels.numel()))}

@@ -1,19 +1,9 @@
-from dataclasses import dataclass
-from typing import Literal
-
 from torch import nn
 
-from uer.targets.base import Target, require
-from uer.targets.lm import LmConfig, adjacent_pairs, lm_head, predict_tokens
+from uer.targets.base import Target, predict_tokens, require
+from uer.targets.configs import BilmConfig
+from uer.targets.lm import adjacent_pairs, lm_head
 from uer.targets.registry import TARGETS
-
-
-@dataclass(frozen=True)
-class BilmConfig:
-    head: Literal["plain", "mlm"] = "plain"  # as lm's
-    act: Literal["gelu", "gelu_fast", "relu", "silu"] = "gelu"
-    layernorm_eps: float = 1e-12
-    tie_weights: bool = True
 
 
 @TARGETS.register("bilm", config=BilmConfig)
@@ -25,14 +15,22 @@ class BilmTarget(Target):
     ELMo; ``loss`` is the sum of the two, reported apart as ``loss_forward`` / ``loss_backward``.
     """
 
-    def __init__(self, cfg: BilmConfig, vocab_size: int, hidden_size: int, emb_size: int, **_: int) -> None:
+    def __init__(self, cfg: BilmConfig, *, vocab_size: int, hidden_size: int, emb_size: int, **_: int) -> None:
         super().__init__()
         if hidden_size % 2:
             raise ValueError(f"target 'bilm' splits the hidden state in two halves; hidden_size {hidden_size} is odd")
         self.cfg = cfg
         self.half = hidden_size // 2
-        lm = LmConfig(head=cfg.head, act=cfg.act, layernorm_eps=cfg.layernorm_eps, tie_weights=cfg.tie_weights)
-        self.head = lm_head(lm, vocab_size, self.half, emb_size)
+        self.head = lm_head(cfg, vocab_size, self.half, emb_size)
+
+    def check_encoder(self, encoder: nn.Module) -> None:
+        # Each half must see one side only: on any other encoder position t already sees the
+        # token it is asked to predict, and the loss falls to zero without learning anything.
+        if not getattr(type(encoder), "bidirectional", False):
+            raise ValueError(
+                f"target 'bilm' needs a bidirectional RNN encoder (birnn, bilstm, bigru), whose hidden state is "
+                f"[forward | backward]; {type(encoder).__name__} is not one"
+            )
 
     def tied_decoder(self) -> nn.Linear | None:
         return self.head.decoder if self.cfg.tie_weights else None

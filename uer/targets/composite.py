@@ -1,17 +1,15 @@
 import torch
 from torch import nn
 
-from uer.config import Spec
-from uer.targets.base import Target
-from uer.targets.registry import TARGETS
-
 
 class CompositeTarget(nn.Module):
-    """Several targets on one encoder (``[mlm, nsp]`` = BERT); their losses add up."""
+    """Several targets on one encoder (``[mlm, nsp]`` = BERT); their losses add up.
 
-    def __init__(self, components: list[Spec], **sizes: int) -> None:
+    ``components`` are built by the builder, keyed by target name."""
+
+    def __init__(self, components: nn.ModuleDict) -> None:
         super().__init__()
-        self.components = nn.ModuleDict({s.name: TARGETS.entry(s.name).cls(s.cfg, **sizes) for s in components})
+        self.components = components
 
     @property
     def needs_layers(self) -> bool:

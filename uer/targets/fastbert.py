@@ -7,9 +7,6 @@ dense -> tanh -> labels. ``forward`` is stage 1 (teacher cross-entropy on ``batc
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,15 +14,8 @@ from torch import nn
 from uer.layers.executor import attend, split_heads
 from uer.layers.pooling import pool
 from uer.targets.base import Target, accuracy, require
+from uer.targets.configs import FastBertTargetConfig  # torch-free, with the other targets' configs
 from uer.targets.registry import TARGETS
-
-
-@dataclass(frozen=True)
-class FastBertTargetConfig:
-    branch_size: int = 128  # the paper's classifier width
-    branch_heads_num: int = 2
-    pooling: Literal["first", "mean", "max"] = "first"  # a subset of uer.choices.Pooling
-    dropout: float = 0.1
 
 
 class BranchAttention(nn.Module):

@@ -1,21 +1,10 @@
-from dataclasses import dataclass
-from typing import Literal
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from uer.targets.base import Target, accuracy, require
-from uer.targets.mlm import MlmConfig, MlmHead
+from uer.targets.base import Target, predict_tokens, require
+from uer.targets.configs import LmConfig, MlmConfig
+from uer.targets.mlm import MlmHead
 from uer.targets.registry import TARGETS
-
-
-@dataclass(frozen=True)
-class LmConfig:
-    head: Literal["plain", "mlm"] = "plain"  # plain: GPT-2's decoder; mlm: dense -> act -> norm -> decoder
-    act: Literal["gelu", "gelu_fast", "relu", "silu"] = "gelu"  # mlm head only
-    layernorm_eps: float = 1e-12  # mlm head only
-    tie_weights: bool = True  # decoder shares the word embedding matrix (the builder ties them)
 
 
 class PlainHead(nn.Module):
@@ -31,21 +20,11 @@ class PlainHead(nn.Module):
 
 
 def lm_head(cfg: LmConfig, vocab_size: int, hidden_size: int, emb_size: int) -> PlainHead | MlmHead:
-    """Either head has a ``decoder`` (V, E) that the builder can tie to the word embedding."""
+    """A :class:`PlainHead` or BERT's :class:`MlmHead`; either has a ``decoder``
+    (V, E) that the builder can tie to the word embedding."""
     if cfg.head == "mlm":
         return MlmHead(MlmConfig(act=cfg.act, layernorm_eps=cfg.layernorm_eps), vocab_size, hidden_size, emb_size)
     return PlainHead(vocab_size, hidden_size, emb_size)
-
-
-def predict_tokens(head: nn.Module, hidden: torch.Tensor, labels: torch.Tensor, selected: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Cross-entropy of ``head(hidden)`` against ``labels`` where ``selected`` (all (B, T', ...))."""
-    logits = head(hidden[selected])  # only predicted positions reach the vocabulary projection: (N, V)
-    labels = labels[selected]
-    if labels.numel() == 0:
-        loss = logits.sum() * 0.0  # keeps the graph (DDP) when a batch has nothing to predict
-    else:
-        loss = F.cross_entropy(logits.float(), labels)
-    return {"loss": loss, "acc": accuracy(logits, labels), "denominator": torch.tensor(float(labels.numel()))}
 
 
 def adjacent_pairs(seg: torch.Tensor) -> torch.Tensor:
@@ -62,7 +41,7 @@ class LmTarget(Target):
     see t + 1: a causal encoder (transformer ``mask: causal``, gatedcnn, unidirectional RNNs).
     """
 
-    def __init__(self, cfg: LmConfig, vocab_size: int, hidden_size: int, emb_size: int, **_: int) -> None:
+    def __init__(self, cfg: LmConfig, *, vocab_size: int, hidden_size: int, emb_size: int, **_: int) -> None:
         super().__init__()
         self.cfg = cfg
         self.head = lm_head(cfg, vocab_size, hidden_size, emb_size)

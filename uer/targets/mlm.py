@@ -1,22 +1,12 @@
-from dataclasses import dataclass
-from typing import Literal
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from uer.layers import activation
-from uer.targets.base import Target, accuracy, require
+from uer.targets.base import Target, predict_tokens, require
+from uer.targets.configs import MlmConfig
 from uer.targets.registry import TARGETS
 
 IGNORE = -100  # label of positions that are not predicted (PyTorch's cross-entropy default)
-
-
-@dataclass(frozen=True)
-class MlmConfig:
-    act: Literal["gelu", "gelu_fast", "relu", "silu"] = "gelu"
-    layernorm_eps: float = 1e-12
-    tie_weights: bool = True  # decoder shares the word embedding matrix (the builder ties them)
 
 
 class MlmHead(nn.Module):
@@ -37,7 +27,7 @@ class MlmHead(nn.Module):
 class MlmTarget(Target):
     """Masked LM: ``batch["tgt_mlm"]`` (B, T) holds the original id at masked positions, -100 elsewhere."""
 
-    def __init__(self, cfg: MlmConfig, vocab_size: int, hidden_size: int, emb_size: int, **_: int) -> None:
+    def __init__(self, cfg: MlmConfig, *, vocab_size: int, hidden_size: int, emb_size: int, **_: int) -> None:
         super().__init__()
         self.cfg = cfg
         self.head = MlmHead(cfg, vocab_size, hidden_size, emb_size)
@@ -47,11 +37,4 @@ class MlmTarget(Target):
 
     def forward(self, hidden, batch):
         tgt = require(batch, "tgt_mlm", "mlm")
-        selected = tgt != IGNORE  # (B, T); only these reach the vocabulary projection
-        logits = self.head(hidden[selected])  # (N, V)
-        labels = tgt[selected]
-        if labels.numel() == 0:
-            loss = hidden.sum() * 0.0  # keeps the graph (DDP) when a batch masks nothing
-        else:
-            loss = F.cross_entropy(logits.float(), labels)
-        return {"loss": loss, "acc": accuracy(logits, labels), "denominator": torch.tensor(float(labels.numel()))}
+        return predict_tokens(self.head, hidden, tgt, tgt != IGNORE)  # only masked positions reach the vocabulary

@@ -1,10 +1,9 @@
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from uer.targets.base import Target, accuracy, require
+from uer.targets.configs import NspConfig
 from uer.targets.registry import TARGETS
 
 
@@ -33,11 +32,6 @@ class SentencePairTarget(Target):
         return {"loss": F.cross_entropy(logits.float(), labels), "acc": accuracy(logits, labels)}
 
 
-@dataclass(frozen=True)
-class NspConfig:
-    pass
-
-
 @TARGETS.register("nsp", config=NspConfig)
 class NspTarget(SentencePairTarget):
     """Next sentence prediction (BERT). ``batch["tgt_nsp"]`` (B,): 0 = B follows A, 1 = B is random."""
@@ -45,6 +39,6 @@ class NspTarget(SentencePairTarget):
     key = "tgt_nsp"
     target_name = "nsp"
 
-    def __init__(self, cfg: NspConfig, hidden_size: int, **_: int) -> None:
+    def __init__(self, cfg: NspConfig, *, hidden_size: int, **_: int) -> None:
         super().__init__(hidden_size)
         self.cfg = cfg

@@ -1,4 +1,4 @@
+"""The target registry, torch-free: names and configs are declared in :mod:`uer.targets.configs`."""
 from uer.registry import Registry
-from uer.targets.base import Target
 
-TARGETS: Registry[Target] = Registry("target")
+TARGETS: Registry = Registry("target", base="uer.targets.base:Target")

@@ -1,12 +1,6 @@
-from dataclasses import dataclass
-
+from uer.targets.configs import SopConfig
 from uer.targets.nsp import SentencePairTarget
 from uer.targets.registry import TARGETS
-
-
-@dataclass(frozen=True)
-class SopConfig:
-    pass
 
 
 @TARGETS.register("sop", config=SopConfig)
@@ -16,6 +10,6 @@ class SopTarget(SentencePairTarget):
     key = "tgt_sop"
     target_name = "sop"
 
-    def __init__(self, cfg: SopConfig, hidden_size: int, **_: int) -> None:
+    def __init__(self, cfg: SopConfig, *, hidden_size: int, **_: int) -> None:
         super().__init__(hidden_size)
         self.cfg = cfg

@@ -10,9 +10,11 @@ stripping per character, as HuggingFace ``tokenizers`` does (so no final-sigma r
 from __future__ import annotations
 
 import unicodedata
+from dataclasses import dataclass
 from typing import Iterable
 
-from uer.tokenizers.base import Tokenizer
+from uer.tokenizers.base import Tokenizer, TokenizerConfig
+from uer.tokenizers.registry import TOKENIZERS
 from uer.tokenizers.vocab import Vocab
 
 # Google BERT's "CJK Unified Ideographs" blocks: each character becomes a word of its own.
@@ -102,6 +104,15 @@ def _char_map(lower: bool, strip: bool, chinese: bool) -> _CharMap:
     return _CHAR_MAPS[key]
 
 
+@dataclass(frozen=True)
+class BertTokenizerConfig(TokenizerConfig):
+    name: str = "bert"
+    do_lower_case: bool = True
+    strip_accents: bool | None = None  # None: follow do_lower_case, as BERT does
+    tokenize_chinese_chars: bool = True
+
+
+@TOKENIZERS.register("bert", config=BertTokenizerConfig)
 class BertTokenizer(Tokenizer):
     """BERT tokenization on ``vocab``.
 
@@ -137,6 +148,13 @@ class BertTokenizer(Tokenizer):
         self._cache: dict[str, tuple[str, ...]] = {}  # word -> its WordPiece tokens
         self._id_cache: dict[str, tuple[int, ...]] = {}  # word -> their ids
 
+    @classmethod
+    def from_vocab(cls, vocab: Vocab, cfg: TokenizerConfig) -> "BertTokenizer":
+        if not isinstance(cfg, BertTokenizerConfig):  # a plain TokenizerConfig: BERT's defaults
+            cfg = BertTokenizerConfig(vocab_path=cfg.vocab_path)
+        return cls(vocab, do_lower_case=cfg.do_lower_case, strip_accents=cfg.strip_accents,
+                   tokenize_chinese_chars=cfg.tokenize_chinese_chars)
+
     def __getstate__(self) -> dict:  # for multiprocessing: the cache and the shared table stay behind
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
@@ -171,36 +189,29 @@ class BertTokenizer(Tokenizer):
             start = end
         return pieces
 
+    @staticmethod
+    def _cached(cache: dict, word: str, compute) -> tuple:
+        """``cache[word]``, computed once; the cache is emptied when full."""
+        value = cache.get(word)
+        if value is None:
+            value = compute(word)
+            if len(cache) >= _CACHE_LIMIT:
+                cache.clear()
+            cache[word] = value
+        return value
+
     def _word_tokens(self, word: str) -> tuple[str, ...]:
-        pieces = self._cache.get(word)
-        if pieces is None:
-            pieces = tuple(self.wordpiece(word))
-            if len(self._cache) >= _CACHE_LIMIT:
-                self._cache.clear()
-            self._cache[word] = pieces
-        return pieces
+        return self._cached(self._cache, word, lambda w: tuple(self.wordpiece(w)))
+
+    def _word_ids(self, word: str) -> tuple[int, ...]:
+        return self._cached(self._id_cache, word, lambda w: tuple(self.vocab.convert_tokens_to_ids(self._word_tokens(w))))
 
     def tokenize(self, text: str) -> list[str]:
-        cache = self._cache
-        out: list[str] = []
-        for word in text.translate(self._char_map).split():
-            pieces = cache.get(word)
-            out += pieces if pieces is not None else self._word_tokens(word)
-        return out
+        return [piece for word in self.basic_tokenize(text) for piece in self._word_tokens(word)]
 
     def encode(self, text: str) -> list[int]:
         """Same as ``convert_tokens_to_ids(tokenize(text))``, with the ids cached per word too."""
-        cache = self._id_cache
-        out: list[int] = []
-        for word in text.translate(self._char_map).split():
-            ids = cache.get(word)
-            if ids is None:
-                ids = tuple(self.vocab.convert_tokens_to_ids(self._word_tokens(word)))
-                if len(cache) >= _CACHE_LIMIT:
-                    cache.clear()
-                cache[word] = ids
-            out += ids
-        return out
+        return [i for word in self.basic_tokenize(text) for i in self._word_ids(word)]
 
     def decode(self, ids: Iterable[int]) -> str:
         """Tokens joined by spaces, ``##`` continuations glued back: ``una ##ffa ##ble`` -> ``unaffable``."""

@@ -1,12 +1,20 @@
 """Character tokenizer: every non-whitespace character is a token (Chinese character models)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterable
 
-from uer.tokenizers.base import Tokenizer
+from uer.tokenizers.base import Tokenizer, TokenizerConfig
+from uer.tokenizers.registry import TOKENIZERS
 from uer.tokenizers.vocab import Vocab
 
 
+@dataclass(frozen=True)
+class CharTokenizerConfig(TokenizerConfig):
+    name: str = "char"
+
+
+@TOKENIZERS.register("char", config=CharTokenizerConfig)
 class CharTokenizer(Tokenizer):
     """``"我 爱 you"`` -> ``["我", "爱", "y", "o", "u"]``; no lower-casing, no normalisation."""
 

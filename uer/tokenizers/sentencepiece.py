@@ -4,10 +4,18 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Iterable, Literal, Sequence
 
-from uer.tokenizers.base import Tokenizer
+from uer.tokenizers.base import Tokenizer, TokenizerConfig
+from uer.tokenizers.registry import TOKENIZERS
 from uer.tokenizers.vocab import Vocab
+from uer.utils.paths import resolve_path
+
+
+@dataclass(frozen=True)
+class SentencePieceTokenizerConfig(TokenizerConfig):
+    name: str = "sentencepiece"
 
 
 def _special_tokens(sp: Any, pieces: set[str]) -> dict[str, str]:
@@ -30,6 +38,7 @@ def _special_tokens(sp: Any, pieces: set[str]) -> dict[str, str]:
     }
 
 
+@TOKENIZERS.register("sentencepiece", config=SentencePieceTokenizerConfig)
 class SentencePieceTokenizer(Tokenizer):
     """Tokenize with a trained ``.model``; the vocabulary is the model's pieces, id for id.
 
@@ -40,6 +49,18 @@ class SentencePieceTokenizer(Tokenizer):
     """
 
     word_start_prefix = "\u2581"
+    reads_vocab_file = False
+
+    @classmethod
+    def from_config(cls, cfg: TokenizerConfig) -> "SentencePieceTokenizer":
+        if cfg.spm_model_path is None:
+            raise ValueError("tokenizer 'sentencepiece' needs spm_model_path (tokenizer.spm_model_path in the config)")
+        if cfg.vocab_path is not None:
+            raise ValueError(
+                f"tokenizer 'sentencepiece' takes its vocabulary from {cfg.spm_model_path}; "
+                f"do not also give vocab_path {cfg.vocab_path}"
+            )
+        return cls(resolve_path(cfg.spm_model_path))
 
     def __init__(self, spm_model_path: str | Path) -> None:
         self.spm_model_path = Path(spm_model_path)

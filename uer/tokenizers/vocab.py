@@ -1,4 +1,4 @@
-"""The vocabulary (token <-> id) and the small interface every tokenizer implements.
+"""The vocabulary every tokenizer shares: an ordered list of unique tokens, token <-> id.
 
 Special tokens are found by their strings (``"[PAD]"``, ``"[UNK]"`` ... or a sentencepiece
 model's ``"<pad>"``, ``"<unk>"``), never by a fixed id: a vocabulary that lacks one fails with
@@ -136,17 +136,13 @@ class Vocab:
     def __repr__(self) -> str:
         return f"Vocab({len(self.tokens)} tokens from {self.source})"
 
-    def token_to_id(self, token: str) -> int:
-        """The token's id; an unknown token gets :attr:`unk_id`."""
-        i = self.index.get(token)
-        return self.unk_id if i is None else i
-
     def id_to_token(self, i: int) -> str:
         if not 0 <= i < len(self.tokens):
             raise IndexError(f"id {i} is outside vocabulary {self.source} (size {len(self.tokens)})")
         return self.tokens[i]
 
     def convert_tokens_to_ids(self, tokens: Iterable[str]) -> list[int]:
+        """Ids of ``tokens``; an unknown token gets :attr:`unk_id`."""
         get = self.index.get
         ids = [get(token, -1) for token in tokens]
         if -1 in ids:  # resolve [UNK] only when needed: a vocabulary without one still encodes known tokens

@@ -1,0 +1,62 @@
+"""Every target's name and typed config (torch-free). The module named in ``declare`` registers
+the class that implements it."""
+from dataclasses import dataclass
+from typing import Literal
+
+from uer.choices import Activation, Pooling
+from uer.schema import ConfigError, Epsilon, Probability, Size
+from uer.targets.registry import TARGETS
+
+
+@TARGETS.declare("mlm", module="uer.targets.mlm")
+@dataclass(frozen=True)
+class MlmConfig:
+    act: Activation = "gelu"
+    layernorm_eps: Epsilon = 1e-12
+    tie_weights: bool = True  # decoder shares the word embedding matrix (the builder ties them)
+
+
+@TARGETS.declare("nsp", module="uer.targets.nsp")
+@dataclass(frozen=True)
+class NspConfig:
+    pass
+
+
+@TARGETS.declare("sop", module="uer.targets.sop")
+@dataclass(frozen=True)
+class SopConfig:
+    pass
+
+
+@TARGETS.declare("lm", module="uer.targets.lm")
+@dataclass(frozen=True)
+class LmConfig:
+    head: Literal["plain", "mlm"] = "plain"  # plain: GPT-2's decoder; mlm: dense -> act -> norm -> decoder
+    act: Activation = "gelu"  # mlm head only
+    layernorm_eps: Epsilon = 1e-12  # mlm head only
+    tie_weights: bool = True  # decoder shares the word embedding matrix (the builder ties them)
+
+
+@TARGETS.declare("bilm", module="uer.targets.bilm")
+@dataclass(frozen=True)
+class BilmConfig(LmConfig):
+    """As lm's; one head is shared by the two directions."""
+
+
+@TARGETS.declare("cls", module="uer.targets.cls")
+@dataclass(frozen=True)
+class ClsConfig:
+    pooling: Pooling = "first"
+
+
+@TARGETS.declare("fastbert", module="uer.targets.fastbert")
+@dataclass(frozen=True)
+class FastBertTargetConfig:
+    branch_size: Size = 128  # the paper's classifier width
+    branch_heads_num: Size = 2
+    pooling: Literal["first", "mean", "max"] = "first"
+    dropout: Probability = 0.1
+
+    def __post_init__(self) -> None:
+        if self.branch_size % self.branch_heads_num:
+            raise ConfigError(f"branch_size {self.branch_size} is not divisible by branch_heads_num {self.branch_heads_num}")
