@@ -16,7 +16,7 @@ from uer.data.processors import PROCESSORS, ProcessorConfig, SpecialIds, Stats, 
 from uer.data.processors.base import Processor
 from uer.data.text_pair import encode_pair, fit_pair
 from uer.data.tsv import TsvError, read_tsv
-from uer.registry import Registry
+from uer.registry import Registry, RegistryError
 from uer.utils.cli import OutputLock
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -266,7 +266,7 @@ def test_directory_as_tsv_is_named(tmp_path):
 
 # ----------------------------------------------------------------------------- the processor registry
 def test_registry_rejects_duplicates_and_lists_valid_names():
-    with pytest.raises(ValueError, match="registered twice"):
+    with pytest.raises(RegistryError, match="registered twice"):
         PROCESSORS.register("bert", config=ProcessorConfig)(type("Again", (Processor,), {}))
     with pytest.raises(ConfigError, match="unknown data processor 'nope'; valid data processors: albert, bert, bilm, cls, lm, mlm"):
         processor_class("nope")

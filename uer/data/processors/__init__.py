@@ -30,7 +30,8 @@ from uer.data.processors.registry import PROCESSORS
 
 
 def processor_class(name: str, where: str = "--data_processor") -> type[Processor]:
-    return PROCESSORS.entry(name, where).cls
+    PROCESSORS.entry(name, where)  # an unknown name: an error naming the flag and the valid names
+    return PROCESSORS.cls(name)
 
 
 def processor_for_targets(targets: list[str]) -> str:

@@ -1,3 +1,3 @@
 from uer.registry import Registry
 
-PROCESSORS = Registry("data processor")  # name -> Processor subclass; config ProcessorConfig
+PROCESSORS = Registry("data processor", base="uer.data.processors.base:Processor")  # config: ProcessorConfig
