@@ -231,7 +231,7 @@ def test_deterministic_mode(victim):
     (("--learning_rate", "-0.1"), ("--learning_rate", "> 0")),
     (("--distill_learning_rate", "0"), ("--distill_learning_rate", "> 0")),
     (("--branch_size", "0"), ("--branch_size", ">= 1")),
-    (("--branch_heads_num", "3"), ("--branch_heads_num 3 does not divide --branch_size 16",)),
+    (("--branch_heads_num", "3"), ("branch_size 16 is not divisible by branch_heads_num 3",)),
     (("--train_samples", "-5"), ("--train_samples", ">= 0")),
     (("--report_steps", "0"), ("--report_steps", ">= 1")),
     (("--epochs_num", "0"), ("--epochs_num", ">= 1")),

@@ -5,6 +5,8 @@ import math
 
 import pytest
 import torch
+
+from uer.registry import RegistryError
 import torch.nn.functional as F
 
 from tests.test_fastbert import batch, fastbert_model
@@ -33,7 +35,7 @@ def test_registry_lists_every_policy_and_rejects_unknown_and_duplicate_names():
     assert POLICIES.names() == ["confidence", "entropy", "patience", "topk_entropy"]
     with pytest.raises(ConfigError, match="unknown exit-policy name 'pabee'; valid exit-policy names: confidence, entropy, patience, topk_entropy"):
         resolve("pabee")
-    with pytest.raises(ValueError, match="registered twice"):
+    with pytest.raises(RegistryError, match="registered twice"):
         POLICIES.register("patience", config=object)(PatiencePolicy)
     with pytest.raises(ValueError, match="k >= 2"):
         resolve({"name": "topk_entropy", "k": 1})

@@ -21,7 +21,7 @@ def resolve(policy: str | dict[str, Any] | ExitPolicy) -> ExitPolicy:
     """A policy object from its name, a ``{"name": ..., field: value}`` mapping, or the object itself."""
     if isinstance(policy, ExitPolicy):
         return policy
-    return POLICIES.build(policy, where="policy")
+    return POLICIES.build(policy, at="policy")
 
 
 __all__ = ["POLICIES", "DEFAULT", "ExitPolicy", "PolicyState", "normalized_entropy", "shannon_entropy", "resolve"]
