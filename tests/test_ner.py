@@ -263,6 +263,9 @@ def test_run_ner_end_to_end(tmp_path, capsys):
 
     tiny_dataset(tmp_path)
     report_path = tmp_path / "report.json"
+    assert run_ner.main(ner_args(tmp_path, "--speed", "0", "--timing_samples", "0", "--output_model_path",
+                                 str(tmp_path / "o0" / "m.pt"))) == 0  # no wall clock: no division by zero
+    assert json.loads((tmp_path / "o0" / "m.report.json").read_text())["rows"][0]["wall_speedup_batch1"] is None
     assert run_ner.main(ner_args(tmp_path, "--speed", "0,1", "--report_path", str(report_path))) == 0
     report = json.loads(report_path.read_text())
     assert set(report) >= {"teacher_f1", "rows"}

@@ -89,6 +89,7 @@ def sweep(runner: TokenExit, chunks: Chunks, gold: list[list[str]], id2label: Se
     if flop_model is not None:
         full_flops = sum(float(flop_model.full(n)) for n in chunks.lengths()) / chunks.sentences_num
 
+    measure = measure and timing_samples > 0  # --timing_samples 0: no wall clock
     timed = min(timing_samples, len(chunks)) if measure else 0
     walls: dict[str, dict[float | None, float]] = {}
     if measure:
