@@ -251,7 +251,7 @@ def test_a_value_from_the_config_file_is_named_with_the_file(tmp_path, capsys):
     (tmp_path / "tiny.yaml").write_text(TINY_YAML + "fastbert: {report_steps: 0}\n")
     argv = args(tmp_path)
     del argv[argv.index("--report_steps"):argv.index("--report_steps") + 2]
-    refused(capsys, argv, "tiny.yaml: fastbert.report_steps is 0", ">= 1")
+    refused(capsys, argv, "tiny.yaml:7: fastbert.report_steps: 0 is not >= 1")
     (tmp_path / "tiny.yaml").write_text(TINY_YAML)
     argv = args(tmp_path)
     del argv[argv.index("--seq_length"):argv.index("--seq_length") + 2]  # the default 128 > the table's 64

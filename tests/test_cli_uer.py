@@ -5,6 +5,7 @@ from uer.__main__ import main
 from uer.data.processors import PROCESSORS
 from uer.embeddings import EMBEDDINGS
 from uer.encoders import ENCODERS
+from uer.fastbert.policies import POLICIES
 from uer.subencoders import SUBENCODERS
 from uer.targets import TARGETS
 from uer.tokenizers import TOKENIZERS
@@ -16,14 +17,12 @@ def test_list_prints_every_registry_under_its_own_heading(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     headings = [line for line in out.splitlines() if not line.startswith(" ")]
-    assert headings == ["embeddings:", "encoders:", "subencoders:", "targets:", "tokenizers:", "processors:"]
-    for heading, registry in zip(headings, (EMBEDDINGS, ENCODERS, SUBENCODERS, TARGETS, TOKENIZERS)):
+    assert headings == ["embeddings:", "encoders:", "subencoders:", "targets:", "tokenizers:", "processors:", "exit policies:"]
+    for heading, registry in zip(headings, (EMBEDDINGS, ENCODERS, SUBENCODERS, TARGETS, TOKENIZERS, PROCESSORS, POLICIES)):
         block = out.split(heading + "\n", 1)[1].split("\n", len(registry.names()))[: len(registry.names())]
         assert [line.split()[0] for line in block] == registry.names(), heading
         for line in block:  # a one-line description: the class docstring's first line
             assert len(line.split(None, 1)) == 2, line
-    block = out.split("processors:\n", 1)[1].splitlines()
-    assert [line.split()[0] for line in block] == [str(p) for p in PROCESSORS]
 
 
 def test_summary_counts_parameters_and_flops(capsys):

@@ -30,6 +30,8 @@ class Row:
 
 @PROCESSORS.register("cls", config=ProcessorConfig)
 class ClsProcessor(Processor):
+    """A labelled TSV (``label<TAB>text_a[<TAB>text_b]``) -> ``[CLS] a [SEP] (b [SEP])`` and the label."""
+
     layout = "tsv"
     targets = frozenset({"cls"})
     label_key = "tgt_cls"

@@ -54,6 +54,8 @@ class PackedProcessor(Processor):
 
 @PROCESSORS.register("mlm", config=ProcessorConfig)
 class MlmProcessor(PackedProcessor):
+    """Packed full-length sequences, masked: every position can be a masked-LM target (~100% real tokens)."""
+
     targets = frozenset({"mlm"})
     masked = True
 
@@ -67,4 +69,6 @@ class LmProcessor(PackedProcessor):
 
 @PROCESSORS.register("bilm", config=ProcessorConfig)
 class BilmProcessor(PackedProcessor):
+    """Packed, unmasked, for the bidirectional LM: each direction predicts its next token."""
+
     targets = frozenset({"bilm"})
