@@ -17,29 +17,8 @@ import argparse
 import sys
 
 from uer.choices import PRECISIONS
-from uer.utils.cli import (OutputLock, UsageError, fraction, input_file, non_negative_int, output_file, positive_float,
-                           positive_int, run_main)
-
-
-def parse_speeds(text: str) -> tuple[float, ...]:
-    """``0.5``, ``0,0.3,0.6`` or ``0,0.1,...,1`` -> speeds in [0, 1]."""
-    items = [s.strip() for s in text.split(",") if s.strip()]
-    try:
-        if "..." in items:
-            if len(items) != 4 or items[2] != "...":
-                raise ValueError
-            first, second, last = float(items[0]), float(items[1]), float(items[3])
-            step = second - first
-            if step <= 0:
-                raise ValueError
-            speeds = tuple(round(first + i * step, 10) for i in range(round((last - first) / step) + 1))
-        else:
-            speeds = tuple(fraction(s) for s in items)
-    except (ValueError, argparse.ArgumentTypeError):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a number in [0, 1], a list, or a,b,...,z") from None
-    if not speeds or any(not 0.0 <= s <= 1.0 for s in speeds):
-        raise argparse.ArgumentTypeError(f"{text!r}: every speed must lie in [0, 1]")
-    return speeds
+from uer.utils.cli import (OutputLock, UsageError, input_file, non_negative_int, output_file, parse_speeds,
+                           positive_float, positive_int, run_main)
 
 
 def build_parser() -> argparse.ArgumentParser:

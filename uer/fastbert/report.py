@@ -64,8 +64,10 @@ def write_json(path: str | Path, data: dict[str, Any]) -> None:
         f.write("\n")
 
 
-def plot_tradeoff(path: str | Path, rows: Sequence[dict[str, Any]], teacher_accuracy: float, title: str = "FastBERT") -> None:
-    """Accuracy against speed-up (FLOPs and measured wall clock), one point per speed."""
+def plot_tradeoff(path: str | Path, rows: Sequence[dict[str, Any]], reference: float, title: str = "FastBERT",
+                  metric: str = "accuracy", reference_label: str = "teacher") -> None:
+    """``metric`` (accuracy, entity F1 ...) against speed-up (FLOPs and measured wall clock), one
+    point per speed, with the full model's value and 1 point below it; written atomically."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed
@@ -75,22 +77,25 @@ def plot_tradeoff(path: str | Path, rows: Sequence[dict[str, Any]], teacher_accu
     for key, label, marker in (("flops_speedup", "FLOPs speed-up", "o"),
                                ("wall_speedup_batch1", "wall-clock, batch 1", "s"),
                                ("wall_speedup_batched", "wall-clock, batched", "^")):
-        points = [(r[key], r["accuracy"], r["speed"]) for r in rows if r.get(key) is not None]
+        points = [(r[key], r[metric], r["speed"]) for r in rows if r.get(key) is not None]
         if not points:
             continue
-        xs, ys, speeds = zip(*points)
+        xs, ys, _ = zip(*points)
         ax.plot(xs, ys, marker=marker, label=label)
         if key == "flops_speedup":
             for x, y, s in points:
                 ax.annotate(f"{s:g}", (x, y), textcoords="offset points", xytext=(3, 4), fontsize=7)
-    ax.axhline(teacher_accuracy, color="grey", linestyle="--", linewidth=1, label="teacher")
-    ax.axhline(teacher_accuracy - 0.01, color="grey", linestyle=":", linewidth=1, label="teacher - 1 point")
+    ax.axhline(reference, color="grey", linestyle="--", linewidth=1, label=reference_label)
+    ax.axhline(reference - 0.01, color="grey", linestyle=":", linewidth=1, label=f"{reference_label} - 1 point")
     ax.set_xlabel("speed-up vs full model (x)")
-    ax.set_ylabel("accuracy")
-    ax.set_title(f"{title}: accuracy vs speed-up (labels: speed)")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{title}: {metric} vs speed-up (labels: speed)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
     plt.close(fig)
+    tmp.replace(path)

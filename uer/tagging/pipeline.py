@@ -200,36 +200,12 @@ def run(opts: NerOptions, device: torch.device) -> dict[str, Any]:
 
 def plot_tradeoff(path: Path, rows, teacher_f1: float) -> bool:
     """Entity F1 against speed-up; False (and a warning) when matplotlib is not installed."""
-    try:
-        import matplotlib
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
         print("warning: matplotlib is not installed: no plot (pip install matplotlib)", file=sys.stderr)
         return False
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from uer.fastbert.report import plot_tradeoff as plot
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for key, label, marker in (("flops_speedup", "FLOPs speed-up", "o"), ("wall_speedup_batch1", "wall-clock, batch 1", "s"),
-                               ("wall_speedup_batched", "wall-clock, batched", "^")):
-        points = [(r[key], r["f1"], r["speed"]) for r in rows if r.get(key) is not None]
-        if not points:
-            continue
-        xs, ys, _ = zip(*points)
-        ax.plot(xs, ys, marker=marker, label=label)
-        if key == "flops_speedup":
-            for x, y, s in points:
-                ax.annotate(f"{s:g}", (x, y), textcoords="offset points", xytext=(3, 4), fontsize=7)
-    ax.axhline(teacher_f1, color="grey", linestyle="--", linewidth=1, label="full model")
-    ax.axhline(teacher_f1 - 0.01, color="grey", linestyle=":", linewidth=1, label="full model - 1 point")
-    ax.set_xlabel("speed-up vs full model (x)")
-    ax.set_ylabel("entity F1")
-    ax.set_title("token-level early exit: F1 vs speed-up (labels: speed)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    plot(path, rows, teacher_f1, title="token-level early exit", metric="f1", reference_label="full model")
     return True

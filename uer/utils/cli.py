@@ -60,6 +60,33 @@ non_negative_float = _number(float, 0.0, None, False, "a number >= 0")
 fraction = _number(float, 0.0, 1.0, False, "a number in [0, 1]")
 
 
+def parse_speeds(text: str) -> tuple[float, ...]:
+    """``0.5``, ``0,0.3,0.6`` or ``0,0.1,...,1`` (an arithmetic progression) -> distinct speeds in [0, 1]."""
+    items = [s.strip() for s in text.split(",")]
+    if any(not s for s in items):
+        raise argparse.ArgumentTypeError(f"--speed {text!r}: an empty item (two commas, or a comma at an end)")
+    try:
+        if "..." in items:
+            if len(items) != 4 or items[2] != "...":
+                raise ValueError
+            first, second, last = float(items[0]), float(items[1]), float(items[3])
+            step = second - first
+            if step <= 0:
+                raise ValueError
+            count = round((last - first) / step)
+            speeds = tuple(round(first + i * step, 10) for i in range(count + 1))
+        else:
+            speeds = tuple(float(s) for s in items)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--speed {text!r}: expected a number, a list, or a,b,...,z") from None
+    if not speeds or any(not 0.0 <= s <= 1.0 for s in speeds):
+        raise argparse.ArgumentTypeError(f"--speed {text!r}: every speed must lie in [0, 1]")
+    repeated = sorted({f"{s:g}" for s in speeds if speeds.count(s) > 1})
+    if repeated:
+        raise argparse.ArgumentTypeError(f"--speed {text!r}: {', '.join(repeated)} listed more than once")
+    return speeds
+
+
 # ---------------------------------------------------------------------------------------------
 # paths
 
