@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Sequence, get_args
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +38,7 @@ from uer.fastbert.inference import EarlyExit, fastbert_target
 from uer.trainer import Trainer, TrainerOptions, make_optimizer, make_scheduler
 
 BranchTraining = Literal["distill", "joint"]
-BRANCH_TRAININGS: tuple[str, ...] = ("distill", "joint")
+BRANCH_TRAININGS: tuple[str, ...] = get_args(BranchTraining)
 
 
 @dataclass(frozen=True)
@@ -152,16 +152,17 @@ def fingerprint(data: Encoded) -> str:
     return f"{len(data)} rows, sha1 {digest.hexdigest()[:16]}"
 
 
-def _run_stage(
-    model: nn.Module, config: Config, train: Encoded, dev: Encoded, pad_id: int, opts: StageOptions,
-    params: list[tuple[str, nn.Parameter]], loss_fn: Callable, score_key: str, higher_is_better: bool,
-    desc: str, extra: dict[str, Any], branch_scores: bool = False,
-) -> dict[str, Any]:
+def stage_trainer(model: nn.Module, config: Config, opts: StageOptions, params: list[tuple[str, nn.Parameter]],
+                  loss_fn: Callable, desc: str, lengths: Sequence[int], make_batch: Callable[[Sequence[int]], dict],
+                  train_fingerprint: str, dev_fingerprint: str) -> tuple[Trainer, EpochLoader, int]:
+    """What every fine-tuning stage (FastBERT's two, PABEE's one, the NER tagger's two) sets up alike:
+    the epoch loader (length buckets or plain batches), a linear schedule, the Trainer with its resume
+    signature, resumed if its checkpoint exists. Returns ``(trainer, loader, batches per epoch)``."""
     if opts.bucket_by_length:
-        buckets = length_buckets(train.lengths(), opts.batch_size, opts.seed)
-        loader = EpochLoader(len(buckets), 1, collate=lambda index, g: collate(train, buckets[int(index[0])], pad_id), seed=opts.seed)
+        buckets = length_buckets(lengths, opts.batch_size, opts.seed)
+        loader = EpochLoader(len(buckets), 1, collate=lambda index, g: make_batch(buckets[int(index[0])]), seed=opts.seed)
     else:
-        loader = EpochLoader(len(train), opts.batch_size, collate=lambda index, g: collate(train, index, pad_id), seed=opts.seed)
+        loader = EpochLoader(len(lengths), opts.batch_size, collate=lambda index, g: make_batch(index), seed=opts.seed)
     per_epoch = loader.batches_per_epoch()
     total = per_epoch * opts.epochs
     optimizer = make_optimizer(params, opts.learning_rate, opts.weight_decay, device=opts.device)
@@ -169,15 +170,27 @@ def _run_stage(
     options = TrainerOptions(
         report_steps=opts.report_steps, save_checkpoint_steps=per_epoch, checkpoint_path=opts.checkpoint_path,
         metrics_path=opts.metrics_path, desc=desc, progress=opts.progress, device=opts.device, precision=opts.precision,
-        resume_hint="run the same command again to resume",  # run_fastbert.py resumes its own output by itself
+        resume_hint="run the same command again to resume",  # run_fastbert.py / run_ner.py resume their own output
     )
     trainer = Trainer(model, optimizer, scheduler, config, options, loss_fn=loss_fn)
     trainer.user_state = {"best": None, "best_epoch": None, "dev": []}
     trainer.signature = {
         "stage": desc, "config": {**to_dict(config), "source": None}, "epochs": opts.epochs, "batch_size": opts.batch_size,
-        "learning_rate": opts.learning_rate, "seed": opts.seed, "train": fingerprint(train), "dev": fingerprint(dev),
+        "learning_rate": opts.learning_rate, "seed": opts.seed, "train": train_fingerprint, "dev": dev_fingerprint,
     }
     trainer.maybe_resume(loader)
+    return trainer, loader, per_epoch
+
+
+def _run_stage(
+    model: nn.Module, config: Config, train: Encoded, dev: Encoded, pad_id: int, opts: StageOptions,
+    params: list[tuple[str, nn.Parameter]], loss_fn: Callable, score_key: str, higher_is_better: bool,
+    desc: str, extra: dict[str, Any], branch_scores: bool = False,
+) -> dict[str, Any]:
+    trainer, loader, per_epoch = stage_trainer(
+        model, config, opts, params, loss_fn, desc, train.lengths(),
+        lambda index: collate(train, index, pad_id), fingerprint(train), fingerprint(dev))
+    total = per_epoch * opts.epochs
 
     def on_step(tr: Trainer) -> None:
         if tr.step % per_epoch:

@@ -9,38 +9,19 @@ distillation loss, lower is better) in ``trainer.user_state``, so a resumed run 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
 
 from uer.checkpoint import load_state, read_checkpoint, save_checkpoint
-from uer.config import Config, to_dict
-from uer.data.loader import EpochLoader
-from uer.fastbert.data import length_buckets, length_sorted_batches
+from uer.config import Config
+from uer.fastbert.data import length_sorted_batches
+from uer.fastbert.training import StageOptions, stage_trainer
 from uer.tagging.data import Chunks, assemble, collate
 from uer.tagging.inference import token_exit_target
 from uer.tagging.metrics import entity_scores
-from uer.trainer import Trainer, TrainerOptions, make_optimizer, make_scheduler
-
-
-@dataclass(frozen=True)
-class StageOptions:
-    epochs: int
-    batch_size: int
-    learning_rate: float
-    warmup: float
-    weight_decay: float
-    seed: int
-    report_steps: int
-    checkpoint_path: str
-    best_path: str
-    metrics_path: str | None = None
-    progress: bool = True
-    eval_batch_size: int = 64
-    device: str = "cpu"
-    precision: str = "fp32"
+from uer.trainer import Trainer
 
 
 def _split(model: nn.Module) -> tuple[list, list]:
@@ -101,21 +82,10 @@ def fingerprint(chunks: Chunks) -> str:
 def _run_stage(model, config: Config, train: Chunks, dev: Chunks, gold: list[list[str]], id2label, pad_id: int,
                opts: StageOptions, params, loss_fn: Callable, score_key: str, higher: bool, desc: str,
                extra: dict[str, Any]) -> dict[str, Any]:
-    buckets = length_buckets(train.lengths(), opts.batch_size, opts.seed)
-    loader = EpochLoader(len(buckets), 1, collate=lambda index, g: collate(train, buckets[int(index[0])], pad_id), seed=opts.seed)
-    per_epoch = loader.batches_per_epoch()
+    trainer, loader, per_epoch = stage_trainer(
+        model, config, opts, params, loss_fn, desc, train.lengths(),
+        lambda index: collate(train, index, pad_id), fingerprint(train), fingerprint(dev))
     total = per_epoch * opts.epochs
-    optimizer = make_optimizer(params, opts.learning_rate, opts.weight_decay, device=opts.device)
-    scheduler = make_scheduler(optimizer, "linear", int(opts.warmup * total), total)
-    options = TrainerOptions(report_steps=opts.report_steps, save_checkpoint_steps=per_epoch, checkpoint_path=opts.checkpoint_path,
-                             metrics_path=opts.metrics_path, desc=desc, progress=opts.progress, device=opts.device,
-                             precision=opts.precision)
-    trainer = Trainer(model, optimizer, scheduler, config, options, loss_fn=loss_fn)
-    trainer.user_state = {"best": None, "best_epoch": None, "dev": []}
-    trainer.signature = {"stage": desc, "config": {**to_dict(config), "source": None}, "epochs": opts.epochs,
-                         "batch_size": opts.batch_size, "learning_rate": opts.learning_rate, "seed": opts.seed,
-                         "train": fingerprint(train), "dev": fingerprint(dev)}
-    trainer.maybe_resume(loader)
 
     def on_step(tr: Trainer) -> None:
         if tr.step % per_epoch:

@@ -91,10 +91,14 @@ def parse_speeds(text: str) -> tuple[float, ...]:
 # paths
 
 
-def input_file(path: str | Path, what: str) -> Path:
-    """An existing, readable file (resolved like ``resolve_path``); otherwise a UsageError saying why."""
+def _given(path: str | Path | None, what: str) -> None:
     if path is None or str(path) == "":
         raise UsageError(f"{what}: no path given")
+
+
+def input_file(path: str | Path, what: str) -> Path:
+    """An existing, readable file (resolved like ``resolve_path``); otherwise a UsageError saying why."""
+    _given(path, what)
     found = resolve_path(path)
     if found.is_dir():
         raise UsageError(f"{what} {path} is a directory, expected a file")
@@ -106,8 +110,7 @@ def input_file(path: str | Path, what: str) -> Path:
 
 
 def input_dir(path: str | Path, what: str) -> Path:
-    if path is None or str(path) == "":
-        raise UsageError(f"{what}: no path given")
+    _given(path, what)
     found = resolve_path(path)
     if found.is_file():
         raise UsageError(f"{what} {path} is a file, expected a directory")
@@ -133,8 +136,7 @@ def output_file(path: str | Path, what: str, overwrite: bool = True) -> Path:
     """A path a file can be written to: not a directory, not ending in '/', under a writable directory.
 
     With ``overwrite=False`` an existing file is an error too. Nothing is created here."""
-    if path is None or str(path) == "":
-        raise UsageError(f"{what}: no path given")
+    _given(path, what)
     shown = str(path)
     if shown.endswith(("/", os.sep)):
         raise UsageError(f"{what} {shown} ends with '/': give a file name, e.g. {shown}model.pt")
@@ -151,8 +153,7 @@ def output_file(path: str | Path, what: str, overwrite: bool = True) -> Path:
 
 def output_dir(path: str | Path, what: str) -> Path:
     """A directory we may create or write into (existing contents are the caller's business)."""
-    if path is None or str(path) == "":
-        raise UsageError(f"{what}: no path given")
+    _given(path, what)
     out = Path(path).expanduser()
     if out.exists() and not out.is_dir():
         raise UsageError(f"{what} {path} is a file, expected a directory")
