@@ -295,6 +295,24 @@ def test_run_ner_end_to_end(tmp_path, capsys):
     with pytest.raises(TypeError):
         tagger.predict([text, 3])
 
+    # another run into this output (other vocabulary, other learning rate): refused in one line before
+    # anything is written, every file of the finished run byte-identical
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir() if p.is_file() and p.suffix != ".lock"}
+    other_vocab = tmp_path / "vocab2.txt"
+    other_vocab.write_text((tmp_path / "vocab.txt").read_text(encoding="utf-8") + "额\n", encoding="utf-8")
+    capsys.readouterr()
+    argv = ner_args(tmp_path, "--speed", "0,1")
+    argv[argv.index("--vocab_path") + 1] = str(other_vocab)
+    assert run_ner.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("run_ner.py: error: --output_model_path") and "is another run's vocabulary" in err, err
+    argv = ner_args(tmp_path, "--speed", "0,1")
+    argv[argv.index("--learning_rate") + 1] = "2e-3"
+    assert run_ner.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "model.config.yaml is another run's config (it differs in: fastbert.learning_rate)" in err, err
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir() if p.is_file() and p.suffix != ".lock"} == before
+
     # a bad row: one line on stderr naming file:line, exit 2, before any training
     bad = tmp_path / "train.tsv"
     bad.write_text(bad.read_text(encoding="utf-8") + "我 们\tO\n", encoding="utf-8")

@@ -19,11 +19,12 @@ import yaml
 from uer.checkpoint import read_checkpoint, save_checkpoint
 from uer.config import Config, ConfigError, apply_overrides, config_from_dict, load_config, to_dict
 from uer.fastbert.build import load_backbone
+from uer.fastbert.pipeline import Outputs, check_ownership
 from uer.model_builder import build_model
 from uer.tagging.data import NerData, encode_sentences, read_label2id, read_ner_tsv
 from uer.tagging.evaluate import chosen_speed, format_table, sweep
 from uer.tagging.inference import TokenExit
-from uer.tagging.training import StageOptions, distill, finetune
+from uer.tagging.training import StageOptions, distill, fingerprint, finetune
 from uer.utils.atomic import atomic_open
 from uer.utils.paths import resolve_path
 
@@ -121,6 +122,16 @@ def run(opts: NerOptions, device: torch.device) -> dict[str, Any]:
     dev_chunks = encode_sentences(vocab, dev.chars, dev.tag_ids(label2id), seq)
     unk = sum(r.count(vocab.unk_id) for r in train_chunks.ids)
     say(f"train: {len(train_chunks)} rows of at most {seq} tokens; {unk} [UNK] characters")
+
+    # the files at the output must be this run's (resume) or none: checked before anything is written
+    def fixed(epochs: int, lr: float) -> dict[str, Any]:
+        return {"config": {**to_dict(config), "source": None}, "epochs": epochs, "batch_size": fb.batch_size,
+                "learning_rate": lr, "seed": fb.seed, "train": fingerprint(train_chunks), "dev": fingerprint(dev_chunks)}
+
+    stages = {1: fixed(fb.epochs_num, fb.learning_rate)}
+    if fb.distill_epochs_num > 0:
+        stages[2] = fixed(fb.distill_epochs_num, fb.distill_learning_rate)
+    check_ownership(Outputs(out_model), config, vocab_path, stages)
 
     # ---------------------------------------------------------------- model
     model = build_model(config, vocab_size=len(vocab), labels_num=len(id2label))
