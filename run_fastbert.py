@@ -22,6 +22,7 @@ from uer.config import ConfigError
 from uer.data.tsv import TsvError
 from uer.fastbert.evaluate import policy_names
 from uer.fastbert.pipeline import BRANCH_TRAININGS, MIN_SEQ_LENGTH
+from uer.runtime import runtime_names
 from uer.utils.cli import non_negative_int, parse_speeds, positive_float, positive_int, run_main
 
 MAIN_JOB = [
@@ -94,7 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training arithmetic: bf16 autocast (CPU with bf16 units, CUDA) or fp16 with a grad scaler (CUDA)")
     n.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice)")
     n.add_argument("--deterministic", action="store_true", help="deterministic algorithms: same flags and --threads, same bits")
-    n.add_argument("--no_fused", action="store_true", help="eager encoder at inference (not uer.fused); same results, slower")
+    n.add_argument("--runtime", choices=runtime_names(), default="auto",
+                   help="engine of the exit steps at inference; auto: the fastest on this machine, measured at load")
+    n.add_argument("--quantize", choices=("int8",), help="also sweep with int8 weights (onnxruntime) and report it beside fp32")
+    n.add_argument("--no_fused", action="store_true", help="same as --runtime eager (the reference modules; same results, slower)")
     n.add_argument("--no_progress", action="store_true", help="no progress bars")
     return p
 
@@ -149,7 +153,7 @@ def _run(args: argparse.Namespace, main_job: bool) -> int:
         train_path=args.train_path, dev_path=args.dev_path, test_path=args.test_path, distill_path=args.distill_path,
         output_model_path=args.output_model_path, report_path=args.report_path, speeds=args.speed,
         skip_malformed=args.skip_malformed, train_samples=args.train_samples, dev_samples=args.dev_samples,
-        timing_samples=args.timing_samples, timing_batch_size=args.timing_batch_size, fused=not args.no_fused,
+        timing_samples=args.timing_samples, timing_batch_size=args.timing_batch_size, fused=not args.no_fused, runtime=args.runtime, quantize=args.quantize,
         progress=not args.no_progress, config_overrides=tuple(overrides), device=args.device, precision=args.precision,
         exit_policy=args.exit_policy, branch_training=args.branch_training, deterministic=args.deterministic,
     )

@@ -192,3 +192,23 @@ def test_the_main_job_passes_every_check():
     config = resolve_config(opts)
     check_config(config, opts)
     assert a.speed == tuple(round(0.1 * i, 10) for i in range(11)) and config.fastbert.seq_length == 64
+
+
+def test_int8_sweep_is_reported_beside_fp32(trained, tmp_path, capsys):
+    """--quantize int8 reruns the sweep with int8 weights: its teacher and every speed row are
+    measured on the test set and reported next to fp32; the predictor loads int8 on request only."""
+    shutil.copytree(trained, tmp_path, dirs_exist_ok=True)
+    report_path = tmp_path / "report.json"
+    report_path.unlink()
+    assert main(args(tmp_path, "--speed", "0,0.5,1", "--quantize", "int8", "--runtime", "fused")) == 0
+    report = json.loads(report_path.read_text())
+    assert report["inference_backend"] == "fused"
+    int8 = report["int8"]
+    assert int8["quantize"] == "int8" and int8["inference_backend"] == "onnxruntime" and "int8" in int8["inference_reason"]
+    assert [r["speed"] for r in int8["rows"]] == [0.0, 0.5, 1.0]
+    assert int8["rows"][0]["accuracy"] == int8["teacher_accuracy"]
+    assert abs(int8["teacher_accuracy"] - report["teacher_accuracy"]) < 0.2  # the same model, 24 test rows
+    assert "int8:" in capsys.readouterr().out
+    clf = FastBertClassifier.load(tmp_path / "out" / "model.pt", quantize="int8")
+    assert clf.runtime.startswith("onnxruntime") and "int8" in clf.runtime
+    assert FastBertClassifier.load(tmp_path / "out" / "model.pt").runner.quantize is None

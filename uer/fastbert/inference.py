@@ -20,36 +20,11 @@ from typing import Any, Generator, Sequence
 import torch
 from torch import nn
 
-from uer.encoders.base import real_length
 from uer.fastbert.policies import DEFAULT, ExitPolicy, normalized_entropy, resolve
-from uer.fused import optimize_for_inference
-from uer.targets.fastbert import FastBertTarget, FrozenBranch
+from uer.targets.fastbert import FastBertTarget, fastbert_target
 
 __all__ = ["EarlyExit", "ExitResult", "exits_for_speeds", "fastbert_target", "normalized_entropy"]
 Policy = str | dict[str, Any] | ExitPolicy
-
-
-def fastbert_target(model: nn.Module) -> FastBertTarget:
-    for component in model.target.components.values():
-        if isinstance(component, FastBertTarget):
-            return component
-    raise ValueError(f"the model has no fastbert target (targets: {', '.join(model.target.components)})")
-
-
-def inference_encoder(model: nn.Module, fused: bool):
-    """The encoder's per-layer step API: ``(encoder, backend, reason)``.
-
-    ``fused``: through ``uer.fused`` where it supports the encoder, else eager (the reason says why)."""
-    if not fused:
-        return model.encoder, "eager", "asked for eager"
-    encoder = optimize_for_inference(model.embedding, model.encoder)
-    return encoder, encoder.backend, encoder.reason
-
-
-def branch_real(seg: torch.Tensor) -> torch.Tensor | None:
-    """(B, T) real-token mask for the branches, or None when the batch has no padding."""
-    real = seg > 0
-    return None if bool(real.all()) else real
 
 
 @dataclass
@@ -63,48 +38,43 @@ class EarlyExit:
 
     Example::
 
-        runner = EarlyExit(model)                                   # fused encoder where supported
+        runner = EarlyExit(model)                                   # runtime "auto": measured at load
         result = runner.predict(src, seg, speed=0.3)                # result.probs, result.exit_layer
         result = runner.predict(src, seg, 0.3, policy="patience")
-        runner.backend, runner.reason                               # "fused" / "eager", and why
+        runner.backend, runner.reason                               # the runtime in effect, and why
+        EarlyExit(model, runtime="onnxruntime", quantize="int8")    # int8 weights
+
+    ``runtime``: one of ``uer.runtime.runtime_names()`` (the work inside each layer and branch; the
+    exit loop is this class). ``fused=False`` is the old spelling of ``runtime="eager"``.
     """
 
-    def __init__(self, model: nn.Module, fused: bool = True) -> None:
+    def __init__(self, model: nn.Module, fused: bool = True, runtime: str | None = None,
+                 quantize: str | None = None) -> None:
+        from uer.runtime import make_runtime
+
         self.model = model.eval()
         self.device = next(model.parameters()).device  # inputs are moved here by the callers
         self.target = fastbert_target(model)
-        self.encoder, self.backend, self.reason = inference_encoder(model, fused)
         self.layers_num = len(self.target.branches)
-        self.branches = [FrozenBranch(b) for b in self.target.branches]  # snapshots, like the fused encoder
+        name = runtime if runtime is not None else ("auto" if fused else "eager")
+        self.runtime = make_runtime(model, name, quantize=quantize)
+        self.backend, self.reason, self.quantize = self.runtime.name, self.runtime.reason, quantize
 
     def layers(self, src: torch.Tensor, seg: torch.Tensor, students: bool = True
                ) -> Generator[tuple[int, torch.Tensor | None], torch.Tensor | None, None]:
         """The one layer loop: yields ``(layer index, probs)`` after every layer, ``probs`` (b, labels)
         for the samples still in the batch (None at the students' layers when ``students=False``).
 
-        ``send(keep)`` a (b',) index of the rows that stay to drop the others (None keeps all): the
+        ``send(keep)`` a (b', ) index of the rows that stay to drop the others (None keeps all): the
         layers after run on the smaller batch, cut to its longest sample. Call under inference mode."""
-        width = real_length(seg)  # padding-only columns never enter
-        src, seg = src[:, :width], seg[:, :width]
-        hidden = self.model.embed(src, seg)  # (B, T, H)
-        ctx = self.encoder.context(seg)
-        real = branch_real(seg)
+        flow = self.runtime.begin(src, seg)
         for i in range(self.layers_num):
             last = i == self.layers_num - 1
-            hidden = self.encoder.layer(i, hidden, ctx)
-            if last:
-                hidden = self.encoder.finish(hidden)
-            probs = torch.softmax(self.branches[i](hidden, real).float(), dim=-1) if students or last else None
+            logits = flow.step(i, branch=students or last)
+            probs = None if logits is None else torch.softmax(logits.float(), dim=-1).to(src.device)
             keep = yield i, probs
             if keep is not None:
-                hidden, seg = hidden[keep], seg[keep]
-                width = real_length(seg)
-                if width < hidden.shape[1]:  # the longest samples left: drop padding columns
-                    hidden, seg = hidden[:, :width], seg[:, :width]
-                    ctx = self.encoder.context(seg)
-                else:
-                    ctx = ctx.select(keep)
-                real = branch_real(seg)
+                flow.keep(keep.to(flow.seg.device) if flow.seg.device != keep.device else keep)
 
     @torch.inference_mode()
     def predict(self, src: torch.Tensor, seg: torch.Tensor, speed: float, policy: Policy = DEFAULT) -> ExitResult:
@@ -139,9 +109,7 @@ class EarlyExit:
     @torch.inference_mode()
     def full_model_probs(self, src: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
         """The baseline: backbone + teacher only, no student branch. (B, labels) probabilities."""
-        for _, probs in self.layers(src, seg, students=False):
-            pass
-        return probs
+        return torch.softmax(self.runtime.full_logits(src, seg).float(), dim=-1).to(src.device)
 
 
 def exits_for_speeds(layer_probs: torch.Tensor, speeds: Sequence[float], policy: Policy = DEFAULT) -> list[ExitResult]:

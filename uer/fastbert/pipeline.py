@@ -60,7 +60,9 @@ class RunOptions:
     dev_samples: int = 0  # 0: all; else a seeded random subset of dev for the per-epoch evaluation
     timing_samples: int = 256
     timing_batch_size: int = 32
-    fused: bool = True  # inference through uer's fused encoder (same results as eager, faster)
+    fused: bool = True  # False: the eager modules at inference (the reference; same results, slower)
+    runtime: str = "auto"  # the exit steps' engine (uer.runtime.runtime_names); "auto" measures at load
+    quantize: str | None = None  # "int8": a second sweep with int8 weights, reported beside fp32
     progress: bool = True
     config_overrides: tuple[tuple[str, Any], ...] = ()  # ("fastbert.epochs_num", 2), ("target.branch_size", 64) ...
     device: str | None = None  # None: cuda if available; batches are built on the CPU and moved
@@ -171,6 +173,11 @@ def check_config(config: Config, opts: RunOptions) -> None:
 
 
 def check_options(opts: RunOptions) -> None:
+    if opts.quantize is not None:
+        from uer.runtime.onnxrt import available
+
+        if available() is not None:  # before hours of training, not after
+            raise UsageError(f"--quantize {opts.quantize}: {available()}")
     if not opts.speeds:
         raise UsageError("--speed: no speed given")
     if len(set(opts.speeds)) != len(opts.speeds):
@@ -451,7 +458,9 @@ def _run_locked(opts: RunOptions, config: Config, device: torch.device, out: Out
                               "exit_policy": opts.exit_policy, "branch_training": opts.branch_training}
     plot = None
     if test_enc is not None:
-        runner = EarlyExit(model, fused=opts.fused)
+        runtime = opts.runtime if opts.fused else "eager"
+        runner = EarlyExit(model, runtime=runtime)
+        say(f"inference runtime: {runner.backend} ({runner.reason})")
         result = sweep(runner, test_enc, pad_id, opts.speeds, timing_samples=opts.timing_samples,
                        batch_size=opts.timing_batch_size, policy=opts.exit_policy)
         rows = result["rows"]
@@ -461,7 +470,8 @@ def _run_locked(opts: RunOptions, config: Config, device: torch.device, out: Out
             "teacher_confusion_matrix": result["teacher"]["confusion_matrix"], "rows": rows,
             "full_flops_per_sample": result["full_flops_per_sample"], "wall_seconds": result["wall_seconds"],
             "timing_samples": result["timing_samples"], "timing_batch_size": opts.timing_batch_size,
-            "inference_backend": result["backend"], "device": str(device), "threads": torch.get_num_threads(),
+            "inference_backend": result["backend"], "inference_reason": runner.reason,
+            "device": str(device), "threads": torch.get_num_threads(),
             "chosen": chosen_speed(rows, teacher_acc),
         })
         written = set()
@@ -479,6 +489,8 @@ def _run_locked(opts: RunOptions, config: Config, device: torch.device, out: Out
             flops = f"{chosen['flops_speedup']:.2f}" if chosen["flops_speedup"] is not None else "-"
             say(f"largest speed within 1 point of the teacher: {chosen['speed']:g} "
                 f"(accuracy {chosen['accuracy']:.4f}, FLOPs x{flops})")
+        if opts.quantize is not None:
+            report["int8"] = quantized_sweep(model, test_enc, pad_id, opts, teacher_acc, say)
         if len(rows) > 1:
             plot = (rows, teacher_acc)
     report["seconds"] = time.perf_counter() - started
@@ -493,6 +505,26 @@ def _run_locked(opts: RunOptions, config: Config, device: torch.device, out: Out
             report["plot"] = str(out.plot)
             write_json(report_path, report)
     return report
+
+
+def quantized_sweep(model, test_enc, pad_id: int, opts: RunOptions, fp32_teacher: float, say) -> dict[str, Any]:
+    """The same sweep with int8 weights: accuracy of the int8 teacher and of every speed, beside fp32.
+
+    ``chosen``: the largest speed within 1 point of the *fp32* teacher."""
+    runner = EarlyExit(model, runtime="auto", quantize=opts.quantize)  # int8: onnxruntime, whatever --runtime says
+    say(f"{opts.quantize} runtime: {runner.backend} ({runner.reason})")
+    result = sweep(runner, test_enc, pad_id, opts.speeds, timing_samples=opts.timing_samples,
+                   batch_size=opts.timing_batch_size, policy=opts.exit_policy)
+    teacher = result["teacher"]["accuracy"]
+    say(f"{opts.quantize}:")
+    say(format_table(result["rows"], teacher))
+    chosen = chosen_speed(result["rows"], fp32_teacher)
+    if chosen is not None:
+        say(f"{opts.quantize}: largest speed within 1 point of the fp32 teacher: {chosen['speed']:g} "
+            f"(accuracy {chosen['accuracy']:.4f})")
+    return {"quantize": opts.quantize, "teacher_accuracy": teacher, "teacher_macro_f1": result["teacher"]["macro_f1"],
+            "rows": result["rows"], "inference_backend": runner.backend, "inference_reason": runner.reason,
+            "wall_seconds": result["wall_seconds"], "chosen_vs_fp32_teacher": chosen}
 
 
 def _brief(stage: dict[str, Any] | None) -> dict[str, Any] | None:

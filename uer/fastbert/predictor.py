@@ -76,8 +76,8 @@ def _text(value: object, where: str) -> str:
 
 class FastBertClassifier:
     def __init__(self, model, tokenizer, labels: Sequence[str], seq_length: int, fused: bool = True,
-                 pair: bool | None = None) -> None:
-        self.runner = EarlyExit(model, fused=fused)
+                 pair: bool | None = None, runtime: str = "auto", quantize: str | None = None) -> None:
+        self.runner = EarlyExit(model, runtime=runtime if fused else "eager", quantize=quantize)
         self.tokenizer = tokenizer
         self.labels = list(labels)
         self.seq_length = seq_length
@@ -85,8 +85,12 @@ class FastBertClassifier:
 
     @classmethod
     def load(cls, path: str | os.PathLike, vocab_path: str | os.PathLike | None = None, fused: bool = True,
-             device: str | torch.device = "cpu") -> "FastBertClassifier":
-        """A checkpoint written by ``run_fastbert.py``; its vocabulary lies beside it unless given."""
+             device: str | torch.device = "cpu", runtime: str = "auto", quantize: str | None = None) -> "FastBertClassifier":
+        """A checkpoint written by ``run_fastbert.py``; its vocabulary lies beside it unless given.
+
+        ``runtime``: the engine of the exit steps (``uer.runtime.runtime_names()``; ``auto`` times the
+        candidates on this machine); ``quantize="int8"``: int8 weights (never the default).
+        ``fused=False`` is the old spelling of ``runtime="eager"``. ``clf.runtime`` says what runs."""
         from uer.tokenizers import build_tokenizer
 
         path = _check_path(path, "path")
@@ -111,7 +115,13 @@ class FastBertClassifier:
             raise ValueError(f"vocabulary has {len(tokenizer.vocab)} tokens, the model {extra['vocab_size']}")
         limit = position_limit(model.config)  # models saved before run_fastbert.py checked seq_length against it
         seq_length = min(extra["seq_length"], limit) if limit is not None else extra["seq_length"]
-        return cls(model, tokenizer, extra["labels"], seq_length, fused=fused, pair=extra.get("pair"))
+        return cls(model, tokenizer, extra["labels"], seq_length, fused=fused, pair=extra.get("pair"),
+                   runtime=runtime, quantize=quantize)
+
+    @property
+    def runtime(self) -> str:
+        """The engine in effect and why, e.g. ``"onnxruntime: ONNX Runtime 1.32.0, int8 dynamic, ..."``."""
+        return f"{self.runner.backend}: {self.runner.reason}"
 
     def _pairs(self, texts: object) -> list[tuple[str, str | None]]:
         """``texts`` -> ``[(text_a, text_b or None)]``, every item checked."""

@@ -34,7 +34,8 @@ from uer.checkpoint import load_state, read_checkpoint, save_checkpoint
 from uer.config import Config, to_dict
 from uer.data.loader import EpochLoader
 from uer.fastbert.data import Encoded, collate, length_buckets, length_sorted_batches
-from uer.fastbert.inference import EarlyExit, fastbert_target
+from uer.fastbert.inference import fastbert_target
+from uer.fused import optimize_for_inference
 from uer.trainer import Trainer, TrainerOptions, make_optimizer, make_scheduler
 
 BranchTraining = Literal["distill", "joint"]
@@ -116,14 +117,15 @@ def dev_scores(model: nn.Module, dev: Encoded, pad_id: int, batch_size: int, bra
     """Teacher accuracy (if labelled) and the mean-per-student distillation loss on ``dev``; with
     ``branches``, also ``joint_accuracy``: the branches' accuracies averaged with :func:`layer_weights`."""
     was_training = model.training
-    runner = EarlyExit(model, fused=True)  # a snapshot of the current weights
-    target = runner.target
+    target = fastbert_target(model)
+    encoder = optimize_for_inference(model.embedding, model.encoder)  # a snapshot of the current weights
+    device = next(model.parameters()).device
     correct, kl_sum, n = 0, 0.0, 0
-    branch_correct = torch.zeros(runner.layers_num, dtype=torch.float64)
+    branch_correct = torch.zeros(len(target.branches), dtype=torch.float64)
     for index in length_sorted_batches(dev.lengths(), batch_size):
-        batch = collate(dev, index, pad_id, runner.device)
+        batch = collate(dev, index, pad_id, device)
         emb = model.embed(batch["src"], batch["seg"])
-        layers = runner.encoder.forward_layers(emb, batch["seg"])
+        layers = encoder.forward_layers(emb, batch["seg"])
         padding = batch["seg"] > 0
         teacher = target.teacher(layers[-1], padding)
         if len(target.branches) > 1:
@@ -139,7 +141,7 @@ def dev_scores(model: nn.Module, dev: Encoded, pad_id: int, batch_size: int, bra
     if dev.labels is not None:
         scores["accuracy"] = correct / n
         if branches:
-            scores["joint_accuracy"] = float((layer_weights(runner.layers_num).double() * branch_correct / n).sum())
+            scores["joint_accuracy"] = float((layer_weights(len(target.branches)).double() * branch_correct / n).sum())
     return scores
 
 

@@ -213,3 +213,11 @@ class FastBertTarget(Target):
         if total is None:  # a 1-layer encoder has no students
             raise ValueError("self-distillation needs an encoder of at least 2 layers")
         return {"loss": total, "kl_per_student": total.detach() / (len(self.branches) - 1)}
+
+
+def fastbert_target(model: nn.Module) -> "FastBertTarget":
+    """The fastbert component of ``model``'s target (ValueError when it has none)."""
+    for component in model.target.components.values():
+        if isinstance(component, FastBertTarget):
+            return component
+    raise ValueError(f"the model has no fastbert target (targets: {', '.join(model.target.components)})")
