@@ -325,3 +325,16 @@ def test_resume_with_recipe_defaults_is_exact(tmp_path, datasets, monkeypatch):
     for name in a:
         torch.testing.assert_close(b[name], a[name], rtol=0, atol=0, msg=name)
     assert schedule_of(tmp_path / "part") == schedule_of(tmp_path / "full") == (RULE_LR, 0.05, "linear")
+
+
+def test_a_pretrained_checkpoint_without_an_mlm_head_gets_the_prior(tmp_path, datasets):
+    """The prior goes to an MLM head that starts untrained, also on a loaded backbone
+    (test_continue_from_a_checkpoint_with_another_head: a loaded MLM head keeps its bias)."""
+    src_cfg = load_config(DATA / "pretrain_albert.yaml").with_target("sop")
+    torch.manual_seed(5)
+    save_checkpoint(tmp_path / "sop.pt", build_model(src_cfg, vocab_size=21128), src_cfg, vocab_size=21128)
+    rc = train(datasets["albert"], "pretrain_albert.yaml", tmp_path / "run", "--total_steps", "1", "--batch_size", "4",
+               "--learning_rate", "1e-12", "--pretrained_model_path", str(tmp_path / "sop.pt"))
+    assert rc == 0
+    bias = read_checkpoint(tmp_path / "run" / "model.pt")["model"][MLM_BIAS]
+    torch.testing.assert_close(bias, _expected_prior(datasets["albert"]), rtol=0, atol=1e-6)
