@@ -13,6 +13,12 @@ training state goes atomically to ``<output_model_path>.resume``; ``--resume`` c
 exactly. Beside ``out/a.pt`` go ``out/a.config.yaml`` (the resolved config) and ``out/a.metrics.jsonl``
 (one JSON line per report step), so several models can share a folder. A second run into the same
 ``--output_model_path`` while one is running is refused (``out/a.pt.lock``).
+
+Learning rate, warmup and scheduler that nobody chose (no flag, no ``--set train.x``, no ``train:``
+key in the YAML) come from ``uer.recipe`` (model size and ``--total_steps``); the line starting
+``schedule:`` says what was chosen. ``out/a.config.yaml`` records the values, and ``--resume``
+takes them from there. A fresh MLM head starts with its output bias at the log unigram prior of
+the dataset's tokens (``--mlm_bias_init zero``: at 0, as BERT does).
 """
 from __future__ import annotations
 
@@ -26,15 +32,18 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from uer.checkpoint import CheckpointError, load_backbone, save_checkpoint
+from uer.checkpoint import TARGET_PREFIX, CheckpointError, load_backbone, save_checkpoint
 from uer.choices import PRECISIONS, SCHEDULERS
-from uer.config import Config, ConfigError, apply_overrides, config_from_dict, read_yaml, to_dict
+from uer.config import (
+    Config, ConfigError, TrainConfig, apply_overrides, config_from_dict, from_dict, keep_lines, read_yaml, to_dict, where,
+)
 from uer.data.batches import PretrainDataset
 from uer.data.corpus import CorpusFormatError
 from uer.data.dataset import read_meta
 from uer.data.loader import EpochLoader
 from uer.data.processors import processor_for_targets
 from uer.model_builder import build_model
+from uer.recipe import SCHEDULE_KEYS, apply_recipe, dataset_token_ids, init_mlm_bias, target_advice, token_log_prior
 from uer.trainer import Trainer, TrainerOptions, make_optimizer, make_scheduler
 from uer.utils.atomic import atomic_open
 from uer.utils.cli import (
@@ -45,6 +54,7 @@ from uer.utils.device import resolve_device
 
 TRAIN_FLAGS = ("batch_size", "total_steps", "learning_rate", "warmup", "scheduler", "accumulation_steps",
                "report_steps", "save_checkpoint_steps", "precision", "seed", "weight_decay", "clip_grad_norm")
+MLM_BIAS_INITS = ("prior", "zero")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,12 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=positive_int, help="CPU threads of this process (default: torch's choice)")
     p.add_argument("--deterministic", action="store_true",
                    help="deterministic algorithms only: the same flags and --threads give the same bits")
-    # training values: default from the config's train section
+    p.add_argument("--mlm_bias_init", choices=MLM_BIAS_INITS, default="prior",
+                   help="a fresh MLM head's output bias: the log unigram prior of the dataset's tokens (default), "
+                        "or 0 (BERT's); a head loaded from --pretrained_model_path or a resumed run keeps its own")
+    # training values: default from the config's train section (learning rate, warmup, scheduler: from uer.recipe)
     p.add_argument("--batch_size", type=positive_int)
     p.add_argument("--total_steps", type=positive_int)
-    p.add_argument("--learning_rate", type=positive_float)
-    p.add_argument("--warmup", type=fraction, help="fraction of total_steps, in [0, 1]")
-    p.add_argument("--scheduler", choices=SCHEDULERS)
+    p.add_argument("--learning_rate", type=positive_float, help="peak (default: from model size, see uer.recipe)")
+    p.add_argument("--warmup", type=fraction, help="fraction of total_steps, in [0, 1] (default: 5%%, at most 10,000 steps)")
+    p.add_argument("--scheduler", choices=SCHEDULERS, help="decay after warmup (default: linear)")
     p.add_argument("--accumulation_steps", type=positive_int)
     p.add_argument("--report_steps", type=positive_int)
     p.add_argument("--save_checkpoint_steps", type=non_negative_int, help="0: only at the end")
@@ -79,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def resolve_config(args) -> Config:
+def resolve_config(args) -> tuple[Config, frozenset[str]]:
+    """The config from the YAML, ``--set`` overrides and flags (in that order), and the ``train`` keys
+    somebody chose in any of them: the schedule values not among those come from ``uer.recipe``."""
     try:
         data = read_yaml(args.config_path)
     except UnicodeDecodeError as exc:
@@ -91,7 +106,38 @@ def resolve_config(args) -> Config:
         data = apply_overrides(data, flags)
     config = config_from_dict(data, args.config_path)
     check_train(config, args.config_path)
-    return config
+    return config, frozenset(data.get("train") or {})
+
+
+def choose_schedule(config: Config, explicit: frozenset[str], recorded_path: Path | None) -> tuple[Config, list[str]]:
+    """``config`` with learning rate, warmup and scheduler nobody chose filled in, and what to tell the user.
+
+    ``recorded_path``: the ``<stem>.config.yaml`` of a run being resumed. Its values take the place
+    of the rule, so the resumed run continues the schedule it started with (the optimizer and
+    scheduler states it restores were made with them) even if ``uer.recipe`` has changed since.
+    """
+    notes = []
+    recorded = None
+    if recorded_path is not None:
+        recorded = _recorded_schedule(recorded_path)
+        if recorded is None:
+            notes.append(f"note: no {recorded_path} to take the resumed run's schedule from; "
+                         "the values nobody set come from uer.recipe")
+    config, explanation = apply_recipe(config, explicit, recorded)
+    advice = target_advice([s.name for s in config.target.components], config.train.total_steps)
+    return config, [explanation, *notes, *([advice] if advice else [])]
+
+
+def _recorded_schedule(path: Path) -> dict | None:
+    """The schedule values a run recorded in its config file (checked: file:line on a bad one)."""
+    if not path.is_file():
+        return None
+    data = read_yaml(path)
+    train = data.get("train") or {}
+    if not isinstance(train, dict):
+        raise ConfigError(f"{where(data, 'train', 'config')}: expected a mapping, got {type(train).__name__}")
+    picked = from_dict(TrainConfig, keep_lines({k: train[k] for k in SCHEDULE_KEYS if k in train}, train), "train")
+    return {k: getattr(picked, k) for k in SCHEDULE_KEYS if k in train}
 
 
 def check_train(config: Config, source: str) -> None:
@@ -176,7 +222,7 @@ def _read_meta(dataset: str) -> dict:
 
 def _run(args) -> int:
     files = _check_paths(args)
-    config = resolve_config(args)
+    config, explicit = resolve_config(args)
     train = config.train
     device_flag = resolve_device(args.device, train.precision)  # --device cuda on a CPU-only torch ...
     if args.threads:
@@ -191,8 +237,10 @@ def _run(args) -> int:
     with OutputLock(files["model"], "--output_model_path") if os.environ.get("RANK", "0") == "0" else _nothing():
         if not args.resume:
             _refuse_existing(files)
+        resuming = args.resume and files["resume"].exists()
+        config, notes = choose_schedule(config, explicit, files["config"] if resuming else None)
         rank, world, device = setup_distributed(device_flag)
-        return _train(args, config, meta, files, rank, world, device)
+        return _train(args, config, meta, files, rank, world, device, notes)
 
 
 class _nothing:
@@ -215,7 +263,8 @@ def _refuse_existing(files: dict[str, Path]) -> None:
         )
 
 
-def _train(args, config: Config, meta: dict, files: dict[str, Path], rank: int, world: int, device: str) -> int:
+def _train(args, config: Config, meta: dict, files: dict[str, Path], rank: int, world: int, device: str,
+           notes: list[str]) -> int:
     from uer.tokenizers import build_tokenizer
 
     main_process = rank == 0
@@ -236,11 +285,21 @@ def _train(args, config: Config, meta: dict, files: dict[str, Path], rank: int, 
     torch.manual_seed(train.seed)  # the same initial weights on every rank
     model = build_model(config, vocab_size=len(vocab), labels_num=meta.get("labels_num"),
                         vocab_tokens=vocab.tokens if config.subencoder is not None else None)
+    fresh_mlm = "mlm" in model.target.components
     if args.pretrained_model_path:
         loaded = load_backbone(model, args.pretrained_model_path, args.config_path, heads=True)
+        fresh_mlm = fresh_mlm and any(k.startswith(f"{TARGET_PREFIX}mlm.") for k in loaded.fresh)
         if main_process:
             for note in loaded.notes:
                 print(note, file=sys.stderr)
+    # Only a head that starts untrained: a loaded or resumed one keeps what it learned. No torch
+    # RNG is drawn, so prior and zero runs differ in this bias alone.
+    if args.mlm_bias_init == "prior" and fresh_mlm and not (args.resume and resume_path.exists()):
+        tokens = dataset_token_ids(data.files)
+        init_mlm_bias(model, token_log_prior(tokens, len(vocab), data.ids.special_ids))
+        if main_process:
+            print(f"mlm bias: set to the log unigram prior of {len(tokens)} tokens of {args.dataset_path} "
+                  "(--mlm_bias_init zero keeps it at 0)", file=sys.stderr)
     model.to(device)
     torch.manual_seed(train.seed * 1_000 + rank)  # dropout differs per rank
 
@@ -282,6 +341,8 @@ def _train(args, config: Config, meta: dict, files: dict[str, Path], rank: int, 
             saved = {k: v for k, v in to_dict(config).items() if k != "source"}
             yaml.safe_dump(saved, f, sort_keys=False, allow_unicode=True)
     if main_process:
+        for note in notes:  # the schedule and its advice, beside the rest of what this run is
+            print(note, file=sys.stderr)
         params = sum(p.numel() for p in model.parameters())
         print(
             f"pre-training {params / 1e6:.2f}M parameters on {len(data)} instances ({data.processor}, seq {data.seq_length}); "

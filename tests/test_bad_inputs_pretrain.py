@@ -199,6 +199,15 @@ def test_flag_values_that_cannot_train_are_refused(tmp_path, dataset, capsys, fl
     assert not tmp_path.joinpath("model.pt").exists() and list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("value", ["uniform", "", "Prior"])
+def test_an_unknown_mlm_bias_init_is_refused(tmp_path, dataset, capsys, value):
+    assert pretrain.main(args(dataset, tmp_path / "model.pt", "--mlm_bias_init", value)) == 2
+    line = one_error(capsys.readouterr().err)
+    assert line.startswith(f"pretrain.py: error: argument --mlm_bias_init: invalid choice: {value!r}")
+    assert "prior" in line and "zero" in line
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("key, value, expected", [
     ("batch_size", "-4", "is not >= 1"),
     ("total_steps", "0", "is not >= 1"),

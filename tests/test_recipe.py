@@ -64,6 +64,14 @@ def test_explicit_values_win_and_say_so():
     only_lr = default_schedule(128, 2, 1000, learning_rate=7e-4)
     assert (only_lr.learning_rate, only_lr.warmup, only_lr.scheduler) == (7e-4, 0.05, "linear")
     assert default_schedule(128, 2, 1000, warmup=0.0).warmup == 0.0  # zero is a choice, not "missing"
+    assert default_schedule(128, 2, 1000, warmup=1.0).warmup == 1.0  # as --warmup accepts: warm up the whole run
+
+
+def test_recorded_values_are_kept_and_named_as_recorded():
+    s = default_schedule(128, 2, 1000, learning_rate=2e-4, warmup=0.1, recorded={"warmup"})
+    assert (s.learning_rate, s.warmup, s.scheduler) == (2e-4, 0.1, "linear")
+    assert s.explanation.startswith("schedule: learning rate 2.0e-04 (given), warmup 100 of 1000 steps (recorded), "
+                                    "then linear decay to 0")
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -75,8 +83,8 @@ def test_explicit_values_win_and_say_so():
     ({"learning_rate": 0.0}, "learning_rate: expected a positive finite number, got 0.0"),
     ({"learning_rate": -1e-3}, "learning_rate: expected a positive finite number, got -0.001"),
     ({"learning_rate": math.nan}, "learning_rate: expected a positive finite number, got nan"),
-    ({"warmup": 1.0}, "warmup: expected a fraction of total_steps in [0, 1), got 1.0"),
-    ({"warmup": -0.1}, "warmup: expected a fraction of total_steps in [0, 1), got -0.1"),
+    ({"warmup": 1.5}, "warmup: expected a fraction of total_steps in [0, 1], got 1.5"),
+    ({"warmup": -0.1}, "warmup: expected a fraction of total_steps in [0, 1], got -0.1"),
     ({"scheduler": "step"}, "scheduler: unknown 'step'; valid: linear, cosine, constant"),
     ({"layernorm_positioning": "middle"}, "layernorm_positioning: expected post or pre, got 'middle'"),
 ])
@@ -115,6 +123,16 @@ def test_apply_recipe_fills_only_what_nobody_set():
     kept, line = apply_recipe(config, explicit)
     assert (kept.train.learning_rate, kept.train.warmup) == (1e-4, 0.05)
     assert "1.0e-04 (given)" in line
+
+
+def test_apply_recipe_takes_a_resumed_runs_record_for_what_nobody_set():
+    config, explicit = _config("models/bert/mini.yaml", ["train.total_steps=2000", "train.scheduler=cosine"])
+    record = {"learning_rate": 1e-4, "warmup": 0.1, "scheduler": "constant"}
+    kept, line = apply_recipe(config, explicit, record)
+    assert (kept.train.learning_rate, kept.train.warmup, kept.train.scheduler) == (1e-4, 0.1, "cosine")
+    assert line.startswith("schedule: learning rate 1.0e-04 (recorded), warmup 200 of 2000 steps (recorded), "
+                           "then cosine (given)")
+    assert apply_recipe(config, explicit, {})[0] == apply_recipe(config, explicit)[0]
 
 
 def test_apply_recipe_on_a_post_ln_base_and_a_pre_ln_gpt():

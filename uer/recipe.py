@@ -5,8 +5,8 @@ BERT's ``1e-4`` was chosen for BERT-base over a million steps; on BERT-tiny or B
 thousand steps it leaves MLM on the *frequent-character plateau* (the model predicts the most
 common characters everywhere, ~13% accuracy on Chinese news, and stops there). Small models want a
 much larger peak rate, and a short budget wants a short warmup. The rule, anchored on BERT-tiny
-by ``bench/recipe_probes.py`` (3e-3 reached the plateau in 300 steps, 1e-3 had not at 250; see
-the project README for the curves) and scaled by size:
+by ``bench/recipe_probes.py`` (3e-3 reached the plateau in 300 steps, 1e-3 had not at 250; the
+script prints the curves, no copy of them is kept in bench/results) and scaled by size:
 
     peak lr = 3e-3 * (128 / hidden_size) * sqrt(2 / layers_num), clipped to [1e-5, 5e-3],
               halved for post-LN encoders at hidden_size >= 512 (they diverge first),
@@ -25,8 +25,10 @@ the project README for the curves) and scaled by size:
 
 An explicit value always wins (a ``--learning_rate`` / ``--warmup`` / ``--scheduler`` flag, a
 ``--set train.x=...`` override or a ``train:`` key in the YAML): only what nobody chose comes from
-here. For budgets under ``MLM_ONLY_BELOW`` steps the recommended path is the ``mlm`` target alone
-(``--data_processor mlm``): NSP takes half the signal and a small model learns little from it.
+here (``pretrain.py`` wires it: ``apply_recipe``, and on ``--resume`` the values the run recorded
+in its ``<stem>.config.yaml`` instead of the rule). For budgets under ``MLM_ONLY_BELOW`` steps
+the recommended path is the ``mlm`` target alone (``--data_processor mlm``): NSP takes half the
+signal and a small model learns little from it.
 
     >>> s = default_schedule(hidden_size=128, layers_num=2, total_steps=3000)
     >>> s.learning_rate, s.warmup, s.scheduler, s.warmup_steps(3000)
@@ -37,7 +39,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import AbstractSet
+from typing import AbstractSet, Any, Mapping
 
 from uer.choices import SCHEDULERS
 from uer.utils.cli import UsageError
@@ -50,6 +52,7 @@ WARMUP_FRACTION = 0.05
 MAX_WARMUP_STEPS = 10_000
 MLM_ONLY_BELOW = 100_000  # steps; below this budget, pre-train with the mlm target alone
 SCHEDULE_KEYS = ("learning_rate", "warmup", "scheduler")
+PRIOR_TOKENS = 50_000_000  # the token prior counts this many tokens at most (a large dataset is not read whole)
 
 
 @dataclass(frozen=True)
@@ -91,12 +94,15 @@ def default_schedule(
     learning_rate: float | None = None,
     warmup: float | None = None,
     scheduler: str | None = None,
+    recorded: AbstractSet[str] = frozenset(),
 ) -> Schedule:
     """Peak learning rate, warmup and decay for a model of this size and this many steps.
 
     ``learning_rate`` / ``warmup`` / ``scheduler`` given here are kept as they are (an explicit
-    choice always wins); only the missing ones are chosen. Raises ``UsageError`` (one line
-    naming the value) for sizes, budgets or explicit values that cannot make a schedule.
+    choice always wins); only the missing ones are chosen. ``recorded`` names the given values
+    that come from the record of a run being resumed rather than from the user (the explanation
+    says "recorded" instead of "given"). Raises ``UsageError`` (one line naming the value) for
+    sizes, budgets or explicit values that cannot make a schedule.
     """
     _check_size(hidden_size, layers_num)
     _check_steps(total_steps)
@@ -104,10 +110,13 @@ def default_schedule(
         raise UsageError(f"layernorm_positioning: expected post or pre, got {layernorm_positioning!r}")
     if learning_rate is not None and not (math.isfinite(learning_rate) and learning_rate > 0):
         raise UsageError(f"learning_rate: expected a positive finite number, got {learning_rate}")
-    if warmup is not None and not (math.isfinite(warmup) and 0.0 <= warmup < 1.0):
-        raise UsageError(f"warmup: expected a fraction of total_steps in [0, 1), got {warmup}")
+    if warmup is not None and not (math.isfinite(warmup) and 0.0 <= warmup <= 1.0):  # 1: warm up the whole run
+        raise UsageError(f"warmup: expected a fraction of total_steps in [0, 1], got {warmup}")
     if scheduler is not None and scheduler not in SCHEDULERS:
         raise UsageError(f"scheduler: unknown {scheduler!r}; valid: {', '.join(SCHEDULERS)}")
+
+    def source(key: str) -> str:
+        return "recorded" if key in recorded else "given"
 
     parts = []
     if learning_rate is None:
@@ -115,17 +124,17 @@ def default_schedule(
         wide = " (halved: post-LN)" if layernorm_positioning == "post" and hidden_size >= POST_LN_WIDE else ""
         parts.append(f"learning rate {learning_rate:.1e} for hidden {hidden_size} x {layers_num} layers{wide}")
     else:
-        parts.append(f"learning rate {learning_rate:.1e} (given)")
+        parts.append(f"learning rate {learning_rate:.1e} ({source('learning_rate')})")
     if warmup is None:
         warmup = default_warmup(total_steps)
         parts.append(f"warmup {int(warmup * total_steps)} of {total_steps} steps")
     else:
-        parts.append(f"warmup {int(warmup * total_steps)} of {total_steps} steps (given)")
+        parts.append(f"warmup {int(warmup * total_steps)} of {total_steps} steps ({source('warmup')})")
     if scheduler is None:
         scheduler = "linear"
         parts.append("then linear decay to 0")
     else:
-        parts.append(f"then {scheduler} (given)")
+        parts.append(f"then {scheduler} ({source('scheduler')})")
     explanation = "schedule: " + ", ".join(parts) + " [uer.recipe; --learning_rate / --warmup / --scheduler override]"
     return Schedule(learning_rate, warmup, scheduler, explanation)
 
@@ -141,25 +150,28 @@ def target_advice(targets: list[str], total_steps: int) -> str | None:
             f"pretrain.py --set 'target.components=[mlm]'")
 
 
-def apply_recipe(config, explicit: AbstractSet[str]):
+def apply_recipe(config, explicit: AbstractSet[str], recorded: Mapping[str, Any] | None = None):
     """``config`` with the schedule values not in ``explicit`` chosen by :func:`default_schedule`.
 
     ``explicit`` holds the ``train`` keys somebody set (YAML ``train:`` section, ``--set train.x``,
-    or a flag). Returns ``(config, explanation)``.
+    or a flag). ``recorded``: the schedule values of the run being resumed (its recorded config);
+    they take the place of the rule for every key not in ``explicit``, so a resumed run keeps the
+    schedule it started with even if the rule has changed since. Returns ``(config, explanation)``.
     """
     train = config.train
     enc = config.encoder.cfg
     # the rule was measured on transformers; other encoders (RNN, CNN) have no post-LN to halve for
     positioning = enc.layernorm_positioning if config.encoder.name == "transformer" else "pre"
     given = {k: getattr(train, k) for k in SCHEDULE_KEYS if k in explicit}
+    kept = {k: v for k, v in (recorded or {}).items() if k in SCHEDULE_KEYS and k not in explicit}
     schedule = default_schedule(enc.hidden_size, enc.layers_num, train.total_steps,
-                                layernorm_positioning=positioning, **given)
+                                layernorm_positioning=positioning, recorded=frozenset(kept), **given, **kept)
     train = dataclasses.replace(train, learning_rate=schedule.learning_rate, warmup=schedule.warmup,
                                 scheduler=schedule.scheduler)
     return dataclasses.replace(config, train=train), schedule.explanation
 
 
-def token_log_prior(token_ids, vocab_size: int, special_ids=(), limit: int = 50_000_000) -> "torch.Tensor":
+def token_log_prior(token_ids, vocab_size: int, special_ids=(), limit: int = PRIOR_TOKENS) -> "torch.Tensor":
     """(V,) log of each token's smoothed frequency in ``token_ids`` (a dataset's token array).
 
     Special tokens (never a masked position's label) get the smallest value; only the first
@@ -174,6 +186,21 @@ def token_log_prior(token_ids, vocab_size: int, special_ids=(), limit: int = 50_
     counts[list(special_ids)] = 0.0
     prior = torch.from_numpy(np.log((counts + 0.5) / (counts.sum() + 0.5 * vocab_size))).float()
     return prior
+
+
+def dataset_token_ids(files, limit: int = PRIOR_TOKENS):
+    """The first ``limit`` token ids of a preprocessed dataset (``uer.data.dataset.DatasetFiles``)
+    as the corpus has them: under static masking ``tokens.bin`` holds the masked input, so a masked
+    position takes its original id back from ``mlm_tgt.bin``."""
+    import numpy as np
+
+    from uer.data.dataset import not_masked
+
+    tokens = files.tokens[:limit]
+    if files.mlm_tgt is None:
+        return tokens
+    original = files.mlm_tgt[:limit]
+    return np.where(original == not_masked(original.dtype), tokens, original)
 
 
 def init_mlm_bias(model, log_prior) -> bool:
