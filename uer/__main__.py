@@ -1,4 +1,5 @@
-"""``python -m uer list`` | ``python -m uer summary CONFIG [--vocab_size N] [--seq_length T] [section.key=value ...]``."""
+"""``python -m uer list`` | ``python -m uer summary CONFIG [--vocab_size N] [--seq_length T] [section.key=value ...]``
+| ``python -m uer export MODEL --format onnx OUT/ [--quantize int8]``."""
 from __future__ import annotations
 
 import argparse
@@ -75,6 +76,17 @@ def summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def export(args: argparse.Namespace) -> int:
+    from uer.runtime.export import export_onnx
+    from uer.utils.cli import input_file, output_dir
+
+    manifest = export_onnx(input_file(args.model_path, "MODEL"), output_dir(args.out_dir, "OUT"), quantize=args.quantize)
+    files = [*manifest["steps"], manifest["full"], manifest["vocab"], "manifest.json"]
+    print(f"exported {manifest['layers_num']} steps + the full model ({manifest['quantize'] or 'fp32'}) to "
+          f"{args.out_dir}: {', '.join(files)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m uer", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -85,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--labels_num", type=positive_int, default=2)
     p.add_argument("--seq_length", type=positive_int, default=128)
     p.add_argument("overrides", nargs="*", help="section.key=value, e.g. encoder.layers_num=2")
+    e = sub.add_parser("export", help="a model trained by run_fastbert.py as ONNX files (steps, full model, manifest)")
+    e.add_argument("model_path", help="the model.pt run_fastbert.py wrote (its vocabulary beside it)")
+    e.add_argument("out_dir", help="folder for the .onnx files and manifest.json")
+    e.add_argument("--format", choices=("onnx",), default="onnx")
+    e.add_argument("--quantize", choices=("int8",), help="int8 weights (ONNX Runtime dynamic quantization)")
     try:
         args, rest = parser.parse_known_args(argv)  # overrides may follow the options
         if rest:
@@ -98,9 +115,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             print(list_registries())
             return 0
+        if args.command == "export":
+            return export(args)
         return summary(args)
 
-    return run_main("python -m uer", body)
+    from uer.checkpoint import CheckpointError
+
+    return run_main("python -m uer", body, extra_errors=(CheckpointError,))
 
 
 if __name__ == "__main__":
