@@ -30,7 +30,7 @@ def run_steps(out, src, seg):
         feeds = {"src": src, "seg": seg} if i == 0 else {"hidden": hidden, "seg": seg}
         hidden, logits = s.run(None, feeds)
         probs.append(torch.softmax(torch.from_numpy(logits), -1))
-    full = ort.InferenceSession(str(out / manifest["full"])).run(None, {"src": src, "seg": seg})[0]
+    (full,) = ort.InferenceSession(str(out / manifest["full"])).run(["logits"], {"src": src, "seg": seg})
     return torch.stack(probs, 1), torch.softmax(torch.from_numpy(full), -1)
 
 

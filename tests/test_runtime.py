@@ -84,3 +84,21 @@ def test_int8_is_close_to_fp32_and_only_where_asked():
         make_runtime(model, "fused", quantize="int8")
     with pytest.raises(ValueError, match="quantize must be"):
         make_runtime(model, "auto", quantize="int4")
+
+
+def test_onnxruntime_leaves_the_users_own_sessions_alone(tmp_path):
+    """No process-wide ONNX Runtime state (a global thread pool would make every later default
+    session fail): after our runtime, a session with default options still loads and runs."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    make_runtime(model_for({}, {}, "first"), "onnxruntime")
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    path = tmp_path / "relu.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    (y,) = ort.InferenceSession(str(path)).run(None, {"x": np.array([-1.0, 2.0], np.float32)})
+    assert y.tolist() == [0.0, 2.0]

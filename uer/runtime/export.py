@@ -80,7 +80,7 @@ def export_onnx(model_path: str | os.PathLike, out_dir: str | os.PathLike, quant
                    "seg": "int64 (batch, length) segment ids: 1 first text, 2 second, 0 padding",
                    "hidden": "float32 (batch, length, hidden_size): the previous step's hidden_out (steps 1..)"},
         "outputs": {"hidden_out": "float32 (batch, length, hidden_size), the input of the next step",
-                    "logits": "float32 (batch, labels) of this step's branch (full.onnx: the teacher's)"},
+                    "logits": "float32 (batch, labels) of this step's branch (full.onnx: the teacher's, after every layer)"},
         "exit_rule": "entropy (FastBERT): leave after step i when -sum(p log p) / log(labels) < speed, "
                      "p = softmax(logits); speed 0 = the full model",
         "sha256": sha,

@@ -5,7 +5,7 @@ is in it), the last step ends with the encoder's final norm::
 
     step_0:  src (B, T) int64, seg (B, T) int64    -> hidden (B, T, H), logits (B, labels)
     step_i:  hidden (B, T, H) float32, seg         -> hidden, logits
-    full:    src, seg                              -> logits of the teacher (every layer, one branch)
+    full:    src, seg                              -> hidden (the last layer's), logits of the teacher
 
 Batch and length are dynamic. ``seg`` is UER's segment ids (0 = padding): it gives the attention
 mask inside every graph, so a caller feeds the same two arrays the PyTorch model takes.
@@ -323,5 +323,6 @@ def build_graphs(model: nn.Module) -> StepGraphs:
         for i in range(layers):
             x = _layer(g, model, i, x)
         g.nodes.append(helper.make_node("Identity", [branch(g, layers - 1, x)], ["logits"]))
-        full = _model(g, [ids("src"), ids("seg")], [out("logits")], "full")
+        g.nodes.append(helper.make_node("Identity", [x], ["hidden_out"]))
+        full = _model(g, [ids("src"), ids("seg")], [hid("hidden_out"), out("logits")], "full")
     return StepGraphs(steps, full, hidden_size, labels)

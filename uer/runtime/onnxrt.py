@@ -1,10 +1,11 @@
 """The ``onnxruntime`` runtime: every exit step is one ONNX Runtime session.
 
 The graphs come from :mod:`uer.runtime.onnx_graph` (layer + branch per step, embedding in step 0;
-ONNX Runtime's own graph optimisations fuse them at load). All sessions share one intra-op thread
-pool of ``torch.get_num_threads()`` threads: a pool per session would leave one set of spinning
-threads per step fighting for the same cores (measured: 3x slower at batch 1 on 2 cores).
-The arrays between steps stay numpy (ONNX Runtime reads numpy inputs without a copy).
+ONNX Runtime's own graph optimisations fuse them at load), merged into one model whose ``step``
+input picks the graph to run (:func:`merge_steps`), so that one session and one thread pool of
+``torch.get_num_threads()`` threads serve every step. Nothing process-wide is set: the user's own
+ONNX Runtime sessions are unaffected. The arrays between steps stay numpy (ONNX Runtime reads
+numpy inputs without a copy).
 
 ``quantize="int8"``: ONNX Runtime's dynamic quantization (int8 weights, activations quantized
 per call) of every MatMul with a constant weight, branches included. CPU only.
@@ -21,9 +22,6 @@ from torch import nn
 from uer.runtime.base import RUNTIMES, Flow, Runtime, RuntimeConfig
 from uer.runtime.onnx_graph import build_graphs, unsupported
 
-_POOL: dict[str, int | bool] = {}  # the process's ONNX Runtime thread pool, set once
-
-
 def available() -> str | None:
     """None when onnxruntime can be imported, else why not."""
     try:
@@ -34,30 +32,20 @@ def available() -> str | None:
     return None
 
 
-def session_options():
-    """Options for a session on the shared thread pool (set up on first use)."""
+def session_options(threads: int):
+    """Intra-op threads as torch uses, all graph optimisations, no process-wide state."""
     import onnxruntime as ort
-    from onnxruntime.capi import onnxruntime_pybind11_state as C
 
-    if "threads" not in _POOL:
-        threads = torch.get_num_threads()
-        try:
-            C.set_global_thread_pool_sizes(threads, 1)
-            _POOL["threads"], _POOL["shared"] = threads, True
-        except Exception:  # the process made an ONNX Runtime environment before us: per-session pools
-            _POOL["threads"], _POOL["shared"] = threads, False
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
-    if _POOL["shared"]:
-        so.use_per_session_threads = False
-    else:
-        so.intra_op_num_threads = int(_POOL["threads"])
+    so.intra_op_num_threads = threads
     return so
 
 
 def quantize_int8(models: list) -> list[bytes]:
-    """ONNX Runtime's dynamic int8 quantization of each graph (through files: its API takes paths)."""
+    """ONNX Runtime's dynamic int8 quantization of each graph (through files: its API takes paths):
+    the serialized int8 models."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -71,22 +59,101 @@ def quantize_int8(models: list) -> list[bytes]:
     return out
 
 
+OUTER = ("src", "seg", "hidden")  # the inputs every step may read
+FULL = -1  # the ``step`` input that selects the full model
+
+
+def merge_steps(models: list) -> object:
+    """One model whose ``step`` input picks which step graph runs (``FULL``: the full model's).
+
+    One session instead of one per step, hence one intra-op thread pool: with a pool per session,
+    the pool of the step just run spins while the next step's pool works, and on 2 cores the
+    steps ran 1.6-3x slower. The choice is a chain of ``If`` nodes on ``step``; each branch holds
+    one step's graph and its own weights (ONNX Runtime pre-packs only a graph's own initializers:
+    weights left in the outer graph ran 1.5x slower), reading ``src``, ``seg`` and ``hidden`` from
+    the outer graph. The chain is written in place, so each weight is copied once. Every input must
+    be fed (an unused one may be any array of its dtype)."""
+    from onnx import AttributeProto, TensorProto, helper
+
+    def fill(target, model, k: int, out_names: list[str] | None = None) -> None:
+        """Step ``k``'s graph into ``target`` (a GraphProto inside the chain); ``out_names``: the names
+        its outputs take (``target`` then already lists them)."""
+        g = model.graph
+        given = dict(zip((o.name for o in g.output), out_names or ()))
+        rename = lambda n: given.get(n) or (n if (n in OUTER or not n) else f"s{k}/{n}")
+        target.name = f"step{k}"
+        for node in g.node:
+            new = target.node.add()
+            new.CopyFrom(node)
+            new.input[:] = [rename(n) for n in node.input]
+            new.output[:] = [rename(n) for n in node.output]
+        for init in g.initializer:
+            new = target.initializer.add()
+            new.CopyFrom(init)
+            new.name = rename(init.name)
+        for o in g.output if out_names is None else ():
+            target.output.append(helper.make_tensor_value_info(rename(o.name), o.type.tensor_type.elem_type, None))
+
+    order = list(range(len(models) - 1)) + [FULL]  # the last model is the full one
+    hidden_size = models[0].graph.output[0].type.tensor_type.shape.dim[2].dim_value
+    inputs = [helper.make_tensor_value_info("src", TensorProto.INT64, ["batch", "length"]),
+              helper.make_tensor_value_info("seg", TensorProto.INT64, ["batch", "length"]),
+              helper.make_tensor_value_info("hidden", TensorProto.FLOAT, ["hb", "hl", hidden_size]),
+              helper.make_tensor_value_info("step", TensorProto.INT64, [])]
+    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("hidden_out", "logits")]
+    graph = helper.make_graph([], "fastbert_steps", inputs, outs)
+    current, names = graph, ["hidden_out", "logits"]
+    for pos, k in enumerate(order):
+        index = k if k != FULL else len(models) - 1
+        if pos == len(order) - 1:  # the chain's end: the last graph itself, under the names asked for
+            fill(current, models[index], index, out_names=names)
+            break
+        current.initializer.append(helper.make_tensor(f"const_{pos}", TensorProto.INT64, [], [k]))
+        current.node.append(helper.make_node("Equal", ["step", f"const_{pos}"], [f"is_{pos}"]))
+        node = current.node.add()
+        node.op_type, node.name = "If", f"choose_{pos}"
+        node.input.append(f"is_{pos}")
+        node.output.extend(names)
+        then_attr, else_attr = node.attribute.add(), node.attribute.add()
+        then_attr.name, then_attr.type = "then_branch", AttributeProto.GRAPH
+        else_attr.name, else_attr.type = "else_branch", AttributeProto.GRAPH
+        fill(then_attr.g, models[index], index)
+        else_attr.g.name = f"rest_{pos}"
+        names = [f"h_{pos}", f"l_{pos}"]
+        else_attr.g.output.extend(helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in names)
+        current = else_attr.g
+    opsets = {}
+    for m in models:
+        for o in m.opset_import:
+            opsets[o.domain] = max(opsets.get(o.domain, 0), o.version)
+    merged = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()], producer_name="uer")
+    merged.ir_version = max(m.ir_version for m in models)
+    return merged
+
+
 class OrtFlow(Flow):
     def __init__(self, rt: "OrtRuntime", src: torch.Tensor, seg: torch.Tensor) -> None:
         self.rt = rt
-        width = int(np.flatnonzero((seg > 0).any(0).numpy())[-1]) + 1 if bool((seg > 0).any()) else 1
+        real = (seg > 0).any(0).numpy()
+        width = int(np.flatnonzero(real)[-1]) + 1 if real.any() else 1
         self.src = np.ascontiguousarray(src[:, :width].numpy(), dtype=np.int64)
         self.seg_np = np.ascontiguousarray(seg[:, :width].numpy(), dtype=np.int64)
-        self.hidden: np.ndarray | None = None
+        self.hidden = rt.no_hidden
 
     @property
     def seg(self) -> torch.Tensor:
         return torch.from_numpy(self.seg_np)
 
+    def run(self, step: int) -> torch.Tensor:
+        self.hidden, logits = self.rt.session.run(None, {
+            "src": self.src, "seg": self.seg_np, "hidden": self.hidden, "step": self.rt.step_ids[step]})
+        return torch.from_numpy(logits)
+
     def step(self, i: int, branch: bool = True) -> torch.Tensor | None:
-        feeds = {"src": self.src, "seg": self.seg_np} if i == 0 else {"hidden": self.hidden, "seg": self.seg_np}
-        self.hidden, logits = self.rt.sessions[i].run(None, feeds)
-        return torch.from_numpy(logits) if branch else None
+        logits = self.run(i)
+        if i == 0:
+            self.src = self.seg_np  # read only by step 0; any int64 array of the batch's shape from here
+        return logits if branch else None
 
     def keep(self, index: torch.Tensor) -> None:
         idx = index.numpy()
@@ -94,12 +161,13 @@ class OrtFlow(Flow):
         real = (seg > 0).any(0)
         width = int(np.flatnonzero(real)[-1]) + 1 if real.any() else 1
         self.seg_np = np.ascontiguousarray(seg[:, :width])
+        self.src = self.seg_np
         self.hidden = np.ascontiguousarray(self.hidden[idx, :width])
 
 
 @RUNTIMES.register("onnxruntime", config=RuntimeConfig)
 class OrtRuntime(Runtime):
-    """One ONNX Runtime session per exit step, plus one for the full model (teacher only)."""
+    """One ONNX Runtime session holding every exit step and the full model (:func:`merge_steps`)."""
 
     name = "onnxruntime"
 
@@ -109,18 +177,22 @@ class OrtRuntime(Runtime):
             why = f"the model is on {next(model.parameters()).device}; this runtime runs on the CPU"
         if why is not None:
             raise ValueError(f"runtime 'onnxruntime': {why}")
+        import onnx
         import onnxruntime as ort
 
         graphs = build_graphs(model)
         self.layers_num = len(graphs.steps)
         self.quantize = quantize
         models = graphs.steps + [graphs.full]
-        blobs = quantize_int8(models) if quantize == "int8" else [m.SerializeToString() for m in models]
-        so = session_options()
-        sessions = [ort.InferenceSession(b, so, providers=["CPUExecutionProvider"]) for b in blobs]
-        self.sessions, self.full = sessions[:-1], sessions[-1]
-        pool = f"{_POOL['threads']} threads, shared pool" if _POOL["shared"] else f"{_POOL['threads']} threads per session"
-        self.reason = f"ONNX Runtime {ort.__version__}, {'int8 dynamic' if quantize else 'fp32'}, {pool}"
+        if quantize == "int8":
+            models = [onnx.load_from_string(b) for b in quantize_int8(models)]
+        threads = torch.get_num_threads()
+        self.session = ort.InferenceSession(merge_steps(models).SerializeToString(), session_options(threads),
+                                            providers=["CPUExecutionProvider"])
+        self.step_ids = {i: np.array(i, dtype=np.int64) for i in [*range(self.layers_num), FULL]}
+        self.no_hidden = np.zeros((1, 1, graphs.hidden_size), dtype=np.float32)  # step 0 reads src instead
+        self.reason = (f"ONNX Runtime {ort.__version__}, {'int8 dynamic' if quantize else 'fp32'}, "
+                       f"{threads} threads, one session for every step")
 
     @torch.inference_mode()
     def begin(self, src: torch.Tensor, seg: torch.Tensor) -> Flow:
@@ -128,6 +200,4 @@ class OrtRuntime(Runtime):
 
     @torch.inference_mode()
     def full_logits(self, src: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
-        flow = OrtFlow(self, src.cpu(), seg.cpu())
-        (logits,) = self.full.run(None, {"src": flow.src, "seg": flow.seg_np})
-        return torch.from_numpy(logits)
+        return OrtFlow(self, src.cpu(), seg.cpu()).run(FULL)

