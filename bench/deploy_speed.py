@@ -44,6 +44,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
+import logging  # noqa: E402
+
+logging.getLogger().setLevel(logging.ERROR)  # ONNX Runtime quantizer advice on every call
 from encoder_speed import cpu_name, peak_gemms, useful_flops  # noqa: E402
 
 FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "avx_vnni")
@@ -268,7 +271,7 @@ def measure(args, clf, clf8, peers: Peers, texts: list[str], s32: float, s8: flo
 
     def synthetic(b: int, t: int):
         ids = torch.randint(1000, vocab, (b, t), generator=g)
-        ids[:, 0] = clf.tokenizer.vocab.index("[CLS]") if "[CLS]" in clf.tokenizer.vocab.index else 101
+        ids[:, 0] = clf.tokenizer.vocab.index.get("[CLS]", 101)
         return ids
 
     # ---- model only: four cases; peers get (ids, mask) numpy, ours (src, seg) torch

@@ -16,6 +16,7 @@ import torch
 from uer.fastbert.data import Encoded, collate, length_sorted_batches
 from uer.fastbert.flops import FlopModel
 from uer.fastbert.inference import EarlyExit, exits_for_speeds
+from uer.fastbert.policies import resolve
 from uer.fastbert.report import classification_metrics
 
 
@@ -112,7 +113,9 @@ def sweep(
     rows = []
     for speed, result in zip(speeds, exits):
         metrics = classification_metrics(result.probs.argmax(-1), gold, labels_num)
-        flops = float(flop_model.early_exit(lengths, result.exit_layer.double()).mean()) if flop_model else None
+        full_here = resolve(policy_kwargs(policy)["policy"]).never_early(speed)  # predict runs the full model
+        flops = (full_flops if full_here else float(flop_model.early_exit(lengths, result.exit_layer.double()).mean())) \
+            if flop_model else None
         rows.append({
             "speed": float(speed),
             "accuracy": metrics["accuracy"],
@@ -121,8 +124,9 @@ def sweep(
             "flops_per_sample": flops,
             "flops_speedup": full_flops / flops if flop_model else None,
             # the same ratio on the rows whose wall clock was measured: what the wall columns compare with
-            "flops_speedup_timed": (float(flop_model.full(lengths[:timed]).mean())
-                                    / float(flop_model.early_exit(lengths[:timed], result.exit_layer[:timed].double()).mean()))
+            "flops_speedup_timed": 1.0 if full_here and flop_model and timed else
+            (float(flop_model.full(lengths[:timed]).mean())
+             / float(flop_model.early_exit(lengths[:timed], result.exit_layer[:timed].double()).mean()))
             if flop_model and timed else None,
             "wall_speedup_batch1": walls["1"][None] / walls["1"][speed] if measure else None,
             "wall_speedup_batched": walls["b"][None] / walls["b"][speed] if measure else None,

@@ -81,6 +81,8 @@ class EarlyExit:
         """(B, T) ids and segments -> exit probabilities and layers; vectorised over the batch."""
         rule = resolve(policy)
         b = src.shape[0]
+        if rule.never_early(speed):  # the full model itself: no student branch runs
+            return ExitResult(self.full_model_probs(src, seg), torch.full((b,), self.layers_num, dtype=torch.long, device=src.device))
         state = rule.start(b, self.target.labels_num, self.layers_num, speed)
         alive = torch.arange(b, device=src.device)  # original row of each remaining sample
         probs_out = torch.empty(b, self.target.labels_num, device=src.device)

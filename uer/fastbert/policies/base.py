@@ -33,6 +33,11 @@ class ExitPolicy:
     def start(self, batch: int, labels: int, layers: int, speed: float) -> PolicyState:
         return PolicyState(speed)
 
+    def never_early(self, speed: float) -> bool:
+        """True when no sample can leave before the last layer at ``speed`` (every policy: speed 0),
+        so that the caller may run the full model instead, without the students' branches."""
+        return speed <= 0.0
+
     def exits(self, probs: torch.Tensor, layer: int, state: PolicyState, last: bool) -> torch.Tensor:
         """(B, labels) probabilities after layer ``layer`` (0-based) -> (B,) bool: who leaves here."""
         if last or state.speed >= 1.0:
