@@ -20,8 +20,9 @@ Two tables:
 * end to end, text in and label out, tokenization included (``transformers``' fast tokenizer for the
   peers, ours for us), batch 1 and batches of 32, ms/text.
 
-Each time is the best of ``--repeats`` passes over the same inputs; the variants take turns pass by
-pass, so a slow spell on a shared machine hits them alike. Speed-ups are ratios within this run.
+Each time is the best of ``--repeats`` passes over the same inputs, each variant alone after a pause
+(engines' spinning worker threads otherwise slow down whichever runs next; see ``one_by_one``);
+run it on a quiet machine (``flock /tmp/uer-bench.lock``). Speed-ups are ratios within this run.
 The fp32 GEMM peak (best of ``torch.mm`` and a oneDNN linear on 2048^3) is measured in the same run,
 for the fraction of it that our full-depth model reaches at 32 x 128. Results:
 ``bench/results/deploy_speed.json`` and ``.md``.
@@ -305,7 +306,7 @@ def measure(args, clf, clf8, peers: Peers, texts: list[str], s32: float, s8: flo
         if "real" in case:
             runs[f"uer FastBERT fp32 @ {s32:g}"] = lambda: [clf.runner.predict(s, m, s32) for s, m in inputs]
             runs[f"uer FastBERT int8 @ {s8:g}"] = lambda: [clf8.runner.predict(s, m, s8) for s, m in inputs]
-        times = interleaved(runs, args.repeats)
+        times = one_by_one(runs, args.repeats)
         model_rows[case] = {k: 1000 * v / count for k, v in times.items()}
         print(f"  {case}: " + ", ".join(f"{k} {v:.2f}" for k, v in model_rows[case].items()))
         if case.startswith(f"batch {BATCH}"):
@@ -335,7 +336,7 @@ def measure(args, clf, clf8, peers: Peers, texts: list[str], s32: float, s8: flo
                                                     for i in range(0, len(texts), BATCH)])
     e2e = {"batch 1, ms/text": {}, f"batches of {BATCH}, ms/text": {}}
     for col, which in zip(e2e, (0, 1)):
-        times = interleaved({k: v[which] for k, v in e2e_runs.items()}, args.repeats)
+        times = one_by_one({k: v[which] for k, v in e2e_runs.items()}, args.repeats)
         e2e[col] = {k: 1000 * v / len(texts) for k, v in times.items()}
         print(f"  end to end, {col}: " + ", ".join(f"{k} {v:.2f}" for k, v in e2e[col].items()))
     return {"model_only": model_rows, "end_to_end": e2e, "peak_gflops": peak, "peak_gflops_best": peak_gflops,
@@ -343,14 +344,19 @@ def measure(args, clf, clf8, peers: Peers, texts: list[str], s32: float, s8: flo
             "goals": goals(model_rows, e2e, s32, s8, full_depth_gflops / peak_gflops)}
 
 
-def interleaved(runs: dict, repeats: int) -> dict[str, float]:
-    """Best time of each callable over ``repeats`` rounds, the callables taking turns each round."""
-    for fn in runs.values():
+def one_by_one(runs: dict, repeats: int) -> dict[str, float]:
+    """Best time of each callable over ``repeats`` passes, one variant after the other.
+
+    Not interleaved pass by pass: every engine keeps worker threads that spin for a while after a
+    call (ONNX Runtime's pools, OpenVINO's, PyTorch's OpenMP), and on 2 cores the threads of the
+    engine that ran last took cycles from the one timed next (measured: our batch-1 early exit ran
+    1.3x slower between the peers than alone). A user runs one engine, so each variant runs alone,
+    after a pause that lets the previous engine's threads go to sleep."""
+    times = {}
+    for k, fn in runs.items():
+        time.sleep(0.5)
         fn()  # warm-up
-    times = {k: float("inf") for k in runs}
-    for _ in range(repeats):
-        for k, fn in runs.items():
-            times[k] = min(times[k], _timed(fn))
+        times[k] = min(_timed(fn) for _ in range(repeats))
     return times
 
 
