@@ -48,7 +48,8 @@ sys.path.insert(0, str(ROOT))
 import logging  # noqa: E402
 
 logging.getLogger().setLevel(logging.ERROR)  # ONNX Runtime quantizer advice on every call
-from encoder_speed import cpu_name, peak_gemms, useful_flops  # noqa: E402
+from encoder_speed import _timed, cpu_name, peak_gemms, useful_flops  # noqa: E402
+from encoder_speed import best_time as best  # noqa: E402
 
 FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "avx_vnni")
 SPEEDS = [round(0.1 * i, 1) for i in range(11)]
@@ -64,17 +65,6 @@ def cpu_flags() -> list[str]:
     except OSError:
         pass
     return []
-
-
-def best(fn, repeats: int) -> float:
-    fn()
-    return min(_timed(fn) for _ in range(repeats))
-
-
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def read_test(path: Path) -> tuple[list[str], list[str]]:

@@ -30,3 +30,18 @@ def random_batch(batch_size=4, seq_length=11, vocab=TINY["vocab"], seed=0, pad_l
     tgt[:, 1::3] = src[:, 1::3]
     tgt[seg == 0] = -100
     return {"src": src, "seg": seg, "tgt_mlm": tgt}
+
+
+def ctrl_c_at_step(monkeypatch, step: int = 3) -> None:
+    """Make the shared trainer raise KeyboardInterrupt in its step ``step`` (0-based), as Ctrl-C would;
+    ``monkeypatch.undo()`` (or the test's end) restores it."""
+    import uer.trainer
+
+    real = uer.trainer.Trainer._global_loss
+
+    def interrupted(self, loss_out):
+        if self.step == step:
+            raise KeyboardInterrupt
+        return real(self, loss_out)
+
+    monkeypatch.setattr(uer.trainer.Trainer, "_global_loss", interrupted)

@@ -313,23 +313,16 @@ def test_resume_with_another_batch_size_is_refused(tmp_path, dataset, capsys):
 
 def test_ctrl_c_says_where_the_last_checkpoint_is_and_resume_continues(tmp_path, dataset, monkeypatch, capsys):
     """Row 88: KeyboardInterrupt traceback with no hint about the checkpoint."""
-    import uer.trainer
+    from tests.helpers import ctrl_c_at_step
 
     out = tmp_path / "model.pt"
-    real = uer.trainer.Trainer._global_loss
-
-    def ctrl_c_in_step_4(self, loss_out):
-        if self.step == 3:
-            raise KeyboardInterrupt
-        return real(self, loss_out)
-
-    monkeypatch.setattr(uer.trainer.Trainer, "_global_loss", ctrl_c_in_step_4)
+    ctrl_c_at_step(monkeypatch, 3)
     assert main_catching_ctrl_c(args(dataset, out, "--total_steps", "6", "--save_checkpoint_steps", "2")) == 130
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert err.splitlines()[-1] == (f"pretrain.py: interrupted at step 3; the last checkpoint is at step 2 ({out}.resume); "
                                     "rerun with --resume")
-    monkeypatch.setattr(uer.trainer.Trainer, "_global_loss", real)
+    monkeypatch.undo()
     assert pretrain.main(args(dataset, out, "--total_steps", "6", "--save_checkpoint_steps", "2", "--resume")) == 0
     assert f"resumed from {out}.resume at step 2" in capsys.readouterr().err
     assert [json.loads(l)["step"] for l in out.with_name("model.metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4, 5, 6]

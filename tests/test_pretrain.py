@@ -304,21 +304,14 @@ def test_a_broken_recorded_schedule_is_named(tmp_path, datasets, capsys):
 def test_resume_with_recipe_defaults_is_exact(tmp_path, datasets, monkeypatch):
     """Nothing chosen (recipe schedule, prior bias), interrupted after the checkpoint of step 2 and
     resumed: the parameters equal those of an uninterrupted run."""
-    import uer.trainer
+    from tests.helpers import ctrl_c_at_step
 
     args = ("--total_steps", "5", "--batch_size", "4", "--report_steps", "1", "--save_checkpoint_steps", "2")
     torch.set_num_threads(1)
     assert train(datasets["mlm"], "pretrain_mlm.yaml", tmp_path / "full", *args) == 0
-    real = uer.trainer.Trainer._global_loss
-
-    def ctrl_c_in_step_4(self, loss_out):
-        if self.step == 3:
-            raise KeyboardInterrupt
-        return real(self, loss_out)
-
-    monkeypatch.setattr(uer.trainer.Trainer, "_global_loss", ctrl_c_in_step_4)
+    ctrl_c_at_step(monkeypatch, 3)
     assert train(datasets["mlm"], "pretrain_mlm.yaml", tmp_path / "part", *args) == 130
-    monkeypatch.setattr(uer.trainer.Trainer, "_global_loss", real)
+    monkeypatch.undo()
     assert train(datasets["mlm"], "pretrain_mlm.yaml", tmp_path / "part", *args, "--resume") == 0
     a = read_checkpoint(tmp_path / "full" / "model.pt")["model"]
     b = read_checkpoint(tmp_path / "part" / "model.pt")["model"]
