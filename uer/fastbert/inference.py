@@ -84,6 +84,12 @@ class EarlyExit:
         if rule.never_early(speed):  # the full model itself: no student branch runs
             return ExitResult(self.full_model_probs(src, seg), torch.full((b,), self.layers_num, dtype=torch.long, device=src.device))
         state = rule.start(b, self.target.labels_num, self.layers_num, speed)
+        if b == 1:  # one text (the deployment case): nothing to shrink, fewer operations per layer
+            flow = self.runtime.begin(src, seg)
+            for i in range(self.layers_num):
+                probs = torch.softmax(flow.step(i).float(), dim=-1).to(src.device)
+                if bool(rule.exits(probs, i, state, last=i == self.layers_num - 1)):
+                    return ExitResult(probs, torch.tensor([i + 1], device=src.device))
         alive = torch.arange(b, device=src.device)  # original row of each remaining sample
         probs_out = torch.empty(b, self.target.labels_num, device=src.device)
         layer_out = torch.empty(b, dtype=torch.long, device=src.device)

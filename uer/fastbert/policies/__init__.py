@@ -21,7 +21,14 @@ def resolve(policy: str | dict[str, Any] | ExitPolicy) -> ExitPolicy:
     """A policy object from its name, a ``{"name": ..., field: value}`` mapping, or the object itself."""
     if isinstance(policy, ExitPolicy):
         return policy
+    if isinstance(policy, str):  # by name: built once (at batch 1 the build cost more than a layer's exit test)
+        if policy not in _BY_NAME:
+            _BY_NAME[policy] = POLICIES.build(policy, at="policy")
+        return _BY_NAME[policy]
     return POLICIES.build(policy, at="policy")
+
+
+_BY_NAME: dict[str, ExitPolicy] = {}
 
 
 __all__ = ["POLICIES", "DEFAULT", "ExitPolicy", "PolicyState", "normalized_entropy", "shannon_entropy", "resolve"]
