@@ -329,7 +329,10 @@ def measure(args, clf, clf8, peers: Peers, texts: list[str], s32: float, s8: flo
         times = one_by_one({k: v[which] for k, v in e2e_runs.items()}, args.repeats)
         e2e[col] = {k: 1000 * v / len(texts) for k, v in times.items()}
         print(f"  end to end, {col}: " + ", ".join(f"{k} {v:.2f}" for k, v in e2e[col].items()))
-    return {"model_only": model_rows, "end_to_end": e2e, "peak_gflops": peak, "peak_gflops_best": peak_gflops,
+    timed_exit = {  # the timed rows exit later or earlier than the whole test set: say by how much
+        "fp32": float(np.mean([int(clf.runner.predict(x["src"], x["seg"], s32).exit_layer) for x in singles])),
+        "int8": float(np.mean([int(clf8.runner.predict(x["src"], x["seg"], s8).exit_layer) for x in singles]))}
+    return {"model_only": model_rows, "end_to_end": e2e, "timed_mean_exit_layer": timed_exit, "peak_gflops": peak, "peak_gflops_best": peak_gflops,
             "full_depth_gflops_32x128": full_depth_gflops, "transformers_gflops_32x128": hf_gflops,
             "goals": goals(model_rows, e2e, s32, s8, full_depth_gflops / peak_gflops)}
 
@@ -392,6 +395,11 @@ def print_report(report: dict) -> None:
         lines += ["", f"## {title}", "", "| variant | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
         for n in names:
             lines.append(f"| {n} | " + " | ".join(f"{table[c][n]:.2f}" if n in table[c] else "-" for c in cols) + " |")
+    te = report["timed_mean_exit_layer"]
+    lines += ["", f"Mean exit layer on the {report['samples']} timed tweets: fp32 @ {report['speed_fp32']:g} {te['fp32']:.2f}, "
+              f"int8 @ {report['speed_int8']:g} {te['int8']:.2f} (of 6; on the whole test set: "
+              f"{next(r['mean_exit_layer'] for r in acc['fp32']['rows'] if r['speed'] == report['speed_fp32']):.2f} and "
+              f"{next(r['mean_exit_layer'] for r in acc['int8']['rows'] if r['speed'] == report['speed_int8']):.2f})."]
     lines += ["", f"fp32 GEMM peak: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in report["peak_gflops"].items())
               + f"; uer full depth at 32 x 128: {report['full_depth_gflops_32x128']:.0f} GFLOP/s "
               f"({100 * report['full_depth_gflops_32x128'] / report['peak_gflops_best']:.0f}%), transformers "
