@@ -203,14 +203,10 @@ class _BranchExecutor:
         return self.g.matmul(module, x)
 
     def linear_pair(self, first, second, x, dropout):  # second(first(x)): one linear at inference
-        folded = nn.Linear(first.in_features, second.out_features)
-        with torch.no_grad():
-            folded.weight.copy_(second.weight @ first.weight)
-            folded.bias.copy_(second.weight @ first.bias + second.bias)
-        self.g._weights.setdefault((id(self.branch), "fold_w"), self.g.const(_array(folded.weight.T), "fold_w"))
-        self.g._weights.setdefault((id(self.branch), "fold_b"), self.g.const(_array(folded.bias), "fold_b"))
-        y = self.g.op("MatMul", [x, self.g._weights[(id(self.branch), "fold_w")]])
-        return self.g.op("Add", [y, self.g._weights[(id(self.branch), "fold_b")]])
+        g = self.g
+        w = g.weight(self.branch, "fold_w", lambda: _array((second.weight @ first.weight).T))
+        b = g.weight(self.branch, "fold_b", lambda: _array(second.weight @ first.bias + second.bias))
+        return g.op("Add", [g.op("MatMul", [x, w]), b])
 
     def attend_first(self, attn, x, real):  # (B, T, S) -> (B, S): position 0's query only
         g, s = self.g, attn.qkv.out_features // 3
