@@ -331,3 +331,13 @@ def test_a_pretrained_checkpoint_without_an_mlm_head_gets_the_prior(tmp_path, da
     assert rc == 0
     bias = read_checkpoint(tmp_path / "run" / "model.pt")["model"][MLM_BIAS]
     torch.testing.assert_close(bias, _expected_prior(datasets["albert"]), rtol=0, atol=1e-6)
+
+
+def test_save_checkpoint_steps_0_saves_only_at_the_end(tmp_path, datasets):
+    """``--save_checkpoint_steps 0`` means what its help says: no checkpoint along the way, the
+    model at the end (the config's range used to refuse 0)."""
+    out = tmp_path / "run"
+    assert train(datasets["mlm"], "pretrain_mlm.yaml", out, "--total_steps", "3", "--batch_size", "4",
+                 "--save_checkpoint_steps", "0") == 0
+    assert (out / "model.pt").is_file()
+    assert "save_checkpoint_steps: 0" in (out / "model.config.yaml").read_text()

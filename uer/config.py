@@ -65,7 +65,7 @@ class TrainConfig:
     accumulation_steps: Size = 1
     precision: Precision = "fp32"
     report_steps: Size = 100
-    save_checkpoint_steps: Size = 1000
+    save_checkpoint_steps: Count = 1000  # 0: only at the end (as --save_checkpoint_steps 0 says)
     seed: int = 7
 
 
