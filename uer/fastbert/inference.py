@@ -74,7 +74,7 @@ class EarlyExit:
             probs = None if logits is None else torch.softmax(logits.float(), dim=-1).to(src.device)
             keep = yield i, probs
             if keep is not None:
-                flow.keep(keep.to(flow.seg.device) if flow.seg.device != keep.device else keep)
+                flow.keep(keep.to(flow.seg.device))  # a no-op where both live on one device
 
     @torch.inference_mode()
     def predict(self, src: torch.Tensor, seg: torch.Tensor, speed: float, policy: Policy = DEFAULT) -> ExitResult:

@@ -176,8 +176,9 @@ def check_options(opts: RunOptions) -> None:
     if opts.quantize is not None:
         from uer.runtime.onnxrt import available
 
-        if available() is not None:  # before hours of training, not after
-            raise UsageError(f"--quantize {opts.quantize}: {available()}")
+        missing = available()
+        if missing is not None:  # before hours of training, not after
+            raise UsageError(f"--quantize {opts.quantize}: {missing}")
     if not opts.speeds:
         raise UsageError("--speed: no speed given")
     if len(set(opts.speeds)) != len(opts.speeds):

@@ -47,6 +47,7 @@ class Runtime:
     name = "?"
     reason = ""
     quantize: str | None = None
+    layers_num = 0
 
     def begin(self, src: torch.Tensor, seg: torch.Tensor) -> Flow:
         raise NotImplementedError
@@ -58,8 +59,6 @@ class Runtime:
         for i in range(layers):
             logits = flow.step(i, branch=i == layers - 1)
         return logits
-
-    layers_num = 0
 
 
 def cut_to_width(src: torch.Tensor, seg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -55,8 +55,9 @@ def export_onnx(model_path: str | os.PathLike, out_dir: str | os.PathLike, quant
     why = unsupported(model)
     if why is not None:
         raise UsageError(f"{model_path}: cannot export to ONNX: {why}")
-    if quantize is not None and available() is not None:
-        raise UsageError(f"--quantize {quantize}: {available()}")
+    missing = available() if quantize is not None else None
+    if missing is not None:
+        raise UsageError(f"--quantize {quantize}: {missing}")
     graphs = build_graphs(model)
     models = graphs.steps + [graphs.full]
     blobs = quantize_int8(models) if quantize == "int8" else [m.SerializeToString() for m in models]

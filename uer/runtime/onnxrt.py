@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from uer.runtime.base import RUNTIMES, Flow, Runtime, RuntimeConfig
+from uer.encoders.base import real_length
+from uer.runtime.base import RUNTIMES, Flow, Runtime, RuntimeConfig, cut_to_width
 from uer.runtime.onnx_graph import build_graphs, unsupported
 
 def available() -> str | None:
@@ -134,10 +135,9 @@ def merge_steps(models: list) -> object:
 class OrtFlow(Flow):
     def __init__(self, rt: "OrtRuntime", src: torch.Tensor, seg: torch.Tensor) -> None:
         self.rt = rt
-        real = (seg > 0).any(0).numpy()
-        width = int(np.flatnonzero(real)[-1]) + 1 if real.any() else 1
-        self.src = np.ascontiguousarray(src[:, :width].numpy(), dtype=np.int64)
-        self.seg_np = np.ascontiguousarray(seg[:, :width].numpy(), dtype=np.int64)
+        src, seg = cut_to_width(src, seg)
+        self.src = np.ascontiguousarray(src.numpy(), dtype=np.int64)
+        self.seg_np = np.ascontiguousarray(seg.numpy(), dtype=np.int64)
         self.hidden = rt.no_hidden
 
     @property
@@ -158,8 +158,7 @@ class OrtFlow(Flow):
     def keep(self, index: torch.Tensor) -> None:
         idx = index.numpy()
         seg = self.seg_np[idx]
-        real = (seg > 0).any(0)
-        width = int(np.flatnonzero(real)[-1]) + 1 if real.any() else 1
+        width = real_length(torch.from_numpy(seg))  # the longest samples left: drop padding columns
         self.seg_np = np.ascontiguousarray(seg[:, :width])
         self.src = self.seg_np
         self.hidden = np.ascontiguousarray(self.hidden[idx, :width])
