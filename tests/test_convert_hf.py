@@ -176,3 +176,13 @@ def test_minilm_converts_and_round_trips_exactly(tmp_path):
     convert_uer_to_hf_dir(path, tmp_path / "back")
     assert_same_tensors(safetensors_torch.load_file(minilm_source() / "model.safetensors"),
                         safetensors_torch.load_file(tmp_path / "back" / "model.safetensors"))
+
+
+def test_an_alibi_config_is_refused_in_both_directions():
+    """A BertModel has no ALiBi: converting would silently drop the attention biases."""
+    from uer.config import load_config
+    from uer.convert.hf_bert import check_bert_config
+
+    for name in ("tiny_alibi", "mini_alibi"):
+        with pytest.raises(ConversionError, match=r"encoder\.position_bias is 'alibi', BERT needs 'none'"):
+            check_bert_config(load_config(Path(__file__).parents[1] / "models" / "bert" / f"{name}.yaml"))

@@ -117,11 +117,13 @@ def test_bad_rows_name_file_and_line(tmp_path):
 
 
 # ----------------------------------------------------------------------------- invariants
-def tiny_model(layers=3, seed=0):
+def tiny_model(layers=3, seed=0, alibi=False):
     torch.manual_seed(seed)
+    positions = ["word", "seg"] if alibi else ["word", {"name": "pos", "max_seq_length": 64}, "seg"]
     config = config_from_dict({
-        "embedding": {"components": ["word", {"name": "pos", "max_seq_length": 64}, "seg"], "emb_size": 32, "dropout": 0.0},
-        "encoder": {"name": "transformer", "hidden_size": 32, "layers_num": layers, "heads_num": 4, "feedforward_size": 37},
+        "embedding": {"components": positions, "emb_size": 32, "dropout": 0.0},
+        "encoder": {"name": "transformer", "hidden_size": 32, "layers_num": layers, "heads_num": 4, "feedforward_size": 37,
+                    "position_bias": "alibi" if alibi else "none"},
         "target": {"components": [{"name": "token_exit", "branch_size": 16}]},
     })
     model = build_model(config, vocab_size=99, labels_num=7).eval()
@@ -153,9 +155,10 @@ def test_speed_zero_is_the_full_model_exactly():
     assert torch.equal(out.exit_layer, torch.where(seg > 0, 3, 0))
 
 
+@pytest.mark.parametrize("alibi", [False, True], ids=["learned_positions", "alibi"])
 @pytest.mark.parametrize("window", [0, 1])
-def test_tags_do_not_depend_on_the_batch(window):
-    runner = TokenExit(tiny_model())
+def test_tags_do_not_depend_on_the_batch(window, alibi):
+    runner = TokenExit(tiny_model(alibi=alibi))
     lengths = [9, 5, 7, 12]
     src, seg = batch_of(lengths)
     batched = runner.predict(src, seg, speed=0.5, window=window)
@@ -180,10 +183,12 @@ def test_window_exits_no_earlier():
     assert bool((wide >= plain).all()) and bool((wide > plain).any())
 
 
-def test_exited_tokens_keep_their_state_and_are_attended_to():
+@pytest.mark.parametrize("alibi", [False, True], ids=["learned_positions", "alibi"])
+def test_exited_tokens_keep_their_state_and_are_attended_to(alibi):
     """The rule in the docstring: a token that exits at layer 1 has layer 1's distribution; the
-    tokens that stay see it through keys and values of its frozen vector (checked by hand)."""
-    model = tiny_model(layers=2)
+    tokens that stay see it through keys and values of its frozen vector (checked by hand).
+    With ALiBi the remaining queries keep their own rows of the (B, heads, T, T) scores."""
+    model = tiny_model(layers=2, alibi=alibi)
     runner = TokenExit(model)
     src, seg = batch_of([10])
     out = runner.predict(src, seg, speed=0.5)

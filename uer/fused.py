@@ -46,7 +46,7 @@ from torch import nn
 
 from uer.choices import ACTIVATIONS
 from uer.encoders.base import Encoder, EncoderContext, real_length
-from uer.encoders.transformer import TransformerConfig, TransformerEncoder, attention_mask
+from uer.encoders.transformer import TransformerConfig, TransformerEncoder, alibi_mask, attention_mask
 from uer.layers import FeedForward, MultiHeadAttention, TransformerLayer, activation
 from uer.layers.executor import attend
 
@@ -65,6 +65,7 @@ SUPPORTED: dict[str, tuple | None] = {
     "layernorm_eps": ANY,
     "parameter_sharing": (False, True),
     "bias": (True, False),
+    "position_bias": ("none", "alibi"),  # ALiBi: uer's own alibi_mask on the padded grid
 }
 NORMS = (nn.LayerNorm, nn.RMSNorm)
 # our activation -> (oneDNN post-op, its algorithm)
@@ -115,19 +116,23 @@ class FusedContext(EncoderContext):
     length: int = 0  # longest sequence (last real position + 1): attention runs on [:, :length]
     flat: torch.Tensor | None = None  # (N,) positions of real tokens in the (B * length) grid; None = no padding
     kind: str = "fully_visible"  # the encoder's mask
+    alibi_heads: int = 0  # > 0: ALiBi scores for this many heads (the encoder's position_bias)
 
     @classmethod
-    def build(cls, seg: torch.Tensor, mask_kind: str) -> "FusedContext":
+    def build(cls, seg: torch.Tensor, mask_kind: str, alibi_heads: int = 0) -> "FusedContext":
         """``seg`` (B, T) stays whole (``real`` matches the hidden states); the rest is cut to length."""
         length = real_length(seg)
         real = seg[:, :length] > 0
         flat = None if bool(real.all()) else real.reshape(-1).nonzero().squeeze(1)
-        mask = None if flat is None and mask_kind == "fully_visible" else attention_mask(seg[:, :length], mask_kind)
-        return cls(seg, mask, length, flat, mask_kind)
+        if alibi_heads:
+            mask = alibi_mask(seg[:, :length], mask_kind, alibi_heads)
+        else:
+            mask = None if flat is None and mask_kind == "fully_visible" else attention_mask(seg[:, :length], mask_kind)
+        return cls(seg, mask, length, flat, mask_kind, alibi_heads)
 
     def select(self, index: torch.Tensor) -> "FusedContext":
         """Rebuilt rather than sliced: the sub-batch may be shorter, or free of padding."""
-        return FusedContext.build(self.seg[index], self.kind)
+        return FusedContext.build(self.seg[index], self.kind, self.alibi_heads)
 
 
 class _Linear:
@@ -208,6 +213,7 @@ class FusedEncoder(nn.Module):
                     if isinstance(module, nn.Linear) and module not in self.linears:
                         self.linears[module] = _Linear(module, dtype, mkldnn)
             self.mask_kind = self.encoder.cfg.mask
+            self.alibi_heads = self.encoder.cfg.heads_num if self.encoder.cfg.position_bias == "alibi" else 0
             self.reason += "; oneDNN packed linears" if mkldnn else "; F.linear (no oneDNN for this device/dtype)"
 
     @staticmethod
@@ -229,7 +235,7 @@ class FusedEncoder(nn.Module):
     def context(self, seg: torch.Tensor) -> EncoderContext:
         if self.backend == "eager":
             return self.encoder.context(seg)
-        return FusedContext.build(seg, self.mask_kind)
+        return FusedContext.build(seg, self.mask_kind, self.alibi_heads)
 
     def _pack(self, hidden: torch.Tensor, ctx: FusedContext) -> torch.Tensor:  # (B, T, H) -> (N, H)
         x = hidden[:, : ctx.length].to(self.dtype)

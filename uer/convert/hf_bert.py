@@ -92,7 +92,7 @@ def check_bert_config(config: Config) -> None:
     else:
         enc = config.encoder.cfg
         for key, want in (("layernorm_positioning", "post"), ("layernorm", "normal"), ("mask", "fully_visible"),
-                          ("parameter_sharing", False), ("bias", True)):
+                          ("parameter_sharing", False), ("bias", True), ("position_bias", "none")):
             if getattr(enc, key) != want:
                 problems.append(f"encoder.{key} is {getattr(enc, key)!r}, BERT needs {want!r}")
         if config.emb_size != enc.hidden_size:

@@ -21,7 +21,8 @@ class EncoderContext:
     """What the layers of one batch share: the real-token mask and the attention mask built from it."""
 
     seg: torch.Tensor  # (B, T) long, 0 = padding
-    attn_mask: torch.Tensor | None  # bool, broadcastable to (B, heads, T, T); True = may attend
+    # bool, broadcastable to (B, heads, T, T), True = may attend; or float scores to add (ALiBi), -inf = never
+    attn_mask: torch.Tensor | None
 
     @property
     def real(self) -> torch.Tensor:  # (B, T) bool, True = real token

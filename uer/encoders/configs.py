@@ -33,6 +33,11 @@ class TransformerConfig(EncoderConfig):
     layernorm_eps: Epsilon = 1e-12
     parameter_sharing: bool = False  # ALBERT: one layer's weights reused layers_num times
     bias: bool = True
+    # ``alibi`` (Press et al. 2022; MosaicBERT): every head adds -slope * |i - j| to its attention
+    # scores, a built-in preference for near tokens. Small BERTs trained from scratch with only learned
+    # positions sit on a frequent-token plateau for thousands of steps; ALiBi leaves it at once
+    # (bench/pretrain_defaults.py). Used with an embedding without ``pos``.
+    position_bias: Literal["none", "alibi"] = "none"
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.heads_num:

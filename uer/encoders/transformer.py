@@ -1,3 +1,5 @@
+import math
+
 import torch
 from torch import nn
 
@@ -20,6 +22,39 @@ def attention_mask(seg: torch.Tensor, kind: str) -> torch.Tensor:
         prefix = (seg == 1)[:, None, None, :]
         return keys & (causal | prefix)
     raise ValueError(f"unknown mask {kind!r}")
+
+
+def alibi_slopes(heads_num: int) -> torch.Tensor:
+    """Per-head ALiBi slopes: 1/2, 1/4, ..., 1/256 spread over the heads.
+
+    The paper's rule for n heads is the geometric sequence 2^(-8/n), 2^(-16/n), ... (for n not a power
+    of two, the power below plus every other slope of the power above). With n >= 8 that is used as is.
+    With fewer heads it would leave a small model only flat windows (2 heads: 1/16 and 1/256), and
+    such a model climbs off the frequent-token plateau no faster than with learned positions; so n < 8
+    heads take the first n slopes of the 8-head sequence (2 heads: 1/2 and 1/4), keeping a sharp
+    local head. Measured in bench/pretrain_defaults.py."""
+    def powers(n: int) -> list[float]:
+        start = 2.0 ** (-8.0 / n)
+        return [start ** (k + 1) for k in range(n)]
+
+    if heads_num < 8:
+        return torch.tensor(powers(8)[:heads_num])
+    low = 2 ** int(math.floor(math.log2(heads_num)))
+    slopes = powers(low)
+    if low < heads_num:
+        slopes += powers(2 * low)[0::2][: heads_num - low]
+    return torch.tensor(slopes)
+
+
+def alibi_mask(seg: torch.Tensor, kind: str, heads_num: int) -> torch.Tensor:
+    """The additive form of :func:`attention_mask` with ALiBi: (B, heads, T, T) float scores to add,
+    ``-slope_h * |i - j|`` where attending is allowed and ``-inf`` where it is not."""
+    t = seg.shape[1]
+    pos = torch.arange(t, device=seg.device)
+    distance = (pos[None, :] - pos[:, None]).abs().float()  # (T, T)
+    bias = -alibi_slopes(heads_num).to(seg.device)[:, None, None] * distance  # (heads, T, T)
+    allowed = attention_mask(seg, kind).expand(seg.shape[0], heads_num, t, t)
+    return bias.expand_as(allowed).masked_fill(~allowed, float("-inf"))
 
 
 @ENCODERS.register("transformer", config=TransformerConfig)
@@ -46,6 +81,8 @@ class TransformerEncoder(Encoder):
         self.final_norm = make_norm(cfg.layernorm, cfg.hidden_size, cfg.layernorm_eps) if pre else nn.Identity()
 
     def context(self, seg: torch.Tensor) -> EncoderContext:
+        if self.cfg.position_bias == "alibi":
+            return EncoderContext(seg, alibi_mask(seg, self.cfg.mask, self.cfg.heads_num))
         return EncoderContext(seg, attention_mask(seg, self.cfg.mask))
 
     def block(self, i: int) -> TransformerLayer:

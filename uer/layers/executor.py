@@ -26,9 +26,12 @@ def split_heads(x: torch.Tensor, parts: int, heads_num: int) -> torch.Tensor:
 def attend(qkv: torch.Tensor, heads_num: int, mask: torch.Tensor | None, dropout_p: float = 0.0) -> torch.Tensor:
     """(B, T, 3H) fused Q, K, V -> (B, T, H) attention values, before the output projection.
 
-    ``mask``: bool, True = may attend, broadcastable to (B, heads, T, T); None = attend everywhere."""
+    ``mask``: bool, True = may attend, or float scores to add (ALiBi), broadcastable to
+    (B, heads, T, T); None = attend everywhere."""
     b, t, _ = qkv.shape
     q, k, v = split_heads(qkv, 3, heads_num)  # 3 x (B, heads, T, head_size)
+    if mask is not None and mask.is_floating_point() and mask.dtype != q.dtype:
+        mask = mask.to(q.dtype)  # bf16 / fp16 runs: SDPA wants the additive mask in the query's dtype
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
     return out.transpose(1, 2).reshape(b, t, -1)
 

@@ -52,6 +52,8 @@ def unsupported(model: nn.Module) -> str | None:
     cfg = model.encoder.cfg
     if cfg.mask != "fully_visible":
         return f"mask {cfg.mask!r} is not exported (fully_visible only)"
+    if cfg.position_bias != "none":
+        return f"position_bias {cfg.position_bias!r} is not exported"
     if cfg.act not in ACTIVATIONS:
         return f"activation {cfg.act!r} is not exported"
     emb = model.embedding

@@ -97,7 +97,10 @@ class TokenExit:
         q = F.linear(q_in, w_q, b_q)  # (N, H): queries of the remaining tokens only
         if b == 1:
             q = q.view(1, -1, heads, size).transpose(1, 2)  # (1, heads, N, d)
-            out = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=ctx.attn_mask)
+            mask = ctx.attn_mask
+            if mask is not None and mask.shape[-2] != 1:  # per-query scores (ALiBi): the remaining queries' rows
+                mask = mask[:, :, active[0]]
+            out = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=mask)
             out = out.transpose(1, 2).reshape(-1, h)  # (N, H)
         else:  # queries scattered back to their positions; only the attention itself runs for all T
             full = q.new_zeros(b, t, h)
