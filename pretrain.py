@@ -43,7 +43,8 @@ from uer.data.dataset import read_meta
 from uer.data.loader import EpochLoader
 from uer.data.processors import processor_for_targets
 from uer.model_builder import build_model
-from uer.recipe import SCHEDULE_KEYS, apply_recipe, dataset_token_ids, init_mlm_bias, target_advice, token_log_prior
+from uer.recipe import (SCHEDULE_KEYS, apply_recipe, dataset_token_ids, init_mlm_bias, position_advice, target_advice,
+                        token_log_prior)
 from uer.trainer import Trainer, TrainerOptions, make_optimizer, make_scheduler
 from uer.utils.atomic import atomic_open
 from uer.utils.cli import (
@@ -109,7 +110,8 @@ def resolve_config(args) -> tuple[Config, frozenset[str]]:
     return config, frozenset(data.get("train") or {})
 
 
-def choose_schedule(config: Config, explicit: frozenset[str], recorded_path: Path | None) -> tuple[Config, list[str]]:
+def choose_schedule(config: Config, explicit: frozenset[str], recorded_path: Path | None,
+                    from_scratch: bool = False) -> tuple[Config, list[str]]:
     """``config`` with learning rate, warmup and scheduler nobody chose filled in, and what to tell the user.
 
     ``recorded_path``: the ``<stem>.config.yaml`` of a run being resumed. Its values take the place
@@ -124,8 +126,9 @@ def choose_schedule(config: Config, explicit: frozenset[str], recorded_path: Pat
             notes.append(f"note: no {recorded_path} to take the resumed run's schedule from; "
                          "the values nobody set come from uer.recipe")
     config, explanation = apply_recipe(config, explicit, recorded)
-    advice = target_advice([s.name for s in config.target.components], config.train.total_steps)
-    return config, [explanation, *notes, *([advice] if advice else [])]
+    advice = [target_advice([s.name for s in config.target.components], config.train.total_steps),
+              position_advice(config, config.train.total_steps, from_scratch)]
+    return config, [explanation, *notes, *(a for a in advice if a)]
 
 
 def _recorded_schedule(path: Path) -> dict | None:
@@ -238,7 +241,8 @@ def _run(args) -> int:
         if not args.resume:
             _refuse_existing(files)
         resuming = args.resume and files["resume"].exists()
-        config, notes = choose_schedule(config, explicit, files["config"] if resuming else None)
+        from_scratch = not resuming and not args.pretrained_model_path
+        config, notes = choose_schedule(config, explicit, files["config"] if resuming else None, from_scratch)
         rank, world, device = setup_distributed(device_flag)
         return _train(args, config, meta, files, rank, world, device, notes)
 

@@ -38,6 +38,7 @@ encoder:
   act: gelu
   layernorm_positioning: post
   mask: fully_visible
+  position_bias: {position_bias}
 target:
   components: [mlm]
 tokenizer:
@@ -66,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data_dir", default=str(ROOT / "data" / "ner_pd98"))
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--hidden", type=int, default=128)
-    p.add_argument("--pretrain_steps", type=int, default=600)
+    p.add_argument("--position_bias", choices=("alibi", "none"), default="alibi",
+                   help="alibi (default): the recipe for pre-training from scratch on a small budget (README, pre-training); "
+                        "none: learned positions only, BERT's own (the plateau)")
+    p.add_argument("--pretrain_steps", type=int, default=2000)
     p.add_argument("--pretrain_batch_size", type=int, default=32)
     p.add_argument("--pretrain_seq_length", type=int, default=128)
     p.add_argument("--pretrain_learning_rate", type=float, default=1e-3)
@@ -96,10 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars]) + "\n", encoding="utf-8")
     config = work / "bert.yaml"
     config.write_text(CONFIG.format(layers=args.layers, hidden=args.hidden, heads=max(2, args.hidden // 64),
-                                    ffn=4 * args.hidden, vocab=vocab), encoding="utf-8")
+                                    ffn=4 * args.hidden, vocab=vocab, position_bias=args.position_bias), encoding="utf-8")
     print(f"vocabulary: {len(chars) + 5} tokens (characters seen >= 2 times in the training articles)")
     # 3. pre-train on the training articles only
-    pretrained = work / "pretrain" / "model.pt"
+    run_dir = work / f"{args.position_bias}_pretrain{args.pretrain_steps}"  # a model is reused only by the same config
+    pretrained = run_dir / "pretrain" / "model.pt"
     if not pretrained.is_file():
         seconds["preprocess"] = sh([py, "preprocess.py", "--corpus_path", str(data / "pretrain_corpus.txt"), "--config_path", str(config),
                                     "--vocab_path", str(vocab), "--dataset_path", str(work / "dataset"), "--data_processor", "mlm",
@@ -125,14 +130,18 @@ def main(argv: list[str] | None = None) -> int:
     }
     reports = {}
     for name, extra in runs.items():
-        report = work / name / "report.json"
-        seconds[f"run_ner {name}"] = sh([py, "run_ner.py", *common, *extra, "--output_model_path", str(work / name / "model.pt"),
+        report = run_dir / name / "report.json"
+        seconds[f"run_ner {name}"] = sh([py, "run_ner.py", *common, *extra, "--output_model_path", str(run_dir / name / "model.pt"),
                                          "--report_path", str(report)])
         reports[name] = json.loads(report.read_text())
 
     pre, rnd = reports["pretrained"], reports["random"]
     from uer.tagging.evaluate import format_table
 
+    last = json.loads(pretrained.with_name("model.metrics.jsonl").read_text().splitlines()[-1])
+    pretrain_acc = last.get("mlm_acc")
+    print(f"pre-training: {last['step']} steps, MLM accuracy {pretrain_acc:.3f} over the last report window "
+          f"(position_bias {args.position_bias})")
     print(format_table(pre["rows"], pre["teacher_f1"]))
     goal1 = pre["teacher_f1"] >= rnd["teacher_f1"] + 0.03
     print(f"full model (speed 0) test entity F1: pre-trained {pre['teacher_f1']:.4f}, random init {rnd['teacher_f1']:.4f} "
@@ -149,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     out = {
         "command": "python bench/ner_tradeoff.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "cpu": cpu_name(), "threads": args.threads, "args": vars(args), "seconds": seconds,
+        "pretrain": {"steps": last["step"], "mlm_acc": pretrain_acc, "position_bias": args.position_bias},
         "pretrained": {k: pre[k] for k in ("teacher_f1", "teacher_precision", "teacher_recall", "rows", "full_flops_per_sentence",
                                            "train_sentences", "test_sentences", "stage1", "stage2")},
         "random": {k: rnd[k] for k in ("teacher_f1", "teacher_precision", "teacher_recall", "train_sentences", "stage1")},

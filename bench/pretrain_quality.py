@@ -3,8 +3,9 @@
     python bench/pretrain_quality.py                 # the full protocol (hours of CPU; see below)
     flock /tmp/uer-bench.lock python bench/pretrain_quality.py --quick    # a few minutes: shows it works
 
-A small BERT is pre-trained on People's Daily + the *training* reviews (dev and test reviews never
-reach pre-training), then FastBERT is trained on the Chinese reviews from that checkpoint and from
+A small BERT (default models/bert/mini_alibi.yaml: ALiBi, the recipe for pre-training from scratch)
+is pre-trained on People's Daily + the *training* reviews (dev and test reviews never reach
+pre-training), then FastBERT is trained on the Chinese reviews from that checkpoint and from
 random weights, with the same flags, for every label budget and seed:
 
 1. ``corpora/build_zh.py``: data/corpora/zh_news_reviews.txt and data/reviews_zh/{train,dev,test}.tsv.
@@ -24,7 +25,7 @@ random by >= 5 points at 500 and 2,000 labels, >= 2 points with all labels) go t
 ``<out_dir>/commands.log``; an interrupted run resumes (finished FastBERT runs, whose reports
 exist, are not run again; pre-training continues from its ``.resume`` state).
 
-``--quick``: BERT-tiny, 150 pre-training steps at seq 64, 200 and 500 labels, one seed, one epoch
+``--quick``: BERT-tiny with ALiBi (models/bert/tiny_alibi.yaml), 150 pre-training steps at seq 64, 200 and 500 labels, one seed, one epoch
 of each FastBERT stage: minutes, not hours; its numbers say nothing about the goals.
 """
 from __future__ import annotations
@@ -178,11 +179,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out_dir", help="default out/quality (quick: out/quality_quick)")
     p.add_argument("--skip_build", action="store_true", help="data/ already built")
     args = p.parse_args(argv)
-    defaults = dict(config_path="models/bert/mini.yaml", total_steps=6000, seq_length=128, labels=["500", "2000", "all"],
+    defaults = dict(config_path="models/bert/mini_alibi.yaml", total_steps=6000, seq_length=128, labels=["500", "2000", "all"],
                     seeds=[1, 2, 3], epochs_num=3, distill_epochs_num=1, dev_samples=0, timing_samples=128,
                     out_dir="out/quality")
     if args.quick:
-        defaults.update(config_path="models/bert/tiny.yaml", total_steps=150, seq_length=64, labels=["200", "500"],
+        defaults.update(config_path="models/bert/tiny_alibi.yaml", total_steps=150, seq_length=64, labels=["200", "500"],
                         seeds=[1], epochs_num=1, dev_samples=300, timing_samples=16, out_dir="out/quality_quick")
     for key, value in defaults.items():
         if getattr(args, key) is None:

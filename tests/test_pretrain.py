@@ -208,8 +208,16 @@ def test_what_somebody_chose_wins_and_the_rest_comes_from_the_recipe(tmp_path, d
 def test_a_short_nsp_run_is_advised_to_use_mlm_alone(tmp_path, datasets, capsys):
     assert train(datasets["bert"], "pretrain_bert.yaml", tmp_path, *FEW_STEPS) == 0
     notes = [l for l in capsys.readouterr().err.splitlines() if l.startswith("note: ")]
-    assert notes == ["note: 2 steps is a small budget and nsp takes half the training signal; the recommended path is "
-                     "mlm alone: preprocess.py --data_processor mlm and pretrain.py --set 'target.components=[mlm]'"]
+    assert notes[0] == ("note: 2 steps is a small budget and nsp takes half the training signal; the recommended path is "
+                        "mlm alone: preprocess.py --data_processor mlm and pretrain.py --set 'target.components=[mlm]'")
+    # from scratch with learned positions only: the plateau advice (README, pre-training)
+    assert notes[1].startswith("note: from scratch with learned positions only") and len(notes) == 2
+
+
+def test_alibi_from_scratch_gets_no_position_advice(tmp_path, datasets, capsys):
+    assert train(datasets["mlm"], str(DATA / "pretrain_mlm.yaml"), tmp_path, *FEW_STEPS,
+                 "--set", "encoder.position_bias=alibi") == 0
+    assert not [l for l in capsys.readouterr().err.splitlines() if l.startswith("note: from scratch")]
 
 
 def _expected_prior(dataset: Path) -> torch.Tensor:

@@ -32,6 +32,9 @@ def test_goal_line_met_late_and_not_reached():
     assert low.startswith("BERT-mini MLM accuracy >= 0.25 within 45 min (fp32): not met (best 0.180 at step 1000, 20.0 min")
     assert low.endswith("the run had 30.0 min: rerun with a larger --minutes for the steps it takes)")
     assert bench.goal_line(None) == "BERT-mini MLM accuracy >= 0.25 within 45 min: not measured (mini was not run)"
+    variant = dict(entry([(1000, 7, 0.267)]), model="mini_alibi")
+    assert bench.goal_line(variant).startswith("BERT-mini (mini_alibi.yaml) MLM accuracy >= 0.25 within 45 min (fp32): met")
+    assert bench.is_goal_model("mini_alibi") and not bench.is_goal_model("tiny_alibi") and not bench.is_goal_model("minilm_l6_h384")
 
 
 def test_heldout_documents_share_no_line_with_training(tmp_path):

@@ -1,11 +1,14 @@
 """uer.recipe: the schedule chosen from model size and step budget, and explicit values winning."""
 import math
+from pathlib import Path
 
 import pytest
 
-from uer.config import apply_overrides, config_from_dict, read_yaml
+from uer.config import apply_overrides, config_from_dict, load_config, read_yaml
 from uer.recipe import (MAX_WARMUP_STEPS, Schedule, apply_recipe, default_schedule, default_warmup, peak_learning_rate,
-                        target_advice)
+                        position_advice, target_advice)
+
+ROOT = Path(__file__).resolve().parents[1]
 from uer.utils.cli import UsageError
 
 FAMILY = [(128, 2), (256, 4), (512, 4), (512, 8), (768, 12), (1024, 24)]  # tiny ... large
@@ -103,6 +106,18 @@ def test_target_advice_for_small_budgets():
     assert target_advice(["mlm"], 3000) is None
     assert target_advice(["mlm", "nsp"], 100_000) is None
     assert target_advice(["lm"], 10) is None
+
+
+def test_position_advice_for_learned_positions_from_scratch():
+    bert = load_config(ROOT / "models" / "bert" / "mini.yaml", ["target.components=[mlm]"])
+    advice = position_advice(bert, 6000, from_scratch=True)
+    assert advice.startswith("note: from scratch with learned positions only") and "encoder.position_bias=alibi" in advice
+    assert position_advice(bert, 6000, from_scratch=False) is None  # continued pre-training keeps its positions
+    assert position_advice(bert, 100_000, from_scratch=True) is None  # a long budget climbs off the plateau anyway
+    alibi = load_config(ROOT / "models" / "bert" / "mini_alibi.yaml")
+    assert position_advice(alibi, 6000, from_scratch=True) is None
+    gpt = load_config(ROOT / "models" / "gpt2" / "small.yaml")
+    assert position_advice(gpt, 6000, from_scratch=True) is None  # no mlm target, causal mask
 
 
 def _config(path, overrides=()):

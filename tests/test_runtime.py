@@ -60,6 +60,21 @@ def test_unexportable_models_are_refused_with_the_reason():
     assert auto.name == "fused" and "mask 'causal'" in auto.reason
 
 
+def test_alibi_runs_fused_and_exits_like_eager_and_onnx_refuses_it():
+    model = model_for({"position_bias": "alibi"}, {}, "first")
+    assert "position_bias 'alibi'" in unsupported(model)
+    auto = make_runtime(model, "auto")
+    assert auto.name == "fused" and "position_bias 'alibi'" in auto.reason
+    src, seg = batch(n=6)
+    eager, fused = EarlyExit(model, runtime="eager"), EarlyExit(model, runtime="fused")
+    assert fused.backend == "fused", fused.reason
+    torch.testing.assert_close(fused.layer_probs(src, seg), eager.layer_probs(src, seg), rtol=0, atol=1e-5)
+    for speed in (0.3, 0.6):  # shrinking batches: each sub-batch keeps its own rows of the ALiBi scores
+        a, b = fused.predict(src, seg, speed), eager.predict(src, seg, speed)
+        assert torch.equal(a.exit_layer, b.exit_layer)
+        torch.testing.assert_close(a.probs, b.probs, rtol=0, atol=1e-5)
+
+
 def test_auto_measures_and_names_its_choice():
     model = model_for({}, {}, "first")
     auto = make_runtime(model, "auto")
