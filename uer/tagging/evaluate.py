@@ -135,7 +135,7 @@ def format_table(rows: Sequence[dict[str, Any]], teacher_f1: float) -> str:
         return format(v, fmt) if v is not None else "-".rjust(len(format(1.0, fmt)))
 
     for r in rows:
-        lines.append(f"{r['speed']:>6.2f} {r['precision']:>7.4f} {r['recall']:>7.4f} {r['f1']:>7.4f} {r['mean_exit_layer']:>5.2f} "
+        lines.append(f"{r['speed']:>6g} {r['precision']:>7.4f} {r['recall']:>7.4f} {r['f1']:>7.4f} {r['mean_exit_layer']:>5.2f} "
                      f"{num(r['flops_per_sentence'] and r['flops_per_sentence'] / 1e6, '8.3f')} {num(r['flops_speedup'], '6.2f')}x "
                      f"{num(r['wall_speedup_batch1'], '6.2f')}x {num(r['wall_speedup_batched'], '6.2f')}x")
     return "\n".join(lines)
