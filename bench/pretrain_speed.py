@@ -134,8 +134,8 @@ def uer_py_seconds_per_step(uer_py: Path, size: str, corpus: str, vocab: Path, a
         walls.append(run(["pretrain.py", "--dataset_path", str(dataset), "--vocab_path", str(vocab),
                           "--config_path", str(config), "--output_model_path", str(work / f"uer_py_{size}.bin"),
                           "--total_steps", str(total), "--save_checkpoint_steps", str(10 * total),
-                          "--report_steps", str(total), "--batch_size", str(args.batch_size),
-                          "--seq_length", str(args.seq_length)]))
+                          "--report_steps", str(total), "--batch_size", str(args.batch_size)]))
+    # (UER-py's pretrain.py has no --seq_length: the length comes from its dataset)
     return (walls[1] - walls[0]) / n
 
 

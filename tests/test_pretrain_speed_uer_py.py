@@ -28,8 +28,10 @@ import argparse, json, pathlib, time
 p = argparse.ArgumentParser()
 for flag in ("--dataset_path", "--vocab_path", "--config_path", "--output_model_path"):
     p.add_argument(flag, required=True)
-for flag in ("--total_steps", "--save_checkpoint_steps", "--report_steps", "--batch_size", "--seq_length"):
+for flag in ("--total_steps", "--save_checkpoint_steps", "--report_steps", "--batch_size"):
     p.add_argument(flag, type=int, required=True)
+# like UER-py's pretrain.py (HEAD 5743050): no --seq_length, the length comes from the dataset;
+# argparse refuses anything else, as the real one did
 a = p.parse_args()
 cfg = json.loads(pathlib.Path(a.config_path).read_text())
 assert cfg["target"] == ["mlm"] and cfg["data_processor"] == "mlm" and cfg["hidden_size"] == 128
