@@ -46,7 +46,7 @@ from torch import nn
 
 from uer.choices import ACTIVATIONS
 from uer.encoders.base import Encoder, EncoderContext, real_length
-from uer.encoders.transformer import TransformerConfig, TransformerEncoder, alibi_mask, attention_mask
+from uer.encoders.transformer import TransformerConfig, TransformerEncoder, encoder_mask
 from uer.layers import FeedForward, MultiHeadAttention, TransformerLayer, activation
 from uer.layers.executor import attend
 
@@ -124,10 +124,8 @@ class FusedContext(EncoderContext):
         length = real_length(seg)
         real = seg[:, :length] > 0
         flat = None if bool(real.all()) else real.reshape(-1).nonzero().squeeze(1)
-        if alibi_heads:
-            mask = alibi_mask(seg[:, :length], mask_kind, alibi_heads)
-        else:
-            mask = None if flat is None and mask_kind == "fully_visible" else attention_mask(seg[:, :length], mask_kind)
+        plain = flat is None and mask_kind == "fully_visible" and not alibi_heads  # nothing to mask or add
+        mask = None if plain else encoder_mask(seg[:, :length], mask_kind, alibi_heads)
         return cls(seg, mask, length, flat, mask_kind, alibi_heads)
 
     def select(self, index: torch.Tensor) -> "FusedContext":
@@ -213,7 +211,7 @@ class FusedEncoder(nn.Module):
                     if isinstance(module, nn.Linear) and module not in self.linears:
                         self.linears[module] = _Linear(module, dtype, mkldnn)
             self.mask_kind = self.encoder.cfg.mask
-            self.alibi_heads = self.encoder.cfg.heads_num if self.encoder.cfg.position_bias == "alibi" else 0
+            self.alibi_heads = self.encoder.alibi_heads
             self.reason += "; oneDNN packed linears" if mkldnn else "; F.linear (no oneDNN for this device/dtype)"
 
     @staticmethod

@@ -36,7 +36,8 @@ class TransformerConfig(EncoderConfig):
     # ``alibi`` (Press et al. 2022; MosaicBERT): every head adds -slope * |i - j| to its attention
     # scores, a built-in preference for near tokens. Small BERTs trained from scratch with only learned
     # positions sit on a frequent-token plateau for thousands of steps; ALiBi leaves it at once
-    # (bench/pretrain_defaults.py). Used with an embedding without ``pos``.
+    # (bench/pretrain_defaults.py). Kept beside the ``pos`` embedding: ALiBi is symmetric, so it gives
+    # distance but not direction.
     position_bias: Literal["none", "alibi"] = "none"
 
     def __post_init__(self) -> None:

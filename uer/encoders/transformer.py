@@ -57,6 +57,12 @@ def alibi_mask(seg: torch.Tensor, kind: str, heads_num: int) -> torch.Tensor:
     return bias.expand_as(allowed).masked_fill(~allowed, float("-inf"))
 
 
+def encoder_mask(seg: torch.Tensor, kind: str, alibi_heads: int = 0) -> torch.Tensor:
+    """What a transformer's attention takes: :func:`alibi_mask` for ``alibi_heads`` > 0 heads, else
+    the boolean :func:`attention_mask` (the eager encoder and ``uer.fused`` both build it here)."""
+    return alibi_mask(seg, kind, alibi_heads) if alibi_heads else attention_mask(seg, kind)
+
+
 @ENCODERS.register("transformer", config=TransformerConfig)
 class TransformerEncoder(Encoder):
     """Self-attention layers: BERT (post-LN) or GPT-2 (pre-LN); full, causal or prefix masks; optional ALBERT sharing."""
@@ -67,6 +73,7 @@ class TransformerEncoder(Encoder):
         self.layers_num = cfg.layers_num
         self.output_size = cfg.hidden_size
         self.causal = cfg.mask == "causal"  # a prefix LM's prefix sees the whole prefix
+        self.alibi_heads = cfg.heads_num if cfg.position_bias == "alibi" else 0  # 0: no ALiBi scores
         distinct = 1 if cfg.parameter_sharing else cfg.layers_num
         self.transformer = nn.ModuleList(
             TransformerLayer(
@@ -81,9 +88,7 @@ class TransformerEncoder(Encoder):
         self.final_norm = make_norm(cfg.layernorm, cfg.hidden_size, cfg.layernorm_eps) if pre else nn.Identity()
 
     def context(self, seg: torch.Tensor) -> EncoderContext:
-        if self.cfg.position_bias == "alibi":
-            return EncoderContext(seg, alibi_mask(seg, self.cfg.mask, self.cfg.heads_num))
-        return EncoderContext(seg, attention_mask(seg, self.cfg.mask))
+        return EncoderContext(seg, encoder_mask(seg, self.cfg.mask, self.alibi_heads))
 
     def block(self, i: int) -> TransformerLayer:
         """The module of layer ``i`` (0-based); with ALBERT sharing, the same one for every ``i``."""
