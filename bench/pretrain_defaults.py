@@ -161,15 +161,22 @@ def split_corpus(corpus: Path, out: Path, heldout_fraction: float) -> dict:
 # ------------------------------------------------------------------------------------ running
 
 
-def sh(cmd: list[str], log: Path) -> None:
-    """Run a short command, its output to ``log``; a failure is one line naming the log."""
+def run_logged(cmd: list, log: Path) -> tuple[str, int]:
+    """Run ``cmd`` in the repository with its output appended to ``log`` after a ``$ command`` line.
+    Returns the quoted command line and the exit code (the benches' shared way to run a step)."""
     line = " ".join(shlex.quote(str(c)) for c in cmd)
     with open(log, "a", encoding="utf-8") as f:
         f.write(f"$ {line}\n")
         f.flush()
         done = subprocess.run([str(c) for c in cmd], cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
-    if done.returncode != 0:
-        raise UsageError(f"{Path(str(cmd[1])).name} failed (exit {done.returncode}): {_last_line(log)} (log: {log})")
+    return line, done.returncode
+
+
+def sh(cmd: list[str], log: Path) -> None:
+    """Run a short command, its output to ``log``; a failure is one line naming the log."""
+    _, code = run_logged(cmd, log)
+    if code != 0:
+        raise UsageError(f"{Path(str(cmd[1])).name} failed (exit {code}): {_last_line(log)} (log: {log})")
 
 
 def _last_line(log: Path) -> str:

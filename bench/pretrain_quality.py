@@ -35,7 +35,6 @@ import json
 import shlex
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -44,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 PY = sys.executable
 
+from bench.pretrain_defaults import run_logged  # noqa: E402
 from bench.recipe_probes import prior_init  # noqa: E402
 from uer.recipe import default_schedule  # noqa: E402
 
@@ -52,15 +52,11 @@ BACKBONES = ("pre-trained", "random init")
 
 
 def sh(cmd: list[str], log: Path) -> None:
-    line = " ".join(shlex.quote(str(c)) for c in cmd)
-    print(f"$ {line}", flush=True)
+    print("$ " + " ".join(shlex.quote(str(c)) for c in cmd), flush=True)
     start = time.perf_counter()
-    with open(log, "a", encoding="utf-8") as f:
-        f.write(f"$ {line}\n")
-        f.flush()
-        done = subprocess.run([str(c) for c in cmd], cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
-    if done.returncode != 0:
-        raise SystemExit(f"failed (exit {done.returncode}): {line}\n  see {log}")
+    line, code = run_logged(cmd, log)
+    if code != 0:
+        raise SystemExit(f"failed (exit {code}): {line}\n  see {log}")
     print(f"  ({time.perf_counter() - start:.0f} s)", flush=True)
 
 
