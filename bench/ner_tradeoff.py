@@ -24,6 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from uer.utils.atomic import atomic_open  # noqa: E402
+from uer.utils.cli import UsageError, non_negative_int, parse_speeds, positive_float, positive_int, run_main  # noqa: E402
+
 CONFIG = """# BERT L{layers}/H{hidden} for the NER bench: character tokens, vocabulary from the training split
 embedding:
   components: [word, {{name: pos, max_seq_length: 128}}, seg]
@@ -55,36 +58,55 @@ def cpu_name() -> str:
 
 
 def sh(cmd: list[str]) -> float:
+    """Run one step; its own error is already on stderr, so a failure adds one line naming the step."""
     print("$ " + " ".join(cmd), flush=True)
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, cwd=ROOT)
+    code = subprocess.run(cmd, cwd=ROOT).returncode
+    if code != 0:
+        raise UsageError(f"{Path(cmd[1]).name} failed (exit {code}); its message is above")
     return time.perf_counter() - start
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="ner_tradeoff.py", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work_dir", default=str(ROOT / "out" / "ner_bench"))
     p.add_argument("--data_dir", default=str(ROOT / "data" / "ner_pd98"))
-    p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--layers", type=positive_int, default=4)
+    p.add_argument("--hidden", type=positive_int, default=128)
     p.add_argument("--position_bias", choices=("alibi", "none"), default="alibi",
                    help="alibi (default): the recipe for pre-training from scratch on a small budget (README, pre-training); "
                         "none: learned positions only, BERT's own (the plateau)")
-    p.add_argument("--pretrain_steps", type=int, default=2000)
-    p.add_argument("--pretrain_batch_size", type=int, default=32)
-    p.add_argument("--pretrain_seq_length", type=int, default=128)
-    p.add_argument("--pretrain_learning_rate", type=float, default=1e-3)
-    p.add_argument("--train_samples", type=int, default=6000)
-    p.add_argument("--dev_samples", type=int, default=0)
-    p.add_argument("--test_samples", type=int, default=0)
-    p.add_argument("--epochs_num", type=int, default=3)
-    p.add_argument("--distill_epochs_num", type=int, default=2)
-    p.add_argument("--learning_rate", type=float, default=1e-3)
-    p.add_argument("--seq_length", type=int, default=64)
+    p.add_argument("--pretrain_steps", type=positive_int, default=2000)
+    p.add_argument("--pretrain_batch_size", type=positive_int, default=32)
+    p.add_argument("--pretrain_seq_length", type=positive_int, default=128)
+    p.add_argument("--pretrain_learning_rate", type=positive_float, default=1e-3)
+    p.add_argument("--train_samples", type=non_negative_int, default=6000)
+    p.add_argument("--dev_samples", type=non_negative_int, default=0)
+    p.add_argument("--test_samples", type=non_negative_int, default=0)
+    p.add_argument("--epochs_num", type=positive_int, default=3)
+    p.add_argument("--distill_epochs_num", type=non_negative_int, default=2)
+    p.add_argument("--learning_rate", type=positive_float, default=1e-3)
+    p.add_argument("--seq_length", type=positive_int, default=64)
     p.add_argument("--speed", default="0,0.1,...,1")
-    p.add_argument("--timing_samples", type=int, default=200)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--timing_samples", type=non_negative_int, default=200)
+    p.add_argument("--threads", type=positive_int, default=2)
+    p.add_argument("--results", default=str(ROOT / "bench" / "results" / "ner_tradeoff.json"),
+                   help="where the JSON goes (default bench/results/ner_tradeoff.json)")
     args = p.parse_args(argv)
+    try:
+        parse_speeds(args.speed)  # a bad --speed is refused before minutes of pre-training, not after
+    except argparse.ArgumentTypeError as exc:
+        p.error(str(exc))
+    return run_main("ner_tradeoff.py", lambda: _run(args, argv))
+
+
+def _run(args, argv: list[str] | None) -> int:
+    for flag in ("work_dir", "data_dir"):
+        if Path(getattr(args, flag)).is_file():
+            raise UsageError(f"--{flag} {getattr(args, flag)}: a file, but a folder belongs here")
+    if Path(args.results).is_dir():
+        raise UsageError(f"--results {args.results}: a directory, but the JSON file belongs here")
     work, data = Path(args.work_dir), Path(args.data_dir)
     work.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
@@ -151,13 +173,17 @@ def main(argv: list[str] | None = None) -> int:
     goal2 = best is not None and best["flops_speedup"] >= 2.0
     # The wall-clock goal is about early exit: at speed 0 nothing exits, so there is nothing to judge.
     exits = best is not None and best["speed"] > 0
-    goal3 = exits and best["wall_speedup_batch1"] >= 0.7 * best["flops_speedup"]
+    timed = best is not None and best["wall_speedup_batch1"] is not None  # --timing_samples 0: no wall clock
+    goal3 = exits and timed and best["wall_speedup_batch1"] >= 0.7 * best["flops_speedup"]
     if best is not None:
         print(f"token-level exit within 1 F1 point: speed {best['speed']:g}, F1 {best['f1']:.4f}, mean exit layer "
               f"{best['mean_exit_layer']:.2f} of {args.layers}, FLOPs x{best['flops_speedup']:.2f}; goal >= 2x: {'met' if goal2 else 'not met'}")
-        verdict = ("met" if goal3 else "not met") if exits else "not measured (no speed above 0 stayed within 1 F1 point)"
-        print(f"wall clock batch 1 x{best['wall_speedup_batch1']:.2f} = {best['wall_speedup_batch1'] / best['flops_speedup']:.2f} of the "
-              f"FLOPs speed-up (batched x{best['wall_speedup_batched']:.2f}); goal >= 0.7: {verdict}")
+        if not timed:
+            print("wall clock: not measured (--timing_samples 0); goal >= 0.7: not measured")
+        else:
+            verdict = ("met" if goal3 else "not met") if exits else "not measured (no speed above 0 stayed within 1 F1 point)"
+            print(f"wall clock batch 1 x{best['wall_speedup_batch1']:.2f} = {best['wall_speedup_batch1'] / best['flops_speedup']:.2f} "
+                  f"of the FLOPs speed-up (batched x{best['wall_speedup_batched']:.2f}); goal >= 0.7: {verdict}")
     out = {
         "command": "python bench/ner_tradeoff.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "cpu": cpu_name(), "threads": args.threads, "args": vars(args), "seconds": seconds,
@@ -168,9 +194,10 @@ def main(argv: list[str] | None = None) -> int:
         "goals": {"pretrained_plus_3_f1": goal1, "flops_2x_within_1_f1": goal2, "wall_batch1_0.7_of_flops": goal3,
                   "chosen_row": best},
     }
-    results = ROOT / "bench" / "results" / "ner_tradeoff.json"
+    results = Path(args.results)
     results.parent.mkdir(parents=True, exist_ok=True)
-    results.write_text(json.dumps(out, indent=2) + "\n")
+    with atomic_open(results) as f:  # a crash never leaves half a results file
+        f.write(json.dumps(out, indent=2) + "\n")
     print(f"written {results}")
     return 0
 
