@@ -14,10 +14,13 @@ Tokens are real (non-padding) tokens: packed rows are ~100% real. A last line ti
 
 ``--uer_py_path DIR`` (a checkout of dbiir/UER-py, never copied here; it needs ``pip install six``)
 also runs UER-py's documented command lines on the same corpus, vocabulary, size, batch and
-sequence length: its ``preprocess.py`` (``--data_processor mlm``) once, then its ``pretrain.py``
-on the CPU for ``--uer_py_steps`` and for twice that; the difference of the two wall times over
-the extra steps is its seconds per step (start-up, loading and saving cancel out). Printed beside
-our ``Trainer.fit`` seconds per step, with the ratio.
+sequence length: its ``preprocess.py`` (``--data_processor mlm --full_sentences --dynamic_masking``:
+packed rows and masking per batch, as ours; without ``--full_sentences`` each corpus line becomes
+one padded row, ~30% real tokens on People's Daily, and its steps do less work) once, then its
+``pretrain.py`` on the CPU for ``--uer_py_steps``, reporting every ``--report_every``; its own
+log's tokens/s (first report dropped, median) gives its seconds per step. Printed beside
+our ``Trainer.fit`` seconds per step (windows of ``--report_every`` steps before and after UER-py's run,
+first window of each run dropped, median), with the ratio of real tokens per second.
 """
 from __future__ import annotations
 
@@ -102,8 +105,16 @@ def uer_py_config(uer_py: Path, size: str, out: Path) -> Path:
     return out
 
 
-def uer_py_seconds_per_step(uer_py: Path, size: str, corpus: str, vocab: Path, args, work: Path) -> float:
-    """Seconds per step of UER-py's pretrain.py: (wall(2n) - wall(n)) / n, n = --uer_py_steps."""
+def uer_py_seconds_per_step(uer_py: Path, size: str, corpus: str, vocab: Path, args, work: Path) -> tuple[float, float]:
+    """UER-py's seconds per step, from its own log, and the real-token share of its rows.
+
+    One ``pretrain.py`` run of ``--uer_py_steps`` steps that reports every ``--report_every``; the
+    first report (start-up, first allocations) is dropped and the median of the rest is taken. UER-py
+    counts batch x seq_length tokens per step, so seconds per step = batch x seq / its tokens/s.
+    (An earlier version took the difference of two runs' wall times; one run's start-up noise then
+    decided the answer, and it reported UER-py 0.155 s/step where its own log says 0.24.)
+    """
+    import re
     import subprocess
 
     if importlib.util.find_spec("six") is None:
@@ -115,28 +126,48 @@ def uer_py_seconds_per_step(uer_py: Path, size: str, corpus: str, vocab: Path, a
     dataset = work / f"uer_py_{args.seq_length}.pt"
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
 
-    def run(cmd: list[str]) -> float:
+    def run(cmd: list[str]) -> str:
         print("$ " + " ".join(cmd), flush=True)
-        start = time.perf_counter()
         done = subprocess.run([sys.executable, *cmd], cwd=uer_py, env=env, capture_output=True, text=True)
         if done.returncode != 0:
             tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["(no output)"]
             raise SystemExit(f"UER-py {cmd[0]} failed (exit {done.returncode}): {tail[0]}")
-        return time.perf_counter() - start
+        return done.stdout + done.stderr
 
     if not dataset.exists():
         run(["preprocess.py", "--corpus_path", str(Path(corpus).resolve()), "--vocab_path", str(vocab),
              "--dataset_path", str(dataset), "--processes_num", "1", "--seq_length", str(args.seq_length),
-             "--data_processor", "mlm"])
-    n = args.uer_py_steps
-    walls = []
-    for total in (n, 2 * n):
-        walls.append(run(["pretrain.py", "--dataset_path", str(dataset), "--vocab_path", str(vocab),
-                          "--config_path", str(config), "--output_model_path", str(work / f"uer_py_{size}.bin"),
-                          "--total_steps", str(total), "--save_checkpoint_steps", str(10 * total),
-                          "--report_steps", str(total), "--batch_size", str(args.batch_size)]))
+             "--data_processor", "mlm", "--full_sentences", "--dynamic_masking"])
+    log = run(["pretrain.py", "--dataset_path", str(dataset), "--vocab_path", str(vocab),
+               "--config_path", str(config), "--output_model_path", str(work / f"uer_py_{size}.bin"),
+               "--total_steps", str(args.uer_py_steps), "--save_checkpoint_steps", str(10 * args.uer_py_steps),
+               "--report_steps", str(args.report_every), "--batch_size", str(args.batch_size)])
     # (UER-py's pretrain.py has no --seq_length: the length comes from its dataset)
-    return (walls[1] - walls[0]) / n
+    rates = [float(m) for m in re.findall(r"\|\s*([0-9.]+) tokens/s\|", log)]
+    if len(rates) < 2:
+        raise SystemExit(f"UER-py pretrain.py: expected at least 2 '| N tokens/s|' reports in its log, found {len(rates)} "
+                         f"(--uer_py_steps {args.uer_py_steps} / --report_every {args.report_every})")
+    tokens_per_s = statistics.median(rates[1:])
+    return args.batch_size * args.seq_length / tokens_per_s, uer_py_real_fraction(dataset)
+
+
+def uer_py_real_fraction(dataset: Path, limit: int = 20000) -> float:
+    """Non-padding share of the first ``limit`` rows of a UER-py MLM dataset we built above.
+
+    Its rows are pickled ``((ids, pad_num), seg_pos)`` tuples (dynamic masking); this is our own
+    output file, so unpickling it is safe. A lower share than ours would mean its steps do less work.
+    """
+    import pickle
+
+    real = padded = 0
+    with dataset.open("rb") as f:
+        for _ in range(limit):
+            try:
+                (ids, pad), *_ = pickle.load(f)
+            except EOFError:
+                break
+            real, padded = real + len(ids), padded + len(ids) + pad
+    return real / padded if padded else 0.0
 
 
 def steps(model, optimizer, batches, forward, precision: str = "fp32") -> float:
@@ -164,13 +195,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "bf16"],
                    help="bf16: both models under CPU autocast (fast only on CPUs with bf16 units, e.g. avx512_bf16 / AMX)")
     p.add_argument("--uer_py_path", help="a dbiir/UER-py checkout: also time its pretrain.py (see above)")
-    p.add_argument("--uer_py_steps", type=int, default=20, help="UER-py steps of the shorter run (the longer is twice)")
+    p.add_argument("--uer_py_steps", type=int, default=60, help="steps of each Trainer run (ours, UER-py's)")
+    p.add_argument("--report_every", type=int, default=10,
+                   help="steps per timed window; the first window is warm-up, the median of the rest counts")
     args = p.parse_args(argv)
     uer_py = Path(args.uer_py_path).resolve() if args.uer_py_path else None
     if uer_py is not None and not uer_py.is_dir():
         raise SystemExit(f"--uer_py_path {args.uer_py_path}: not a directory")
-    if args.uer_py_steps < 1:
-        raise SystemExit(f"--uer_py_steps {args.uer_py_steps}: expected a positive integer")
+    if args.report_every < 1 or args.uer_py_steps < 2 * args.report_every:
+        raise SystemExit(f"--uer_py_steps {args.uer_py_steps} --report_every {args.report_every}: expected "
+                         "a positive window and at least two windows (the first is warm-up)")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     tmp = Path(tempfile.mkdtemp(prefix="uer-bench-"))
@@ -214,26 +248,35 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{size:<6} {precision:<5} {a:>10.0f} {b:>10.0f} {a / b:>5.2f}x {UER.get(size, '') if precision == 'fp32' else '':>13}")
         if precision != "fp32":
             continue
-        # the whole loop: loader + dynamic masking + clipping + logging
-        opts = TrainerOptions(report_steps=10**9, progress=False)
+        # the whole loop: loader + dynamic masking + clipping + logging, timed in report windows as UER-py's
         cfg = ours_config(size, args.seq_length)
-        model = build_model(cfg, vocab_size=len(vocab))
-        opt = make_optimizer(model.named_parameters(), 1e-4, 0.01)
-        trainer = Trainer(model, opt, make_scheduler(opt, "constant", 0, 10**9), cfg, opts)
-        loader = EpochLoader(len(data), args.batch_size, data.collate, seed=3, drop_last=True)
-        trainer.fit(loader, 2)
-        start = time.perf_counter()
-        history = trainer.fit(loader, 2 + args.rounds * n)
-        loop = history[-1]["tokens_per_s"]
-        results["sizes"][key]["uer_trainer_tokens_per_s"] = loop
-        ours_s = (time.perf_counter() - start) / (args.rounds * n)
-        print(f"{size:<6} Trainer.fit loop (data + masking + clipping): {loop:.0f} real tokens/s "
-              f"({args.rounds * n} steps, {time.perf_counter() - start:.1f} s)")
+
+        def trainer_windows() -> list[float]:
+            opts = TrainerOptions(report_steps=args.report_every, progress=False)
+            model = build_model(cfg, vocab_size=len(vocab))
+            opt = make_optimizer(model.named_parameters(), 1e-4, 0.01)
+            trainer = Trainer(model, opt, make_scheduler(opt, "constant", 0, 10**9), cfg, opts)
+            loader = EpochLoader(len(data), args.batch_size, data.collate, seed=3, drop_last=True)
+            return [line["tokens_per_s"] for line in trainer.fit(loader, args.uer_py_steps)[1:]]  # 1st = warm-up
+
+        windows = trainer_windows()
         if uer_py is not None:
-            theirs = uer_py_seconds_per_step(uer_py, size, args.corpus, vocab_path, args, tmp)
-            results["sizes"][key].update({"uer_s_per_step": ours_s, "uer_py_s_per_step": theirs})
-            print(f"{size:<6} s/step, batch {args.batch_size} x seq {args.seq_length}: uer {ours_s:.3f}, "
-                  f"UER-py {theirs:.3f} ({uer_py}), UER-py / uer {theirs / ours_s:.2f}x")
+            theirs, their_real = uer_py_seconds_per_step(uer_py, size, args.corpus, vocab_path, args, tmp)
+            windows += trainer_windows()  # ours before and after theirs: a drift in machine load hits both
+        loop = statistics.median(windows)
+        ours_s = args.batch_size * args.seq_length * (real / padded) / loop
+        results["sizes"][key].update({"uer_trainer_tokens_per_s": loop, "uer_trainer_windows": windows,
+                                      "uer_s_per_step": ours_s})
+        print(f"{size:<6} Trainer.fit loop (data + masking + clipping): {loop:.0f} real tokens/s, {ours_s:.3f} s/step "
+              f"(median of {len(windows)} windows of {args.report_every} steps)")
+        if uer_py is not None:
+            their_tok = args.batch_size * args.seq_length * their_real / theirs
+            results["sizes"][key].update({"uer_py_s_per_step": theirs, "uer_py_real_tokens_per_s": their_tok,
+                                          "uer_py_real_token_fraction": their_real, "uer_py_path": str(uer_py),
+                                          "uer_vs_uer_py": loop / their_tok})
+            print(f"{size:<6} batch {args.batch_size} x seq {args.seq_length}, real tokens uer {real / padded:.1%}, "
+                  f"UER-py {their_real:.1%}: uer {ours_s:.3f} s/step, UER-py {theirs:.3f} s/step ({uer_py}); "
+                  f"uer / UER-py real tokens/s {loop / their_tok:.2f}x (goal 1.5x: {'met' if loop / their_tok >= 1.5 else 'not met'})")
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(results, indent=2))
     return 0

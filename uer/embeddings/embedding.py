@@ -2,6 +2,7 @@ import torch
 from torch import nn
 
 from uer.layers import make_norm
+from uer.layers.dropout import Dropout
 
 
 class Embedding(nn.Module):
@@ -18,7 +19,7 @@ class Embedding(nn.Module):
             raise ValueError("embedding components must start with 'word'")
         self.components = components
         self.layer_norm = make_norm(layernorm, emb_size, layernorm_eps)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.projection = nn.Linear(emb_size, hidden_size) if emb_size != hidden_size else nn.Identity()
 
     @property

@@ -13,6 +13,7 @@ from uer.encoders.base import Encoder, EncoderContext
 from uer.encoders.configs import CnnConfig, GatedCnnConfig
 from uer.encoders.registry import ENCODERS
 from uer.layers import activation
+from uer.layers.dropout import Dropout
 
 
 def masked_conv(conv: nn.Conv1d, hidden: torch.Tensor, real: torch.Tensor, left: int, right: int) -> torch.Tensor:
@@ -42,7 +43,7 @@ class CnnEncoder(Encoder):
         self.conv = nn.ModuleList(nn.Conv1d(cfg.hidden_size, cfg.hidden_size, cfg.kernel_size) for _ in range(cfg.layers_num))
         self.layer_norm = nn.ModuleList(nn.LayerNorm(cfg.hidden_size, eps=cfg.layernorm_eps) for _ in range(cfg.layers_num))
         self.act = activation(cfg.act)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
 
     def layer(self, i: int, hidden: torch.Tensor, ctx: EncoderContext) -> torch.Tensor:  # (B, T, H)
         out = self.act(masked_conv(self.conv[i], hidden, ctx.real, *self.pad))
@@ -72,7 +73,7 @@ class GatedCnnEncoder(Encoder):
             nn.ModuleList(nn.Conv1d(cfg.hidden_size, 2 * cfg.hidden_size, cfg.kernel_size) for _ in range(cfg.block_size))
             for _ in range(cfg.layers_num)
         )
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
 
     def layer(self, i: int, hidden: torch.Tensor, ctx: EncoderContext) -> torch.Tensor:  # (B, T, H)
         x = hidden

@@ -12,6 +12,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from uer.encoders.base import Encoder, EncoderContext
 from uer.encoders.configs import BiRnnConfig, RnnConfig
 from uer.encoders.registry import ENCODERS
+from uer.layers.dropout import Dropout
 
 
 def packed_rnn(rnn: nn.RNNBase, x: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
@@ -47,7 +48,7 @@ class RnnEncoder(Encoder):
             self.cell(cfg.hidden_size, cfg.hidden_size // directions, batch_first=True, bidirectional=self.bidirectional)
             for _ in range(cfg.layers_num)
         )
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
 
     def layer(self, i: int, hidden: torch.Tensor, ctx: EncoderContext) -> torch.Tensor:
         """(B, T, H) -> (B, T, H); padding positions come out as zeros."""

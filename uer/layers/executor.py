@@ -15,6 +15,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from uer.layers.activations import activation
+from uer.layers.dropout import dropout
 
 
 def split_heads(x: torch.Tensor, parts: int, heads_num: int) -> torch.Tensor:
@@ -32,8 +33,20 @@ def attend(qkv: torch.Tensor, heads_num: int, mask: torch.Tensor | None, dropout
     q, k, v = split_heads(qkv, 3, heads_num)  # 3 x (B, heads, T, head_size)
     if mask is not None and mask.is_floating_point() and mask.dtype != q.dtype:
         mask = mask.to(q.dtype)  # bf16 / fp16 runs: SDPA wants the additive mask in the query's dtype
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+    if dropout_p > 0.0 and q.device.type == "cpu":
+        out = _attend_with_dropout(q, k, v, mask, dropout_p)  # SDPA would draw its mask with bernoulli_
+    else:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
     return out.transpose(1, 2).reshape(b, t, -1)
+
+
+def _attend_with_dropout(q, k, v, mask, dropout_p: float) -> torch.Tensor:
+    """SDPA's maths in training on the CPU (its math path, as PyTorch runs it with dropout), with
+    ``uer.layers.dropout``'s faster mask on the probabilities."""
+    scores = (q @ k.transpose(-1, -2)) * (q.size(-1) ** -0.5)  # (B, heads, T, T)
+    if mask is not None:
+        scores = scores + mask if mask.is_floating_point() else scores.masked_fill(~mask, float("-inf"))
+    return dropout(scores.softmax(dim=-1), dropout_p) @ v
 
 
 class Eager:

@@ -5,6 +5,7 @@ from uer.layers.attention import MultiHeadAttention
 from uer.layers.executor import Eager
 from uer.layers.feed_forward import FeedForward
 from uer.layers.norms import make_norm
+from uer.layers.dropout import Dropout
 
 
 class TransformerLayer(nn.Module):
@@ -35,8 +36,8 @@ class TransformerLayer(nn.Module):
         self.layer_norm_1 = make_norm(norm, hidden_size, norm_eps)
         self.feed_forward = FeedForward(hidden_size, feedforward_size, act, bias)
         self.layer_norm_2 = make_norm(norm, hidden_size, norm_eps)
-        self.dropout_1 = nn.Dropout(dropout)
-        self.dropout_2 = nn.Dropout(dropout)
+        self.dropout_1 = Dropout(dropout)
+        self.dropout_2 = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:  # (B, T, H)
         return self.compute(x, Eager(mask))

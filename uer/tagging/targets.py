@@ -15,6 +15,7 @@ from torch import nn
 from uer.targets.base import Target, require
 from uer.tagging.configs import TaggingConfig, TokenExitConfig
 from uer.targets.registry import TARGETS
+from uer.layers.dropout import Dropout
 
 IGNORE = -100
 
@@ -41,7 +42,7 @@ class TaggingTarget(Target):
             raise ValueError("target 'tagging' needs labels_num >= 2 (the builder takes it from label2id)")
         self.cfg = cfg
         self.labels_num = labels_num
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.output = nn.Linear(hidden_size, labels_num)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:  # (B, T, H) -> (B, T, C)
@@ -61,7 +62,7 @@ class TokenBranch(nn.Module):
         super().__init__()
         self.dense = nn.Linear(hidden_size, branch_size)
         self.output = nn.Linear(branch_size, labels_num)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.output(self.dropout(torch.tanh(self.dense(self.dropout(hidden)))))

@@ -1,8 +1,8 @@
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from uer.layers.init import init_weights
+from uer.layers.losses import token_cross_entropy
 
 
 class Target(nn.Module):
@@ -47,6 +47,7 @@ def predict_tokens(head: nn.Module, hidden: torch.Tensor, labels: torch.Tensor, 
     labels = labels[selected]
     if labels.numel() == 0:
         loss = logits.sum() * 0.0  # 0, but keeps the graph (DDP) when a batch has nothing to predict
+        acc = logits.new_zeros(())
     else:
-        loss = F.cross_entropy(logits.float(), labels)
-    return {"loss": loss, "acc": accuracy(logits, labels), "denominator": torch.tensor(float(labels.numel()))}
+        loss, acc = token_cross_entropy(logits, labels)  # F.cross_entropy's loss and gradient, faster on CPU
+    return {"loss": loss, "acc": acc, "denominator": torch.tensor(float(labels.numel()))}

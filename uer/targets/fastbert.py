@@ -16,6 +16,7 @@ from uer.layers.pooling import pool
 from uer.targets.base import Target, accuracy, require
 from uer.targets.configs import FastBertTargetConfig  # torch-free, with the other targets' configs
 from uer.targets.registry import TARGETS
+from uer.layers.dropout import Dropout
 
 
 class BranchAttention(nn.Module):
@@ -59,7 +60,7 @@ class Branch(nn.Module):
         self.self_attn = BranchAttention(branch_size, heads_num, dropout)
         self.dense = nn.Linear(branch_size, branch_size)
         self.output = nn.Linear(branch_size, labels_num)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, hidden: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         return self.compute(hidden, real, MODULES)
