@@ -111,12 +111,13 @@ def resolve_config(args) -> tuple[Config, frozenset[str]]:
 
 
 def choose_schedule(config: Config, explicit: frozenset[str], recorded_path: Path | None,
-                    from_scratch: bool = False) -> tuple[Config, list[str]]:
+                    from_scratch: bool = False, continued: bool = False) -> tuple[Config, list[str]]:
     """``config`` with learning rate, warmup and scheduler nobody chose filled in, and what to tell the user.
 
     ``recorded_path``: the ``<stem>.config.yaml`` of a run being resumed. Its values take the place
     of the rule, so the resumed run continues the schedule it started with (the optimizer and
     scheduler states it restores were made with them) even if ``uer.recipe`` has changed since.
+    ``continued``: the weights come from ``--pretrained_model_path`` (a gentler peak rate).
     """
     notes = []
     recorded = None
@@ -125,7 +126,7 @@ def choose_schedule(config: Config, explicit: frozenset[str], recorded_path: Pat
         if recorded is None:
             notes.append(f"note: no {recorded_path} to take the resumed run's schedule from; "
                          "the values nobody set come from uer.recipe")
-    config, explanation = apply_recipe(config, explicit, recorded)
+    config, explanation = apply_recipe(config, explicit, recorded, continued=continued)
     advice = [target_advice([s.name for s in config.target.components], config.train.total_steps),
               position_advice(config, config.train.total_steps, from_scratch)]
     return config, [explanation, *notes, *(a for a in advice if a)]
@@ -242,7 +243,8 @@ def _run(args) -> int:
             _refuse_existing(files)
         resuming = args.resume and files["resume"].exists()
         from_scratch = not resuming and not args.pretrained_model_path
-        config, notes = choose_schedule(config, explicit, files["config"] if resuming else None, from_scratch)
+        config, notes = choose_schedule(config, explicit, files["config"] if resuming else None, from_scratch,
+                                        continued=bool(args.pretrained_model_path))
         rank, world, device = setup_distributed(device_flag)
         return _train(args, config, meta, files, rank, world, device, notes)
 

@@ -93,6 +93,7 @@ class TrainSettings:
     learning_rate: float
     distill_learning_rate: float
     seed: int
+    precision: str = "fp32"  # training only (autocast); the sweep and the timings run in fp32
 
 
 # ------------------------------------------------------------------------------------ training
@@ -141,7 +142,7 @@ def trained_model(name: str, choice: ModelChoice, data_dir: Path, training: str,
     def stage(n: int, epochs: int, lr: float) -> StageOptions:
         return StageOptions(epochs=epochs, batch_size=settings.batch_size, learning_rate=lr, warmup=0.1, weight_decay=0.01,
                             seed=settings.seed, report_steps=10**9, checkpoint_path=str(folder / f"stage{n}.pt"),
-                            best_path=str(folder / f"stage{n}_best.pt"), progress=False)
+                            best_path=str(folder / f"stage{n}_best.pt"), progress=False, precision=settings.precision)
 
     started = time.perf_counter()
     quiet = _Quiet()
@@ -393,6 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--learning_rate", type=positive_float, default=1e-4)
     p.add_argument("--distill_learning_rate", type=positive_float, default=5e-4)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="training autocast (bf16 pays only on CPUs with bf16 units: avx512_bf16 / AMX); inference is fp32")
     p.add_argument("--timing_samples", type=non_negative_int, help="test rows timed at batch 1 and batched (0: no wall clock)")
     p.add_argument("--timing_batch_size", type=positive_int, default=32)
     p.add_argument("--repeats", type=positive_int, default=2)
@@ -414,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
             dev_samples=args.dev_samples if args.dev_samples is not None else (200 if quick else 1000),
             epochs=args.epochs or (1 if quick else 3), distill_epochs=args.distill_epochs if args.distill_epochs is not None else (1 if quick else 2),
             batch_size=args.batch_size, seq_length=args.seq_length, learning_rate=args.learning_rate,
-            distill_learning_rate=args.distill_learning_rate, seed=args.seed)
+            distill_learning_rate=args.distill_learning_rate, seed=args.seed, precision=args.precision)
         test_samples = args.test_samples if args.test_samples is not None else (400 if quick else 0)
         timing_samples = args.timing_samples if args.timing_samples is not None else (32 if quick else 256)
         models = dict(DEFAULT_MODELS)

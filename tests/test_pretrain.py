@@ -183,6 +183,17 @@ def test_nobody_chose_a_schedule_so_the_recipe_did(tmp_path, datasets, capsys):
     assert not any("nsp" in line for line in err)  # mlm alone: no advice
 
 
+def test_continuing_a_trained_model_gets_the_gentler_rate(tmp_path, datasets, capsys):
+    assert train(datasets["mlm"], "pretrain_mlm.yaml", tmp_path / "first", *FEW_STEPS) == 0
+    capsys.readouterr()
+    assert train(datasets["mlm"], "pretrain_mlm.yaml", tmp_path / "second", *FEW_STEPS,
+                 "--pretrained_model_path", str(tmp_path / "first" / "model.pt")) == 0
+    assert schedule_of(tmp_path / "second") == (1e-4, 0.05, "linear")
+    line = next(l for l in capsys.readouterr().err.splitlines() if l.startswith("schedule: "))
+    assert line.startswith(f"schedule: learning rate 1.0e-04 for continued pre-training of a trained model "
+                           f"(from random weights: {RULE_LR:.1e})")
+
+
 YAML_TRAIN = "train:\n  learning_rate: 0.0002\n  scheduler: cosine\n"
 
 

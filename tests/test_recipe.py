@@ -223,3 +223,15 @@ def test_init_mlm_bias_without_an_mlm_head_or_with_the_wrong_vocabulary():
     with pytest.raises(UsageError) as err:
         init_mlm_bias(_tiny(), torch.zeros(49))
     assert str(err.value) == "MLM decoder bias has shape (50,), the token prior (49,)"
+
+
+def test_continued_pre_training_caps_the_peak_rate():
+    s = default_schedule(384, 6, 2000, continued=True)  # MiniLM: the size rule alone would say 5.8e-4
+    assert s.learning_rate == 1e-4 and s.warmup == 0.05
+    assert s.explanation.startswith("schedule: learning rate 1.0e-04 for continued pre-training of a trained model "
+                                    "(from random weights: 5.8e-04)")
+    assert default_schedule(384, 6, 2000).learning_rate == 5.8e-4
+    assert default_schedule(1024, 24, 2000, continued=True).learning_rate == 5.4e-5  # already below the cap
+    assert default_schedule(384, 6, 2000, learning_rate=3e-4, continued=True).learning_rate == 3e-4  # a choice wins
+    config, explicit = _config("models/bert/minilm_l6_h384.yaml", ["train.total_steps=2000"])
+    assert apply_recipe(config, explicit, continued=True)[0].train.learning_rate == 1e-4

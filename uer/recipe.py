@@ -13,6 +13,7 @@ script prints the curves, no copy of them is kept in bench/results) and scaled b
               rounded to two significant digits
     warmup  = 5% of total_steps, at most 10,000 steps
     decay   = linear to 0
+    continued pre-training (a trained model, ``--pretrained_model_path``): peak at most 1e-4
 
 | model | hidden, layers | peak lr |
 | --- | --- | --- |
@@ -50,6 +51,7 @@ MIN_LR, MAX_LR = 1e-5, 5e-3
 POST_LN_WIDE = 512  # post-LN encoders this wide get half the rate
 WARMUP_FRACTION = 0.05
 MAX_WARMUP_STEPS = 10_000
+CONTINUED_LR = 1e-4  # peak when continuing a trained model: BERT's own rate (DAPT-style further pre-training)
 MLM_ONLY_BELOW = 100_000  # steps; below this budget, pre-train with the mlm target alone
 SCHEDULE_KEYS = ("learning_rate", "warmup", "scheduler")
 PRIOR_TOKENS = 50_000_000  # the token prior counts this many tokens at most (a large dataset is not read whole)
@@ -95,13 +97,16 @@ def default_schedule(
     warmup: float | None = None,
     scheduler: str | None = None,
     recorded: AbstractSet[str] = frozenset(),
+    continued: bool = False,
 ) -> Schedule:
     """Peak learning rate, warmup and decay for a model of this size and this many steps.
 
     ``learning_rate`` / ``warmup`` / ``scheduler`` given here are kept as they are (an explicit
     choice always wins); only the missing ones are chosen. ``recorded`` names the given values
     that come from the record of a run being resumed rather than from the user (the explanation
-    says "recorded" instead of "given"). Raises ``UsageError`` (one line naming the value) for
+    says "recorded" instead of "given"). ``continued``: the weights come from a trained model
+    (``--pretrained_model_path``): the peak is ``CONTINUED_LR`` at most, since the size rule's rates
+    are for random weights and would first undo what the model knows. Raises ``UsageError`` (one line naming the value) for
     sizes, budgets or explicit values that cannot make a schedule.
     """
     _check_size(hidden_size, layers_num)
@@ -122,7 +127,12 @@ def default_schedule(
     if learning_rate is None:
         learning_rate = peak_learning_rate(hidden_size, layers_num, layernorm_positioning)
         wide = " (halved: post-LN)" if layernorm_positioning == "post" and hidden_size >= POST_LN_WIDE else ""
-        parts.append(f"learning rate {learning_rate:.1e} for hidden {hidden_size} x {layers_num} layers{wide}")
+        if continued and learning_rate > CONTINUED_LR:
+            parts.append(f"learning rate {CONTINUED_LR:.1e} for continued pre-training of a trained model "
+                         f"(from random weights: {learning_rate:.1e})")
+            learning_rate = CONTINUED_LR
+        else:
+            parts.append(f"learning rate {learning_rate:.1e} for hidden {hidden_size} x {layers_num} layers{wide}")
     else:
         parts.append(f"learning rate {learning_rate:.1e} ({source('learning_rate')})")
     if warmup is None:
@@ -166,13 +176,15 @@ def position_advice(config, total_steps: int, from_scratch: bool) -> str | None:
             f"--set encoder.position_bias=alibi, or models/bert/tiny_alibi.yaml / mini_alibi.yaml (README: pre-training)")
 
 
-def apply_recipe(config, explicit: AbstractSet[str], recorded: Mapping[str, Any] | None = None):
+def apply_recipe(config, explicit: AbstractSet[str], recorded: Mapping[str, Any] | None = None,
+                 continued: bool = False):
     """``config`` with the schedule values not in ``explicit`` chosen by :func:`default_schedule`.
 
     ``explicit`` holds the ``train`` keys somebody set (YAML ``train:`` section, ``--set train.x``,
     or a flag). ``recorded``: the schedule values of the run being resumed (its recorded config);
     they take the place of the rule for every key not in ``explicit``, so a resumed run keeps the
-    schedule it started with even if the rule has changed since. Returns ``(config, explanation)``.
+    schedule it started with even if the rule has changed since. ``continued``: the run starts from
+    a trained model (see :func:`default_schedule`). Returns ``(config, explanation)``.
     """
     train = config.train
     enc = config.encoder.cfg
@@ -181,7 +193,8 @@ def apply_recipe(config, explicit: AbstractSet[str], recorded: Mapping[str, Any]
     given = {k: getattr(train, k) for k in SCHEDULE_KEYS if k in explicit}
     kept = {k: v for k, v in (recorded or {}).items() if k in SCHEDULE_KEYS and k not in explicit}
     schedule = default_schedule(enc.hidden_size, enc.layers_num, train.total_steps,
-                                layernorm_positioning=positioning, recorded=frozenset(kept), **given, **kept)
+                                layernorm_positioning=positioning, recorded=frozenset(kept), continued=continued,
+                                **given, **kept)
     train = dataclasses.replace(train, learning_rate=schedule.learning_rate, warmup=schedule.warmup,
                                 scheduler=schedule.scheduler)
     return dataclasses.replace(config, train=train), schedule.explanation
