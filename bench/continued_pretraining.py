@@ -31,33 +31,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import shutil
 import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 PY = sys.executable
 
-from bench.pretrain_defaults import run_logged  # noqa: E402
-from bench.pretrain_quality import mean_std  # noqa: E402
+from bench.pretrain_quality import mean_std, sh  # noqa: E402
+from uer.utils.atomic import atomic_open  # noqa: E402
 
 BACKBONES = ("continued", "as it comes")
 MINILM = "models/minilm/model.pt"
 CONFIG = "models/bert/minilm_l6_h384.yaml"
 VOCAB = "models/minilm/vocab.txt"
-
-
-def sh(cmd: list, log: Path) -> None:
-    print("$ " + " ".join(shlex.quote(str(c)) for c in cmd), flush=True)
-    start = time.perf_counter()
-    line, code = run_logged([str(c) for c in cmd], log)
-    if code != 0:
-        raise SystemExit(f"failed (exit {code}): {line}\n  see {log}")
-    print(f"  ({time.perf_counter() - start:.0f} s)", flush=True)
 
 
 def cpu_has_bf16() -> bool:
@@ -69,10 +58,8 @@ def cpu_has_bf16() -> bool:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    with atomic_open(path) as f:  # makes the folder; a temp file renamed on success
+        f.write(text)
 
 
 def build_corpus(train_tsv: Path, out: Path) -> int:
