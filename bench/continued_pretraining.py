@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -40,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 PY = sys.executable
 
-from bench.pretrain_quality import mean_std, sh  # noqa: E402
+from bench.pretrain_quality import kept_fastbert_run, mean_std, sh  # noqa: E402
 from uer.utils.atomic import atomic_open  # noqa: E402
 
 BACKBONES = ("continued", "as it comes")
@@ -104,28 +103,17 @@ def pretrain(args, out: Path, log: Path) -> Path:
 
 def fastbert_run(args, out: Path, log: Path, backbone: str, labels: str, seed: int, model: Path) -> dict:
     tag = f"{'continued' if backbone == 'continued' else 'minilm'}_{labels}_seed{seed}"
-    report = out / "runs" / f"{tag}.json"
-    if report.is_file():  # finished before an interruption
-        return json.loads(report.read_text(encoding="utf-8"))
-    work = out / "runs" / tag
-    shutil.rmtree(work, ignore_errors=True)  # a half-finished run starts over
     init = model if backbone == "continued" else ROOT / MINILM
-    sh([PY, "run_fastbert.py", "--pretrained_model_path", init, "--config_path", CONFIG, "--vocab_path", VOCAB,
+    return kept_fastbert_run(out / "runs", tag, [
+        PY, "run_fastbert.py", "--pretrained_model_path", init, "--config_path", CONFIG, "--vocab_path", VOCAB,
         "--train_path", "data/tweets/train.tsv", "--dev_path", "data/tweets/dev.tsv", "--test_path", "data/tweets/test.tsv",
-        "--output_model_path", work / "model.pt", "--report_path", work / "report.json",
         "--train_samples", 0 if labels == "all" else labels, "--dev_samples", args.dev_samples,
-        "--epochs_num", args.all_epochs_num if labels == "all" else args.epochs_num, "--distill_epochs_num", args.distill_epochs_num, "--batch_size", 32,
+        "--epochs_num", args.all_epochs_num if labels == "all" else args.epochs_num,
+        "--distill_epochs_num", args.distill_epochs_num, "--batch_size", 32,
         "--seq_length", args.seq_length, "--learning_rate", args.fastbert_learning_rate,
         "--distill_learning_rate", 5e-4, "--seed", seed, "--speed", args.speed,
         "--timing_samples", args.timing_samples, "--precision", args.precision, "--threads", args.threads,
-        "--device", "cpu", "--no_progress"], log)
-    full = json.loads((work / "report.json").read_text(encoding="utf-8"))
-    chosen = full["chosen"] or {}
-    kept = {"backbone": backbone, "labels": labels, "seed": seed, "train_rows": full["train_rows"],
-            "teacher_accuracy": full["teacher_accuracy"], "chosen_speed": chosen.get("speed"),
-            "chosen_accuracy": chosen.get("accuracy"), "flops_speedup": chosen.get("flops_speedup")}
-    write_atomic(report, json.dumps(kept, indent=2) + "\n")
-    return kept
+        "--device", "cpu", "--no_progress"], log, backbone=backbone, labels=labels, seed=seed)
 
 
 def summarise(runs: list[dict], label_sets: list[str]) -> tuple[list[str], dict]:

@@ -46,6 +46,7 @@ PY = sys.executable
 from bench.pretrain_defaults import run_logged  # noqa: E402
 from bench.recipe_probes import prior_init  # noqa: E402
 from uer.recipe import default_schedule  # noqa: E402
+from uer.utils.atomic import atomic_open  # noqa: E402
 
 GOALS = {"500": 5.0, "2000": 5.0, "all": 2.0}  # points of test accuracy, pre-trained minus random
 BACKBONES = ("pre-trained", "random init")
@@ -93,31 +94,40 @@ def pretrain(args, out: Path, log: Path) -> Path:
     return model
 
 
+def kept_fastbert_run(runs_dir: Path, tag: str, command: list, log: Path, **meta) -> dict:
+    """One ``run_fastbert.py`` run whose summary is kept in ``runs_dir/<tag>.json``: reused if it
+    exists (it finished before an interruption); a half-finished run starts over. ``command`` is the
+    run without its outputs (``--output_model_path``, ``--report_path`` go to ``runs_dir/<tag>/``);
+    ``meta`` (backbone, labels, seed) leads the summary."""
+    report = runs_dir / f"{tag}.json"
+    if report.is_file():
+        return json.loads(report.read_text(encoding="utf-8"))
+    work = runs_dir / tag
+    shutil.rmtree(work, ignore_errors=True)
+    sh([*command, "--output_model_path", work / "model.pt", "--report_path", work / "report.json"], log)
+    full = json.loads((work / "report.json").read_text(encoding="utf-8"))
+    chosen = full["chosen"] or {}
+    kept = {**meta, "train_rows": full["train_rows"], "teacher_accuracy": full["teacher_accuracy"],
+            "chosen_speed": chosen.get("speed"), "chosen_accuracy": chosen.get("accuracy"),
+            "flops_speedup": chosen.get("flops_speedup")}
+    with atomic_open(report) as f:
+        f.write(json.dumps(kept, indent=2) + "\n")
+    return kept
+
+
 def fastbert_run(args, out: Path, log: Path, backbone: str, labels: str, seed: int, model: Path) -> dict:
     tag = f"{'pretrained' if backbone == 'pre-trained' else 'random'}_{labels}_seed{seed}"
-    report = out / "runs" / f"{tag}.json"
-    if report.is_file():  # finished before an interruption
-        return json.loads(report.read_text(encoding="utf-8"))
-    work = out / "runs" / tag
-    shutil.rmtree(work, ignore_errors=True)  # a half-finished run starts over
     init = ["--pretrained_model_path", model] if backbone == "pre-trained" else []
-    sh([PY, "run_fastbert.py", *init, "--config_path", args.config_path, "--vocab_path", args.vocab_path,
+    return kept_fastbert_run(out / "runs", tag, [
+        PY, "run_fastbert.py", *init, "--config_path", args.config_path, "--vocab_path", args.vocab_path,
         "--train_path", "data/reviews_zh/train.tsv", "--dev_path", "data/reviews_zh/dev.tsv",
-        "--test_path", "data/reviews_zh/test.tsv", "--output_model_path", work / "model.pt",
+        "--test_path", "data/reviews_zh/test.tsv",
         "--train_samples", 0 if labels == "all" else labels, "--dev_samples", args.dev_samples,
         "--epochs_num", args.epochs_num, "--distill_epochs_num", args.distill_epochs_num,
         "--batch_size", 32, "--seq_length", args.seq_length, "--learning_rate", args.fastbert_learning_rate,
         "--seed", seed, "--speed", "0,0.1,...,1", "--timing_samples", args.timing_samples,
-        "--precision", args.fastbert_precision, "--device", "cpu", "--report_path", work / "report.json", "--no_progress"], log)
-    full = json.loads((work / "report.json").read_text(encoding="utf-8"))
-    chosen = full["chosen"] or {}
-    kept = {"backbone": backbone, "labels": labels, "seed": seed, "train_rows": full["train_rows"],
-            "teacher_accuracy": full["teacher_accuracy"], "chosen_speed": chosen.get("speed"),
-            "chosen_accuracy": chosen.get("accuracy"), "flops_speedup": chosen.get("flops_speedup")}
-    tmp = report.with_suffix(".tmp")
-    tmp.write_text(json.dumps(kept, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(report)
-    return kept
+        "--precision", args.fastbert_precision, "--device", "cpu", "--no_progress"],
+        log, backbone=backbone, labels=labels, seed=seed)
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
