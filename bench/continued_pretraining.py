@@ -41,6 +41,7 @@ PY = sys.executable
 
 from bench.pretrain_quality import kept_fastbert_run, mean_std, sh  # noqa: E402
 from uer.utils.atomic import atomic_open  # noqa: E402
+from uer.utils.cli import parse_speeds  # noqa: E402
 
 BACKBONES = ("continued", "as it comes")
 MINILM = "models/minilm/model.pt"
@@ -172,6 +173,14 @@ def main(argv: list[str] | None = None) -> int:
     for flag in ("total_steps", "batch_size", "seq_length", "epochs_num", "all_epochs_num", "distill_epochs_num", "threads"):
         if getattr(args, flag) < 1:
             p.error(f"--{flag} {getattr(args, flag)}: expected a positive integer")
+    if args.dev_samples < 0 or args.timing_samples < 1:
+        p.error(f"--dev_samples {args.dev_samples} --timing_samples {args.timing_samples}: expected >= 0 and >= 1")
+    try:
+        parse_speeds(args.speed)
+    except argparse.ArgumentTypeError as exc:
+        p.error(str(exc))
+    if (ROOT / args.out_dir).exists() and not (ROOT / args.out_dir).is_dir():
+        p.error(f"--out_dir {args.out_dir}: a file, not a folder")
     if args.precision == "auto":
         args.precision = "bf16" if cpu_has_bf16() else "fp32"
         print(f"--precision auto: {args.precision} (the CPU {'has' if args.precision == 'bf16' else 'lacks'} bf16 units)")

@@ -33,6 +33,9 @@ def test_the_gain_is_the_difference_of_the_means_over_seeds():
     (["--labels", "five"], "--labels: expected positive numbers or 'all', got 'five'"),
     (["--total_steps", "0"], "--total_steps 0: expected a positive integer"),
     (["--all_epochs_num", "-1"], "--all_epochs_num -1: expected a positive integer"),
+    (["--dev_samples", "-3"], "--dev_samples -3 --timing_samples 16: expected >= 0 and >= 1"),
+    (["--speed", "2"], "--speed '2': every speed must lie in [0, 1]"),
+    (["--out_dir", "README.md"], "--out_dir README.md: a file, not a folder"),
 ])
 def test_bad_flags_are_one_line_before_any_work(argv, message, capsys):
     with pytest.raises(SystemExit) as err:
