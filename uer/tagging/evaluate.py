@@ -74,12 +74,13 @@ def sweep(runner: TokenExit, chunks: Chunks, gold: list[list[str]], id2label: Se
     except NotImplementedError:
         flop_model = None
 
-    def sentence_flops(exits: list[list[int]]) -> float | None:
+    def sentence_flops(exits: list[list[int]], speed: float) -> float | None:
         if flop_model is None:
             return None
         per_sentence = [0.0] * chunks.sentences_num
-        for r, layers in enumerate(exits):
-            per_sentence[chunks.sentence[r]] += flop_model.early_exit(torch.tensor(layers))
+        for r, layers in enumerate(exits):  # speed 0 runs the full model (TokenExit.predict)
+            per_sentence[chunks.sentence[r]] += (flop_model.full(len(layers)) if speed <= 0
+                                                 else flop_model.early_exit(torch.tensor(layers)))
         return sum(per_sentence) / len(per_sentence)
 
     teacher_ids, _ = run_exit(runner, chunks, pad_id, None, window, eval_batch_size)
@@ -105,7 +106,7 @@ def sweep(runner: TokenExit, chunks: Chunks, gold: list[list[str]], id2label: Se
         tags = assemble(chunks, [[id2label[k] for k in row] for row in ids])
         scores = entity_scores(gold, tags)
         char_exits = [e for row in exits for e in row[1:]]  # characters only, not [CLS]
-        flops = sentence_flops(exits)
+        flops = sentence_flops(exits, float(speed))
         rows.append({
             "speed": float(speed), "precision": scores["precision"], "recall": scores["recall"], "f1": scores["f1"],
             "mean_exit_layer": sum(char_exits) / len(char_exits),

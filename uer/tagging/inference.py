@@ -9,24 +9,45 @@ distribution is the one it exited with, and its hidden vector is frozen from the
 still attended to by the tokens that remain: in every later layer its frozen vector gives keys
 and values, so the layer computes keys and values for every real token, but queries, the
 attention output, the feed-forward block and the branch only for the tokens still in. After the
-last layer every remaining token exits. ``speed = 0`` never exits early (entropy is >= 0) and is
-exactly the full model (backbone + last branch); ``speed >= 1`` exits every token after layer 1.
+last layer every remaining token exits. ``speed <= 0`` never exits early (entropy is >= 0), so it
+runs the full model itself (backbone + last branch, no student branch): the same tags and the same
+cost as the full model; ``speed >= 1`` exits every token after layer 1.
 
 Every operation is per sentence (masked attention, position-wise layers), so a sentence's tags
 do not depend on the other sentences of its batch or on padding. A sentence whose tokens have
 all exited leaves the batch.
+
+Execution. The layers run on the real tokens packed to (N, H), as ``uer.fused`` runs them. A
+layer in which some tokens have exited runs ``TransformerLayer.compute`` itself on the remaining
+tokens, with an executor (:class:`_Remaining`) whose Q/K/V projection computes queries for those
+tokens and keys and values for every token of their sentences: the maths is the layer's own,
+written once. The linears come in two kinds: ``eager`` (``F.linear``; what ``FlopCounterMode``
+counts) and ``fused`` (on x86 CPUs: ``uer.fused``'s oneDNN-packed weights with the bias, GELU, the
+branch's tanh and the residual add fused into the GEMM). ``runtime="auto"`` (default) times both
+on the full model when the runner is built, for one short sentence and for a batch, as FastBERT's
+``auto`` runtime does, and runs each call on the winner for its batch size (``reason`` gives the
+timings): on small GEMMs oneDNN's packed weights can lose to ``F.linear``. The full model, the
+baseline of every speed-up, runs on the same choice. An encoder ``uer.fused`` does not cover
+(not a transformer, another attention mask) runs each layer whole and keeps the exited tokens'
+old vectors: the same results, without the saving. The linears are a snapshot of the weights:
+build the runner again after training further.
 """
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from uer.encoders.transformer import TransformerEncoder
+from uer.fused import FusedContext, _Linear, _Packed, mkldnn_usable, unsupported
+from uer.layers.executor import attend
+from uer.runtime.auto import PROBES, REPEATS, SMALL_BATCH
 from uer.tagging.targets import TokenExitTarget
+
+RUNTIMES = ("auto", "eager", "fused")
 
 
 def normalized_entropy(probs: torch.Tensor) -> torch.Tensor:
@@ -53,8 +74,92 @@ class TokenExitResult:
     exit_layer: torch.Tensor  # (B, T) long, 1-based; 0 at padding
 
 
+def _split_linear(linear: nn.Linear, sizes: list[int]) -> list[nn.Linear]:
+    """``linear`` cut by output rows into independent linears (the fused Q/K/V into Q and K/V)."""
+    parts = []
+    weights = linear.weight.detach().split(sizes)
+    biases = [None] * len(sizes) if linear.bias is None else linear.bias.detach().split(sizes)
+    for w, b in zip(weights, biases):
+        part = nn.Linear(w.shape[1], w.shape[0], bias=b is not None, device=w.device, dtype=w.dtype)
+        with torch.no_grad():
+            part.weight.copy_(w)
+            if b is not None:
+                part.bias.copy_(b)
+        parts.append(part)
+    return parts
+
+
+class _Remaining:
+    """Executor of ``TransformerLayer.compute`` on the tokens still in (``x`` is theirs, (A, H)).
+
+    Its Q/K/V projection gives the queries of those ``A`` tokens and keeps the keys and values of
+    all ``M`` live tokens (``live``: (M, H), the layer's input, exited tokens' frozen vectors
+    included); ``attend`` lets the remaining queries attend to them. Everything after attention
+    is position-wise and runs on the ``A`` tokens only."""
+
+    __slots__ = ("weights", "block", "live", "act", "ctx", "kv")
+
+    def __init__(self, weights: "_Weights", block: nn.Module, live: torch.Tensor, act: torch.Tensor, ctx: FusedContext) -> None:
+        self.weights, self.block, self.live, self.act, self.ctx, self.kv = weights, block, live, act, ctx, None
+
+    def linear(self, module, x, act=None, dropout=None, residual=None):  # dropout: off at inference
+        if module is self.block.self_attn.qkv:
+            q, kv = self.weights.qkv[module]
+            keys_from = self.block.layer_norm_1(self.live) if self.block.pre_norm else self.live
+            self.kv = kv(keys_from, None, None)  # (M, 2H)
+            return q(x, None, None)  # (A, H)
+        return self.weights.linears[module](x, act, residual)
+
+    def attend(self, q: torch.Tensor, heads_num: int, dropout_p: float) -> torch.Tensor:  # (A, H) -> (A, H)
+        ctx, kv = self.ctx, self.kv
+        b, t, h = ctx.seg.shape[0], ctx.length, q.shape[1]
+        if b == 1 and ctx.flat is None:  # one sentence: the remaining queries against all keys, no grid
+            d = h // heads_num
+            k, v = kv.view(1, t, 2, heads_num, d).permute(2, 0, 3, 1, 4)  # 2 x (1, heads, T, d)
+            mask = ctx.attn_mask
+            if mask is not None and mask.shape[-2] != 1:  # per-query scores (ALiBi): the remaining queries' rows
+                mask = mask.index_select(2, self.act)
+            out = F.scaled_dot_product_attention(q.view(1, -1, heads_num, d).transpose(1, 2), k, v, attn_mask=mask)
+            return out.transpose(1, 2).reshape(-1, h)
+        # queries scattered onto the padded grid (zeros elsewhere); only the attention itself runs for all positions
+        at = self.act if ctx.flat is None else ctx.flat.index_select(0, self.act)
+        grid = q.new_zeros(b * t, 3 * h)
+        grid[:, :h].index_copy_(0, at, q)
+        if ctx.flat is None:
+            grid[:, h:] = kv
+        else:
+            grid[:, h:].index_copy_(0, ctx.flat, kv)
+        return attend(grid.view(b, t, 3 * h), heads_num, ctx.attn_mask).reshape(b * t, h).index_select(0, at)
+
+    def norm(self, module, x):
+        return module(x)
+
+
+class _Weights:
+    """One kind of linears for every layer and branch: ``F.linear`` or oneDNN-packed (``packed``)."""
+
+    def __init__(self, runner: "TokenExit", packed: bool) -> None:
+        self.linears: dict[nn.Module, _Linear] = {}
+        self.qkv: dict[nn.Module, tuple[_Linear, _Linear]] = {}
+        if runner.partial:
+            hidden = runner.encoder.cfg.hidden_size
+            for i in range(runner.layers_num):
+                block = runner.encoder.block(i)
+                for module in block.modules():
+                    if isinstance(module, nn.Linear) and module not in self.linears:
+                        self.linears[module] = _Linear(module, torch.float32, packed)
+                qkv = block.self_attn.qkv
+                if qkv not in self.qkv:
+                    self.qkv[qkv] = tuple(_Linear(m, torch.float32, packed) for m in _split_linear(qkv, [hidden, 2 * hidden]))
+        self.branches = [(_Linear(b.dense, torch.float32, packed), _Linear(b.output, torch.float32, packed))
+                         for b in runner.target.branches]
+
+
 class TokenExit:
-    """A trained ``token_exit`` model prepared for inference (eager modules, eval mode).
+    """A trained ``token_exit`` model prepared for inference (eval mode).
+
+    ``runtime``: ``auto`` (default: the faster linears, measured at build), ``eager`` (``F.linear``)
+    or ``fused`` (oneDNN-packed where usable, else ``F.linear``). ``name`` / ``reason``: what runs, why.
 
     Example::
 
@@ -62,58 +167,111 @@ class TokenExit:
         out = runner.predict(src, seg, speed=0.3, window=1)    # out.probs (B, T, C), out.exit_layer (B, T)
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, runtime: str = "auto") -> None:
+        if runtime not in RUNTIMES:
+            raise ValueError(f"unknown runtime {runtime!r}; valid: {', '.join(RUNTIMES)}")
         self.model = model.eval()
         self.device = next(model.parameters()).device
         self.target = token_exit_target(model)
         self.encoder = model.encoder
         self.layers_num = len(self.target.branches)
         self.labels_num = self.target.labels_num
-        # Queries-only-for-remaining-tokens needs the layer's pieces; other encoders fall back to
-        # running the whole layer and keeping the exited tokens' old vectors (same results, no saving).
-        self.partial = isinstance(self.encoder, TransformerEncoder) and self.encoder.cfg.mask == "fully_visible"
+        why = unsupported(self.encoder)
+        if why is None and self.encoder.cfg.mask != "fully_visible":
+            why = f"mask {self.encoder.cfg.mask!r}: tokens exit only under fully_visible attention"
+        self.partial = why is None  # False: every layer runs whole (same results, no saving)
+        self.reason = why or "remaining tokens only"
+        if self.partial:
+            self.alibi_heads = self.encoder.alibi_heads
+        mkldnn = mkldnn_usable(self.device, torch.float32)
+        if runtime == "auto":  # one candidate when oneDNN cannot run here: nothing to measure
+            kinds = {"eager": False, "fused": True} if mkldnn and self.partial else {"eager": False}
+        else:
+            kinds = {runtime: runtime == "fused" and mkldnn}
+        self.kinds = {name: _Weights(self, packed) for name, packed in kinds.items()}
+        self.timings: dict[str, dict[str, float]] = {}
+        if len(self.kinds) == 1:
+            (name,) = self.kinds
+            self.small = self.large = self.kinds[name]
+            self.name = name
+            self.reason = f"{name}: " + ("oneDNN packed linears" if kinds[name] else "F.linear") + f"; {self.reason}"
+        else:
+            self._choose()
+        self.weights = self.small
 
-    # ------------------------------------------------------------------ one layer on the remaining tokens
-    def _block(self, i: int):
-        cfg = self.encoder.cfg
-        return self.encoder.transformer[0 if cfg.parameter_sharing else i]
+    def _choose(self) -> None:
+        vocab = self.model.embedding.word.num_embeddings
+        longest = getattr(self.model.embedding, "max_seq_length", None)
+        gen = torch.Generator().manual_seed(0)
+        for probe, (b, t) in PROBES.items():
+            t = min(t, longest) if longest else t
+            src = torch.randint(1, vocab, (b, t), generator=gen).to(self.device)
+            seg = torch.ones_like(src)
+            self.timings[probe] = {}
+            for name, weights in self.kinds.items():
+                self.weights = weights
+                with torch.inference_mode():
+                    self._full(src, seg)
+                best = float("inf")
+                for _ in range(REPEATS):
+                    start = time.perf_counter()
+                    with torch.inference_mode():
+                        self._full(src, seg)
+                    best = min(best, time.perf_counter() - start)
+                self.timings[probe][name] = best
+        pick = {probe: min(times, key=times.get) for probe, times in self.timings.items()}
+        self.small, self.large = self.kinds[pick["small"]], self.kinds[pick["large"]]
+        self.name = pick["small"] if pick["small"] == pick["large"] else f"{pick['small']} (batch <= {SMALL_BATCH}), {pick['large']} (larger)"
+        parts = [f"{PROBES[p][0]}x{PROBES[p][1]}: " + ", ".join(f"{n} {1000 * v:.2f} ms" for n, v in sorted(times.items(), key=lambda kv: kv[1]))
+                 for p, times in self.timings.items()]
+        self.reason = "auto, measured at load: " + "; ".join(parts) + f"; {self.reason}"
 
-    def _layer_on(self, i: int, hidden: torch.Tensor, ctx, active: torch.Tensor) -> torch.Tensor:
-        """Layer ``i`` for the tokens where ``active`` (B, T) is True; the others keep their vector.
+    def _use(self, src: torch.Tensor) -> None:
+        self.weights = self.small if src.shape[0] <= SMALL_BATCH else self.large
 
-        Returns the new vectors of the active tokens only: (N, H), in ``active.nonzero()`` order."""
-        if not self.partial:
-            return self.encoder.layer(i, hidden, ctx)[active]
-        block = self._block(i)
-        attn = block.self_attn
-        b, t, h = hidden.shape
-        heads, size = attn.heads_num, attn.head_size
-        w_q, w_kv = attn.qkv.weight.split([h, 2 * h])
-        b_q, b_kv = (None, None) if attn.qkv.bias is None else attn.qkv.bias.split([h, 2 * h])
-        x_all = block.layer_norm_1(hidden) if block.pre_norm else hidden  # what keys / values see
-        kv = F.linear(x_all, w_kv, b_kv).view(b, t, 2, heads, size).permute(2, 0, 3, 1, 4)  # 2 x (B, heads, T, d)
-        x = hidden[active]  # (N, H)
-        q_in = x_all[active] if block.pre_norm else x
-        q = F.linear(q_in, w_q, b_q)  # (N, H): queries of the remaining tokens only
-        if b == 1:
-            q = q.view(1, -1, heads, size).transpose(1, 2)  # (1, heads, N, d)
-            mask = ctx.attn_mask
-            if mask is not None and mask.shape[-2] != 1:  # per-query scores (ALiBi): the remaining queries' rows
-                mask = mask[:, :, active[0]]
-            out = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=mask)
-            out = out.transpose(1, 2).reshape(-1, h)  # (N, H)
-        else:  # queries scattered back to their positions; only the attention itself runs for all T
-            full = q.new_zeros(b, t, h)
-            full[active] = q
-            full = full.view(b, t, heads, size).transpose(1, 2)
-            out = F.scaled_dot_product_attention(full, kv[0], kv[1], attn_mask=ctx.attn_mask)
-            out = out.transpose(1, 2)[active].reshape(-1, h)
-        a = attn.output(out)
-        if block.pre_norm:
-            x = x + a
-            return x + block.feed_forward(block.layer_norm_2(x))
-        x = block.layer_norm_1(x + a)
-        return block.layer_norm_2(x + block.feed_forward(x))
+    def _branch(self, i: int, h: torch.Tensor) -> torch.Tensor:
+        """Branch ``i`` (linear -> tanh -> linear) on (N, H) tokens -> (N, C) probabilities."""
+        dense, output = self.weights.branches[i]
+        if dense.mkldnn:
+            y = torch.ops.mkldnn._linear_pointwise(h, dense.weight, dense.bias, "tanh", [], "")
+        else:
+            y = torch.tanh(dense(h, None, None))
+        return torch.softmax(output(y, None, None).float(), dim=-1)
+
+    def _layer(self, i: int, x: torch.Tensor, act: torch.Tensor | None, ctx) -> torch.Tensor:
+        """Layer ``i`` on the live tokens ``x`` (M, H); returns the new vectors of ``act`` (all when None)."""
+        if not self.partial:  # the whole layer on the padded grid; the caller keeps the exited tokens' vectors
+            b, t = ctx.seg.shape
+            grid = x.new_zeros(b * t, x.shape[1])
+            flat = (ctx.seg > 0).reshape(-1).nonzero().squeeze(1)
+            grid.index_copy_(0, flat, x)
+            out = self.encoder.layer(i, grid.view(b, t, -1), ctx).reshape(b * t, -1).index_select(0, flat)
+            return out if act is None else out.index_select(0, act)
+        block = self.encoder.block(i)
+        if act is None:
+            return block.compute(x, _Packed(self.weights.linears, ctx))
+        return block.compute(x.index_select(0, act), _Remaining(self.weights, block, x, act, ctx))
+
+    def _context(self, seg: torch.Tensor):
+        if self.partial:
+            return FusedContext.build(seg, "fully_visible", self.alibi_heads)
+        return self.encoder.context(seg)
+
+    @staticmethod
+    def _packed(seg: torch.Tensor) -> torch.Tensor:
+        """(N,) positions of the real tokens in the flattened (B, T) grid, row by row."""
+        return (seg > 0).reshape(-1).nonzero().squeeze(1)
+
+    def _scatter(self, values: torch.Tensor, where: torch.Tensor, b0: int, t0: int, t: int) -> torch.Tensor:
+        """Packed (N, ...) values back onto a zero (B0, T0, ...) grid whose first ``t`` columns they fill."""
+        grid = values.new_zeros(b0 * t, *values.shape[1:])
+        grid.index_copy_(0, where, values)
+        grid = grid.view(b0, t, *values.shape[1:])
+        if t == t0:
+            return grid
+        out = values.new_zeros(b0, t0, *values.shape[1:])
+        out[:, :t] = grid
+        return out
 
     # ------------------------------------------------------------------ early exit
     @torch.inference_mode()
@@ -121,60 +279,97 @@ class TokenExit:
         """(B, T) ids and segments -> per-token tag distributions and exit layers."""
         if window < 0:
             raise ValueError(f"window must be >= 0, got {window}")
+        if speed <= 0:  # nobody can exit: the full model, without the students' branches
+            probs = self.full_model(src, seg)
+            return TokenExitResult(probs, torch.where(seg > 0, self.layers_num, 0))
+        self._use(src)
         b0, t0 = src.shape
         src, seg = trim_padding(src, seg)
-        real = seg > 0  # (B, T)
-        probs_out = torch.zeros(b0, t0, self.labels_num, device=src.device)
-        layer_out = torch.zeros(b0, t0, dtype=torch.long, device=src.device)
-        hidden = self.model.embed(src, seg)  # (B, T, H)
-        ctx = self.encoder.context(seg)
-        rows = torch.arange(src.shape[0], device=src.device)  # original row of each sentence still in
-        active = real.clone()
-        entropy = torch.zeros(real.shape, device=src.device)  # padding: 0, never blocks a neighbour
+        t = src.shape[1]
+        where = self._packed(seg)  # (N,) grid position of every real token
+        x = self.model.embed(src, seg).reshape(b0 * t, -1).index_select(0, where)  # (M, H): the live tokens
+        n = x.shape[0]
+        probs_out = x.new_zeros(n, self.labels_num)
+        layer_out = torch.zeros(n, dtype=torch.long, device=x.device)
+        ctx = self._context(seg)
+        own = torch.arange(n, device=x.device)  # live token -> its index among the N
+        act: torch.Tensor | None = None  # remaining live tokens (indices into x); None = all of them
+        entropy = x.new_zeros(n) if window > 0 else None  # exited tokens keep theirs; padding counts 0
         for i in range(self.layers_num):
             last = i == self.layers_num - 1
-            if bool(active.eq(real).all()):  # nobody has exited: the plain layer, as the full model runs it
-                hidden = self.encoder.layer(i, hidden, ctx)
-                if last:
-                    hidden = self.encoder.finish(hidden)
-                h_act = hidden[active]
+            h = self._layer(i, x, act, ctx)  # (A, H)
+            if act is None:
+                x = h
             else:
-                h_act = self._layer_on(i, hidden, ctx, active)
-                if last:
-                    h_act = self.encoder.finish(h_act)
-                hidden = hidden.clone()
-                hidden[active] = h_act
-            probs = torch.softmax(self.target.branches[i](h_act).float(), dim=-1)  # (N, C)
+                x = x.index_copy(0, act, h)
+            if last:
+                h = self.encoder.finish(h)
+            probs = self._branch(i, h)  # (A, C)
+            ids = own if act is None else own.index_select(0, act)  # the remaining tokens among the N
             if last or speed >= 1.0:
-                leave = active.clone()
+                probs_out[ids] = probs
+                layer_out[ids] = i + 1
+                break
+            ent = normalized_entropy(probs)
+            if window > 0:
+                entropy[ids] = ent
+                sure = self._window_max(entropy, own, ctx, window).index_select(0, ids if act is None else act)
             else:
-                entropy[active] = normalized_entropy(probs)
-                sure = entropy
-                if window > 0:
-                    sure = F.max_pool1d(entropy[:, None, :], 2 * window + 1, stride=1, padding=window)[:, 0]
-                leave = active & (sure < speed)
-            if bool(leave.any()):
-                leave_act = leave[active]  # (N,) which of the active tokens leave
-                pos = leave.nonzero()  # (K, 2) in the working batch
-                probs_out[rows[pos[:, 0]], pos[:, 1]] = probs[leave_act]
-                layer_out[rows[pos[:, 0]], pos[:, 1]] = i + 1
-                active = active & ~leave
-                if not bool(active.any()):
-                    break
-                keep = active.any(1)
-                if not bool(keep.all()):  # sentences with no token left leave the batch
-                    idx = keep.nonzero().squeeze(1)
-                    rows, hidden, active, real, entropy = rows[idx], hidden[idx], active[idx], real[idx], entropy[idx]
-                    ctx = ctx.select(idx)
-        return TokenExitResult(probs_out, layer_out)
+                sure = ent
+            leave = sure < speed
+            gone = leave.nonzero().squeeze(1)
+            if gone.numel() == 0:
+                continue
+            probs_out[ids[gone]] = probs[gone]
+            layer_out[ids[gone]] = i + 1
+            stay = (~leave).nonzero().squeeze(1)
+            if stay.numel() == 0:
+                break
+            act = stay if act is None else act.index_select(0, stay)
+            if ctx.seg.shape[0] > 1:  # sentences with no token left leave the batch
+                x, own, act, ctx = self._drop_finished(x, own, act, ctx)
+        return TokenExitResult(self._scatter(probs_out, where, b0, t0, t), self._scatter(layer_out, where, b0, t0, t))
+
+    def _live_rows(self, ctx) -> torch.Tensor:
+        """(M,) the sentence (row of ``ctx.seg``) of each live token."""
+        seg = ctx.seg
+        return self._packed(seg) // seg.shape[1]
+
+    def _drop_finished(self, x, own, act, ctx):
+        rows = self._live_rows(ctx)  # (M,)
+        alive = torch.zeros(ctx.seg.shape[0], dtype=torch.bool, device=x.device)
+        alive[rows.index_select(0, act)] = True
+        if bool(alive.all()):
+            return x, own, act, ctx
+        keep = alive.index_select(0, rows)  # (M,) live tokens whose sentence stays
+        renumber = keep.long().cumsum(0) - 1  # old live index -> new one
+        kept = keep.nonzero().squeeze(1)
+        return (x.index_select(0, kept), own.index_select(0, kept), renumber.index_select(0, act),
+                self._context(ctx.seg[alive.nonzero().squeeze(1)]))
+
+    def _window_max(self, entropy: torch.Tensor, own: torch.Tensor, ctx, window: int) -> torch.Tensor:
+        """(M,) the largest entropy within +-window real positions of each live token (padding: 0)."""
+        seg = ctx.seg
+        pos = self._packed(seg)
+        grid = entropy.new_zeros(seg.numel())
+        grid[pos] = entropy.index_select(0, own)
+        pooled = F.max_pool1d(grid.view(seg.shape[0], 1, -1), 2 * window + 1, stride=1, padding=window)
+        return pooled.reshape(-1).index_select(0, pos)
 
     @torch.inference_mode()
     def full_model(self, src: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
-        """The baseline: backbone + last branch (the teacher) only. (B, T, C) probabilities."""
+        """The baseline: backbone + last branch (the teacher) only, on the same runtime. (B, T, C) probabilities."""
+        self._use(src)
+        return self._full(src, seg)
+
+    def _full(self, src: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
         b0, t0 = src.shape
         src, seg = trim_padding(src, seg)
-        hidden = self.encoder(self.model.embed(src, seg), seg)
-        probs = torch.softmax(self.target.teacher(hidden).float(), dim=-1)
-        out = torch.zeros(b0, t0, self.labels_num, device=src.device)
-        out[:, : probs.shape[1]] = probs * (seg > 0)[..., None]
-        return out
+        t = src.shape[1]
+        where = self._packed(seg)
+        x = self.model.embed(src, seg).reshape(b0 * t, -1).index_select(0, where)
+        ctx = self._context(seg)
+        for i in range(self.layers_num):
+            x = self._layer(i, x, None, ctx)
+        probs = self._branch(self.layers_num - 1, self.encoder.finish(x))
+        return self._scatter(probs, where, b0, t0, t)

@@ -21,10 +21,10 @@ from uer.config import Config, ConfigError, apply_overrides, config_from_dict, l
 from uer.fastbert.build import load_backbone
 from uer.fastbert.pipeline import Outputs, check_ownership
 from uer.model_builder import build_model
-from uer.tagging.data import NerData, encode_sentences, read_label2id, read_ner_tsv
+from uer.tagging.data import Chunks, NerData, encode_sentences, read_label2id, read_ner_tsv
 from uer.tagging.evaluate import chosen_speed, format_table, sweep
 from uer.tagging.inference import TokenExit
-from uer.tagging.training import StageOptions, distill, fingerprint, finetune
+from uer.tagging.training import StageOptions, distill, fingerprint, finetune, unlabelled
 from uer.utils.atomic import atomic_open
 from uer.utils.paths import resolve_path
 
@@ -124,13 +124,13 @@ def run(opts: NerOptions, device: torch.device) -> dict[str, Any]:
     say(f"train: {len(train_chunks)} rows of at most {seq} tokens; {unk} [UNK] characters")
 
     # the files at the output must be this run's (resume) or none: checked before anything is written
-    def fixed(epochs: int, lr: float) -> dict[str, Any]:
+    def fixed(epochs: int, lr: float, rows: Chunks) -> dict[str, Any]:
         return {"config": {**to_dict(config), "source": None}, "epochs": epochs, "batch_size": fb.batch_size,
-                "learning_rate": lr, "seed": fb.seed, "train": fingerprint(train_chunks), "dev": fingerprint(dev_chunks)}
+                "learning_rate": lr, "seed": fb.seed, "train": fingerprint(rows), "dev": fingerprint(dev_chunks)}
 
-    stages = {1: fixed(fb.epochs_num, fb.learning_rate)}
-    if fb.distill_epochs_num > 0:
-        stages[2] = fixed(fb.distill_epochs_num, fb.distill_learning_rate)
+    stages = {1: fixed(fb.epochs_num, fb.learning_rate, train_chunks)}
+    if fb.distill_epochs_num > 0:  # stage 2 trains on the rows without their tags
+        stages[2] = fixed(fb.distill_epochs_num, fb.distill_learning_rate, unlabelled(train_chunks))
     check_ownership(Outputs(out_model), config, vocab_path, stages)
 
     # ---------------------------------------------------------------- model

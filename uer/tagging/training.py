@@ -73,6 +73,11 @@ def dev_scores(model: nn.Module, dev: Chunks, gold: list[list[str]], pad_id: int
             "distill_loss": kl_sum / max(n, 1)}
 
 
+def unlabelled(chunks: Chunks) -> Chunks:
+    """The rows without their tags: what stage 2 trains on (and what its resume signature names)."""
+    return Chunks(chunks.ids, chunks.segs, None, chunks.sentence, chunks.offset, chunks.sentences_num)
+
+
 def fingerprint(chunks: Chunks) -> str:
     digest = hashlib.sha1()
     digest.update(repr((chunks.ids, chunks.tags)).encode())
@@ -134,8 +139,7 @@ def distill(model, config, texts: Chunks, dev: Chunks, gold, id2label, pad_id, o
             layers = model.encoder.forward_layers(model.embed(batch["src"], batch["seg"]), batch["seg"])
         return target.distill_loss(layers, real)
 
-    unlabelled = Chunks(texts.ids, texts.segs, None, texts.sentence, texts.offset, texts.sentences_num)
-    result = _run_stage(model, config, unlabelled, dev, gold, id2label, pad_id, opts, students, loss_fn,
+    result = _run_stage(model, config, unlabelled(texts), dev, gold, id2label, pad_id, opts, students, loss_fn,
                         score_key="distill_loss", higher=False, desc="stage 2 self-distil", extra=extra)
     for name, p in backbone:
         if not torch.equal(p.detach(), frozen[name]):
