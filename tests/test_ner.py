@@ -175,6 +175,32 @@ def test_tags_do_not_depend_on_the_batch(window, alibi):
             torch.testing.assert_close(alone.probs[0], other.probs[i, :n], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("alibi", [False, True], ids=["learned_positions", "alibi"])
+@pytest.mark.parametrize("pre_norm", [False, True], ids=["post_ln", "pre_ln"])
+def test_runtimes_agree(alibi, pre_norm):
+    """F.linear, oneDNN-packed linears and auto's per-batch choice: the same exits, the same
+    distributions (within float error), batch 1 and batched, plain and windowed."""
+    model = tiny_model(alibi=alibi)
+    if pre_norm:
+        for block in model.encoder.transformer:
+            block.pre_norm = True
+    runners = {name: TokenExit(model, runtime=name) for name in ("eager", "fused", "auto")}
+    assert runners["eager"].name == "eager" and "F.linear" in runners["eager"].reason
+    if runners["fused"].small.branches[0][0].mkldnn:  # x86 with oneDNN: auto measured both kinds
+        assert set(runners["auto"].timings) == {"small", "large"} and "measured at load" in runners["auto"].reason
+    src, seg = batch_of([9, 5, 7, 12])
+    for window in (0, 1):
+        for rows in (slice(0, 1), slice(0, 4)):
+            ref = runners["eager"].predict(src[rows], seg[rows], speed=0.5, window=window)
+            assert 1 in ref.exit_layer.tolist()[0] and 3 in ref.exit_layer.tolist()[0]  # mixed exits
+            for name in ("fused", "auto"):
+                out = runners[name].predict(src[rows], seg[rows], speed=0.5, window=window)
+                assert torch.equal(out.exit_layer, ref.exit_layer), (name, window, rows)
+                torch.testing.assert_close(out.probs, ref.probs, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="unknown runtime 'onnx'"):
+        TokenExit(model, runtime="onnx")
+
+
 def test_window_exits_no_earlier():
     runner = TokenExit(tiny_model())
     src, seg = batch_of([12, 8])
@@ -281,6 +307,7 @@ def test_run_ner_end_to_end(tmp_path, capsys):
                             "wall_speedup_batch1", "wall_speedup_batched"}
     assert report["rows"][0]["f1"] == report["teacher_f1"] and report["rows"][0]["mean_exit_layer"] == 2.0
     assert report["rows"][1]["mean_exit_layer"] == 1.0 and report["rows"][1]["flops_speedup"] > 1.0
+    assert [r["mean_layers_run"] for r in report["rows"]] == [2.0, 1.0]
     # predictions: the input's format, same characters, one tag per character (rows of 8 tokens were joined back)
     test_lines = (tmp_path / "test.tsv").read_text(encoding="utf-8").splitlines()
     pred_lines = (tmp_path / "out" / "model.predictions" / "speed_0.00.tsv").read_text(encoding="utf-8").splitlines()

@@ -42,17 +42,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from uer.fastbert.policies.base import normalized_entropy, shannon_entropy  # noqa: F401  (normalized_entropy: this module's API)
 from uer.fused import FusedContext, _Linear, _Packed, mkldnn_usable, unsupported
 from uer.layers.executor import attend
 from uer.runtime.auto import PROBES, REPEATS, SMALL_BATCH
 from uer.tagging.targets import TokenExitTarget
 
 RUNTIMES = ("auto", "eager", "fused")
-
-
-def normalized_entropy(probs: torch.Tensor) -> torch.Tensor:
-    """(..., C) -> (...) entropy / log(C), in [0, 1]."""
-    return (-torch.special.xlogy(probs, probs).sum(-1) / math.log(probs.shape[-1])).clamp(0.0, 1.0)
 
 
 def token_exit_target(model: nn.Module) -> TokenExitTarget:
@@ -289,45 +285,59 @@ class TokenExit:
         where = self._packed(seg)  # (N,) grid position of every real token
         x = self.model.embed(src, seg).reshape(b0 * t, -1).index_select(0, where)  # (M, H): the live tokens
         n = x.shape[0]
-        probs_out = x.new_zeros(n, self.labels_num)
-        layer_out = torch.zeros(n, dtype=torch.long, device=x.device)
+        limit = speed * math.log(self.labels_num)  # H(p) / log(C) < speed, without the division per token
         ctx = self._context(seg)
-        own = torch.arange(n, device=x.device)  # live token -> its index among the N
+        own: torch.Tensor | None = None  # live token -> its index among the N; None = the same index
         act: torch.Tensor | None = None  # remaining live tokens (indices into x); None = all of them
-        entropy = x.new_zeros(n) if window > 0 else None  # exited tokens keep theirs; padding counts 0
+        entropy = x.new_zeros(n) if window > 0 else None  # in nats; exited tokens keep theirs; padding counts 0
+        done_ids, done_probs, done_layers = [], [], []  # who exited where, written once at the end
         for i in range(self.layers_num):
             last = i == self.layers_num - 1
             h = self._layer(i, x, act, ctx)  # (A, H)
             if act is None:
                 x = h
             else:
-                x = x.index_copy(0, act, h)
+                x.index_copy_(0, act, h)  # the exited tokens keep their vectors
             if last:
                 h = self.encoder.finish(h)
             probs = self._branch(i, h)  # (A, C)
-            ids = own if act is None else own.index_select(0, act)  # the remaining tokens among the N
+            ids = act if own is None else own if act is None else own.index_select(0, act)  # the remaining among the N
             if last or speed >= 1.0:
-                probs_out[ids] = probs
-                layer_out[ids] = i + 1
+                done_ids.append(ids)
+                done_probs.append(probs)
+                done_layers.append(i + 1)
                 break
-            ent = normalized_entropy(probs)
+            ent = shannon_entropy(probs)
             if window > 0:
-                entropy[ids] = ent
-                sure = self._window_max(entropy, own, ctx, window).index_select(0, ids if act is None else act)
+                if ids is None:
+                    entropy.copy_(ent)
+                else:
+                    entropy.index_copy_(0, ids, ent)
+                pooled = self._window_max(entropy, own, ctx, window)
+                sure = pooled if act is None else pooled.index_select(0, act)
             else:
                 sure = ent
-            leave = sure < speed
+            leave = sure < limit
             gone = leave.nonzero().squeeze(1)
             if gone.numel() == 0:
                 continue
-            probs_out[ids[gone]] = probs[gone]
-            layer_out[ids[gone]] = i + 1
-            stay = (~leave).nonzero().squeeze(1)
-            if stay.numel() == 0:
+            done_ids.append(gone if ids is None else ids.index_select(0, gone))
+            done_probs.append(probs.index_select(0, gone))
+            done_layers.append(i + 1)
+            if gone.numel() == probs.shape[0]:
                 break
+            stay = (~leave).nonzero().squeeze(1)
             act = stay if act is None else act.index_select(0, stay)
             if ctx.seg.shape[0] > 1:  # sentences with no token left leave the batch
                 x, own, act, ctx = self._drop_finished(x, own, act, ctx)
+        probs_out = x.new_zeros(n, self.labels_num)
+        layer_out = torch.zeros(n, dtype=torch.long, device=x.device)
+        for ids, probs, layer in zip(done_ids, done_probs, done_layers):
+            if ids is None:
+                probs_out, layer_out = probs, layer_out.fill_(layer)
+            else:
+                probs_out.index_copy_(0, ids, probs)
+                layer_out.index_fill_(0, ids, layer)
         return TokenExitResult(self._scatter(probs_out, where, b0, t0, t), self._scatter(layer_out, where, b0, t0, t))
 
     def _live_rows(self, ctx) -> torch.Tensor:
@@ -344,15 +354,15 @@ class TokenExit:
         keep = alive.index_select(0, rows)  # (M,) live tokens whose sentence stays
         renumber = keep.long().cumsum(0) - 1  # old live index -> new one
         kept = keep.nonzero().squeeze(1)
-        return (x.index_select(0, kept), own.index_select(0, kept), renumber.index_select(0, act),
+        return (x.index_select(0, kept), kept if own is None else own.index_select(0, kept), renumber.index_select(0, act),
                 self._context(ctx.seg[alive.nonzero().squeeze(1)]))
 
-    def _window_max(self, entropy: torch.Tensor, own: torch.Tensor, ctx, window: int) -> torch.Tensor:
+    def _window_max(self, entropy: torch.Tensor, own: torch.Tensor | None, ctx, window: int) -> torch.Tensor:
         """(M,) the largest entropy within +-window real positions of each live token (padding: 0)."""
         seg = ctx.seg
         pos = self._packed(seg)
         grid = entropy.new_zeros(seg.numel())
-        grid[pos] = entropy.index_select(0, own)
+        grid[pos] = entropy if own is None else entropy.index_select(0, own)
         pooled = F.max_pool1d(grid.view(seg.shape[0], 1, -1), 2 * window + 1, stride=1, padding=window)
         return pooled.reshape(-1).index_select(0, pos)
 
