@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--timing_batch_size", type=positive_int, default=32)
     e.add_argument("--no_plot", action="store_true")
     e.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    e.add_argument("--runtime", choices=("auto", "eager", "fused"), default="auto",
+                   help="inference linears: auto (default: F.linear or oneDNN-packed, whichever is faster here, measured "
+                        "when the model is loaded, per batch size), eager (F.linear) or fused (oneDNN where usable)")
     e.add_argument("--precision", choices=PRECISIONS, default="fp32", help="training arithmetic (inference stays fp32)")
     e.add_argument("--threads", type=positive_int, help="torch CPU threads")
     e.add_argument("--no_progress", action="store_true")
@@ -96,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             skip_malformed=args.skip_malformed, train_samples=args.train_samples, dev_samples=args.dev_samples,
             test_samples=args.test_samples, timing_samples=args.timing_samples,
             timing_batch_size=args.timing_batch_size, progress=not args.no_progress, config_overrides=tuple(overrides),
-            device=str(device), precision=args.precision, plot=not args.no_plot,
+            device=str(device), precision=args.precision, plot=not args.no_plot, runtime=args.runtime,
         )
         with OutputLock(out, "--output_model_path"):
             run(opts, device)

@@ -184,12 +184,17 @@ def _run(args, argv: list[str] | None) -> int:
             verdict = ("met" if goal3 else "not met") if exits else "not measured (no speed above 0 stayed within 1 F1 point)"
             print(f"wall clock batch 1 x{best['wall_speedup_batch1']:.2f} = {best['wall_speedup_batch1'] / best['flops_speedup']:.2f} "
                   f"of the FLOPs speed-up (batched x{best['wall_speedup_batched']:.2f}); goal >= 0.7: {verdict}")
+            if "mean_layers_run" in best:  # what bounds batch 1: a row runs every layer its deepest token reaches
+                print(f"  at batch 1 a row still runs {best['mean_layers_run']:.2f} of {args.layers} layers on average "
+                      f"(its deepest token), against a mean exit layer of {best['mean_exit_layer']:.2f} per character; "
+                      f"inference linears: {pre.get('runtime', '?')}")
     out = {
         "command": "python bench/ner_tradeoff.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "cpu": cpu_name(), "threads": args.threads, "args": vars(args), "seconds": seconds,
         "pretrain": {"steps": last["step"], "mlm_acc": pretrain_acc, "position_bias": args.position_bias},
         "pretrained": {k: pre[k] for k in ("teacher_f1", "teacher_precision", "teacher_recall", "rows", "full_flops_per_sentence",
-                                           "train_sentences", "test_sentences", "stage1", "stage2")},
+                                           "train_sentences", "test_sentences", "stage1", "stage2", "runtime", "runtime_reason",
+                                           "wall_seconds") if k in pre},
         "random": {k: rnd[k] for k in ("teacher_f1", "teacher_precision", "teacher_recall", "train_sentences", "stage1")},
         "goals": {"pretrained_plus_3_f1": goal1, "flops_2x_within_1_f1": goal2, "wall_batch1_0.7_of_flops": goal3,
                   "chosen_row": best},

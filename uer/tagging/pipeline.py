@@ -53,6 +53,7 @@ class NerOptions:
     device: str = "cpu"
     precision: str = "fp32"
     plot: bool = True
+    runtime: str = "auto"  # uer.tagging.inference.RUNTIMES
 
 
 def say(message: str) -> None:
@@ -174,7 +175,8 @@ def run(opts: NerOptions, device: torch.device) -> dict[str, Any]:
                               "stage1": s1, "stage2": s2, "window": opts.window}
     if test is not None:
         test_chunks = encode_sentences(vocab, test.chars, test.tag_ids(label2id), seq)
-        runner = TokenExit(model)
+        runner = TokenExit(model, runtime=opts.runtime)
+        say(f"inference runtime: {runner.name} ({runner.reason})")
         result = sweep(runner, test_chunks, test.tags, id2label, vocab.pad_id, opts.speeds, window=opts.window,
                        timing_samples=opts.timing_samples, batch_size=opts.timing_batch_size)
         teacher = result["teacher"]
@@ -184,7 +186,7 @@ def run(opts: NerOptions, device: torch.device) -> dict[str, Any]:
             "test_sentences": len(test.chars), "rows": rows, "full_flops_per_sentence": result["full_flops_per_sentence"],
             "timing_samples": result["timing_samples"], "timing_batch_size": opts.timing_batch_size,
             "wall_seconds": result["wall_seconds"], "device": str(device), "threads": torch.get_num_threads(),
-            "chosen": chosen_speed(rows, teacher["f1"]),
+            "chosen": chosen_speed(rows, teacher["f1"]), "runtime": runner.name, "runtime_reason": runner.reason,
         })
         pred_dir = out_dir / f"{stem}.predictions"
         write_predictions(pred_dir / "full_model.tsv", test.chars, result["teacher_tags"])

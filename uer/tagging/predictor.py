@@ -33,15 +33,17 @@ class Entity:
 
 
 class NerTagger:
-    def __init__(self, model, vocab, id2label: Sequence[str], seq_length: int) -> None:
-        self.runner = TokenExit(model)
+    def __init__(self, model, vocab, id2label: Sequence[str], seq_length: int, runtime: str = "auto") -> None:
+        self.runner = TokenExit(model, runtime=runtime)
         self.vocab = vocab
         self.id2label = list(id2label)
         self.seq_length = seq_length
 
     @classmethod
-    def load(cls, path: str | Path, vocab_path: str | Path | None = None, device: str | torch.device = "cpu") -> "NerTagger":
-        """A checkpoint written by ``run_ner.py``; its vocabulary lies beside it unless given."""
+    def load(cls, path: str | Path, vocab_path: str | Path | None = None, device: str | torch.device = "cpu",
+             runtime: str = "auto") -> "NerTagger":
+        """A checkpoint written by ``run_ner.py``; its vocabulary lies beside it unless given.
+        ``runtime``: the inference linears (:class:`uer.tagging.inference.TokenExit`)."""
         from uer.tokenizers import Vocab
 
         path = Path(path)
@@ -57,7 +59,7 @@ class NerTagger:
         vocab = Vocab.load(vocab_path or path.parent / extra["vocab_file"])
         if len(vocab) != extra["vocab_size"]:
             raise CheckpointError(f"vocabulary has {len(vocab)} tokens, the model {extra['vocab_size']}")
-        return cls(model, vocab, extra["id2label"], extra["seq_length"])
+        return cls(model, vocab, extra["id2label"], extra["seq_length"], runtime=runtime)
 
     def tag(self, chars: Sequence[Sequence[str]], speed: float = 0.0, window: int = 0,
             batch_size: int = 32) -> tuple[list[list[str]], list[list[int]]]:
