@@ -3,7 +3,11 @@ Chinese BERT on the training articles (our preprocess.py + pretrain.py, mlm proc
 the tagger from it and from random init (same config, seed and flags), self-distil, sweep speeds,
 print the table and the goals.
 
-    flock /tmp/uer-bench.lock python bench/ner_tradeoff.py            # ~20 minutes on 2 cores
+    flock /tmp/uer-bench.lock python bench/ner_tradeoff.py            # ~45 minutes on 2 cores (BERT-mini width)
+    flock /tmp/uer-bench.lock python bench/ner_tradeoff.py --hidden 128 --pretrain_steps 2000   # ~20 minutes
+
+A finished step is not run again: the pre-trained model is reused by the same config, and
+``run_ner.py`` resumes its own finished output, so a second run re-measures the sweep only.
 
 Goals (issue 14): pre-trained full-model F1 >= random init + 3 points; token-level exit >= 2x
 FLOPs at <= 1 F1 point below the full model; wall clock at batch 1 >= 0.7 x that FLOPs speed-up.
@@ -73,22 +77,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work_dir", default=str(ROOT / "out" / "ner_bench"))
     p.add_argument("--data_dir", default=str(ROOT / "data" / "ner_pd98"))
     p.add_argument("--layers", type=positive_int, default=4)
-    p.add_argument("--hidden", type=positive_int, default=128)
+    p.add_argument("--hidden", type=positive_int, default=256)
     p.add_argument("--position_bias", choices=("alibi", "none"), default="alibi",
                    help="alibi (default): the recipe for pre-training from scratch on a small budget (README, pre-training); "
                         "none: learned positions only, BERT's own (the plateau)")
-    p.add_argument("--pretrain_steps", type=positive_int, default=2000)
+    p.add_argument("--pretrain_steps", type=positive_int, default=3000)
     p.add_argument("--pretrain_batch_size", type=positive_int, default=32)
     p.add_argument("--pretrain_seq_length", type=positive_int, default=128)
     p.add_argument("--pretrain_learning_rate", type=positive_float, default=1e-3)
-    p.add_argument("--train_samples", type=non_negative_int, default=6000)
+    p.add_argument("--train_samples", type=non_negative_int, default=20000)
     p.add_argument("--dev_samples", type=non_negative_int, default=0)
     p.add_argument("--test_samples", type=non_negative_int, default=0)
     p.add_argument("--epochs_num", type=positive_int, default=3)
     p.add_argument("--distill_epochs_num", type=non_negative_int, default=2)
     p.add_argument("--learning_rate", type=positive_float, default=1e-3)
     p.add_argument("--seq_length", type=positive_int, default=64)
-    p.add_argument("--speed", default="0,0.1,...,1")
+    p.add_argument("--speed", default="0,0.005,0.01,0.02,0.03,0.05,0.1,0.2")
     p.add_argument("--timing_samples", type=non_negative_int, default=200)
     p.add_argument("--threads", type=positive_int, default=2)
     p.add_argument("--results", default=str(ROOT / "bench" / "results" / "ner_tradeoff.json"),
@@ -120,19 +124,24 @@ def _run(args, argv: list[str] | None) -> int:
     vocab = work / "vocab.txt"
     chars = sorted(ch for ch, n in counts.items() if n >= 2 and not ch.isspace())
     vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars]) + "\n", encoding="utf-8")
-    config = work / "bert.yaml"
-    config.write_text(CONFIG.format(layers=args.layers, hidden=args.hidden, heads=max(2, args.hidden // 64),
-                                    ffn=4 * args.hidden, vocab=vocab, position_bias=args.position_bias), encoding="utf-8")
     print(f"vocabulary: {len(chars) + 5} tokens (characters seen >= 2 times in the training articles)")
     # 3. pre-train on the training articles only
-    run_dir = work / f"{args.position_bias}_pretrain{args.pretrain_steps}"  # a model is reused only by the same config
+    # a model is reused only by the same shape, position bias and budget
+    run_dir = work / f"L{args.layers}_H{args.hidden}_{args.position_bias}_pretrain{args.pretrain_steps}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = run_dir / "bert.yaml"  # each shape its own config: runs of several shapes can share --work_dir
+    config.write_text(CONFIG.format(layers=args.layers, hidden=args.hidden, heads=max(2, args.hidden // 64),
+                                    ffn=4 * args.hidden, vocab=vocab, position_bias=args.position_bias), encoding="utf-8")
     pretrained = run_dir / "pretrain" / "model.pt"
+    dataset = work / f"dataset_seq{args.pretrain_seq_length}"
     if not pretrained.is_file():
-        seconds["preprocess"] = sh([py, "preprocess.py", "--corpus_path", str(data / "pretrain_corpus.txt"), "--config_path", str(config),
-                                    "--vocab_path", str(vocab), "--dataset_path", str(work / "dataset"), "--data_processor", "mlm",
-                                    "--seq_length", str(args.pretrain_seq_length), "--processes_num", "1", "--dynamic_masking",
-                                    "--no_progress"])
-        seconds["pretrain"] = sh([py, "pretrain.py", "--dataset_path", str(work / "dataset"), "--config_path", str(config),
+        if not (dataset / "meta.json").is_file():  # one dataset per row length serves every shape
+            seconds["preprocess"] = sh([py, "preprocess.py", "--corpus_path", str(data / "pretrain_corpus.txt"),
+                                        "--config_path", str(config), "--vocab_path", str(vocab),
+                                        "--dataset_path", str(dataset), "--data_processor", "mlm",
+                                        "--seq_length", str(args.pretrain_seq_length), "--processes_num", "1",
+                                        "--dynamic_masking", "--no_progress"])
+        seconds["pretrain"] = sh([py, "pretrain.py", "--dataset_path", str(dataset), "--config_path", str(config),
                                   "--vocab_path", str(vocab), "--output_model_path", str(pretrained),
                                   "--total_steps", str(args.pretrain_steps), "--batch_size", str(args.pretrain_batch_size),
                                   "--learning_rate", str(args.pretrain_learning_rate), "--report_steps", "100",

@@ -42,7 +42,7 @@ def teacher_tags(model: nn.Module, chunks: Chunks, pad_id: int, batch_size: int,
     """The full model's tags (backbone + teacher), per sentence."""
     from uer.tagging.inference import TokenExit
 
-    runner = TokenExit(model)
+    runner = TokenExit(model, runtime="eager")  # per dev evaluation: nothing to pack or measure
     rows: list[list[str]] = [[] for _ in range(len(chunks))]
     for index in length_sorted_batches(chunks.lengths(), batch_size):
         batch = collate(chunks, index, pad_id, runner.device)
