@@ -3,8 +3,8 @@ Chinese BERT on the training articles (our preprocess.py + pretrain.py, mlm proc
 the tagger from it and from random init (same config, seed and flags), self-distil, sweep speeds,
 print the table and the goals.
 
-    flock /tmp/uer-bench.lock python bench/ner_tradeoff.py            # ~45 minutes on 2 cores (BERT-mini width)
-    flock /tmp/uer-bench.lock python bench/ner_tradeoff.py --hidden 128 --pretrain_steps 2000   # ~20 minutes
+    flock /tmp/uer-bench.lock python bench/ner_tradeoff.py            # ~35 minutes on 2 cores (BERT-mini width)
+    flock /tmp/uer-bench.lock python bench/ner_tradeoff.py --hidden 128 --pretrain_steps 2000   # ~17 minutes
 
 A finished step is not run again: the pre-trained model is reused by the same config, and
 ``run_ner.py`` resumes its own finished output, so a second run re-measures the sweep only.
