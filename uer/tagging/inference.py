@@ -26,10 +26,11 @@ counts) and ``fused`` (on x86 CPUs: ``uer.fused``'s oneDNN-packed weights with t
 branch's tanh and the residual add fused into the GEMM). ``runtime="auto"`` (default) times both
 on the full model when the runner is built, for one short sentence and for a batch, as FastBERT's
 ``auto`` runtime does, and runs each call on the winner for its batch size (``reason`` gives the
-timings). Each timed call has a sequence length not timed before: token exit hands the linears a
-new row count at nearly every call, oneDNN builds a primitive for every new shape, and a probe
-that repeats one shape would favour it (measured here: 792 against 377 us per 128x512 linear over
-400 random row counts, but 119 against 132 us at one fixed count). The full model, the
+timings). Each timed call has a sequence length not timed before. Token exit hands the linears
+many different row counts (the tokens still in vary by layer and by sentence), oneDNN builds a
+primitive for every new shape (its cache keeps 1,024), and a probe that repeats one shape hides
+that cost (measured here: 792 against 377 us per 128x512 linear over 400 random row counts, but
+119 against 132 us at one fixed count). The full model, the
 baseline of every speed-up, runs on the same choice. An encoder ``uer.fused`` does not cover
 (not a transformer, another attention mask) runs each layer whole and keeps the exited tokens'
 old vectors: the same results, without the saving. The linears are a snapshot of the weights:
@@ -204,8 +205,8 @@ class TokenExit:
         gen = torch.Generator().manual_seed(0)
         for probe, (b, t) in PROBES.items():
             t = min(t, longest) if longest else t
-            # Every call at a length not seen before: token exit gives the linears a new row count at
-            # nearly every call, and oneDNN builds a primitive per new shape; a repeated shape would hide that.
+            # Every call at a length not seen before: token exit gives the linears many row counts, and
+            # oneDNN builds a primitive per new shape; a repeated shape would hide that cost.
             lengths = [max(2, t - k) for k in range(REPEATS + 1)]
             self.timings[probe] = {}
             for name, weights in self.kinds.items():
