@@ -71,6 +71,36 @@ def sh(cmd: list[str]) -> float:
     return time.perf_counter() - start
 
 
+def judge(report: dict, window: int, layers: int) -> dict:
+    """Print one window's table and its two exit goals; return them with the row they are judged on."""
+    from uer.tagging.evaluate import format_table
+
+    print(f"--- exit window {window}" + (" (a token waits for its neighbours within +-%d)" % window if window else ""))
+    print(format_table(report["rows"], report["teacher_f1"]))
+    ok = [r for r in report["rows"] if r["f1"] >= report["teacher_f1"] - 0.01]
+    best = max(ok, key=lambda r: r["flops_speedup"]) if ok else None
+    goal2 = best is not None and best["flops_speedup"] >= 2.0
+    # The wall-clock goal is about early exit: at speed 0 nothing exits, so there is nothing to judge.
+    exits = best is not None and best["speed"] > 0
+    timed = best is not None and best["wall_speedup_batch1"] is not None  # --timing_samples 0: no wall clock
+    goal3 = exits and timed and best["wall_speedup_batch1"] >= 0.7 * best["flops_speedup"]
+    if best is not None:
+        print(f"window {window}: token-level exit within 1 F1 point: speed {best['speed']:g}, F1 {best['f1']:.4f}, mean exit layer "
+              f"{best['mean_exit_layer']:.2f} of {layers}, FLOPs x{best['flops_speedup']:.2f}; goal >= 2x: {'met' if goal2 else 'not met'}")
+        if not timed:
+            print(f"window {window}: wall clock: not measured (--timing_samples 0); goal >= 0.7: not measured")
+        else:
+            verdict = ("met" if goal3 else "not met") if exits else "not measured (no speed above 0 stayed within 1 F1 point)"
+            print(f"window {window}: wall clock batch 1 x{best['wall_speedup_batch1']:.2f} = "
+                  f"{best['wall_speedup_batch1'] / best['flops_speedup']:.2f} of the FLOPs speed-up "
+                  f"(batched x{best['wall_speedup_batched']:.2f}); goal >= 0.7: {verdict}")
+            if "mean_layers_run" in best:  # what bounds batch 1: a row runs every layer its deepest token reaches
+                print(f"  at batch 1 a row still runs {best['mean_layers_run']:.2f} of {layers} layers on average "
+                      f"(its deepest token), against a mean exit layer of {best['mean_exit_layer']:.2f} per character; "
+                      f"inference linears: {report.get('runtime', '?')}")
+    return {"flops_2x_within_1_f1": goal2, "wall_batch1_0.7_of_flops": goal3, "chosen_row": best}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="ner_tradeoff.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -92,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--distill_epochs_num", type=non_negative_int, default=2)
     p.add_argument("--learning_rate", type=positive_float, default=1e-3)
     p.add_argument("--seq_length", type=positive_int, default=64)
-    p.add_argument("--speed", default="0,0.005,0.01,0.02,0.03,0.05,0.1,0.2")
+    p.add_argument("--speed", default="0,0.005,0.01,0.02,0.03,0.05,0.1,0.15,0.2")
+    p.add_argument("--windows", default="0,2",
+                   help="exit windows to sweep on the same trained tagger (run_ner.py --window); each is judged on its own")
     p.add_argument("--timing_samples", type=non_negative_int, default=200)
     p.add_argument("--threads", type=positive_int, default=2)
     p.add_argument("--results", default=str(ROOT / "bench" / "results" / "ner_tradeoff.json"),
@@ -102,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         parse_speeds(args.speed)  # a bad --speed is refused before minutes of pre-training, not after
     except argparse.ArgumentTypeError as exc:
         p.error(str(exc))
+    try:
+        args.windows = sorted({non_negative_int(w) for w in args.windows.split(",")})
+    except (argparse.ArgumentTypeError, ValueError) as exc:
+        p.error(f"argument --windows: {exc} (a list of integers >= 0, e.g. 0,2)")
     return run_main("ner_tradeoff.py", lambda: _run(args, argv))
 
 
@@ -153,71 +189,56 @@ def _run(args, argv: list[str] | None) -> int:
               "--test_samples", str(args.test_samples), "--epochs_num", str(args.epochs_num),
               "--batch_size", "32", "--seq_length", str(args.seq_length), "--learning_rate", str(args.learning_rate),
               "--distill_learning_rate", "1e-3", "--threads", str(args.threads), "--no_progress", "--report_steps", "100"]
-    runs = {
+    runs = {f"pretrained window {w}": ("pretrained", w) for w in args.windows}
+    runs["random"] = ("random", 0)
+    extra = {
         "pretrained": ["--pretrained_model_path", str(pretrained), "--config_path", str(config),
                        "--distill_epochs_num", str(args.distill_epochs_num), "--speed", args.speed,
                        "--timing_samples", str(args.timing_samples)],
         "random": ["--config_path", str(config), "--distill_epochs_num", "0", "--speed", "0", "--timing_samples", "0"],
     }
     reports = {}
-    for name, extra in runs.items():
-        report = run_dir / name / "report.json"
-        seconds[f"run_ner {name}"] = sh([py, "run_ner.py", *common, *extra, "--output_model_path", str(run_dir / name / "model.pt"),
-                                         "--report_path", str(report)])
-        reports[name] = json.loads(report.read_text())
+    for label, (name, window) in runs.items():  # the first window trains; the others resume it and only sweep
+        report = run_dir / name / ("report.json" if window == 0 else f"report_window{window}.json")
+        seconds[f"run_ner {label}"] = sh([py, "run_ner.py", *common, *extra[name], "--window", str(window),
+                                          "--output_model_path", str(run_dir / name / "model.pt"), "--report_path", str(report)])
+        reports[label] = json.loads(report.read_text())
 
-    pre, rnd = reports["pretrained"], reports["random"]
-    from uer.tagging.evaluate import format_table
-
+    rnd = reports["random"]
+    pre = reports[f"pretrained window {args.windows[0]}"]
     last = json.loads(pretrained.with_name("model.metrics.jsonl").read_text().splitlines()[-1])
     pretrain_acc = last.get("mlm_acc")
     print(f"pre-training: {last['step']} steps, MLM accuracy {pretrain_acc:.3f} over the last report window "
           f"(position_bias {args.position_bias})")
-    print(format_table(pre["rows"], pre["teacher_f1"]))
     goal1 = pre["teacher_f1"] >= rnd["teacher_f1"] + 0.03
     print(f"full model (speed 0) test entity F1: pre-trained {pre['teacher_f1']:.4f}, random init {rnd['teacher_f1']:.4f} "
           f"({100 * (pre['teacher_f1'] - rnd['teacher_f1']):+.2f} points); goal >= +3: {'met' if goal1 else 'not met'}")
-    ok = [r for r in pre["rows"] if r["f1"] >= pre["teacher_f1"] - 0.01]
-    best = max(ok, key=lambda r: r["flops_speedup"]) if ok else None
-    goal2 = best is not None and best["flops_speedup"] >= 2.0
-    # The wall-clock goal is about early exit: at speed 0 nothing exits, so there is nothing to judge.
-    exits = best is not None and best["speed"] > 0
-    timed = best is not None and best["wall_speedup_batch1"] is not None  # --timing_samples 0: no wall clock
-    goal3 = exits and timed and best["wall_speedup_batch1"] >= 0.7 * best["flops_speedup"]
-    if best is not None:
-        print(f"token-level exit within 1 F1 point: speed {best['speed']:g}, F1 {best['f1']:.4f}, mean exit layer "
-              f"{best['mean_exit_layer']:.2f} of {args.layers}, FLOPs x{best['flops_speedup']:.2f}; goal >= 2x: {'met' if goal2 else 'not met'}")
-        if not timed:
-            print("wall clock: not measured (--timing_samples 0); goal >= 0.7: not measured")
-        else:
-            verdict = ("met" if goal3 else "not met") if exits else "not measured (no speed above 0 stayed within 1 F1 point)"
-            print(f"wall clock batch 1 x{best['wall_speedup_batch1']:.2f} = {best['wall_speedup_batch1'] / best['flops_speedup']:.2f} "
-                  f"of the FLOPs speed-up (batched x{best['wall_speedup_batched']:.2f}); goal >= 0.7: {verdict}")
-            if "mean_layers_run" in best:  # what bounds batch 1: a row runs every layer its deepest token reaches
-                print(f"  at batch 1 a row still runs {best['mean_layers_run']:.2f} of {args.layers} layers on average "
-                      f"(its deepest token), against a mean exit layer of {best['mean_exit_layer']:.2f} per character; "
-                      f"inference linears: {pre.get('runtime', '?')}")
+    by_window = {w: judge(reports[f"pretrained window {w}"], w, args.layers) for w in args.windows}
     out = {
         "command": "python bench/ner_tradeoff.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "cpu": cpu_name(), "threads": args.threads, "args": vars(args), "seconds": seconds,
         "pretrain": {"steps": last["step"], "mlm_acc": pretrain_acc, "position_bias": args.position_bias},
         "pretrained": {k: pre[k] for k in ("teacher_f1", "teacher_precision", "teacher_recall", "rows", "full_flops_per_sentence",
                                            "train_sentences", "test_sentences", "stage1", "stage2", "runtime", "runtime_reason",
-                                           "wall_seconds") if k in pre},
+                                           "wall_seconds", "window") if k in pre},
+        "windows": {str(w): {k: reports[f"pretrained window {w}"].get(k) for k in ("rows", "runtime", "runtime_reason", "wall_seconds")}
+                    for w in args.windows},
         "random": {k: rnd[k] for k in ("teacher_f1", "teacher_precision", "teacher_recall", "train_sentences", "stage1")},
-        "goals": {"pretrained_plus_3_f1": goal1, "flops_2x_within_1_f1": goal2, "wall_batch1_0.7_of_flops": goal3,
-                  "chosen_row": best},
+        "goals": {"pretrained_plus_3_f1": goal1, **by_window[args.windows[0]],
+                  "by_window": {str(w): g for w, g in by_window.items()}},
     }
     results = Path(args.results)
     results.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(results) as f:  # a crash never leaves half a results file
         f.write(json.dumps(out, indent=2) + "\n")
     print(f"written {results}")
-    if pre.get("plot") and Path(pre["plot"]).is_file():  # run_ner.py's F1 vs speed-up plot, beside the JSON
-        plot = results.with_suffix(".png")
-        with atomic_open(plot, "wb") as f:
-            f.write(Path(pre["plot"]).read_bytes())
-        print(f"written {plot}")
+    for w in args.windows:  # run_ner.py's F1 vs speed-up plots, beside the JSON
+        made = reports[f"pretrained window {w}"].get("plot")
+        if made and Path(made).is_file():
+            plot = results.with_suffix(".png") if w == 0 else results.with_name(f"{results.stem}_window{w}.png")
+            with atomic_open(plot, "wb") as f:
+                f.write(Path(made).read_bytes())
+            print(f"written {plot}")
     return 0
 
 

@@ -366,9 +366,12 @@ class TokenExit:
     def _window_max(self, entropy: torch.Tensor, own: torch.Tensor | None, ctx, window: int) -> torch.Tensor:
         """(M,) the largest entropy within +-window real positions of each live token (padding: 0)."""
         seg = ctx.seg
+        live = entropy if own is None else entropy.index_select(0, own)
+        if live.numel() == seg.numel():  # no padding (one sentence, or all of one length): the grid is the tokens
+            return F.max_pool1d(live.view(seg.shape[0], 1, -1), 2 * window + 1, stride=1, padding=window).reshape(-1)
         pos = self._packed(seg)
         grid = entropy.new_zeros(seg.numel())
-        grid[pos] = entropy if own is None else entropy.index_select(0, own)
+        grid[pos] = live
         pooled = F.max_pool1d(grid.view(seg.shape[0], 1, -1), 2 * window + 1, stride=1, padding=window)
         return pooled.reshape(-1).index_select(0, pos)
 

@@ -188,7 +188,8 @@ def run(opts: NerOptions, device: torch.device) -> dict[str, Any]:
             "wall_seconds": result["wall_seconds"], "device": str(device), "threads": torch.get_num_threads(),
             "chosen": chosen_speed(rows, teacher["f1"]), "runtime": runner.name, "runtime_reason": runner.reason,
         })
-        pred_dir = out_dir / f"{stem}.predictions"
+        tag = "" if opts.window == 0 else f".window{opts.window}"  # sweeps of other windows keep their own files
+        pred_dir = out_dir / f"{stem}{tag}.predictions"
         write_predictions(pred_dir / "full_model.tsv", test.chars, result["teacher_tags"])
         for speed, tags in zip(opts.speeds, result["predictions"]):
             write_predictions(pred_dir / f"speed_{speed:.2f}.tsv", test.chars, tags)
@@ -199,7 +200,7 @@ def run(opts: NerOptions, device: torch.device) -> dict[str, Any]:
             say(f"largest speed within 1 F1 point of the full model: {chosen['speed']:g} "
                 f"(F1 {chosen['f1']:.4f}, FLOPs x{chosen['flops_speedup']:.2f})")
         if opts.plot and len(rows) > 1:
-            plot = out_dir / f"{stem}.tradeoff.png"
+            plot = out_dir / f"{stem}{tag}.tradeoff.png"
             if plot_tradeoff(plot, rows, teacher["f1"]):
                 report["plot"] = str(plot)
     report["seconds"] = time.perf_counter() - started
