@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from uer.choices import PRECISIONS
+from uer.choices import PRECISIONS, TOKEN_EXIT_RUNTIMES
 from uer.utils.cli import (OutputLock, UsageError, input_file, non_negative_int, output_file, parse_speeds,
                            positive_float, positive_int, run_main)
 
@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--timing_batch_size", type=positive_int, default=32)
     e.add_argument("--no_plot", action="store_true")
     e.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    e.add_argument("--runtime", choices=("auto", "eager", "fused"), default="auto",
+    e.add_argument("--runtime", choices=TOKEN_EXIT_RUNTIMES, default="auto",
                    help="inference linears: auto (default: F.linear or oneDNN-packed, whichever is faster here, measured "
                         "when the model is loaded, per batch size), eager (F.linear) or fused (oneDNN where usable)")
     e.add_argument("--precision", choices=PRECISIONS, default="fp32", help="training arithmetic (inference stays fp32)")

@@ -23,6 +23,15 @@ PROBES = {"small": (1, 24), "large": (16, 48)}  # (batch, tokens)
 REPEATS = 5
 
 
+def describe_timings(timings: dict[str, dict[str, float]]) -> str:
+    """``{probe: {candidate: seconds}}`` -> ``"1x24: fused 0.92 ms, eager 1.13 ms; 16x48: ..."`` (fastest first)."""
+    parts = []
+    for probe, times in timings.items():
+        b, t = PROBES[probe]
+        parts.append(f"{b}x{t}: " + ", ".join(f"{n} {1000 * s:.2f} ms" for n, s in sorted(times.items(), key=lambda kv: kv[1])))
+    return "; ".join(parts)
+
+
 def _time(rt: Runtime, src: torch.Tensor, seg: torch.Tensor) -> float:
     def once() -> float:
         start = time.perf_counter()
@@ -69,12 +78,9 @@ class AutoRuntime(Runtime):
             self.name = self.small.name
         else:
             self.name = f"{self.small.name} (batch <= {SMALL_BATCH}), {self.large.name} (larger)"
-        parts = []
-        for probe, times in timings.items():
-            b, t = PROBES[probe]
-            parts.append(f"{b}x{t}: " + ", ".join(f"{n} {1000 * s:.2f} ms" for n, s in sorted(times.items(), key=lambda kv: kv[1])))
-        self.reason = "auto, measured at load: " + "; ".join(parts) if parts else f"auto: {note}"
-        if parts and note:
+        measured = describe_timings(timings)
+        self.reason = "auto, measured at load: " + measured if measured else f"auto: {note}"
+        if measured and note:
             self.reason += f" (not candidates: {note})"
         if self.small is self.large:
             self.reason += f"; {self.small.reason}"

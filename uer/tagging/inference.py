@@ -46,13 +46,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from uer.choices import TOKEN_EXIT_RUNTIMES
 from uer.fastbert.policies.base import normalized_entropy, shannon_entropy  # noqa: F401  (normalized_entropy: this module's API)
 from uer.fused import FusedContext, _Linear, _Packed, mkldnn_usable, unsupported
 from uer.layers.executor import attend
-from uer.runtime.auto import PROBES, REPEATS, SMALL_BATCH
+from uer.runtime.auto import PROBES, REPEATS, SMALL_BATCH, describe_timings
 from uer.tagging.targets import TokenExitTarget
 
-RUNTIMES = ("auto", "eager", "fused")
+RUNTIMES = TOKEN_EXIT_RUNTIMES
 
 
 def token_exit_target(model: nn.Module) -> TokenExitTarget:
@@ -224,9 +225,7 @@ class TokenExit:
         pick = {probe: min(times, key=times.get) for probe, times in self.timings.items()}
         self.small, self.large = self.kinds[pick["small"]], self.kinds[pick["large"]]
         self.name = pick["small"] if pick["small"] == pick["large"] else f"{pick['small']} (batch <= {SMALL_BATCH}), {pick['large']} (larger)"
-        parts = [f"{PROBES[p][0]}x{PROBES[p][1]}: " + ", ".join(f"{n} {1000 * v:.2f} ms" for n, v in sorted(times.items(), key=lambda kv: kv[1]))
-                 for p, times in self.timings.items()]
-        self.reason = "auto, measured at load: " + "; ".join(parts) + f"; {self.reason}"
+        self.reason = f"auto, measured at load: {describe_timings(self.timings)}; {self.reason}"
 
     def _use(self, src: torch.Tensor) -> None:
         self.weights = self.small if src.shape[0] <= SMALL_BATCH else self.large
@@ -245,7 +244,7 @@ class TokenExit:
         if not self.partial:  # the whole layer on the padded grid; the caller keeps the exited tokens' vectors
             b, t = ctx.seg.shape
             grid = x.new_zeros(b * t, x.shape[1])
-            flat = (ctx.seg > 0).reshape(-1).nonzero().squeeze(1)
+            flat = self._packed(ctx.seg)
             grid.index_copy_(0, flat, x)
             out = self.encoder.layer(i, grid.view(b, t, -1), ctx).reshape(b * t, -1).index_select(0, flat)
             return out if act is None else out.index_select(0, act)
@@ -307,7 +306,11 @@ class TokenExit:
             if last:
                 h = self.encoder.finish(h)
             probs = self._branch(i, h)  # (A, C)
-            ids = act if own is None else own if act is None else own.index_select(0, act)  # the remaining among the N
+            # the remaining tokens among the N (None: all N, in order)
+            if own is None:
+                ids = act
+            else:
+                ids = own if act is None else own.index_select(0, act)
             if last or speed >= 1.0:
                 done_ids.append(ids)
                 done_probs.append(probs)
