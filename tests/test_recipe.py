@@ -9,7 +9,7 @@ from uer.recipe import (MAX_WARMUP_STEPS, Schedule, apply_recipe, default_schedu
                         position_advice, target_advice)
 
 ROOT = Path(__file__).resolve().parents[1]
-from uer.utils.cli import UsageError
+from uer.recipe import RecipeError as UsageError  # the recipe raises its own domain error (review 5.6)
 
 FAMILY = [(128, 2), (256, 4), (512, 4), (512, 8), (768, 12), (1024, 24)]  # tiny ... large
 

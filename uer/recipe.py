@@ -43,7 +43,6 @@ from dataclasses import dataclass
 from typing import AbstractSet, Any, Mapping
 
 from uer.choices import SCHEDULERS
-from uer.utils.cli import UsageError
 
 TINY_LR = 3e-3  # the faster of the peaks measured on BERT-tiny (L2/H128), bench/recipe_probes.py
 TINY_HIDDEN, TINY_LAYERS = 128, 2
@@ -55,6 +54,11 @@ CONTINUED_LR = 1e-4  # peak when continuing a trained model: BERT's own rate (DA
 MLM_ONLY_BELOW = 100_000  # steps; below this budget, pre-train with the mlm target alone
 SCHEDULE_KEYS = ("learning_rate", "warmup", "scheduler")
 PRIOR_TOKENS = 50_000_000  # the token prior counts this many tokens at most (a large dataset is not read whole)
+
+
+class RecipeError(ValueError):
+    """A size, budget or explicit value no schedule can be made from; the message names it
+    (``pretrain.py`` prints it as one line)."""
 
 
 @dataclass(frozen=True)
@@ -106,19 +110,19 @@ def default_schedule(
     that come from the record of a run being resumed rather than from the user (the explanation
     says "recorded" instead of "given"). ``continued``: the weights come from a trained model
     (``--pretrained_model_path``): the peak is ``CONTINUED_LR`` at most, since the size rule's rates
-    are for random weights and would first undo what the model knows. Raises ``UsageError`` (one line naming the value) for
+    are for random weights and would first undo what the model knows. Raises ``RecipeError`` (one line naming the value) for
     sizes, budgets or explicit values that cannot make a schedule.
     """
     _check_size(hidden_size, layers_num)
     _check_steps(total_steps)
     if layernorm_positioning not in ("post", "pre"):
-        raise UsageError(f"layernorm_positioning: expected post or pre, got {layernorm_positioning!r}")
+        raise RecipeError(f"layernorm_positioning: expected post or pre, got {layernorm_positioning!r}")
     if learning_rate is not None and not (math.isfinite(learning_rate) and learning_rate > 0):
-        raise UsageError(f"learning_rate: expected a positive finite number, got {learning_rate}")
+        raise RecipeError(f"learning_rate: expected a positive finite number, got {learning_rate}")
     if warmup is not None and not (math.isfinite(warmup) and 0.0 <= warmup <= 1.0):  # 1: warm up the whole run
-        raise UsageError(f"warmup: expected a fraction of total_steps in [0, 1], got {warmup}")
+        raise RecipeError(f"warmup: expected a fraction of total_steps in [0, 1], got {warmup}")
     if scheduler is not None and scheduler not in SCHEDULERS:
-        raise UsageError(f"scheduler: unknown {scheduler!r}; valid: {', '.join(SCHEDULERS)}")
+        raise RecipeError(f"scheduler: unknown {scheduler!r}; valid: {', '.join(SCHEDULERS)}")
 
     def source(key: str) -> str:
         return "recorded" if key in recorded else "given"
@@ -241,7 +245,7 @@ def init_mlm_bias(model, log_prior) -> bool:
         return False
     bias = heads["mlm"].head.decoder.bias
     if bias is None or bias.shape != log_prior.shape:
-        raise UsageError(f"MLM decoder bias has shape {None if bias is None else tuple(bias.shape)}, "
+        raise RecipeError(f"MLM decoder bias has shape {None if bias is None else tuple(bias.shape)}, "
                          f"the token prior {tuple(log_prior.shape)}")
     with torch.no_grad():
         bias.copy_(log_prior - log_prior.mean())
@@ -251,9 +255,9 @@ def init_mlm_bias(model, log_prior) -> bool:
 def _check_size(hidden_size: int, layers_num: int) -> None:
     for name, value in (("hidden_size", hidden_size), ("layers_num", layers_num)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise UsageError(f"{name}: expected a positive integer, got {value!r}")
+            raise RecipeError(f"{name}: expected a positive integer, got {value!r}")
 
 
 def _check_steps(total_steps: int) -> None:
     if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
-        raise UsageError(f"total_steps: expected a positive integer, got {total_steps!r}")
+        raise RecipeError(f"total_steps: expected a positive integer, got {total_steps!r}")
