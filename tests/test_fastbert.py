@@ -14,7 +14,7 @@ from uer.checkpoint import CheckpointError, save_checkpoint
 from uer.fastbert.build import fastbert_config, load_backbone
 from uer.fastbert.flops import FlopModel
 from uer.fastbert.inference import EarlyExit, exits_for_speeds, normalized_entropy
-from uer.fastbert.training import backbone_and_teacher, distillation_loss_fn, set_trainable, student_parameters
+from uer.exit.training import distillation_loss_fn, set_trainable, split_parameters
 
 LABELS = 3
 SPEEDS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -76,7 +76,7 @@ def test_speed_0_is_the_full_model(runtime):
 def test_speed_1_exits_at_layer_1():
     model = fastbert_model()
     src, seg = batch()
-    runner = EarlyExit(model, fused=False)
+    runner = EarlyExit(model, runtime="eager")
     out = runner.predict(src, seg, speed=1.0)
     assert (out.exit_layer == 1).all()
     first = runner.layer_probs(src, seg)[:, 0]
@@ -114,9 +114,9 @@ def test_branch_pooling_ignores_padding(pooling):
     src, seg = batch(n=4)
     with torch.no_grad():
         hidden = model.encoder(model.embed(src, seg), seg)
-        logits = target.branch_logits(0, hidden, seg > 0)
+        logits = target.branches[0](hidden, seg > 0)
         garbage = hidden.masked_fill((seg == 0)[..., None], 1e4)  # what sits at padding must not matter
-        torch.testing.assert_close(target.branch_logits(0, garbage, seg > 0), logits)
+        torch.testing.assert_close(target.branches[0](garbage, seg > 0), logits)
         if pooling == "first":  # computing only the pooled query equals full self-attention at position 0
             from uer.targets.fastbert import MODULES
 
@@ -149,16 +149,16 @@ def test_stage_2_gives_gradients_to_students_only():
     out = distillation_loss_fn(model)(model, {"src": src, "seg": seg})
     out["loss"].backward()
     assert out["loss"] > 0
-    for name, p in backbone_and_teacher(model):
+    for name, p in split_parameters(model)[0]:
         assert p.grad is None, name
-    for name, p in student_parameters(model):
+    for name, p in split_parameters(model)[1]:
         assert p.grad is not None and p.grad.abs().sum() > 0, name
-    assert {n.split(".")[4] for n, _ in student_parameters(model)} == {"0", "1", "2"}  # branches 0..2; 3 = teacher
+    assert {n.split(".")[4] for n, _ in split_parameters(model)[1]} == {"0", "1", "2"}  # branches 0..2; 3 = teacher
 
 
 def test_flops_match_flop_counter():
     model = fastbert_model(layers=3).requires_grad_(False)  # FlopCounterMode's module hooks vs inference mode
-    runner = EarlyExit(model, fused=False)
+    runner = EarlyExit(model, runtime="eager")
     flops = FlopModel.of(model)
     src, seg = batch(n=1, t=11)
 
@@ -175,7 +175,7 @@ def test_flops_match_flop_counter():
     # mean pooling: every query of the branch's attention is computed
     mean_model = fastbert_model(layers=3, pooling="mean").requires_grad_(False)
     mean = FlopModel.of(mean_model)
-    mean_runner = EarlyExit(mean_model, fused=False)
+    mean_runner = EarlyExit(mean_model, runtime="eager")
     assert counted(lambda: mean_runner.full_model_probs(src, seg)) == mean.full(11)
     assert flops.full(128) > 11 * flops.full(11)  # padding to 128 costs more than linear in length (attention)
 

@@ -8,10 +8,9 @@ from tests.helpers import TINY, tiny_config
 from uer import build_model
 from uer.checkpoint import read_checkpoint
 from uer.fastbert.data import Encoded
-from uer.fastbert.inference import fastbert_target
-from uer.fastbert.training import (
-    StageOptions, finetune, joint_loss_fn, layer_weights, needs_distillation, set_trainable, student_parameters,
-)
+from uer.exit.training import StageOptions, set_trainable, split_parameters
+from uer.fastbert.training import finetune, joint_loss_fn, layer_weights, needs_distillation
+from uer.targets.fastbert import fastbert_target
 
 LABELS = 3
 PAD = 0
@@ -83,7 +82,7 @@ def test_joint_is_one_stage_that_trains_every_branch(tmp_path, capsys):
     assert [d["epoch"] for d in dev] == [1, 2, 3, 4] and all("joint_accuracy" in d for d in dev)
     assert result["best"] == max(d["joint_accuracy"] for d in dev) > 0.6  # chance is 1/3
     assert "stage 1 joint epoch 4: dev" in capsys.readouterr().out
-    assert all(p.requires_grad for _, p in student_parameters(model))
+    assert all(p.requires_grad for _, p in split_parameters(model)[1])
 
 
 def test_joint_resume_equals_the_uninterrupted_run(tmp_path, monkeypatch):

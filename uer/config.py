@@ -16,14 +16,14 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from uer.choices import Precision, Scheduler
 from uer.embeddings import EMBEDDINGS
 from uer.encoders import ENCODERS
 from uer.registry import Registry
 from uer.schema import (  # noqa: F401  (re-exported: callers import these from uer.config)
-    ConfigError, Count, Epsilon, Fraction, NonNegative, Probability, Size, Spec, apply_overrides, from_dict, keep_lines,
+    ConfigError, Count, Epsilon, Fraction, NonNegative, Positive, Probability, Range, Size, Spec, apply_overrides, from_dict, keep_lines,
     read_yaml, source_prefix, to_dict, where, RUNTIME,
 )
 from uer.subencoders import SUBENCODERS
@@ -69,16 +69,21 @@ class TrainConfig:
     seed: int = 7
 
 
-@dataclass(frozen=True)
-class FastBertConfig:
-    """FastBERT fine-tuning defaults (``run_fastbert.py`` flags override them)."""
+MIN_SEQ_LENGTH = 4  # the shortest fine-tuning row: [CLS] a [SEP] plus one token of text_b (pairs)
+SeqLength = Annotated[int, Range(low=MIN_SEQ_LENGTH)]
 
-    epochs_num: Count = 3
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Fine-tuning defaults of an early-exit task (the ``fastbert`` section for ``run_fastbert.py``,
+    ``ner`` for ``run_ner.py``; their flags override them)."""
+
+    epochs_num: Size = 3  # stage 1 (fine-tuning)
     distill_epochs_num: Count = 3  # 0: no self-distillation stage
     batch_size: Size = 32
-    seq_length: Size = 128
-    learning_rate: NonNegative = 5e-5
-    distill_learning_rate: NonNegative = 1e-4
+    seq_length: SeqLength = 128
+    learning_rate: Positive = 5e-5
+    distill_learning_rate: Positive = 1e-4
     warmup: Fraction = 0.1
     weight_decay: NonNegative = 0.01
     report_steps: Size = 100
@@ -93,7 +98,8 @@ class Config:
     subencoder: Spec | None = None
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    fastbert: FastBertConfig = field(default_factory=FastBertConfig)
+    fastbert: FinetuneConfig = field(default_factory=FinetuneConfig)
+    ner: FinetuneConfig = field(default_factory=FinetuneConfig)
     # Where it came from, for messages. Runtime metadata: not compared, never saved.
     source: str = field(default="<dict>", compare=False, metadata=RUNTIME)
 
@@ -101,6 +107,13 @@ class Config:
     def emb_size(self) -> int:
         """The embedding width: ``embedding.emb_size``, or the encoder's ``hidden_size`` when unset."""
         return self.embedding.emb_size if self.embedding.emb_size is not None else self.encoder.cfg.hidden_size
+
+    @property
+    def position_limit(self) -> int | None:
+        """The longest input the embedding's position tables hold (None: the model has none)."""
+        limits = [spec.cfg.max_seq_length for spec in self.embedding.components
+                  if "max_seq_length" in {f.name for f in dataclasses.fields(spec.cfg)}]
+        return min(limits) if limits else None
 
     def with_target(self, *components: Any) -> "Config":
         """The same model with other targets (e.g. ``fastbert`` on a pre-trained backbone)."""
@@ -170,7 +183,8 @@ def resolve_specs(data: dict, source: str) -> Config:
         subencoder=None if subencoder is None else SUBENCODERS.spec(subencoder, f"{at}subencoder"),
         tokenizer=_tokenizer(data.get("tokenizer"), f"{at}tokenizer"),
         train=from_dict(TrainConfig, data.get("train") or {}, f"{at}train"),
-        fastbert=from_dict(FastBertConfig, data.get("fastbert") or {}, f"{at}fastbert"),
+        fastbert=from_dict(FinetuneConfig, data.get("fastbert") or {}, f"{at}fastbert"),
+        ner=from_dict(FinetuneConfig, data.get("ner") or {}, f"{at}ner"),
         source=source,
     )
 

@@ -128,14 +128,15 @@ class Range:
     low: float | None = None
     high: float | None = None
     high_open: bool = False
+    low_open: bool = False
 
     def __str__(self) -> str:
         if self.high is None:
-            return f">= {self.low:g}"
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
         return f"in [{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
 
     def contains(self, value: float) -> bool:
-        if self.low is not None and value < self.low:
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
             return False
         if self.high is not None and (value >= self.high if self.high_open else value > self.high):
             return False
@@ -148,6 +149,7 @@ Probability = Annotated[float, Range(0.0, 1.0, high_open=True)]  # a dropout rat
 Fraction = Annotated[float, Range(0.0, 1.0)]  # e.g. warm-up as a share of the steps: [0, 1]
 NonNegative = Annotated[float, Range(low=0.0)]
 Epsilon = Annotated[float, Range(low=1e-30)]  # > 0
+Positive = Annotated[float, Range(low=0.0, low_open=True)]  # e.g. a learning rate: > 0
 
 
 # ----------------------------------------------------------------------------- typed conversion

@@ -82,5 +82,16 @@ def pad_batch(rows: Sequence[Sequence[int]], pad_id: int, seq_length: int | None
     return out
 
 
-def describe(batch: dict[str, Any]) -> str:
-    return ", ".join(f"{k}{tuple(v.shape)}" for k, v in batch.items() if isinstance(v, torch.Tensor))
+def length_buckets(lengths: Sequence[int], batch_size: int, seed: int) -> list[list[int]]:
+    """Training batches of similar length (less padding, same samples): rows sorted by length with
+    seeded random tie-breaks, cut into ``batch_size`` chunks. The loader then shuffles the chunks."""
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.rand(len(lengths), generator=g).tolist()
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], noise[i]))
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length (less padding at inference); order restored by the caller."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]

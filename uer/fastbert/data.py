@@ -11,7 +11,7 @@ from typing import Sequence
 
 import torch
 
-from uer.data.loader import pad_batch
+from uer.data.loader import length_buckets, length_sorted_batches, pad_batch  # noqa: F401  (task code imports them here)
 from uer.data.text_pair import encode_pair
 
 
@@ -59,18 +59,3 @@ def collate(encoded: Encoded, index: Sequence[int], pad_id: int, device: torch.d
     if encoded.labels is not None:
         batch["tgt_cls"] = torch.tensor([encoded.labels[i] for i in index], dtype=torch.long)
     return batch if torch.device(device).type == "cpu" else {k: v.to(device) for k, v in batch.items()}
-
-
-def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Indices grouped into batches of similar length (less padding at inference); order restored by the caller."""
-    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-
-
-def length_buckets(lengths: Sequence[int], batch_size: int, seed: int) -> list[list[int]]:
-    """Training batches of similar length (less padding, same samples): rows sorted by length with
-    seeded random tie-breaks, cut into ``batch_size`` chunks. The loader then shuffles the chunks."""
-    g = torch.Generator().manual_seed(seed)
-    noise = torch.rand(len(lengths), generator=g).tolist()
-    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], noise[i]))
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]

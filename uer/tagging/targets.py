@@ -12,8 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from uer.exit.targets import ExitBranches
 from uer.targets.base import Target, require
-from uer.tagging.configs import TaggingConfig, TokenExitConfig
+from uer.targets.fastbert import MODULES
+from uer.targets.configs import TaggingConfig, TokenExitConfig
 from uer.targets.registry import TARGETS
 from uer.layers.dropout import Dropout
 
@@ -65,20 +67,22 @@ class TokenBranch(nn.Module):
         self.dropout = Dropout(dropout)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.output(self.dropout(torch.tanh(self.dense(self.dropout(hidden)))))
+        return self.compute(hidden, MODULES)
+
+    def compute(self, hidden, ex):
+        """The maths, once, on a branch executor (``uer.targets.fastbert.BranchExecutor``: its
+        ``linear_in`` drops out its input): training runs the modules, ``uer.exit.flops`` counts."""
+        return ex.linear_in(self.output, ex.tanh(ex.linear_in(self.dense, hidden, self.dropout)), self.dropout)
 
 
 @TARGETS.register("token_exit", config=TokenExitConfig)
-class TokenExitTarget(Target):
+class TokenExitTarget(ExitBranches):
     """A :class:`TokenBranch` after every encoder layer; the last one is the teacher.
 
-    ``forward`` is stage 1 (teacher cross-entropy on ``batch["tgt_tag"]``); :meth:`distill_loss`
-    is stage 2 (self-distillation: KL(teacher || student) per real token, summed over students).
-    Inference (:class:`uer.tagging.inference.TokenExit`): a token leaves at the first layer where
-    its branch is sure enough, its hidden vector frozen from then on.
+    ``forward`` is stage 1 (teacher cross-entropy on ``batch["tgt_tag"]``); stage 2 distils per real
+    token (:meth:`rows`). Inference (:class:`uer.tagging.inference.TokenExit`): a token leaves at the
+    first layer where its branch is sure enough, its hidden vector frozen from then on.
     """
-
-    needs_layers = True
 
     def __init__(self, cfg: TokenExitConfig, hidden_size: int, labels_num: int | None = None,
                  layers_num: int | None = None, **_: int) -> None:
@@ -91,36 +95,10 @@ class TokenExitTarget(Target):
         self.labels_num = labels_num
         self.branches = nn.ModuleList(TokenBranch(hidden_size, cfg.branch_size, labels_num, cfg.dropout) for _ in range(layers_num))
 
-    def reset_parameters(self) -> None:
-        """Xavier-uniform weights, zero biases (two small linears: keep the signal's scale)."""
-        for module in self.branches.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                nn.init.zeros_(module.bias)
-
-    @property
-    def teacher(self) -> TokenBranch:
-        return self.branches[-1]
-
-    def students(self) -> list[TokenBranch]:
-        return list(self.branches[:-1])
+    def rows(self, branch: TokenBranch, hidden: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        return branch(hidden[real])  # one row per real token: (N, labels)
 
     def forward(self, layers, batch):
         labels = require(batch, "tgt_tag", "token_exit")
         logits = self.teacher(layers[-1])
         return {"loss": tagging_loss(logits, labels), "acc": token_accuracy(logits, labels), "logits": logits.detach()}
-
-    def distill_loss(self, layers: list[torch.Tensor], real: torch.Tensor, teacher_logits: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Sum over students of KL(teacher || student), averaged over the real tokens. ``real``: (B, T) bool."""
-        if teacher_logits is None:
-            with torch.no_grad():
-                teacher_logits = self.teacher(layers[-1])
-        target = F.log_softmax(teacher_logits.detach().float()[real], dim=-1)  # (N, C)
-        total = None
-        for branch, hidden in zip(self.students(), layers[:-1]):
-            log_q = F.log_softmax(branch(hidden[real]).float(), dim=-1)
-            kl = F.kl_div(log_q, target, reduction="batchmean", log_target=True)
-            total = kl if total is None else total + kl
-        if total is None:
-            raise ValueError("self-distillation needs an encoder of at least 2 layers")
-        return {"loss": total, "kl_per_student": total.detach() / (len(self.branches) - 1)}

@@ -60,3 +60,18 @@ class FastBertTargetConfig:
     def __post_init__(self) -> None:
         if self.branch_size % self.branch_heads_num:
             raise ConfigError(f"branch_size {self.branch_size} is not divisible by branch_heads_num {self.branch_heads_num}")
+
+
+# Sequence labelling (``uer.tagging.targets`` implements them). Declared here, with every other
+# target, so that the core targets package never imports a feature package.
+@TARGETS.declare("tagging", module="uer.tagging.targets")
+@dataclass(frozen=True)
+class TaggingConfig:
+    dropout: Probability = 0.1
+
+
+@TARGETS.declare("token_exit", module="uer.tagging.targets")
+@dataclass(frozen=True)
+class TokenExitConfig:
+    branch_size: Size = 64  # width of each layer's classifier
+    dropout: Probability = 0.1

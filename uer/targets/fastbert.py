@@ -7,12 +7,15 @@ dense -> tanh -> labels. ``forward`` is stage 1 (teacher cross-entropy on ``batc
 """
 from __future__ import annotations
 
+from typing import Protocol, TypeVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from uer.layers.executor import attend, split_heads
 from uer.layers.pooling import pool
+from uer.exit.targets import ExitBranches, exit_target
 from uer.targets.base import Target, accuracy, require
 from uer.targets.configs import FastBertTargetConfig  # torch-free, with the other targets' configs
 from uer.targets.registry import TARGETS
@@ -47,11 +50,45 @@ def first_query_attention(x: torch.Tensor, w_qkv: torch.Tensor, b_qkv: torch.Ten
     return out.reshape(b, s)  # (B, heads, 1, d) -> (B, S)
 
 
+X = TypeVar("X")  # an executor's activations: tensors, ONNX value names, shapes
+
+
+class BranchExecutor(Protocol[X]):
+    """The calls of :meth:`Branch.compute` (and ``uer.tagging.targets.TokenBranch.compute``).
+
+    ``linear_in``'s dropout acts on its *input* (the layer executors' ``linear`` applies it to the
+    output): a branch drops out what it reads. ``real``: (B, T) bool real-token mask, or None (no
+    padding)."""
+
+    def linear_in(self, module: nn.Linear, x: X, dropout: nn.Module | None = None) -> X:
+        """``module(dropout(x))``."""
+        ...
+
+    def linear_pair(self, first: nn.Linear, second: nn.Linear, x: X, dropout: nn.Module) -> X:
+        """``second(dropout(first(x)))``: at inference (no dropout) one linear."""
+        ...
+
+    def attend_first(self, attn: "BranchAttention", x: X, real) -> X:
+        """(B, T, S) -> (B, S): self-attention values at position 0 only."""
+        ...
+
+    def attend(self, attn: "BranchAttention", x: X, real) -> X:
+        """(B, T, S) -> (B, T, S): self-attention values, before the output projection."""
+        ...
+
+    def pool(self, x: X, real, kind: str) -> X:
+        ...
+
+    def tanh(self, x: X) -> X:
+        ...
+
+
 class Branch(nn.Module):
     """(B, T, H) layer output + (B, T) real-token mask -> (B, labels) logits.
 
-    The maths is written once, in :meth:`compute`, as calls on an executor: the modules (training,
-    ``forward``), :class:`FrozenBranch` (inference) and ``uer.fastbert.flops`` (FLOPs) execute it."""
+    The maths is written once, in :meth:`compute`, as calls on a :class:`BranchExecutor`: the modules
+    (training, ``forward``), :class:`FrozenBranch` (inference), the ONNX writer and
+    ``uer.exit.flops`` (FLOPs) execute it."""
 
     def __init__(self, hidden_size: int, branch_size: int, heads_num: int, labels_num: int, pooling: str, dropout: float) -> None:
         super().__init__()
@@ -65,44 +102,47 @@ class Branch(nn.Module):
     def forward(self, hidden: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         return self.compute(hidden, real, MODULES)
 
-    def compute(self, hidden, real, ex):
+    def compute(self, hidden: X, real, ex: BranchExecutor[X]) -> X:
         """project -> self-attention -> pool -> dense -> tanh -> labels, with dropout before dense and output."""
         attn = self.self_attn
-        x = ex.linear(self.projection, hidden)  # (B, T, S)
+        x = ex.linear_in(self.projection, hidden)  # (B, T, S)
         if self.pooling == "first":  # only position 0 is read after the attention: only its query
             h = ex.linear_pair(attn.output, self.dense, ex.attend_first(attn, x, real), self.dropout)  # (B, S)
         else:
-            pooled = ex.pool(ex.linear(attn.output, ex.attend(attn, x, real)), real, self.pooling)  # (B, S)
-            h = ex.linear(self.dense, pooled, self.dropout)
-        return ex.linear(self.output, ex.tanh(h), self.dropout)  # (B, labels)
+            pooled = ex.pool(ex.linear_in(attn.output, ex.attend(attn, x, real)), real, self.pooling)  # (B, S)
+            h = ex.linear_in(self.dense, pooled, self.dropout)
+        return ex.linear_in(self.output, ex.tanh(h), self.dropout)  # (B, labels)
 
 
 class _Modules:
-    """Executes :meth:`Branch.compute` on the modules themselves (training: dropout, autograd)."""
+    """Executes :meth:`Branch.compute` on the modules themselves (training: dropout, autograd).
+    A ``BranchExecutor[Tensor]``."""
 
     @staticmethod
-    def linear(module, x, dropout=None):
+    def linear_in(module: nn.Linear, x: torch.Tensor, dropout: nn.Module | None = None) -> torch.Tensor:
         return module(x if dropout is None else dropout(x))
 
     @staticmethod
-    def linear_pair(first, second, x, dropout):  # second(dropout(first(x)))
+    def linear_pair(first: nn.Linear, second: nn.Linear, x: torch.Tensor, dropout: nn.Module) -> torch.Tensor:
         return second(dropout(first(x)))
 
     @staticmethod
-    def attend_first(attn, x, real):
+    def attend_first(attn: BranchAttention, x: torch.Tensor, real) -> torch.Tensor:
         p = attn.dropout if attn.training else 0.0
         return first_query_attention(x, attn.qkv.weight, attn.qkv.bias, attn.heads_num, real, p)
 
     @staticmethod
-    def attend(attn, x, real):
+    def attend(attn: BranchAttention, x: torch.Tensor, real) -> torch.Tensor:
         mask = None if real is None else real[:, None, None, :]
         return attend(attn.qkv(x), attn.heads_num, mask, attn.dropout if attn.training else 0.0)
 
     @staticmethod
-    def pool(x, real, kind):
+    def pool(x: torch.Tensor, real, kind: str) -> torch.Tensor:
         return pool(x, torch.ones(x.shape[:2], dtype=torch.bool, device=x.device) if real is None else real, kind)
 
-    tanh = staticmethod(torch.tanh)
+    @staticmethod
+    def tanh(x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(x)
 
 
 MODULES = _Modules()
@@ -133,28 +173,26 @@ class FrozenBranch:
         ``None`` lets attention run without a mask: fewer operations, which matters at batch 1."""
         return self.branch.compute(hidden, real, self)
 
-    def linear(self, module, x, dropout=None):
-        return F.linear(x, *self.weights[module])
+    def linear_in(self, module: nn.Linear, x: torch.Tensor, dropout: nn.Module | None = None) -> torch.Tensor:
+        return F.linear(x, *self.weights[module])  # inference: no dropout
 
-    def linear_pair(self, first, second, x, dropout):
+    def linear_pair(self, first: nn.Linear, second: nn.Linear, x: torch.Tensor, dropout: nn.Module) -> torch.Tensor:
         return F.linear(x, *self.folded)
 
-    def attend_first(self, attn, x, real):
+    def attend_first(self, attn: BranchAttention, x: torch.Tensor, real) -> torch.Tensor:
         return first_query_attention(x, *self.weights[attn.qkv], attn.heads_num, real)
 
-    def attend(self, attn, x, real):
+    def attend(self, attn: BranchAttention, x: torch.Tensor, real) -> torch.Tensor:
         mask = None if real is None else real[:, None, None, :]
         return attend(F.linear(x, *self.weights[attn.qkv]), attn.heads_num, mask)
 
     pool = staticmethod(_Modules.pool)
-    tanh = staticmethod(torch.tanh)
+    tanh = staticmethod(_Modules.tanh)
 
 
 @TARGETS.register("fastbert", config=FastBertTargetConfig)
-class FastBertTarget(Target):
+class FastBertTarget(ExitBranches):
     """FastBERT exit branches, one per layer (last = teacher). ``batch["tgt_cls"]`` (B,) labels; ``batch["seg"]`` the real tokens."""
-
-    needs_layers = True
 
     def __init__(self, cfg: FastBertTargetConfig, hidden_size: int, labels_num: int | None = None,
                  layers_num: int | None = None, **_: int) -> None:
@@ -171,26 +209,11 @@ class FastBertTarget(Target):
         )
 
     def reset_parameters(self) -> None:
-        """Xavier-uniform weights, zero biases: variance-preserving through the branch's four linears.
+        Target.reset_parameters(self)  # anything that is not a branch linear keeps the default
+        super().reset_parameters()
 
-        BERT's N(0, 0.02) (the default of other targets) shrinks a signal ~10x per small linear
-        layer; four in a row leave the branch with vanishing gradients."""
-        super().reset_parameters()  # norms and anything else keep the default
-        for module in self.branches.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                nn.init.zeros_(module.bias)
-
-    @property
-    def teacher(self) -> Branch:
-        return self.branches[-1]
-
-    def students(self) -> list[Branch]:
-        return list(self.branches[:-1])
-
-    def branch_logits(self, i: int, hidden: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        """Logits of branch ``i`` (0-based, the layer it follows): (B, labels)."""
-        return self.branches[i](hidden, real)
+    def rows(self, branch: Branch, hidden: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        return branch(hidden, real)  # one row per sample: (B, labels)
 
     def forward(self, layers, batch):
         """Stage 1: teacher cross-entropy."""
@@ -198,27 +221,10 @@ class FastBertTarget(Target):
         logits = self.teacher(layers[-1], batch["seg"] > 0)
         return {"loss": F.cross_entropy(logits.float(), labels), "acc": accuracy(logits, labels), "logits": logits.detach()}
 
-    def distill_loss(self, layers: list[torch.Tensor], real: torch.Tensor, teacher_logits: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Stage 2: sum over students of KL(teacher || student), mean over the batch.
 
-        The teacher's distribution is a constant (computed without gradient)."""
-        if teacher_logits is None:
-            with torch.no_grad():
-                teacher_logits = self.teacher(layers[-1], real)
-        target = F.log_softmax(teacher_logits.detach().float(), dim=-1)  # (B, labels)
-        total = None
-        for branch, hidden in zip(self.students(), layers[:-1]):
-            log_q = F.log_softmax(branch(hidden, real).float(), dim=-1)
-            kl = F.kl_div(log_q, target, reduction="batchmean", log_target=True)
-            total = kl if total is None else total + kl
-        if total is None:  # a 1-layer encoder has no students
-            raise ValueError("self-distillation needs an encoder of at least 2 layers")
-        return {"loss": total, "kl_per_student": total.detach() / (len(self.branches) - 1)}
-
-
-def fastbert_target(model: nn.Module) -> "FastBertTarget":
-    """The fastbert component of ``model``'s target (ValueError when it has none)."""
-    for component in model.target.components.values():
-        if isinstance(component, FastBertTarget):
-            return component
-    raise ValueError(f"the model has no fastbert target (targets: {', '.join(model.target.components)})")
+def fastbert_target(model: nn.Module) -> FastBertTarget:
+    """The fastbert component of ``model``'s target (ValueError when it has none, or another exit target)."""
+    target = exit_target(model)
+    if not isinstance(target, FastBertTarget):
+        raise ValueError(f"the model's early-exit target is {type(target).__name__}, not fastbert")
+    return target

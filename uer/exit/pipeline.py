@@ -1,0 +1,391 @@
+"""What ``run_fastbert.py`` and ``run_ner.py`` both do, step by step: check -> data -> model ->
+stage 1 -> stage 2 -> speed sweep -> report.
+
+Every output lies beside ``output_model_path`` (``<dir>/<stem>.*``): the resolved config, the
+vocabulary, each stage's resume state and best weights, metrics, the report, the plot and the
+predictions. Running the same command again resumes where it stopped.
+
+Nothing is written before the whole run has been checked: every option, every path, and whether
+the files already at the output belong to this run (resume) or to another one (refused, with
+every file of that run left as it was). Only then are files written, so no run trains for an hour
+and then fails to save what it learnt. A task (:mod:`uer.fastbert.pipeline`,
+:mod:`uer.tagging.pipeline`) supplies its data, its target and its sweep; the rest is here once.
+"""
+from __future__ import annotations
+
+import json
+import random
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import yaml
+
+from uer.checkpoint import CheckpointError, read_checkpoint
+from uer.config import Config, ConfigError, FinetuneConfig, apply_overrides, config_from_dict, load_config, to_dict
+from uer.exit.training import StageOptions, stage_signature
+from uer.utils.atomic import atomic_open
+from uer.utils.cli import UsageError, input_file, on_interrupt, output_file
+
+PREDICTIONS_FILE = re.compile(r"speed_\d+\.\d\d\.tsv")  # the per-speed files a sweep writes
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What every early-exit command takes; training hyper-parameters live in the config's task section."""
+
+    config_path: str | None
+    pretrained_model_path: str | None
+    vocab_path: str | None
+    train_path: str
+    dev_path: str
+    test_path: str | None
+    output_model_path: str
+    report_path: str | None
+    speeds: tuple[float, ...]
+    skip_malformed: bool = False
+    train_samples: int = 0  # 0: all; else a seeded random subset of the training set
+    dev_samples: int = 0  # 0: all; else a seeded random subset of dev for the per-epoch evaluation
+    test_samples: int = 0  # 0: all; else a seeded random subset of the test set
+    timing_samples: int = 256  # test rows timed for the wall-clock speed-ups (0: none)
+    timing_batch_size: int = 32
+    runtime: str = "auto"  # the inference engine (uer.runtime); "auto" measures at load
+    quantize: str | None = None  # "int8": a second sweep with int8 weights, reported beside fp32
+    progress: bool = True
+    config_overrides: tuple[tuple[str, Any], ...] = ()  # ("fastbert.epochs_num", 2), ("target.branch_size", 64) ...
+    device: str | None = None  # None: cuda if available; batches are built on the CPU and moved
+    precision: str = "fp32"  # training only (autocast); inference runs in fp32
+    exit_policy: str = "entropy"  # which rule decides that a row (or token) leaves (uer.exit.policies)
+    deterministic: bool = False  # uer.utils.cli.set_deterministic
+    plot: bool = True
+    log: Callable[[str], None] = field(default=say, compare=False)  # progress lines (the CLI prints them)
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """The files of one run, all named after the model's stem; ``tag`` names a variant's sweep
+    (NER's ``.window2``), whose report, plot and predictions then do not replace another's."""
+
+    model: Path
+    tag: str = ""
+
+    def beside(self, suffix: str) -> Path:
+        return self.model.parent / f"{self.model.stem}{suffix}"
+
+    @property
+    def vocab(self) -> Path:
+        return self.beside(".vocab.txt")
+
+    @property
+    def config(self) -> Path:
+        return self.beside(".config.yaml")
+
+    @property
+    def predictions(self) -> Path:
+        return self.beside(f"{self.tag}.predictions")
+
+    @property
+    def plot(self) -> Path:
+        return self.beside(f"{self.tag}.tradeoff.png")
+
+    @property
+    def report(self) -> Path:
+        return self.beside(f"{self.tag}.report.json")
+
+    def stage(self, n: int) -> Path:
+        return self.beside(f".stage{n}.pt")
+
+    def stage_best(self, n: int) -> Path:
+        return self.beside(f".stage{n}_best.pt")
+
+    def metrics(self, n: int) -> Path:
+        return self.beside(f".stage{n}.jsonl")
+
+    def files(self) -> list[Path]:
+        return [self.model, self.vocab, self.config, self.plot,
+                *(p for n in (1, 2) for p in (self.stage(n), self.stage_best(n), self.metrics(n)))]
+
+
+# ---------------------------------------------------------------------------------------------
+# checks: everything that can be known before the first write
+
+
+def resolve_config(opts: RunOptions, target: str) -> Config:
+    """Backbone config (YAML, else the pre-trained checkpoint's) with ``target`` and the overrides
+    (``target.*`` ones go to the target)."""
+    target_overrides = {k.split(".", 1)[1]: v for k, v in opts.config_overrides if k.startswith("target.")}
+    other = {k: v for k, v in opts.config_overrides if not k.startswith("target.")}
+    if opts.config_path:
+        base = load_config(input_file(opts.config_path, "--config_path"), other)
+    elif opts.pretrained_model_path:
+        path = input_file(opts.pretrained_model_path, "--pretrained_model_path")
+        base = config_from_dict(apply_overrides(read_checkpoint(path)["config"], other), f"{path} (config)")
+    else:
+        raise UsageError("no model: give --config_path (or --pretrained_model_path, whose config is then used)")
+    return base.with_target({"name": target, **target_overrides})
+
+
+def check_config(config: Config, opts: RunOptions, section: str) -> None:
+    """What a config allows only in combination (a single value's range is the schema's job):
+    ``seq_length`` against the position table, and the runtime / quantisation against the model."""
+    given = dict(opts.config_overrides)
+    seq = task_section(config, section).seq_length
+    name = "--seq_length" if f"{section}.seq_length" in given else f"{config.source}: {section}.seq_length"
+    limit = config.position_limit
+    if limit is not None and seq > limit:
+        raise UsageError(f"{name} is {seq}, longer than the position table of {config.source} (max_seq_length {limit})")
+    from uer.runtime import unsupported
+
+    for runtime, quantize, flag in ((opts.runtime, None, f"--runtime {opts.runtime}"),
+                                    ("auto", opts.quantize, f"--quantize {opts.quantize}")):
+        if flag.startswith("--quantize") and opts.quantize is None:
+            continue
+        reason = unsupported(config, runtime, quantize)
+        if reason is not None:  # before hours of training, not after
+            raise UsageError(f"{flag}: {reason}")
+
+
+def task_section(config: Config, section: str) -> FinetuneConfig:
+    return getattr(config, section)  # "fastbert" or "ner": both FinetuneConfig sections of Config
+
+
+def check_options(opts: RunOptions) -> None:
+    from uer.exit.policies import policy_names
+
+    if not opts.speeds:
+        raise UsageError("--speed: no speed given")
+    if len(set(opts.speeds)) != len(opts.speeds):
+        raise UsageError(f"--speed {','.join(f'{s:g}' for s in opts.speeds)}: a speed is listed twice")
+    if opts.exit_policy not in policy_names():
+        raise UsageError(f"--exit_policy {opts.exit_policy!r}: expected one of {', '.join(policy_names())}")
+    for value, flag in ((opts.train_samples, "--train_samples"), (opts.dev_samples, "--dev_samples"),
+                        (opts.test_samples, "--test_samples"), (opts.timing_samples, "--timing_samples")):
+        if value < 0:
+            raise UsageError(f"{flag} {value}: expected an integer >= 0 (0: all rows)")
+    if opts.timing_batch_size < 1:
+        raise UsageError(f"--timing_batch_size {opts.timing_batch_size}: expected an integer >= 1")
+
+
+def check_outputs(opts: RunOptions, out: Outputs, inputs: dict[str, Path], is_our_report: Callable[[dict], bool],
+                  command: str) -> Path:
+    """Output paths that can be written (not directories, not under a file, no trailing '/'), none
+    of them an input of the run or a file that is not ours. Returns the report path."""
+    where = f"--output_model_path {opts.output_model_path}"
+    for path in [*out.files(), out.report]:
+        output_file(path, f"{where}: output")
+    if out.predictions.exists() and not out.predictions.is_dir():
+        raise UsageError(f"{where}: {out.predictions} is a file, expected the predictions folder; move it away")
+    report = output_file(opts.report_path, "--report_path") if opts.report_path else out.report
+    own = {p.resolve(): p for p in out.files()}
+    if report.resolve() in own:
+        raise UsageError(f"--report_path {report} is one of the run's own files")
+    for flag, path in inputs.items():
+        taken = [p for p in (*out.files(), report) if p.resolve() == path.resolve()]
+        if taken:
+            what = "--report_path" if taken[0] == report else f"{where}: its output {taken[0].name}"
+            raise UsageError(f"{what} is {flag} {path}, an input of this run; choose another path")
+    if report.is_file() and not _readable_report(report, is_our_report):
+        raise UsageError(f"--report_path {report} exists and is not a {command} report; choose another path or remove it")
+    return report
+
+
+def _readable_report(path: Path, is_ours: Callable[[dict], bool]) -> bool:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(data, dict) and "stage1" in data and is_ours(data)
+
+
+def make_writable(path: Path, flag: str) -> None:
+    """Create ``path``'s folder and prove a file can be written there (root ignores permission bits)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = path.parent / f".{path.name}.probe"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"{flag} {path}: cannot write in {path.parent} ({exc.strerror or exc})") from None
+
+
+def _differences(theirs: dict, ours: dict) -> list[str]:
+    """``section.key`` names that differ between two config dicts (sections if not both mappings)."""
+    out = []
+    for section in sorted({*theirs, *ours}):
+        a, b = theirs.get(section), ours.get(section)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{section}.{k}" for k in sorted({*a, *b}) if a.get(k) != b.get(k)]
+        else:
+            out.append(section)
+    return out
+
+
+def check_ownership(out: Outputs, config: Config, vocab_path: Path, stages: dict[int, dict[str, Any]]) -> dict[int, int]:
+    """Do the files at the output belong to this run? Returns ``{stage: step}`` to resume from;
+    a file of another run is a UsageError, raised before anything has been written.
+
+    ``stages``: for each stage, the trainer signature this run will use (:func:`stage_signature`)."""
+    where = f"--output_model_path {out.model}"
+    advice = "choose another --output_model_path, or remove that run's files to start over"
+    if out.vocab.is_file() and out.vocab.read_bytes() != vocab_path.read_bytes():
+        raise UsageError(f"{where}: {out.vocab} differs from {vocab_path} (another run's vocabulary, or a damaged "
+                         f"copy); {advice}")
+    if out.config.is_file():
+        try:
+            theirs = yaml.safe_load(out.config.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, yaml.YAMLError):
+            theirs = None
+        ours = to_dict(config)
+        if theirs != ours:
+            differs = _differences(theirs, ours) if isinstance(theirs, dict) else ["(not a config)"]
+            raise UsageError(f"{where}: {out.config} is another run's config (it differs in: {', '.join(differs)}); {advice}")
+    resume: dict[int, int] = {}
+    for n, expected in stages.items():
+        path = out.stage(n)
+        if not path.is_file():
+            continue
+        state = read_checkpoint(path)["extra"].get("trainer")
+        if state is None:
+            raise UsageError(f"{where}: {path} holds no training state (written by another command?); {advice}")
+        saved = state.get("signature") or {}
+        differs = sorted(k for k, v in expected.items() if saved.get(k) != v)
+        if differs:
+            raise UsageError(f"{where}: {path} holds the resume state of a different run (it differs in: "
+                             f"{', '.join(differs)}); {advice}")
+        resume[n] = state["step"]
+    if out.model.exists() and 1 not in resume:
+        raise UsageError(f"{where} exists and is not a run this command can resume (no {out.stage(1).name} of this "
+                         f"run beside it); choose another --output_model_path or remove it")
+    return resume
+
+
+def subsample(rows: int, n: int, seed: int) -> list[int] | None:
+    """A seeded random subset of ``n`` of ``rows`` row indices, in file order (None: all rows)."""
+    if not n or n >= rows:
+        return None
+    return sorted(random.Random(seed).sample(range(rows), n))
+
+
+def stage_signatures(config: Config, section: str, train_fingerprint: str, distill_fingerprint: str,
+                     dev_fingerprint: str, distills: bool) -> dict[int, dict[str, Any]]:
+    """The trainer signature of each stage this run will train (checked against the files at the output)."""
+    fb = task_section(config, section)
+    stages = {1: stage_signature(config, fb.epochs_num, fb.batch_size, fb.learning_rate, fb.seed, train_fingerprint,
+                                 dev_fingerprint)}
+    if distills:
+        stages[2] = stage_signature(config, fb.distill_epochs_num, fb.batch_size, fb.distill_learning_rate, fb.seed,
+                                    distill_fingerprint, dev_fingerprint)
+    return stages
+
+
+def write_run_files(out: Outputs, vocab_path: Path, config: Config) -> None:
+    """The vocabulary and the resolved config beside the model (kept when they are already there:
+    :func:`check_ownership` proved them this run's)."""
+    if not out.vocab.is_file():
+        with atomic_open(out.vocab, "wb") as f:
+            f.write(vocab_path.read_bytes())
+    if not out.config.is_file():
+        with atomic_open(out.config) as f:
+            f.write(yaml.safe_dump(to_dict(config), sort_keys=False, allow_unicode=True))
+
+
+def stage_options(opts: RunOptions, config: Config, section: str, out: Outputs, resume: dict[int, int], n: int,
+                  device: str) -> StageOptions:
+    """Stage ``n``'s options from the task section; says when it resumes, and what Ctrl-C means now."""
+    fb = task_section(config, section)
+    if n in resume:
+        opts.log(f"resumed stage {n} at step {resume[n]} (from {out.stage(n)})")
+    on_interrupt(f"interrupted in stage {n}; run the same command again to resume from its last checkpoint "
+                 f"({out.stage(n)}, written at every epoch end)")
+    return StageOptions(
+        epochs=fb.epochs_num if n == 1 else fb.distill_epochs_num, batch_size=fb.batch_size,
+        learning_rate=fb.learning_rate if n == 1 else fb.distill_learning_rate, warmup=fb.warmup,
+        weight_decay=fb.weight_decay, seed=fb.seed, report_steps=fb.report_steps, checkpoint_path=str(out.stage(n)),
+        best_path=str(out.stage_best(n)), metrics_path=str(out.metrics(n)), progress=opts.progress, device=device,
+        precision=opts.precision, log=_progress_log(opts),
+    )
+
+
+def _progress_log(opts: RunOptions) -> Callable[[str], None]:
+    if not opts.progress:
+        return opts.log
+
+    def log(message: str) -> None:  # a line that does not break the progress bar
+        from tqdm import tqdm
+
+        tqdm.write(message) if opts.log is say else opts.log(message)
+
+    return log
+
+
+def brief(stage: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the report and the checkpoint keep of a stage's summary."""
+    if stage is None:
+        return None
+    return {"best": stage["best"], "best_epoch": stage["best_epoch"], "dev": stage["dev"], "steps": stage["steps"]}
+
+
+def load_backbone(model, path: str, config_source: str, log: Callable[[str], None], target: str) -> None:
+    """The backbone of a uer checkpoint into ``model``, its exit branches left fresh."""
+    from uer import checkpoint
+    from uer.exit.targets import exit_target
+    from uer.utils.paths import resolve_path
+
+    loaded = checkpoint.load_backbone(model, resolve_path(path), config_source, heads=False)
+    log(f"backbone loaded from {path}; freshly initialised: {len(loaded.fresh)} {target} target tensors "
+        f"({len(exit_target(model).branches)} branches); ignored from the checkpoint: {len(loaded.ignored)} tensors "
+        f"of its own targets")
+
+
+# ---------------------------------------------------------------------------------------------
+# after training
+
+
+def write_predictions_folder(folder: Path, written: Sequence[str]) -> None:
+    """Remove an earlier sweep's per-speed files that this sweep did not write (another speed list
+    or test set): they would sit beside this report as if they were its own."""
+    if not folder.is_dir():
+        return
+    for stale in sorted(folder.iterdir()):
+        if PREDICTIONS_FILE.fullmatch(stale.name) and stale.name not in written and stale.is_file():
+            stale.unlink()
+
+
+def record_choice(model_path: Path, model, config: Config, extra: dict[str, Any], chosen: dict[str, Any] | None) -> None:
+    """Save the model again with the sweep's chosen speed beside the policy it was chosen under, so
+    that loading it predicts at that speed and under that policy unless the caller names others."""
+    from uer.checkpoint import save_checkpoint
+
+    save_checkpoint(model_path, model, config, **{**extra, "chosen_speed": None if chosen is None else chosen["speed"]})
+
+
+def write_report(path: Path, report: dict[str, Any], plot: Callable[[], Path] | None, log: Callable[[str], None]) -> None:
+    """The report first (a failing plot must not lose it), then the plot, then the report naming it."""
+    from uer.exit.report import write_json
+
+    write_json(path, report)
+    log(f"report written to {path} ({report['seconds']:.0f}s in all)")
+    if plot is None:
+        return
+    try:
+        written = plot()
+    except (ImportError, OSError, RuntimeError, ValueError, TypeError) as exc:  # a picture is a convenience
+        warn(f"no plot ({type(exc).__name__}: {exc}); the report and predictions are written")
+    else:
+        report["plot"] = str(written)
+        write_json(path, report)
+
+
+__all__ = ["RunOptions", "Outputs", "CheckpointError", "ConfigError"]
