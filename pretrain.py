@@ -23,6 +23,7 @@ the dataset's tokens (``--mlm_bias_init zero``: at 0, as BERT does).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -31,6 +32,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from tqdm import tqdm
 
 from uer.checkpoint import TARGET_PREFIX, CheckpointError, load_backbone, save_checkpoint
 from uer.choices import PRECISIONS, SCHEDULERS
@@ -45,11 +47,11 @@ from uer.data.processors import processor_for_targets
 from uer.model_builder import build_model
 from uer.recipe import (SCHEDULE_KEYS, apply_recipe, dataset_token_ids, init_mlm_bias, position_advice, target_advice,
                         token_log_prior)
-from uer.trainer import Trainer, TrainerOptions, make_optimizer, make_scheduler
+from uer.trainer import Trainer, TrainerOptions, evaluate, make_optimizer, make_scheduler
 from uer.utils.atomic import atomic_open
 from uer.utils.cli import (
-    OutputLock, UsageError, fraction, input_dir, input_file, non_negative_float, non_negative_int, output_file,
-    positive_float, positive_int, run_main, set_deterministic,
+    OutputLock, UsageError, fraction, input_dir, input_file, non_negative_float, non_negative_int, output_dir,
+    output_file, positive_float, positive_int, run_main, set_deterministic,
 )
 from uer.utils.device import resolve_device
 
@@ -90,7 +92,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=non_negative_int)
     p.add_argument("--weight_decay", type=non_negative_float)
     p.add_argument("--clip_grad_norm", type=float, help="<= 0 disables clipping")
+    # held-out evaluation
+    held = p.add_mutually_exclusive_group()
+    held.add_argument("--dev_dataset_path", help="a held-out dataset written by preprocess.py (same vocabulary and processor)")
+    held.add_argument("--dev_fraction", type=open_fraction,
+                      help="hold out this share of --dataset_path's instances (seeded by --seed; never trained on)")
+    p.add_argument("--eval_steps", type=positive_int,
+                   help="evaluate the held-out set every N steps and at the end (default: at every checkpoint)")
+    p.add_argument("--tensorboard_dir", help="write training and held-out curves here (needs the tensorboard package)")
     return p
+
+
+def open_fraction(text: str) -> float:
+    """A share strictly between 0 and 1 (a held-out set of none or of everything is no split)."""
+    value = fraction(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}")
+    return value
 
 
 def resolve_config(args) -> tuple[Config, frozenset[str]]:
@@ -145,17 +163,15 @@ def _recorded_schedule(path: Path) -> dict | None:
 
 
 def check_train(config: Config, source: str) -> None:
-    """The train values a flag would have refused, when they come from the YAML instead."""
+    """What TrainConfig's ranges do not say (they already refuse batch_size 0, warmup 1.5 ... with
+    file:line): a learning rate of 0 (NonNegative lets it through: nothing would train), and
+    non-finite numbers (a YAML ``.nan`` compares false with every bound, so no range refuses it)."""
     t = config.train
     rules = [
-        ("batch_size", t.batch_size >= 1, "an integer >= 1"),
-        ("total_steps", t.total_steps >= 1, "an integer >= 1"),
-        ("accumulation_steps", t.accumulation_steps >= 1, "an integer >= 1"),
-        ("report_steps", t.report_steps >= 1, "an integer >= 1"),
-        ("save_checkpoint_steps", t.save_checkpoint_steps >= 0, "an integer >= 0"),
         ("learning_rate", math.isfinite(t.learning_rate) and t.learning_rate > 0, "a number > 0"),
-        ("warmup", 0.0 <= t.warmup <= 1.0, "a fraction of total_steps in [0, 1]"),
-        ("weight_decay", math.isfinite(t.weight_decay) and t.weight_decay >= 0, "a number >= 0"),
+        ("warmup", math.isfinite(t.warmup), "a fraction of total_steps in [0, 1]"),
+        ("weight_decay", math.isfinite(t.weight_decay), "a number >= 0"),
+        ("clip_grad_norm", not math.isnan(t.clip_grad_norm), "a number (<= 0 disables clipping)"),
     ]
     for key, ok, expected in rules:
         if not ok:
@@ -169,6 +185,7 @@ def side_files(output: Path) -> dict[str, Path]:
         "resume": Path(f"{output}.resume"),
         "config": output.with_name(f"{output.stem}.config.yaml"),
         "metrics": output.with_name(f"{output.stem}.metrics.jsonl"),
+        "best": output.with_name(f"{output.stem}.best.pt"),  # lowest held-out loss (with --dev_*)
     }
 
 
@@ -207,6 +224,19 @@ def _check_paths(args) -> dict[str, Path]:
     for flag in ("vocab_path", "spm_model_path", "pretrained_model_path"):
         if getattr(args, flag):
             input_file(getattr(args, flag), f"--{flag}")
+    if args.dev_dataset_path:
+        input_dir(args.dev_dataset_path, "--dev_dataset_path")
+        if Path(args.dev_dataset_path).resolve() == Path(args.dataset_path).resolve():
+            raise UsageError(f"--dev_dataset_path {args.dev_dataset_path} is the training dataset: a held-out set must "
+                             "not be trained on (preprocess another corpus, or pass --dev_fraction)")
+    if args.eval_steps and not (args.dev_dataset_path or args.dev_fraction):
+        raise UsageError("--eval_steps needs a held-out set: --dev_dataset_path or --dev_fraction")
+    if args.tensorboard_dir:
+        output_dir(args.tensorboard_dir, "--tensorboard_dir")
+        try:
+            from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+        except ImportError:  # torch's writer imports the tensorboard package
+            raise UsageError("--tensorboard_dir needs the tensorboard package: pip install tensorboard") from None
     output = output_file(args.output_model_path, "--output_model_path")
     files = side_files(output)
     for name, path in files.items():
@@ -230,6 +260,11 @@ def _run(args) -> int:
     train = config.train
     device_flag = resolve_device(args.device, train.precision)  # --device cuda on a CPU-only torch ...
     if args.threads:
+        cores = available_cores()
+        if args.threads > cores:
+            # more threads than cores only makes them wait for each other (4096 on 2 cores: 12x slower)
+            raise UsageError(f"--threads {args.threads} is more than the {cores} CPU cores this process may use; "
+                             f"pass --threads {cores} or fewer")
         torch.set_num_threads(args.threads)  # fixed intra-op threads: CPU reductions split work by them
     set_deterministic(args.deterministic)
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -245,8 +280,19 @@ def _run(args) -> int:
         from_scratch = not resuming and not args.pretrained_model_path
         config, notes = choose_schedule(config, explicit, files["config"] if resuming else None, from_scratch,
                                         continued=bool(args.pretrained_model_path))
+        recorded = _recorded_schedule(files["config"]) if resuming else None
+        recorded_keys = frozenset(f"train.{k}" for k in (recorded or {}) if k not in explicit)
         rank, world, device = setup_distributed(device_flag)
-        return _train(args, config, meta, files, rank, world, device, notes)
+        return _train(args, config, meta, files, rank, world, device, notes, recorded_keys)
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask: a container or taskset may allow
+    fewer than the machine has)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
 
 
 class _nothing:
@@ -269,8 +315,169 @@ def _refuse_existing(files: dict[str, Path]) -> None:
         )
 
 
+# ------------------------------------------------------------------------------------- resume signature
+# Train values a resumed run may change: how far it goes and how often it reports or saves. Every
+# other value defines the run being continued; the batch size is checked by the trainer itself
+# (its message says why: the data position counts batches).
+RESUMABLE_CHANGES = ("train.total_steps", "train.report_steps", "train.save_checkpoint_steps", "train.batch_size")
+# Fields of meta.json that say where and how fast, not what: a moved or re-timed dataset is the same data.
+META_NOT_DATA = ("vocab_path", "spm_model_path", "corpus_path", "seconds", "processes_num")
+
+
+def _flat(data: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def dataset_fingerprint(meta: dict) -> str:
+    """What a dataset holds, in a line: its size, and a hash of its meta.json minus paths and timing."""
+    what = {k: v for k, v in meta.items() if k not in META_NOT_DATA}
+    digest = hashlib.sha1(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
+    return f"{meta.get('instances')} instances, {meta.get('tokens')} tokens, meta sha1 {digest}"
+
+
+def run_signature(config: Config, meta: dict, held_out: dict[str, object]) -> dict[str, object]:
+    """Everything that defines a pre-training run (a resume with another value is another run):
+    the resolved config (dropout overrides, schedule, weight decay, precision, accumulation ...),
+    the dataset, and the held-out set and its evaluation schedule (the best checkpoint depends on them)."""
+    flat = _flat({k: v for k, v in to_dict(config).items() if k != "source"})
+    signature = {k: v for k, v in flat.items() if k not in RESUMABLE_CHANGES}
+    signature["dataset"] = dataset_fingerprint(meta)
+    signature.update({f"held_out.{k}": v for k, v in held_out.items()})
+    return json.loads(json.dumps(signature))  # as a checkpoint gives it back: lists, not tuples
+
+
+def _source_of(key: str, files: dict[str, Path], recorded: frozenset[str]) -> str:
+    if key in recorded:
+        return f"recorded in {files['config']}"
+    if key.startswith("train.") and key[6:] in TRAIN_FLAGS:
+        return f"--{key[6:]}"
+    if key == "dataset":
+        return "--dataset_path"
+    if key.startswith("held_out."):
+        return {"held_out.dataset": "--dev_dataset_path", "held_out.fraction": "--dev_fraction",
+                "held_out.eval_steps": "--eval_steps"}.get(key, key)
+    return f"--config_path / --set {key}"
+
+
+def signature_mismatch(files: dict[str, Path], recorded: frozenset[str], notes: list[str]):
+    """The trainer's hook: one line naming each value that differs from the run being resumed."""
+    resume = files["resume"]
+
+    def explain(saved: dict | None, current: dict) -> str | None:
+        if saved is None:  # written before pretrain.py signed its runs: nothing to compare with
+            notes.append(f"note: {resume} was written before pretrain.py recorded what defines a run; "
+                         "this run's values are not checked against it")
+            return None
+        differs = sorted(k for k in {*saved, *current} if saved.get(k) != current.get(k))
+        shown = "; ".join(f"{k} is {saved.get(k)!r} there, {current.get(k)!r} now ({_source_of(k, files, recorded)})"
+                          for k in differs[:4])
+        more = f"; and {len(differs) - 4} more ({', '.join(differs[4:])})" if len(differs) > 4 else ""
+        weights = (f"; to go on from its weights with other values, start a new run: --pretrained_model_path {resume} "
+                   "--output_model_path <another path>")
+        return (f"{resume} is the resume state of another run: {shown}{more}. --resume continues a run exactly as "
+                f"it started, so give the same values (only --total_steps, --report_steps and --save_checkpoint_steps "
+                f"may change){weights}")
+
+    return explain
+
+
+# ------------------------------------------------------------------------------------- held-out set
+class HeldOut:
+    """The held-out instances and how they are batched: the same batches, and the same masks, at
+    every evaluation and after a resume (a fixed seed per batch, not the training RNG)."""
+
+    def __init__(self, data: PretrainDataset, index: torch.Tensor, batch_size: int, seed: int, what: str) -> None:
+        self.data, self.index, self.batch_size, self.seed, self.what = data, index, batch_size, seed, what
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def batches(self):
+        for number, start in enumerate(range(0, len(self.index), self.batch_size)):
+            g = torch.Generator().manual_seed(self.seed * 7_919 + 1_000_003 * 97 + number)
+            yield self.data.collate(self.index[start:start + self.batch_size], g)
+
+
+def split_held_out(size: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(training indices, held-out indices) of ``size`` instances, both sorted; which instances are
+    held out depends on ``seed`` alone. Instances, not documents: neighbouring instances of one
+    document may fall on both sides (``--dev_dataset_path`` with another corpus avoids that)."""
+    held = round(fraction * size)
+    if held < 1 or held >= size:
+        raise UsageError(f"--dev_fraction {fraction:g} of {size} instances holds out {held}: "
+                         "it must leave at least one instance on each side")
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed * 1_000_003 + 104_729))
+    return order[held:].sort().values, order[:held].sort().values
+
+
+def _held_out(args, data: PretrainDataset, vocab, batch_size: int, seed: int):
+    """(training indices or None, HeldOut or None, the held-out part of the run's signature)."""
+    if args.dev_fraction:
+        train_index, dev_index = split_held_out(len(data), args.dev_fraction, seed)
+        what = f"{len(dev_index)} instances held out of {args.dataset_path}"
+        return train_index, HeldOut(data, dev_index, batch_size, seed, what), {"fraction": args.dev_fraction}
+    if args.dev_dataset_path:
+        dev = PretrainDataset(args.dev_dataset_path, vocab)
+        if dev.processor != data.processor:
+            raise UsageError(f"--dev_dataset_path {args.dev_dataset_path} was made by the {dev.processor!r} processor, "
+                             f"the training dataset by {data.processor!r}: preprocess both alike")
+        held = HeldOut(dev, torch.arange(len(dev)), batch_size, seed, f"{len(dev)} instances of {args.dev_dataset_path}")
+        return None, held, {"dataset": dataset_fingerprint(dev.meta)}
+    return None, None, {}
+
+
+class Evaluation:
+    """``on_step`` of the trainer: held-out evaluation every ``every`` steps and at the end, the
+    best checkpoint (lowest held-out loss), and TensorBoard curves. The best value lives in the
+    trainer's ``user_state``, so a resumed run compares with what the interrupted one had."""
+
+    def __init__(self, model, config: Config, held: HeldOut | None, every: int, total_steps: int, device: str,
+                 precision: str, files: dict[str, Path], extra: dict, writer, main_process: bool) -> None:
+        self.model, self.config, self.held, self.every = model, config, held, every
+        self.total_steps, self.device, self.precision = total_steps, device, precision
+        self.files, self.extra, self.writer, self.main_process = files, extra, writer, main_process
+        self.parts = list(model.target.components)
+        self.logged = 0  # trainer.history lines already sent to TensorBoard
+
+    def __call__(self, trainer: Trainer) -> None:
+        if self.writer is not None:
+            for line in trainer.history[self.logged:]:
+                for key, value in line.items():
+                    if key != "step":
+                        self.writer.add_scalar(f"train/{key}", value, line["step"])
+            self.logged = len(trainer.history)
+        step = trainer.step
+        if self.held is None or not (step % self.every == 0 or step == self.total_steps):
+            return
+        if not self.main_process:  # rank 0 evaluates; the others wait for it in the next step's all-reduce
+            return
+        means = evaluate(self.model, self.held.batches(), self.device, self.precision, parts=self.parts)
+        best = trainer.user_state.get("best")
+        improved = best is None or means["loss"] < best["loss"]
+        if improved:
+            best = {"step": step, "loss": means["loss"]}
+            trainer.user_state["best"] = best
+            save_checkpoint(self.files["best"], self.model, self.config, held_out={"step": step, **means}, **self.extra)
+        trainer.write_metrics({"step": step, **{f"dev_{k}": v for k, v in means.items()},
+                               "dev_best_loss": best["loss"], "dev_best_step": best["step"]})
+        shown = " ".join(f"{k} {v:.4f}" for k, v in means.items() if k.endswith(("loss", "acc")))
+        saved = f", saved {self.files['best']}" if improved else ""
+        tqdm.write(f"held-out step {step}: {shown} | best loss {best['loss']:.4f} at step {best['step']}{saved}",
+                   file=sys.stdout)
+        if self.writer is not None:
+            for key, value in means.items():
+                self.writer.add_scalar(f"held_out/{key}", value, step)
+            self.writer.flush()
+
+
 def _train(args, config: Config, meta: dict, files: dict[str, Path], rank: int, world: int, device: str,
-           notes: list[str]) -> int:
+           notes: list[str], recorded: frozenset[str]) -> int:
     from uer.tokenizers import build_tokenizer
 
     main_process = rank == 0
@@ -287,6 +494,10 @@ def _train(args, config: Config, meta: dict, files: dict[str, Path], rank: int, 
             f"{args.dataset_path} was made by the {data.processor!r} processor, but the targets of "
             f"{args.config_path} need {wanted!r}: re-run preprocess.py with --data_processor {wanted}"
         )
+    train_index, held, held_signature = _held_out(args, data, vocab, train.batch_size, train.seed)
+    eval_every = args.eval_steps or train.save_checkpoint_steps or train.total_steps
+    if held is not None:
+        held_signature["eval_steps"] = eval_every
 
     torch.manual_seed(train.seed)  # the same initial weights on every rank
     model = build_model(config, vocab_size=len(vocab), labels_num=meta.get("labels_num"),
@@ -324,10 +535,17 @@ def _train(args, config: Config, meta: dict, files: dict[str, Path], rank: int, 
         progress=not args.no_progress,
     )
     trainer = Trainer(model, optimizer, scheduler, config, options)
-    loader = EpochLoader(len(data), train.batch_size, data.collate, shuffle=True, seed=train.seed,
-                         drop_last=len(data) >= train.batch_size, rank=rank, world_size=world)
+    trainer.signature = run_signature(config, meta, held_signature)
+    trainer.signature_mismatch = signature_mismatch(files, recorded, notes)
+    if train_index is None:
+        size, collate = len(data), data.collate
+    else:  # only the instances not held out: the loader's indices are positions in train_index
+        size, collate = len(train_index), (lambda index, g: data.collate(train_index[index], g))
+    loader = EpochLoader(size, train.batch_size, collate, shuffle=True, seed=train.seed,
+                         drop_last=size >= train.batch_size, rank=rank, world_size=world)
+    resumed = False
     if args.resume and resume_path.exists():
-        trainer.maybe_resume(loader)  # refused (nothing written) if it belongs to another run
+        resumed = trainer.maybe_resume(loader)  # refused (nothing written) if it belongs to another run
         if main_process:
             print(f"resumed from {resume_path} at step {trainer.step}", file=sys.stderr)
             threads = torch.get_num_threads()
@@ -351,18 +569,33 @@ def _train(args, config: Config, meta: dict, files: dict[str, Path], rank: int, 
             print(note, file=sys.stderr)
         params = sum(p.numel() for p in model.parameters())
         print(
-            f"pre-training {params / 1e6:.2f}M parameters on {len(data)} instances ({data.processor}, seq {data.seq_length}); "
+            f"pre-training {params / 1e6:.2f}M parameters on {size} instances ({data.processor}, seq {data.seq_length}); "
             f"global batch {train.batch_size} x {train.accumulation_steps} accumulation over {world} process(es) on {device}, "
             f"{train.precision}, {train.total_steps} steps",
             file=sys.stderr,
         )
-    trainer.fit(loader, train.total_steps)
+        if held is not None:
+            print(f"held-out set: {held.what}; evaluated every {eval_every} steps and at the end, the lowest loss "
+                  f"kept as {files['best']}", file=sys.stderr)
+    extra = {"vocab_size": len(vocab)}
+    if meta.get("labels_num"):
+        extra["labels_num"] = meta["labels_num"]
+    if config.subencoder is not None:
+        extra["vocab_tokens"] = list(vocab.tokens)
+    writer = None
+    if args.tensorboard_dir and main_process:
+        from torch.utils.tensorboard import SummaryWriter
+
+        # a resumed run redoes the steps after its checkpoint: TensorBoard hides their first version
+        writer = SummaryWriter(args.tensorboard_dir, purge_step=trainer.step + 1 if resumed else None)
+    evaluation = Evaluation(model, config, held, eval_every, train.total_steps, device, train.precision, files, extra,
+                            writer, main_process)
+    try:
+        trainer.fit(loader, train.total_steps, on_step=evaluation)
+    finally:
+        if writer is not None:
+            writer.close()
     if main_process:
-        extra = {"vocab_size": len(vocab)}
-        if meta.get("labels_num"):
-            extra["labels_num"] = meta["labels_num"]
-        if config.subencoder is not None:
-            extra["vocab_tokens"] = list(vocab.tokens)
         save_checkpoint(output, model, config, **extra)
         print(f"saved {output}", file=sys.stderr)
     return 0

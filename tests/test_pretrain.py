@@ -287,24 +287,27 @@ def test_the_prior_counts_the_original_tokens_of_a_statically_masked_dataset(tmp
     assert dataset_token_ids(dynamic) is not None and (dataset_token_ids(dynamic) == dynamic.tokens).all()
 
 
-def test_a_resumed_run_keeps_its_recorded_schedule_and_its_weights(tmp_path, datasets, capsys):
-    """The values recorded at the start win over the rule on --resume (as if uer.recipe changed since);
-    a flag given now still wins; the resumed weights are not re-initialised."""
-    import yaml
+def test_a_resumed_run_keeps_its_recorded_schedule_and_its_weights(tmp_path, datasets, capsys, monkeypatch):
+    """The values recorded at the start win over the rule on --resume, as if uer.recipe changed since
+    (a changed value is another run: tests/test_bad_inputs_round3.py); the resumed weights are not
+    re-initialised."""
+    import uer.recipe
 
     args = ("--batch_size", "4", "--report_steps", "1", "--save_checkpoint_steps", "2")
     assert train(datasets["mlm"], "pretrain_mlm.yaml", tmp_path, "--total_steps", "2", *args) == 0
-    side = tmp_path / "model.config.yaml"
-    saved = yaml.safe_load(side.read_text())
-    saved["train"].update(learning_rate=4e-4, warmup=0.25)  # what an older rule would have chosen
-    side.write_text(yaml.safe_dump(saved, sort_keys=False))
+    monkeypatch.setattr(uer.recipe, "MAX_LR", 4e-4)  # what a newer rule would choose
+    monkeypatch.setattr(uer.recipe, "WARMUP_FRACTION", 0.25)
     capsys.readouterr()
-    assert train(datasets["mlm"], "pretrain_mlm.yaml", tmp_path, "--total_steps", "4", "--scheduler", "cosine",
-                 "--resume", *args) == 0
-    assert schedule_of(tmp_path) == (4e-4, 0.25, "cosine")
+    assert train(datasets["mlm"], "pretrain_mlm.yaml", tmp_path, "--total_steps", "4", "--resume", *args) == 0
+    assert schedule_of(tmp_path) == (RULE_LR, 0.05, "linear")
     err = capsys.readouterr().err
-    assert "schedule: learning rate 4.0e-04 (recorded), warmup 1 of 4 steps (recorded), then cosine (given)" in err
+    assert "schedule: learning rate 5.0e-03 (recorded), warmup 0 of 4 steps (recorded), then linear (recorded)" in err
     assert "mlm bias:" not in err and "resumed from" in err
+    # the optimizer continued with it: after step 3 of 4 (no warmup) the rate is a quarter of the recorded peak...
+    assert metrics(tmp_path)[2]["lr"] == pytest.approx(RULE_LR / 4)
+    # ... while the rule today gives a fresh run the new values
+    assert train(datasets["mlm"], "pretrain_mlm.yaml", tmp_path / "fresh", "--total_steps", "4", *args) == 0
+    assert schedule_of(tmp_path / "fresh") == (4e-4, 0.25, "linear")
 
 
 def test_a_broken_recorded_schedule_is_named(tmp_path, datasets, capsys):

@@ -18,7 +18,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 import torch.distributed as dist
@@ -138,6 +138,10 @@ class Trainer:
         # What makes two runs the same run (config, data fingerprint, schedule): a resume state whose
         # signature differs belongs to another run and is refused instead of silently continued.
         self.signature: dict[str, Any] | None = None
+        # Optional: how a command explains a signature that differs ((saved, current) -> the one-line
+        # message, or None to accept: e.g. a state written before the command had a signature).
+        # Unset, the generic message below names the differing keys.
+        self.signature_mismatch: Callable[[dict[str, Any] | None, dict[str, Any]], str | None] | None = None
         self.scaler = torch.amp.GradScaler("cuda", enabled=options.precision == "fp16")
         self.wrapped: nn.Module = model
         if dist.is_initialized() and dist.get_world_size() > 1:
@@ -193,7 +197,11 @@ class Trainer:
         if state is None or "rng_ranks" not in state:
             raise CheckpointError(f"{path} holds no training state to resume from (was it written by another command?)")
         saved = state.get("signature")
-        if self.signature is not None and saved != self.signature:
+        if self.signature is not None and saved != self.signature and self.signature_mismatch is not None:
+            message = self.signature_mismatch(saved, self.signature)
+            if message:
+                raise CheckpointError(message)
+        elif self.signature is not None and saved != self.signature:
             differs = sorted(k for k in {*(saved or {}), *self.signature} if (saved or {}).get(k) != self.signature.get(k))
             raise CheckpointError(
                 f"{path} holds the resume state of a different run (it differs in: {', '.join(differs)}); "
@@ -350,9 +358,71 @@ class Trainer:
             progress.set_postfix(loss=f"{line['loss']:.4f}", tok_s=f"{line['tokens_per_s']:.0f}")
         else:
             print(f"{self.options.desc} step {line['step']}: {text}", flush=True)
-        if self.options.metrics_path:
-            Path(self.options.metrics_path).parent.mkdir(parents=True, exist_ok=True)
-            with open(self.options.metrics_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(line) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
+        self.write_metrics(line)
+
+    def write_metrics(self, line: dict[str, Any]) -> None:
+        """Append one JSON line to ``metrics_path`` (rank 0; synced, so a kill keeps every line
+        written; ``maybe_resume`` drops the lines of steps after the checkpoint)."""
+        if not self.options.metrics_path or not is_main_process():
+            return
+        Path(self.options.metrics_path).parent.mkdir(parents=True, exist_ok=True)
+        with open(self.options.metrics_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(line) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def evaluate(
+    model: nn.Module,
+    batches: Iterable[dict[str, torch.Tensor]],
+    device: str = "cpu",
+    precision: str = "fp32",
+    loss_fn: LossFn = default_loss,
+    parts: Sequence[str] = (),
+) -> dict[str, float]:
+    """The metrics of ``model`` over a held-out set: eval mode (no dropout), no gradients.
+
+    Means over the whole set, not over batches: a target's ``<name>_loss`` / ``<name>_acc`` is
+    weighted by its ``<name>_denominator`` (MLM: the masked tokens of the batch), every other
+    scalar by the batch's rows. ``parts``: the targets whose losses ``loss`` sums (a composite
+    target's components); ``loss`` is then the sum of their set-wide means, as training sums them.
+    No global RNG is drawn, so evaluating between steps leaves training as it would have been.
+    The model's train/eval mode is restored.
+    """
+    was_training = model.training
+    model.eval()
+    sums: dict[str, float] = {}
+    weights: dict[str, float] = {}
+    target = torch.device(device)
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                batch = {k: v.to(target) for k, v in batch.items()}
+                rows = float(next(iter(batch.values())).shape[0])
+                with autocast(device, precision):
+                    out = loss_fn(model, batch)
+                for key, value in out.items():
+                    if value.ndim != 0 or key.endswith("denominator"):
+                        continue
+                    weight = _weight_of(key, out, rows)
+                    sums[key] = sums.get(key, 0.0) + float(value.float()) * weight
+                    weights[key] = weights.get(key, 0.0) + weight
+    finally:
+        model.train(was_training)
+    means = {k: sums[k] / weights[k] for k in sorted(sums) if weights[k] > 0}
+    if parts and all(f"{p}_loss" in means for p in parts):
+        means["loss"] = sum(means[f"{p}_loss"] for p in parts)
+    return means
+
+
+def _weight_of(key: str, out: dict[str, torch.Tensor], rows: float) -> float:
+    """The denominator of the target that reported ``key`` (``mlm_acc`` -> ``mlm_denominator``,
+    a lone target's ``acc`` -> ``denominator``), else the batch's rows."""
+    prefix = key
+    while True:
+        prefix = prefix.rpartition("_")[0]
+        name = f"{prefix}_denominator" if prefix else "denominator"
+        if name in out:
+            return float(out[name])
+        if not prefix:
+            return rows
