@@ -71,7 +71,7 @@ def test_tokenizer_section_gets_its_own_typed_config(tmp_path):
     assert isinstance(load_config(write(tmp_path, GOOD + "tokenizer: char\n")).tokenizer, CharTokenizerConfig)
     msg = error(tmp_path, GOOD + "tokenizer:\n  name: char\n  do_lower_case: false\n")
     assert "model.yaml:14: tokenizer(char).do_lower_case: unknown key 'do_lower_case'" in msg
-    assert "unknown tokenizer 'wordpiece'; valid tokenizers: bert, char, sentencepiece, space" in error(tmp_path, GOOD + "tokenizer: wordpiece\n")
+    assert "unknown tokenizer 'wordpiece'; valid tokenizers: bert, bytelevel_bpe, char, sentencepiece, space" in error(tmp_path, GOOD + "tokenizer: wordpiece\n")
 
 
 def test_ranges_are_checked_where_the_field_is(tmp_path):

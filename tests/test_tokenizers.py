@@ -384,12 +384,16 @@ def test_resolve_path(tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------------------- the registry
 @pytest.mark.parametrize("name", TOKENIZERS.names())
-def test_every_registered_tokenizer_builds_from_its_config(name, spm_model):
+def test_every_registered_tokenizer_builds_from_its_config(name, spm_model, tmp_path):
     """The tokenizer sweep: each name builds from its own config class, encodes into its vocabulary,
     survives pickling (preprocessing workers), and states its word-boundary facts."""
     cls, config = TOKENIZERS.cls(name), TOKENIZERS.entry(name).config
     assert issubclass(config, TokenizerConfig) and config().name == name
     files = {"vocab_path": str(TINY_VOCAB)} if cls.reads_vocab_file else {"spm_model_path": str(spm_model)}
+    if name == "bytelevel_bpe":  # its vocabulary file is a tokenizer.json
+        from tests.test_bytelevel_bpe import train_bytelevel
+
+        files = {"vocab_path": str(train_bytelevel(tmp_path))}
     tok = build_tokenizer(config(**files))
     assert type(tok) is cls and isinstance(tok, Tokenizer)
     ids = tok.encode("the quick brown fox jumps")
@@ -406,5 +410,5 @@ def test_tokenizer_facts():
 
 
 def test_unknown_tokenizer_lists_the_valid_ones():
-    with pytest.raises(ValueError, match="unknown tokenizer 'wordpiece'; valid tokenizers: bert, char, sentencepiece, space"):
+    with pytest.raises(ValueError, match="unknown tokenizer 'wordpiece'; valid tokenizers: bert, bytelevel_bpe, char, sentencepiece, space"):
         build_tokenizer(TokenizerConfig(name="wordpiece"), vocab_path=TINY_VOCAB)

@@ -378,7 +378,10 @@ def _tokenizer_in(folder: Path, arch: Arch, hf_config: dict[str, Any] | None, ro
         from uer.tokenizers.bytelevel_bpe import load_hf_tokenizer
 
         if (folder / "tokenizer.json").is_file() or ((folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()):
-            data = load_hf_tokenizer(folder, rows)
+            try:
+                data = load_hf_tokenizer(folder, rows)
+            except ValueError as exc:
+                raise ConversionError(str(exc)) from None
             return {"name": "bytelevel_bpe", "vocab_path": "tokenizer.json"}, {"tokenizer.json": data}, notes
         if model_type == "xlm-roberta" and (folder / "sentencepiece.bpe.model").is_file():
             notes.append("XLM-R's sentencepiece.bpe.model numbers its pieces with fairseq's offset; give tokenizer.json "

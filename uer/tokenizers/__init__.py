@@ -15,7 +15,7 @@ from pathlib import Path
 from uer.tokenizers.base import Tokenizer, TokenizerConfig
 from uer.tokenizers.registry import TOKENIZERS
 from uer.tokenizers.vocab import Vocab
-from uer.tokenizers import bert, char, space, sentencepiece  # noqa: F401  (each registers itself)
+from uer.tokenizers import bert, bytelevel_bpe, char, space, sentencepiece  # noqa: F401  (each registers itself)
 from uer.tokenizers.bert import BertTokenizer, BertTokenizerConfig
 from uer.tokenizers.char import CharTokenizer
 from uer.tokenizers.sentencepiece import SentencePieceTokenizer, train_sentencepiece
