@@ -31,35 +31,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-PY = sys.executable
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.pretrain_quality import kept_fastbert_run, mean_std, sh  # noqa: E402
-from uer.utils.atomic import atomic_open  # noqa: E402
-from uer.utils.cli import parse_speeds  # noqa: E402
+from bench.common import (PY, ROOT, budget_table, cpu_info, kept_fastbert_run, label_budgets, sh, write_json,  # noqa: E402
+                          write_text)
+from uer.utils.cli import UsageError, parse_speeds, run_main  # noqa: E402
 
 BACKBONES = ("continued", "as it comes")
 MINILM = "models/minilm/model.pt"
 CONFIG = "models/bert/minilm_l6_h384.yaml"
 VOCAB = "models/minilm/vocab.txt"
-
-
-def cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def write_atomic(path: Path, text: str) -> None:
-    with atomic_open(path) as f:  # makes the folder; a temp file renamed on success
-        f.write(text)
 
 
 def build_corpus(train_tsv: Path, out: Path) -> int:
@@ -68,8 +52,8 @@ def build_corpus(train_tsv: Path, out: Path) -> int:
 
     texts = [e.text_a.strip() for e in read_tsv(train_tsv, labelled=False).examples if e.text_a.strip()]
     if not texts:
-        raise SystemExit(f"{train_tsv}: no text to pre-train on")
-    write_atomic(out, "".join(f"{t}\n\n" for t in texts))
+        raise UsageError(f"{train_tsv}: no text to pre-train on")
+    write_text(out, "".join(f"{t}\n\n" for t in texts))
     return len(texts)
 
 
@@ -118,22 +102,11 @@ def fastbert_run(args, out: Path, log: Path, backbone: str, labels: str, seed: i
 
 
 def summarise(runs: list[dict], label_sets: list[str]) -> tuple[list[str], dict]:
-    lines = ["| labels | backbone | test accuracy, speed 0 (mean ± std) | FLOPs speed-up within 1 point | seeds |",
-             "| --- | --- | --- | --- | --- |"]
-    gains = {}
-    for labels in label_sets:
-        means = {}
-        for backbone in BACKBONES:
-            mine = [r for r in runs if r["labels"] == labels and r["backbone"] == backbone]
-            acc = mean_std([100 * r["teacher_accuracy"] for r in mine])
-            means[backbone] = acc[0]
-            speedups = [r["flops_speedup"] for r in mine if r["flops_speedup"] is not None]
-            speed = f"{statistics.fmean(speedups):.2f}x" if speedups else "n/a"
-            lines.append(f"| {labels} | MiniLM {backbone} | {acc[0]:.2f} ± {acc[1]:.2f} | {speed} | {len(mine)} |")
-        gains[labels] = means["continued"] - means["as it comes"]
-    lines.append("")
-    for labels, gain in gains.items():
-        lines.append(f"labels {labels}: continued - as it comes = {gain:+.2f} points of test accuracy")
+    """The table, then per budget what continued pre-training gains (mean over seeds)."""
+    lines, means = budget_table(runs, label_sets, BACKBONES)
+    gains = {labels: means[labels, "continued"][0] - means[labels, "as it comes"][0] for labels in label_sets}
+    lines += [""] + [f"labels {labels}: continued - as it comes = {gain:+.2f} points of test accuracy"
+                     for labels, gain in gains.items()]
     return lines, gains
 
 
@@ -143,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--total_steps", type=int, help="continued pre-training steps (default 1500; quick 20)")
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--seq_length", type=int, default=64, help="pre-training and FastBERT (tweets are short)")
-    p.add_argument("--labels", nargs="+", help="label budgets: numbers or 'all' (default 500 all; quick 200)")
+    p.add_argument("--labels", nargs="+", type=label_budgets, help="label budgets: numbers or 'all' (default 500 all; quick 200)")
     p.add_argument("--seeds", nargs="+", type=int, help="seeds of the numbered budgets (default 1 2 3; quick 1)")
     p.add_argument("--all_seeds", nargs="+", type=int, default=[1], help="seeds of the 'all' budget (default 1)")
     p.add_argument("--epochs_num", type=int, help="fine-tuning epochs of the numbered budgets (default 3; quick 1)")
@@ -167,9 +140,6 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    for labels in args.labels:
-        if labels != "all" and not (labels.isdigit() and int(labels) > 0):
-            p.error(f"--labels: expected positive numbers or 'all', got {labels!r}")
     for flag in ("total_steps", "batch_size", "seq_length", "epochs_num", "all_epochs_num", "distill_epochs_num", "threads"):
         if getattr(args, flag) < 1:
             p.error(f"--{flag} {getattr(args, flag)}: expected a positive integer")
@@ -181,8 +151,12 @@ def main(argv: list[str] | None = None) -> int:
         p.error(str(exc))
     if (ROOT / args.out_dir).exists() and not (ROOT / args.out_dir).is_dir():
         p.error(f"--out_dir {args.out_dir}: a file, not a folder")
+    return run_main("continued_pretraining.py", lambda: _run(args))
+
+
+def _run(args) -> int:
     if args.precision == "auto":
-        args.precision = "bf16" if cpu_has_bf16() else "fp32"
+        args.precision = "bf16" if cpu_info()["bf16_units"] else "fp32"
         print(f"--precision auto: {args.precision} (the CPU {'has' if args.precision == 'bf16' else 'lacks'} bf16 units)")
     out = ROOT / args.out_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -194,23 +168,21 @@ def main(argv: list[str] | None = None) -> int:
             for labels in args.labels for seed in (args.all_seeds if labels == "all" else args.seeds)
             for backbone in BACKBONES]
     lines, gains = summarise(runs, args.labels)
-    from bench.encoder_speed import cpu_name
-
     head = (f"all-MiniLM-L6-v2 continued with MLM for {metrics[-1]['step']} steps x batch {args.batch_size} x seq "
             f"{args.seq_length} on the training tweets' text (MLM acc {metrics[0]['mlm_acc']:.3f} at step "
             f"{metrics[0]['step']} -> {metrics[-1]['mlm_acc']:.3f}); FastBERT {args.epochs_num} (all labels: "
             f"{args.all_epochs_num}) + {args.distill_epochs_num} epochs, lr {args.fastbert_learning_rate}, {args.precision}, "
-            f"test = data/tweets/test.tsv; {cpu_name()}, {args.threads} threads"
+            f"test = data/tweets/test.tsv; {cpu_info()['model']}, {args.threads} threads"
             + (" [--quick: not the protocol]" if args.quick else ""))
     table = "\n".join([head, "", *lines])
     print(table)
-    result = json.dumps({"args": vars(args), "pretrain_metrics": metrics, "runs": runs, "gains_points": gains},
-                        indent=2) + "\n"
-    write_atomic(out / "table.md", table + "\n")
-    write_atomic(out / "results.json", result)
+    result = {"args": vars(args), "pretrain_metrics": metrics, "runs": runs, "gains_points": gains}
+    outputs = [out / "table", out / "results"]
     if args.results:
-        write_atomic(ROOT / "bench" / "results" / "continued_pretraining.md", table + "\n")
-        write_atomic(ROOT / "bench" / "results" / "continued_pretraining.json", result)
+        outputs += [ROOT / "bench" / "results" / "continued_pretraining"] * 2
+    for md, js in zip(outputs[::2], outputs[1::2]):
+        write_text(md.with_suffix(".md"), table + "\n")
+        write_json(js.with_suffix(".json"), result)
     return 0
 
 

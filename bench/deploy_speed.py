@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 import tempfile
 import time
@@ -41,38 +40,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import logging  # noqa: E402
 
 logging.getLogger().setLevel(logging.ERROR)  # ONNX Runtime quantizer advice on every call
-from encoder_speed import _timed, cpu_name, peak_gemms, useful_flops  # noqa: E402
-from encoder_speed import best_time as best  # noqa: E402
+from bench.common import ROOT, best_time, cpu_info, encoder_flops, peak_gemms, timed, write_json, write_text  # noqa: E402
+from uer.utils.cli import UsageError, run_main  # noqa: E402
 
-FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "avx_vnni")
 SPEEDS = [round(0.1 * i, 1) for i in range(11)]
 BATCH = 32
-
-
-def cpu_flags() -> list[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                have = set(line.split(":", 1)[1].split())
-                return [f for f in FLAGS if f in have]
-    except OSError:
-        pass
-    return []
-
-
-def read_test(path: Path) -> tuple[list[str], list[str]]:
-    lines = path.read_text(encoding="utf-8").splitlines()
-    header = lines[0].split("\t")
-    li, ti = header.index("label"), header.index("text_a")
-    rows = [line.split("\t") for line in lines[1:] if line.strip()]
-    return [r[li] for r in rows], [r[ti] for r in rows]
 
 
 # ---------------------------------------------------------------------------------------- peers
@@ -166,33 +143,21 @@ class Peers:
 
 
 # ---------------------------------------------------------------------------------------- ours
-def choose_speeds(clf, clf8, labels: list[str], texts: list[str]) -> dict:
-    """Accuracy at every speed on the whole test set, fp32 and int8; the speeds the goals use."""
-    from uer.fastbert.evaluate import chosen_speed
-    from uer.fastbert.inference import exits_for_speeds
+def choose_speeds(clf, clf8, gold: list[int], texts: list[str]) -> dict:
+    """Accuracy at every speed on the whole test set, fp32 and int8 (the library's sweep, no timing);
+    the speeds the goals use: the largest within 1 point of the *fp32* teacher."""
+    from uer.fastbert.data import Encoded
+    from uer.fastbert.evaluate import chosen_speed, sweep
 
-    gold = torch.tensor([clf.labels.index(x) for x in labels])
     enc = clf.encode(texts)
+    enc = Encoded(enc.ids, enc.segs, gold)
     out = {}
     for name, c in (("fp32", clf), ("int8", clf8)):
-        probs = []
-        from uer.fastbert.data import collate, length_sorted_batches
-
-        order = []
-        for index in length_sorted_batches(enc.lengths(), 64):
-            batch = collate(enc, index, c.tokenizer.vocab.pad_id, torch.device("cpu"))
-            probs.append(c.runner.layer_probs(batch["src"], batch["seg"]))
-            order += list(index)
-        layer_probs = torch.empty(len(texts), *probs[0].shape[1:])
-        layer_probs[order] = torch.cat(probs)
-        rows = [{"speed": s, "accuracy": float((r.probs.argmax(-1) == gold).float().mean()),
-                 "mean_exit_layer": float(r.exit_layer.double().mean())}
-                for s, r in zip(SPEEDS, exits_for_speeds(layer_probs, SPEEDS))]
-        out[name] = {"teacher_accuracy": float((layer_probs[:, -1].argmax(-1) == gold).float().mean()), "rows": rows}
-    fp32_teacher = out["fp32"]["teacher_accuracy"]
+        result = sweep(c.runner, enc, c.tokenizer.vocab.pad_id, SPEEDS, measure=False)
+        out[name] = {"teacher_accuracy": result["teacher"]["accuracy"],
+                     "rows": [{k: r[k] for k in ("speed", "accuracy", "mean_exit_layer")} for r in result["rows"]]}
     for name in out:
-        chosen = chosen_speed(out[name]["rows"], fp32_teacher)
-        out[name]["chosen"] = chosen
+        out[name]["chosen"] = chosen_speed(out[name]["rows"], out["fp32"]["teacher_accuracy"])
     return out
 
 
@@ -206,27 +171,34 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="32 tweets, 1 repeat, accuracy on 256 test rows: a smoke run")
     p.add_argument("--output", default=str(ROOT / "bench" / "results" / "deploy_speed.json"))
     args = p.parse_args(argv)
+    return run_main("deploy_speed.py", lambda: _run(args))
+
+
+def _run(args) -> int:
     if args.quick:
         args.samples, args.repeats = min(args.samples, 32), 1
     model_path, test_path = Path(args.model), Path(args.test)
     for path, how in ((model_path, "python run_fastbert.py"), (test_path, "python run_fastbert.py")):
         if not path.is_file():
-            raise SystemExit(f"{path} not found: run `{how}` first (the main job writes it)")
+            raise UsageError(f"{path} not found: run `{how}` first (the main job writes it)")
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
 
+    from uer.data.tsv import read_tsv
     from uer.fastbert.predictor import FastBertClassifier
 
     # Ours first: the runtime sets up ONNX Runtime's shared thread pool before any peer session exists.
     clf = FastBertClassifier.load(model_path)
     clf8 = FastBertClassifier.load(model_path, quantize="int8")
-    print(f"CPU: {cpu_name()}; flags: {', '.join(cpu_flags()) or 'none of ' + ', '.join(FLAGS)}; {args.threads} threads")
+    cpu = cpu_info()
+    print(f"CPU: {cpu['model']}; flags: {', '.join(cpu['shown_flags']) or 'none'}; {args.threads} threads")
     print(f"uer runtime (fp32): {clf.runtime}")
     print(f"uer runtime (int8): {clf8.runtime}")
-    labels, texts = read_test(test_path)
+    test = read_tsv(test_path, labels=tuple(clf.labels))
+    gold, texts = test.label_ids(), [e.text_a for e in test.examples]
     if args.quick:
-        labels, texts = labels[:256], texts[:256]
-    acc = choose_speeds(clf, clf8, labels, texts)
+        gold, texts = gold[:256], texts[:256]
+    acc = choose_speeds(clf, clf8, gold, texts)
     s32 = acc["fp32"]["chosen"]["speed"] if acc["fp32"]["chosen"] else 0.0
     s8 = acc["int8"]["chosen"]["speed"] if acc["int8"]["chosen"] else 0.0
     print(f"fp32 teacher {acc['fp32']['teacher_accuracy']:.4f} on {len(texts)} test rows; speed {s32:g} -> "
@@ -238,19 +210,15 @@ def main(argv: list[str] | None = None) -> int:
         for k, v in peers.notes.items():
             print(f"{k}: {v}")
         report = measure(args, clf, clf8, peers, texts[: args.samples], s32, s8)
-    report.update({"cpu": cpu_name(), "cpu_flags": cpu_flags(), "threads": args.threads, "torch": torch.__version__,
+    report.update({"cpu": cpu["model"], "cpu_flags": cpu["shown_flags"], "threads": args.threads, "torch": torch.__version__,
                    "uer_runtime_fp32": clf.runtime, "uer_runtime_int8": clf8.runtime, "accuracy": acc,
                    "speed_fp32": s32, "speed_int8": s8, "samples": args.samples, "repeats": args.repeats,
                    "peer_notes": peers.notes, "quick": args.quick, "seconds": time.perf_counter() - started})
     print_report(report)
     out = Path(args.output)
     if not args.quick or out.name != "deploy_speed.json":
-        from uer.utils.atomic import atomic_open
-
-        with atomic_open(out) as f:
-            json.dump(report, f, indent=2)
-        with atomic_open(out.with_suffix(".md")) as f:
-            f.write(report["markdown"])
+        write_json(out, report)
+        write_text(out.with_suffix(".md"), report["markdown"])
         print(f"written: {out} and {out.with_suffix('.md')}")
     return 0
 
@@ -300,12 +268,12 @@ def measure(args, clf, clf8, peers: Peers, texts: list[str], s32: float, s8: flo
         model_rows[case] = {k: 1000 * v / count for k, v in times.items()}
         print(f"  {case}: " + ", ".join(f"{k} {v:.2f}" for k, v in model_rows[case].items()))
         if case.startswith(f"batch {BATCH}"):
-            flops = useful_flops([128] * BATCH, 384, 1536, 6)
+            flops = encoder_flops(clf.runner.model.encoder, [128] * BATCH)
             full_depth_gflops = flops / times["uer full depth fp32"] / 1e9
             hf_gflops = flops / times["transformers"] / 1e9
 
     gemms = peak_gemms()
-    peak = {k: f / best(fn, max(3, args.repeats)) / 1e9 for k, (f, fn) in gemms.items()}
+    peak = {k: f / best_time(fn, max(3, args.repeats)) / 1e9 for k, (f, fn) in gemms.items()}
     peak_gflops = max(peak.values())
 
     # ---- end to end: text in, label out
@@ -349,7 +317,7 @@ def one_by_one(runs: dict, repeats: int) -> dict[str, float]:
     for k, fn in runs.items():
         time.sleep(0.5)
         fn()  # warm-up
-        times[k] = min(_timed(fn) for _ in range(repeats))
+        times[k] = min(timed(fn) for _ in range(repeats))
     return times
 
 

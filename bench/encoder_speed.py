@@ -15,48 +15,15 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def best_time(fn, repeats: int) -> float:
-    fn()
-    return min(_timed(fn) for _ in range(repeats))
-
-
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def peak_gemms() -> dict[str, tuple[float, object]]:
-    """Large fp32 GEMMs for the machine's peak: name -> (FLOPs, call). torch.mm and oneDNN's linear."""
-    n = 2048
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    out = {"torch.mm": (2.0 * n**3, lambda: torch.mm(a, b))}
-    if torch.backends.mkldnn.is_available():
-        packed = torch.ops.mkldnn._reorder_linear_weight(b, n)
-        out["onednn linear"] = (2.0 * n**3, lambda: torch.ops.mkldnn._linear_pointwise(a, packed, None, "none", [], ""))
-    return out
+from bench.common import ROOT, best_time, cpu_info, encoder_flops, load_average, peak_gemms, timed, write_json  # noqa: E402
 
 
 def sentences(count: int) -> list[str]:
@@ -71,12 +38,6 @@ def sentences(count: int) -> list[str]:
         rows = [row["text"] for row in csv.DictReader(f) if row.get("text")]
     step = len(rows) // count
     return [rows[i * step] for i in range(count)]
-
-
-def useful_flops(lengths: list[int], hidden: int, ffn: int, layers: int) -> float:
-    """Multiply-adds x 2 of the linears on real tokens plus attention over each sample's own length."""
-    per_token = 2 * (4 * hidden * hidden + 2 * hidden * ffn)
-    return layers * sum(n * per_token + 4 * n * n * hidden for n in lengths)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,7 +65,6 @@ def main(argv: list[str] | None = None) -> int:
     model.eval()
     hf = BertModel.from_pretrained(str(minilm_source()), add_pooling_layer=False).eval()
     tokenizer = BertTokenizerFast(str(minilm_source() / "vocab.txt"), do_lower_case=True)
-    enc = model.encoder.cfg
     fused = optimize_for_inference(model.embedding, model.encoder, mode="fused")
     fused_bf16 = optimize_for_inference(model.embedding, model.encoder, mode="fused", dtype=torch.bfloat16)
 
@@ -119,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         tok = tokenizer(text, padding=padding, max_length=128, truncation=True, return_tensors="pt")
         cases[name] = (tok["input_ids"], tok["attention_mask"])
 
-    load_before = os.getloadavg()
+    load_before = load_average()
     with torch.inference_mode():
         gemms = peak_gemms()
         runs, outs, times = {("peak", k): fn for k, (_, fn) in gemms.items()}, {}, {}
@@ -132,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             outs[key], times[key] = fn(), float("inf")
         for _ in range(args.repeats):  # interleaved over cases and variants: a busy neighbour slows all alike
             for key, fn in runs.items():
-                times[key] = min(times[key], _timed(fn))
+                times[key] = min(times[key], timed(fn))
         for name, (ids, mask) in cases.items():  # bf16: slow on CPUs without bf16 units, so fewer repeats
             seg = mask.long()
             outs[name, "uer fused bf16"] = fused_bf16(fused_bf16.embed(ids, seg), seg)
@@ -142,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             lengths = mask.sum(1).tolist()
             real = mask.bool()[..., None]
             ref = outs[name, "uer eager"]
-            flops = useful_flops(lengths, enc.hidden_size, enc.feedforward_size, enc.layers_num)
+            flops = encoder_flops(model.encoder, lengths)
             for variant in ("transformers", "uer eager", "uer fused", "uer fused bf16"):
                 t = times[name, variant]
                 rows.append({  # the peak fraction is filled in below, once the peak is known
@@ -158,14 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     peak_gflops = max(peak.values())
     for r in rows:
         r["peak_fraction"] = r["gflops"] / peak_gflops
-    load = os.getloadavg()
+    load, cpu = load_average(), cpu_info()
     header = f"{'case':34} {'variant':16} {'ms/sample':>10} {'x vs HF':>8} {'GFLOP/s':>8} {'% peak':>7} {'max|diff|':>10}"
     lines = [
         f"torch {torch.__version__}, transformers {transformers.__version__} ({hf.config._attn_implementation} attention), "
-        f"{args.threads} threads, {cpu_name()}",
-        f"fused path: {fused.reason}; "
-        f"load average (1/5/15 min) before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
-        f"after {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
+        f"{args.threads} threads, {cpu['model']}",
+        f"fused path: {fused.reason}; load average (1/5/15 min) before {load_before}, after {load}",
         "fp32 peak: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peak.items()) + f" -> {peak_gflops:.0f}",
         header, "-" * len(header),
     ]
@@ -174,13 +132,12 @@ def main(argv: list[str] | None = None) -> int:
                      f"{r['gflops']:8.0f} {100 * r['peak_fraction']:6.0f}% {r['max_abs_diff_vs_uer_eager']:10.1e}")
     lines.append(f"max|diff| at real tokens vs uer eager (fp32). Total time {time.perf_counter() - started:.0f} s.")
     print("\n".join(lines))
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({
-        "torch": torch.__version__, "transformers": transformers.__version__, "cpu": cpu_name(), "threads": args.threads, "repeats": args.repeats, "load_average_before": load_before, "load_average_after": load,
+    write_json(Path(args.output), {
+        "torch": torch.__version__, "transformers": transformers.__version__, "cpu": cpu, "threads": args.threads,
+        "repeats": args.repeats, "load_average_before": load_before, "load_average_after": load,
         "peak_gflops": peak, "fused_reason": fused.reason, "rows": rows,
-    }, indent=2) + "\n")
-    print(f"wrote {output}")
+    })
+    print(f"wrote {args.output}")
     return 0
 
 

@@ -14,18 +14,15 @@ model on ``--device``: accuracy, FLOPs and wall-clock speed-up per speed.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.pretrain_speed import SIZES, hf_batch, hf_model, ours_config  # noqa: E402
+from bench.common import SIZES, hf_batch, hf_model, ours_config, timed_steps, write_json  # noqa: E402
 from uer.model_builder import build_model  # noqa: E402
 from uer.trainer import make_optimizer  # noqa: E402
 from uer.utils.cli import UsageError, positive_int, run_main  # noqa: E402
@@ -46,26 +43,6 @@ def random_batches(n: int, batch_size: int, seq: int, vocab_size: int, device: t
         src = torch.where(chosen, torch.full_like(src, 103), src)  # a [MASK]-like id
         out.append({k: v.to(device) for k, v in {"src": src, "seg": torch.ones_like(src), "tgt_mlm": tgt}.items()})
     return out
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed_steps(model, optimizer, batches, forward, device: torch.device, precision: str) -> float:
-    """Seconds for len(batches) optimizer steps (forward + backward + step) under autocast."""
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    _sync(device)
-    start = time.perf_counter()
-    for batch in batches:
-        with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-            loss = forward(model, batch)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    _sync(device)
-    return time.perf_counter() - start
 
 
 def speed(args) -> int:
@@ -94,8 +71,7 @@ def speed(args) -> int:
               "device": name, "torch": torch.__version__, "uer_tokens_per_s": a, "hf_tokens_per_s": b, "ratio": a / b,
               "uer_rounds": t_ours, "hf_rounds": t_hf}
     if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        write_json(Path(args.output), result)
     return 0
 
 

@@ -18,16 +18,12 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import platform
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import PY, ROOT, cpu_info, sh, write_json, write_text  # noqa: E402
 from uer.utils.atomic import atomic_open  # noqa: E402
 from uer.utils.cli import UsageError, non_negative_int, parse_speeds, positive_float, positive_int, run_main  # noqa: E402
 
@@ -52,23 +48,6 @@ tokenizer:
   name: char
   vocab_path: {vocab}
 """
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
-def sh(cmd: list[str]) -> float:
-    """Run one step; its own error is already on stderr, so a failure adds one line naming the step."""
-    print("$ " + " ".join(cmd), flush=True)
-    start = time.perf_counter()
-    code = subprocess.run(cmd, cwd=ROOT).returncode
-    if code != 0:
-        raise UsageError(f"{Path(cmd[1]).name} failed (exit {code}); its message is above")
-    return time.perf_counter() - start
 
 
 def judge(report: dict, window: int, layers: int) -> dict:
@@ -150,7 +129,7 @@ def _run(args, argv: list[str] | None) -> int:
     work, data = Path(args.work_dir), Path(args.data_dir)
     work.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
-    py = sys.executable
+    py = PY
 
     # 1. data
     if not (data / "test.tsv").is_file():
@@ -159,15 +138,15 @@ def _run(args, argv: list[str] | None) -> int:
     counts = collections.Counter((data / "pretrain_corpus.txt").read_text(encoding="utf-8").replace("\n", ""))
     vocab = work / "vocab.txt"
     chars = sorted(ch for ch, n in counts.items() if n >= 2 and not ch.isspace())
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars]) + "\n", encoding="utf-8")
+    write_text(vocab, "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars]) + "\n")
     print(f"vocabulary: {len(chars) + 5} tokens (characters seen >= 2 times in the training articles)")
     # 3. pre-train on the training articles only
     # a model is reused only by the same shape, position bias and budget
     run_dir = work / f"L{args.layers}_H{args.hidden}_{args.position_bias}_pretrain{args.pretrain_steps}"
     run_dir.mkdir(parents=True, exist_ok=True)
     config = run_dir / "bert.yaml"  # each shape its own config: runs of several shapes can share --work_dir
-    config.write_text(CONFIG.format(layers=args.layers, hidden=args.hidden, heads=max(2, args.hidden // 64),
-                                    ffn=4 * args.hidden, vocab=vocab, position_bias=args.position_bias), encoding="utf-8")
+    write_text(config, CONFIG.format(layers=args.layers, hidden=args.hidden, heads=max(2, args.hidden // 64),
+                                     ffn=4 * args.hidden, vocab=vocab, position_bias=args.position_bias))
     pretrained = run_dir / "pretrain" / "model.pt"
     dataset = work / f"dataset_seq{args.pretrain_seq_length}"
     if not pretrained.is_file():
@@ -216,7 +195,7 @@ def _run(args, argv: list[str] | None) -> int:
     by_window = {w: judge(reports[f"pretrained window {w}"], w, args.layers) for w in args.windows}
     out = {
         "command": "python bench/ner_tradeoff.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "cpu": cpu_name(), "threads": args.threads, "args": vars(args), "seconds": seconds,
+        "cpu": cpu_info()["model"], "threads": args.threads, "args": vars(args), "seconds": seconds,
         "pretrain": {"steps": last["step"], "mlm_acc": pretrain_acc, "position_bias": args.position_bias},
         "pretrained": {k: pre[k] for k in ("teacher_f1", "teacher_precision", "teacher_recall", "rows", "full_flops_per_sentence",
                                            "train_sentences", "test_sentences", "stage1", "stage2", "runtime", "runtime_reason",
@@ -228,9 +207,7 @@ def _run(args, argv: list[str] | None) -> int:
                   "by_window": {str(w): g for w, g in by_window.items()}},
     }
     results = Path(args.results)
-    results.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_open(results) as f:  # a crash never leaves half a results file
-        f.write(json.dumps(out, indent=2) + "\n")
+    write_json(results, out)
     print(f"written {results}")
     for w in args.windows:  # run_ner.py's F1 vs speed-up plots, beside the JSON
         made = reports[f"pretrained window {w}"].get("plot")

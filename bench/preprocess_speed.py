@@ -13,8 +13,6 @@ Wall time includes interpreter start-up and imports, as a user sees it.
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import json
 import os
 import subprocess
 import sys
@@ -22,8 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-VOCAB = Path(importlib.util.find_spec("fastbert").submodule_search_locations[0], "files", "google_zh_vocab.txt")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import ROOT, write_json, zh_vocab  # noqa: E402
+from uer.utils.cli import UsageError, run_main  # noqa: E402
+
 UER = {"bert_1": 10.7, "bert_2": 7.6, "mlm_1": 24.5}  # UER-py HEAD 5743050, same corpus, seq 128 (the issue)
 
 
@@ -69,7 +70,8 @@ def run(args: list[str]) -> dict:
     wall = time.perf_counter() - start
     out, err = proc.communicate()
     if proc.returncode:
-        raise SystemExit(f"preprocess.py failed:\n{err}")
+        raise UsageError(f"preprocess.py {' '.join(args)} failed (exit {proc.returncode}): "
+                         f"{(err.strip().splitlines() or ['no output'])[-1]}")
     return {"wall_s": round(wall, 2), "rss_max_mib": round(rss_max / 1024, 1), "pss_sum_mib": round(pss_sum / 1024, 1),
             "summary": err.strip().splitlines()[-4:]}
 
@@ -80,9 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=1, help="runs per case; the fastest is kept")
     p.add_argument("--output", default=str(ROOT / "bench" / "results" / "preprocess_speed.json"))
     args = p.parse_args(argv)
+    return run_main("preprocess_speed.py", lambda: _run(args))
+
+
+def _run(args) -> int:
     corpus = Path(args.corpus)
     if not corpus.is_file():
-        raise SystemExit(f"{corpus} is missing: run python corpora/build_zh.py")
+        raise UsageError(f"{corpus} is missing: run python corpora/build_zh.py")
     lines = sum(1 for line in open(corpus, encoding="utf-8") if line.strip())
     tmp = Path(tempfile.mkdtemp(prefix="uer-bench-"))
     big = tmp / "x4.txt"
@@ -94,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     print(f"{'case':<11} {'wall s':>7} {'lines/s':>9} {'rss_max MiB':>12} {'pss_sum MiB':>12} {'UER-py s':>9} {'speed-up':>9}")
     for name, path, processor, workers in cases:
-        runs = [run(["--corpus_path", str(path), "--data_processor", processor, "--vocab_path", str(VOCAB),
+        runs = [run(["--corpus_path", str(path), "--data_processor", processor, "--vocab_path", str(zh_vocab()),
                      "--dataset_path", str(tmp / name), "--seq_length", "128", "--processes_num", str(workers)])
                 for _ in range(args.repeats)]
         best = min(runs, key=lambda r: r["wall_s"])
@@ -107,8 +113,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{uer or '':>9} {speedup:>9}")
     for name, r in results.items():
         print(f"{name}: " + " | ".join(r["summary"]))
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps({"corpus_lines": lines, "cpus": os.cpu_count(), "results": results}, indent=2))
+    write_json(Path(args.output), {"corpus_lines": lines, "cpus": os.cpu_count(), "results": results})
     return 0
 
 

@@ -40,7 +40,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import re
 import shlex
 import shutil
@@ -51,10 +50,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-PY = sys.executable
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import (BF16_UNITS, PY, ROOT, cpu_info, cpu_line, last_line, load_average, sh, write_json,  # noqa: E402
+                          write_text)
 from uer.utils.atomic import atomic_open  # noqa: E402
 from uer.utils.cli import UsageError, fraction, positive_float, positive_int, run_main  # noqa: E402
 
@@ -62,8 +61,6 @@ DEFAULT_MINUTES = {"tiny": 15.0, "mini": 45.0}  # per model; any other model: OT
 OTHER_MINUTES = 15.0
 QUICK_MINUTES = 0.25
 GOAL_MODEL, GOAL_ACC, GOAL_MINUTES = "mini", 0.25, 45.0  # issue 12
-BF16_UNITS = ("avx512_bf16", "amx_bf16")
-SHOWN_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
 CALIBRATION_STEPS, QUICK_CALIBRATION_STEPS = 30, 6
 CURVE_POINTS = 50  # report windows per run (--report_steps default)
 HELDOUT_POINTS = 6  # held-out checkpoints per run, besides the final model
@@ -78,31 +75,6 @@ class ModelSpec:
 
 
 # ------------------------------------------------------------------------------------ inputs
-
-
-def cpu_info() -> dict:
-    """The CPU's model name and flags (Linux /proc/cpuinfo; elsewhere the model only, no flags)."""
-    model, flags = platform.processor() or platform.machine(), []
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        text = ""
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name" and value.strip():
-            model = value.strip()
-        elif key.strip() == "flags" and not flags:
-            flags = value.split()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"model": model, "cores": cores, "flags": sorted(set(flags)),
-            "bf16_units": [f for f in BF16_UNITS if f in flags]}
-
-
-def cpu_line(cpu: dict) -> str:
-    shown = [f for f in SHOWN_FLAGS if f in cpu["flags"]]
-    units = ", ".join(cpu["bf16_units"]) or "none (bf16 would be emulated: slow)"
-    return (f"CPU: {cpu['model']}, {cpu['cores']} cores; flags: {' '.join(shown) or 'none of ' + ' '.join(SHOWN_FLAGS)}; "
-            f"bf16 units: {units}")
 
 
 def resolve_models(text: str) -> list[ModelSpec]:
@@ -159,29 +131,6 @@ def split_corpus(corpus: Path, out: Path, heldout_fraction: float) -> dict:
 
 
 # ------------------------------------------------------------------------------------ running
-
-
-def run_logged(cmd: list, log: Path) -> tuple[str, int]:
-    """Run ``cmd`` in the repository with its output appended to ``log`` after a ``$ command`` line.
-    Returns the quoted command line and the exit code (the benches' shared way to run a step)."""
-    line = " ".join(shlex.quote(str(c)) for c in cmd)
-    with open(log, "a", encoding="utf-8") as f:
-        f.write(f"$ {line}\n")
-        f.flush()
-        done = subprocess.run([str(c) for c in cmd], cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
-    return line, done.returncode
-
-
-def sh(cmd: list[str], log: Path) -> None:
-    """Run a short command, its output to ``log``; a failure is one line naming the log."""
-    _, code = run_logged(cmd, log)
-    if code != 0:
-        raise UsageError(f"{Path(str(cmd[1])).name} failed (exit {code}): {_last_line(log)} (log: {log})")
-
-
-def _last_line(log: Path) -> str:
-    lines = [line for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
-    return lines[-1] if lines else "no output"
 
 
 def preprocess(corpus: Path, dataset: Path, config: Path, vocab: Path, seq_length: int, log: Path, *extra: str) -> Path:
@@ -261,7 +210,7 @@ def run_pretrain(cmd: list[str], log: Path, resume: Path | None = None, snapshot
         if watcher is not None:
             watcher.poll()  # the state written at the very end
     if rc != 0:
-        raise UsageError(f"pretrain.py failed (exit {rc}): {_last_line(log)} (log: {log})")
+        raise UsageError(f"pretrain.py failed (exit {rc}): {last_line(log)} (log: {log})")
     text = log.read_text(encoding="utf-8", errors="replace")
     schedule = next((line for line in text.splitlines() if line.startswith("schedule:")), None)
     return {"times": times, "wall_s": wall, "schedule": schedule, "snapshots": watcher.kept if watcher else []}
@@ -577,7 +526,7 @@ def _run(args) -> int:
     out = (args.out_dir or ROOT / "out" / ("pretrain_defaults_quick" if args.quick else "pretrain_defaults")).resolve()
     results = args.results or (out / "pretrain_defaults" if args.quick else ROOT / "bench" / "results" / "pretrain_defaults")
     out.mkdir(parents=True, exist_ok=True)
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    load = load_average()
     started = time.perf_counter()
 
     data = split_corpus(args.corpus, out / "corpus", args.heldout_fraction)
@@ -600,20 +549,16 @@ def _run(args) -> int:
     data_key = f"{data['sha1']}|seq {args.seq_length}|batch {args.batch_size}|heldout {data['every']}|quick {args.quick}"
     entries = merged(results.with_suffix(".json"), entries, data_key)
     lines = report(entries, cpu, data)
-    after = os.getloadavg() if hasattr(os, "getloadavg") else None
-    if load is not None:
-        lines.insert(3, f"Load average (1/5/15 min) before {' '.join(f'{x:.2f}' for x in load)}, "
-                        f"after {' '.join(f'{x:.2f}' for x in after)}; this run {(time.perf_counter() - started) / 60:.1f} min.")
+    lines.insert(3, f"Load average (1/5/15 min) before {load}, after {load_average()}; "
+                    f"this run {(time.perf_counter() - started) / 60:.1f} min.")
     if args.quick:
         lines.insert(1, "\n**--quick: a smoke run; its numbers say nothing about the goal.**")
     text = "\n".join(lines) + "\n"
     print("\n" + text, flush=True)
-    results.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_open(results.with_suffix(".md")) as f:
-        f.write(text)
-    with atomic_open(results.with_suffix(".json")) as f:
-        json.dump({"data_key": data_key, "cpu": cpu, "data": {k: v for k, v in data.items() if k not in ("train", "heldout")},
-                   "entries": entries, "goal": [line for line in lines if line.startswith(f"BERT-{GOAL_MODEL}")]}, f, indent=1)
+    write_text(results.with_suffix(".md"), text)
+    write_json(results.with_suffix(".json"), {
+        "data_key": data_key, "cpu": cpu, "data": {k: v for k, v in data.items() if k not in ("train", "heldout")},
+        "entries": entries, "goal": [line for line in lines if line.startswith(f"BERT-{GOAL_MODEL}")]}, indent=1)
     plot(entries, results.with_suffix(".png"), f"MLM accuracy with pretrain.py's defaults ({cpu['model']}, {cpu['cores']} cores)")
     print(f"written {results.with_suffix('.md')}, .json and .png", flush=True)
     return 0

@@ -12,8 +12,8 @@ random weights, with the same flags, for every label budget and seed:
 2. ``preprocess.py --data_processor mlm`` (the recommended path for small budgets: no NSP).
 3. ``pretrain.py`` with the ``mlm`` target alone and ``uer.recipe``'s schedule for the config's size
    and ``--total_steps`` (passed as explicit flags, so the run is the same whether or not
-   pretrain.py applies the recipe itself), starting from a model whose MLM bias is the corpus'
-   log unigram prior (``uer.recipe.init_mlm_bias``, through ``--pretrained_model_path``).
+   pretrain.py applies the recipe itself); pretrain.py starts the MLM bias at the corpus' log
+   unigram prior (its default ``--mlm_bias_init prior``).
 4. ``run_fastbert.py`` for labels in ``--labels`` (a seeded subset of the training reviews; ``all``
    = every one) x seeds in ``--seeds`` x {pre-trained, random init}; the subset and the seed are
    the same for both backbones. Each report has the teacher's test accuracy (speed 0) and the
@@ -32,33 +32,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import shutil
-import statistics
 import sys
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-PY = sys.executable
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.pretrain_defaults import run_logged  # noqa: E402
-from bench.recipe_probes import prior_init  # noqa: E402
+from bench.common import PY, ROOT, budget_table, kept_fastbert_run, label_budgets, sh, write_json, write_text  # noqa: E402
 from uer.recipe import default_schedule  # noqa: E402
-from uer.utils.atomic import atomic_open  # noqa: E402
+from uer.utils.cli import run_main  # noqa: E402
 
 GOALS = {"500": 5.0, "2000": 5.0, "all": 2.0}  # points of test accuracy, pre-trained minus random
 BACKBONES = ("pre-trained", "random init")
-
-
-def sh(cmd: list[str], log: Path) -> None:
-    print("$ " + " ".join(shlex.quote(str(c)) for c in cmd), flush=True)
-    start = time.perf_counter()
-    line, code = run_logged(cmd, log)
-    if code != 0:
-        raise SystemExit(f"failed (exit {code}): {line}\n  see {log}")
-    print(f"  ({time.perf_counter() - start:.0f} s)", flush=True)
 
 
 def model_sizes(config_path: str) -> tuple[int, int, str]:
@@ -84,35 +68,13 @@ def pretrain(args, out: Path, log: Path) -> Path:
                                 learning_rate=args.learning_rate)
     print(schedule.explanation)
     resume = Path(f"{model}.resume").exists()
-    init = [] if resume else prior_init(out / "prior_init.pt", dataset, args.config_path, [], args.vocab_path)
     sh([PY, "pretrain.py", "--dataset_path", dataset, "--config_path", args.config_path, "--set", "target.components=[mlm]",
         "--vocab_path", args.vocab_path, "--output_model_path", model, "--total_steps", args.total_steps,
         "--batch_size", args.batch_size, "--learning_rate", schedule.learning_rate, "--warmup", schedule.warmup,
         "--scheduler", schedule.scheduler, "--report_steps", max(1, args.total_steps // 20),
         "--save_checkpoint_steps", max(1, args.total_steps // 5), "--seed", args.pretrain_seed, "--device", "cpu",
-        "--no_progress", *init, *(["--resume"] if resume else [])], log)
+        "--no_progress", *(["--resume"] if resume else [])], log)
     return model
-
-
-def kept_fastbert_run(runs_dir: Path, tag: str, command: list, log: Path, **meta) -> dict:
-    """One ``run_fastbert.py`` run whose summary is kept in ``runs_dir/<tag>.json``: reused if it
-    exists (it finished before an interruption); a half-finished run starts over. ``command`` is the
-    run without its outputs (``--output_model_path``, ``--report_path`` go to ``runs_dir/<tag>/``);
-    ``meta`` (backbone, labels, seed) leads the summary."""
-    report = runs_dir / f"{tag}.json"
-    if report.is_file():
-        return json.loads(report.read_text(encoding="utf-8"))
-    work = runs_dir / tag
-    shutil.rmtree(work, ignore_errors=True)
-    sh([*command, "--output_model_path", work / "model.pt", "--report_path", work / "report.json"], log)
-    full = json.loads((work / "report.json").read_text(encoding="utf-8"))
-    chosen = full["chosen"] or {}
-    kept = {**meta, "train_rows": full["train_rows"], "teacher_accuracy": full["teacher_accuracy"],
-            "chosen_speed": chosen.get("speed"), "chosen_accuracy": chosen.get("accuracy"),
-            "flops_speedup": chosen.get("flops_speedup")}
-    with atomic_open(report) as f:
-        f.write(json.dumps(kept, indent=2) + "\n")
-    return kept
 
 
 def fastbert_run(args, out: Path, log: Path, backbone: str, labels: str, seed: int, model: Path) -> dict:
@@ -130,34 +92,20 @@ def fastbert_run(args, out: Path, log: Path, backbone: str, labels: str, seed: i
         log, backbone=backbone, labels=labels, seed=seed)
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
 def summarise(runs: list[dict], label_sets: list[str], seeds: list[int]) -> tuple[list[str], dict]:
-    lines = ["| labels | backbone | test accuracy, speed 0 (mean ± std) | FLOPs speed-up within 1 point (mean) | seeds |",
-             "| --- | --- | --- | --- | --- |"]
-    summary = {}
-    for labels in label_sets:
-        for backbone in BACKBONES:
-            mine = [r for r in runs if r["labels"] == labels and r["backbone"] == backbone]
-            acc = mean_std([100 * r["teacher_accuracy"] for r in mine])
-            speedups = [r["flops_speedup"] for r in mine if r["flops_speedup"] is not None]
-            summary[(labels, backbone)] = acc
-            speed = f"{statistics.fmean(speedups):.2f}x" if speedups else "n/a"
-            lines.append(f"| {labels} | {backbone} | {acc[0]:.2f} ± {acc[1]:.2f} | {speed} | {len(mine)} |")
+    """The table, then per budget the gain of pre-training (mean over seeds) against its goal."""
+    lines, means = budget_table(runs, label_sets, BACKBONES)
     lines.append("")
     goals = {}
     for labels in label_sets:
-        gain = summary[(labels, "pre-trained")][0] - summary[(labels, "random init")][0]
+        gain = means[labels, "pre-trained"][0] - means[labels, "random init"][0]
         need = GOALS.get(labels)
         if need is None:
             lines.append(f"labels {labels}: pre-trained - random = {gain:+.2f} points (no goal at this budget)")
             continue
-        met = gain >= need
-        goals[labels] = {"gain_points": gain, "goal_points": need, "met": met}
+        goals[labels] = {"gain_points": gain, "goal_points": need, "met": gain >= need}
         lines.append(f"goal, {labels} labels: pre-trained beats random by >= {need:g} points: {gain:+.2f} -> "
-                     f"{'met' if met else 'not met'}")
+                     f"{'met' if gain >= need else 'not met'}")
     if len(seeds) < 3:
         lines.append(f"(only {len(seeds)} seed(s): the protocol asks for 3)")
     return lines, goals
@@ -172,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--seq_length", type=int, help="pre-training and FastBERT (default 128; quick 64)")
     p.add_argument("--learning_rate", type=float, help="pre-training peak (default: uer.recipe's for the size)")
-    p.add_argument("--labels", nargs="+", help="label budgets: numbers or 'all' (default 500 2000 all; quick 200 500)")
+    p.add_argument("--labels", nargs="+", type=label_budgets, help="label budgets: numbers or 'all' (default 500 2000 all; quick 200 500)")
     p.add_argument("--seeds", nargs="+", type=int, help="FastBERT seeds (default 1 2 3; quick 1)")
     p.add_argument("--epochs_num", type=int, help="default 3; quick 1")
     p.add_argument("--distill_epochs_num", type=int, help="default 1; quick 1")
@@ -194,9 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    for labels in args.labels:
-        if labels != "all" and not (labels.isdigit() and int(labels) > 0):
-            p.error(f"--labels: expected positive numbers or 'all', got {labels!r}")
+    return run_main("pretrain_quality.py", lambda: _run(args))
+
+
+def _run(args) -> int:
     out = ROOT / args.out_dir
     out.mkdir(parents=True, exist_ok=True)
     log = out / "commands.log"
@@ -214,9 +163,8 @@ def main(argv: list[str] | None = None) -> int:
             + (" [--quick: not the protocol]" if args.quick else ""))
     table = "\n".join([head, "", *lines])
     print(table)
-    (out / "table.md").write_text(table + "\n", encoding="utf-8")
-    (out / "results.json").write_text(json.dumps({"args": vars(args), "pretrain_metrics": metrics, "runs": runs,
-                                                  "goals": goals}, indent=2) + "\n", encoding="utf-8")
+    write_text(out / "table.md", table + "\n")
+    write_json(out / "results.json", {"args": vars(args), "pretrain_metrics": metrics, "runs": runs, "goals": goals})
     return 0
 
 

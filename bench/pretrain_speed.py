@@ -28,80 +28,35 @@ import argparse
 import importlib.util
 import json
 import os
+import re
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import preprocess  # noqa: E402
-from bench.encoder_speed import cpu_name  # noqa: E402
-from uer.config import config_from_dict  # noqa: E402
+from bench.common import (ROOT, SIZES, cpu_info, hf_batch, hf_model, ours_config, sh, timed_steps, write_json,  # noqa: E402
+                          zh_vocab)
 from uer.data.batches import PretrainDataset  # noqa: E402
 from uer.data.loader import EpochLoader  # noqa: E402
 from uer.model_builder import build_model  # noqa: E402
 from uer.tokenizers import Vocab  # noqa: E402
 from uer.trainer import Trainer, TrainerOptions, make_optimizer, make_scheduler  # noqa: E402
+from uer.utils.cli import UsageError, run_main  # noqa: E402
 
-
-
-def default_vocab() -> Path:
-    """The Chinese vocabulary: models/ (scripts/prepare.py copies it there) or the fastbert package's copy."""
-    here = ROOT / "models" / "google_zh_vocab.txt"
-    spec = importlib.util.find_spec("fastbert")
-    if here.is_file() or spec is None or not spec.submodule_search_locations:
-        return here
-    return Path(spec.submodule_search_locations[0], "files", "google_zh_vocab.txt")
-
-
-SIZES = {  # UER-py's names: layers, hidden, heads, feed-forward
-    "tiny": (2, 128, 2, 512),
-    "mini": (4, 256, 4, 1024),
-    "small": (4, 512, 8, 2048),
-    "base": (12, 768, 12, 3072),
-}
 UER = {"tiny": "12.8k-14.7k", "mini": "3.9k", "base": "~270"}  # UER-py on CPU, batch 32 (the issue)
-
-
-def ours_config(size: str, seq: int):
-    layers, hidden, heads, ffn = SIZES[size]
-    return config_from_dict({
-        "embedding": {"emb_size": hidden, "components": ["word", {"name": "pos", "max_seq_length": max(512, seq)}, "seg"]},
-        "encoder": {"name": "transformer", "hidden_size": hidden, "heads_num": heads, "layers_num": layers,
-                    "feedforward_size": ffn},
-        "target": {"components": ["mlm"]},
-    })
-
-
-def hf_model(size: str, vocab_size: int, seq: int):
-    from transformers import BertConfig, BertForMaskedLM
-
-    layers, hidden, heads, ffn = SIZES[size]
-    cfg = BertConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                     intermediate_size=ffn, max_position_embeddings=max(512, seq), type_vocab_size=2)
-    return BertForMaskedLM(cfg)
-
-
-def hf_batch(batch):
-    seg = batch["seg"]
-    return {"input_ids": batch["src"], "token_type_ids": (seg == 2).long(), "attention_mask": (seg > 0).long(),
-            "labels": batch["tgt_mlm"]}
 
 
 def uer_py_config(uer_py: Path, size: str, out: Path) -> Path:
     """UER-py's own JSON config of this size, with the MLM target alone (as ours)."""
     source = uer_py / "models" / "bert" / f"{size}_config.json"
     if not source.is_file():
-        raise SystemExit(f"--uer_py_path {uer_py}: no {source.relative_to(uer_py)} (is it a UER-py checkout?)")
-    cfg = json.loads(source.read_text(encoding="utf-8"))
-    cfg["target"] = ["mlm"]
-    cfg["data_processor"] = "mlm"
-    out.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
+        raise UsageError(f"--uer_py_path {uer_py}: no {source.relative_to(uer_py)} (is it a UER-py checkout?)")
+    write_json(out, {**json.loads(source.read_text(encoding="utf-8")), "target": ["mlm"], "data_processor": "mlm"})
     return out
 
 
@@ -114,38 +69,28 @@ def uer_py_seconds_per_step(uer_py: Path, size: str, corpus: str, vocab: Path, a
     (An earlier version took the difference of two runs' wall times; one run's start-up noise then
     decided the answer, and it reported UER-py 0.155 s/step where its own log says 0.24.)
     """
-    import re
-    import subprocess
-
     if importlib.util.find_spec("six") is None:
-        raise SystemExit("--uer_py_path: UER-py imports six: pip install six")
+        raise UsageError("--uer_py_path: UER-py imports six: pip install six")
     for script in ("preprocess.py", "pretrain.py"):
         if not (uer_py / script).is_file():
-            raise SystemExit(f"--uer_py_path {uer_py}: no {script} there (is it a UER-py checkout?)")
+            raise UsageError(f"--uer_py_path {uer_py}: no {script} there (is it a UER-py checkout?)")
     config = uer_py_config(uer_py, size, work / f"uer_py_{size}.json")
     dataset = work / f"uer_py_{args.seq_length}.pt"
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-
-    def run(cmd: list[str]) -> str:
-        print("$ " + " ".join(cmd), flush=True)
-        done = subprocess.run([sys.executable, *cmd], cwd=uer_py, env=env, capture_output=True, text=True)
-        if done.returncode != 0:
-            tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["(no output)"]
-            raise SystemExit(f"UER-py {cmd[0]} failed (exit {done.returncode}): {tail[0]}")
-        return done.stdout + done.stderr
-
+    log = work / f"uer_py_{size}.log"
     if not dataset.exists():
-        run(["preprocess.py", "--corpus_path", str(Path(corpus).resolve()), "--vocab_path", str(vocab),
-             "--dataset_path", str(dataset), "--processes_num", "1", "--seq_length", str(args.seq_length),
-             "--data_processor", "mlm", "--full_sentences", "--dynamic_masking"])
-    log = run(["pretrain.py", "--dataset_path", str(dataset), "--vocab_path", str(vocab),
-               "--config_path", str(config), "--output_model_path", str(work / f"uer_py_{size}.bin"),
-               "--total_steps", str(args.uer_py_steps), "--save_checkpoint_steps", str(10 * args.uer_py_steps),
-               "--report_steps", str(args.report_every), "--batch_size", str(args.batch_size)])
+        sh([sys.executable, "preprocess.py", "--corpus_path", Path(corpus).resolve(), "--vocab_path", vocab,
+            "--dataset_path", dataset, "--processes_num", 1, "--seq_length", args.seq_length,
+            "--data_processor", "mlm", "--full_sentences", "--dynamic_masking"], log, cwd=uer_py, env=env)
+    log.write_text("", encoding="utf-8")  # its tokens/s lines: this run's only
+    sh([sys.executable, "pretrain.py", "--dataset_path", dataset, "--vocab_path", vocab, "--config_path", config,
+        "--output_model_path", work / f"uer_py_{size}.bin", "--total_steps", args.uer_py_steps,
+        "--save_checkpoint_steps", 10 * args.uer_py_steps, "--report_steps", args.report_every,
+        "--batch_size", args.batch_size], log, cwd=uer_py, env=env)
     # (UER-py's pretrain.py has no --seq_length: the length comes from its dataset)
-    rates = [float(m) for m in re.findall(r"\|\s*([0-9.]+) tokens/s\|", log)]
+    rates = [float(m) for m in re.findall(r"\|\s*([0-9.]+) tokens/s\|", log.read_text(encoding="utf-8"))]
     if len(rates) < 2:
-        raise SystemExit(f"UER-py pretrain.py: expected at least 2 '| N tokens/s|' reports in its log, found {len(rates)} "
+        raise UsageError(f"UER-py pretrain.py: expected at least 2 '| N tokens/s|' reports in its log, found {len(rates)} "
                          f"(--uer_py_steps {args.uer_py_steps} / --report_every {args.report_every})")
     tokens_per_s = statistics.median(rates[1:])
     return args.batch_size * args.seq_length / tokens_per_s, uer_py_real_fraction(dataset)
@@ -170,18 +115,6 @@ def uer_py_real_fraction(dataset: Path, limit: int = 20000) -> float:
     return real / padded if padded else 0.0
 
 
-def steps(model, optimizer, batches, forward, precision: str = "fp32") -> float:
-    """Seconds for len(batches) optimizer steps; bf16 = autocast, as ``pretrain.py --precision bf16``."""
-    start = time.perf_counter()
-    for batch in batches:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            loss = forward(model, batch)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    return time.perf_counter() - start
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", nargs="+", default=["tiny", "mini"], choices=list(SIZES))
@@ -199,20 +132,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report_every", type=int, default=10,
                    help="steps per timed window; the first window is warm-up, the median of the rest counts")
     args = p.parse_args(argv)
+    return run_main("pretrain_speed.py", lambda: _run(args))
+
+
+def _run(args) -> int:
     uer_py = Path(args.uer_py_path).resolve() if args.uer_py_path else None
     if uer_py is not None and not uer_py.is_dir():
-        raise SystemExit(f"--uer_py_path {args.uer_py_path}: not a directory")
+        raise UsageError(f"--uer_py_path {args.uer_py_path}: not a directory")
     if args.report_every < 1 or args.uer_py_steps < 2 * args.report_every:
-        raise SystemExit(f"--uer_py_steps {args.uer_py_steps} --report_every {args.report_every}: expected "
+        raise UsageError(f"--uer_py_steps {args.uer_py_steps} --report_every {args.report_every}: expected "
                          "a positive window and at least two windows (the first is warm-up)")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     tmp = Path(tempfile.mkdtemp(prefix="uer-bench-"))
     dataset = tmp / "mlm"
-    vocab_path = default_vocab()
+    vocab_path = zh_vocab()
     if preprocess.main(["--corpus_path", args.corpus, "--data_processor", "mlm", "--vocab_path", str(vocab_path),
                         "--dataset_path", str(dataset), "--seq_length", str(args.seq_length), "--no_progress"]):
-        raise SystemExit("preprocess failed (run python corpora/build_zh.py first)")
+        raise UsageError("preprocess failed (run python corpora/build_zh.py first)")
     vocab = Vocab.load(vocab_path)
     data = PretrainDataset(dataset, vocab)
     n = args.steps
@@ -222,10 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     padded = sum(b["seg"].numel() for b in batches)
     results = {"threads": args.threads, "batch_size": args.batch_size, "seq_length": args.seq_length,
                "real_token_fraction": real / padded, "torch": torch.__version__, "sizes": {}}
-    cpu = cpu_name()
-    results["cpu"] = cpu
+    cpu = cpu_info()
+    results["cpu"] = cpu["model"]
     print(f"threads {args.threads}, batch {args.batch_size}, seq {args.seq_length}, real tokens {real / padded:.1%}, "
-          f"torch {torch.__version__}, {cpu}")
+          f"torch {torch.__version__}, {cpu['model']}")
     print(f"{'size':<6} {'prec':<5} {'uer tok/s':>10} {'HF tok/s':>10} {'ratio':>6} {'UER-py tok/s':>13}")
     for size, precision in [(size, prec) for size in args.sizes for prec in args.precisions]:
         ours = build_model(ours_config(size, args.seq_length), vocab_size=len(vocab))
@@ -235,12 +172,12 @@ def main(argv: list[str] | None = None) -> int:
         opt_hf = make_optimizer(hf.named_parameters(), 1e-4, 0.01)
         f_ours = lambda m, b: m(b)["loss"]  # noqa: E731
         f_hf = lambda m, b: m(**hf_batch(b)).loss  # noqa: E731
-        steps(ours, opt_ours, batches[:2], f_ours, precision)  # warm-up
-        steps(hf, opt_hf, batches[:2], f_hf, precision)
+        timed_steps(ours, opt_ours, batches[:2], f_ours, precision=precision)  # warm-up
+        timed_steps(hf, opt_hf, batches[:2], f_hf, precision=precision)
         t_ours, t_hf = [], []
         for _ in range(args.rounds):
-            t_ours.append(real / steps(ours, opt_ours, batches, f_ours, precision))
-            t_hf.append(real / steps(hf, opt_hf, batches, f_hf, precision))
+            t_ours.append(real / timed_steps(ours, opt_ours, batches, f_ours, precision=precision))
+            t_hf.append(real / timed_steps(hf, opt_hf, batches, f_hf, precision=precision))
         a, b = statistics.median(t_ours), statistics.median(t_hf)
         key = size if precision == "fp32" else f"{size}_{precision}"
         results["sizes"][key] = {"precision": precision, "uer_tokens_per_s": a, "hf_tokens_per_s": b, "ratio": a / b,
@@ -277,8 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{size:<6} batch {args.batch_size} x seq {args.seq_length}, real tokens uer {real / padded:.1%}, "
                   f"UER-py {their_real:.1%}: uer {ours_s:.3f} s/step, UER-py {theirs:.3f} s/step ({uer_py}); "
                   f"uer / UER-py real tokens/s {loop / their_tok:.2f}x (goal 1.5x: {'met' if loop / their_tok >= 1.5 else 'not met'})")
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(results, indent=2))
+    write_json(Path(args.output), results)
     return 0
 
 

@@ -11,19 +11,21 @@ only, seq 64 x batch 32 unless a probe says otherwise) on People's Daily + the *
 through ``pretrain.py`` and records the MLM
 accuracy curve (the training batches of each report window). Each probe's command is printed;
 curves go to ``out/probes/<name>/model.metrics.jsonl`` and the table to ``out/probes/table.md``.
+A ``_prior`` probe starts the MLM bias at the corpus' log unigram prior (pretrain.py's default,
+``--mlm_bias_init prior``); every other probe at zero (``--mlm_bias_init zero``).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-PY = sys.executable
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import PY, ROOT, sh, write_text  # noqa: E402
+from uer.utils.cli import run_main  # noqa: E402
+
 MLM_ONLY = ["--set", "target.components=[mlm]"]
 PRE_LN = ["--set", "encoder.layernorm_positioning=pre"]
 NO_DROPOUT = ["--set", "encoder.dropout=0.0", "--set", "encoder.attention_dropout=0.0", "--set", "embedding.dropout=0.0"]
@@ -38,7 +40,7 @@ PROBES: dict[str, tuple[int | None, list[str]]] = {
     "post_3e-3_nodrop": (None, [*NO_DROPOUT, "--learning_rate", "3e-3", "--warmup", "0.05"]),
     "pre_3e-3_seq64_b64": (64, [*PRE_LN, "--learning_rate", "3e-3", "--warmup", "0.05", "--batch_size", "64"]),
     "pre_3e-3_acc4": (None, [*PRE_LN, "--learning_rate", "3e-3", "--warmup", "0.05", "--accumulation_steps", "4"]),
-    # the MLM decoder bias starts at the corpus' log unigram prior (uer.recipe.init_mlm_bias)
+    # the MLM decoder bias starts at the corpus' log unigram prior (pretrain.py --mlm_bias_init prior)
     "post_1e-3_prior": (None, ["--learning_rate", "1e-3", "--warmup", "0.1"]),
     "post_3e-3_prior": (None, ["--learning_rate", "3e-3", "--warmup", "0.05"]),
     "pre_3e-3_prior": (None, [*PRE_LN, "--learning_rate", "3e-3", "--warmup", "0.05"]),
@@ -52,36 +54,10 @@ PROBES: dict[str, tuple[int | None, list[str]]] = {
 def dataset(seq: int) -> Path:
     path = ROOT / "data" / "datasets" / f"zh_mlm_{seq}"
     if not (path / "meta.json").exists():
-        subprocess.run([PY, "preprocess.py", "--corpus_path", "data/corpora/zh_news_reviews.txt", "--data_processor", "mlm",
-                        "--vocab_path", "models/google_zh_vocab.txt", "--dataset_path", str(path), "--seq_length", str(seq),
-                        "--processes_num", "1", "--no_progress"], cwd=ROOT, check=True)
+        sh([PY, "preprocess.py", "--corpus_path", "data/corpora/zh_news_reviews.txt", "--data_processor", "mlm",
+            "--vocab_path", "models/google_zh_vocab.txt", "--dataset_path", path, "--seq_length", seq,
+            "--processes_num", 1, "--no_progress"])
     return path
-
-
-def prior_init(path: Path, data: Path, config: str, flags: list[str], vocab_path: str = "models/google_zh_vocab.txt") -> list[str]:
-    """A fresh model (pretrain.py's seed) whose MLM bias is the log unigram prior, as --pretrained_model_path."""
-    import torch
-    import yaml
-
-    sys.path.insert(0, str(ROOT))
-    from uer.checkpoint import save_checkpoint
-    from uer.config import load_config
-    from uer.data.batches import PretrainDataset
-    from uer.model_builder import build_model
-    from uer.recipe import init_mlm_bias, token_log_prior
-    from uer.tokenizers import Vocab
-
-    sets = [flags[i + 1] for i, f in enumerate(flags) if f == "--set"]
-    overrides = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in [*MLM_ONLY[1:], *sets])}
-    cfg = load_config(ROOT / config, overrides)
-    vocab = Vocab.load(ROOT / vocab_path)
-    ds = PretrainDataset(data, vocab)
-    torch.manual_seed(cfg.train.seed)
-    model = build_model(cfg, vocab_size=len(vocab))
-    init_mlm_bias(model, token_log_prior(ds.files.tokens, len(vocab), ds.ids.special_ids))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(path, model, cfg, vocab_size=len(vocab))
-    return ["--pretrained_model_path", str(path)]
 
 
 def run_probe(name: str, steps: int, out: Path, config: str, report_steps: int, seq_length: int, batch_size: int) -> dict:
@@ -94,13 +70,10 @@ def run_probe(name: str, steps: int, out: Path, config: str, report_steps: int, 
     cmd = [PY, "pretrain.py", "--dataset_path", str(dataset(seq)), "--config_path", config,
            "--vocab_path", "models/google_zh_vocab.txt", "--output_model_path", str(target / "model.pt"),
            "--total_steps", str(steps), "--report_steps", str(report_steps), "--save_checkpoint_steps", str(10 * steps),
-           "--device", "cpu", "--no_progress", *MLM_ONLY, *flags]
-    if name.endswith("_prior"):
-        cmd += prior_init(out / f"{name}_init.pt", dataset(seq), config, flags)
-    print("$ " + " ".join(shlex.quote(c) for c in cmd), flush=True)
-    start = time.perf_counter()
-    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    wall = time.perf_counter() - start
+           "--device", "cpu", "--no_progress", "--mlm_bias_init", "prior" if name.endswith("_prior") else "zero",
+           *MLM_ONLY, *flags]
+    target.mkdir(parents=True, exist_ok=True)
+    wall = sh(cmd, target / "pretrain.log")
     curve = [(m["step"], m["mlm_acc"]) for m in map(json.loads, (target / "model.metrics.jsonl").read_text().splitlines())]
     print(f"  {name}: " + "  ".join(f"{s}:{a:.3f}" for s, a in curve) + f"  ({wall:.0f} s)", flush=True)
     return {"name": name, "seq_length": seq, "flags": flags, "steps": steps, "curve": curve, "wall_s": wall}
@@ -117,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out_dir", default="out/probes")
     p.add_argument("--list", action="store_true")
     args = p.parse_args(argv)
+    return run_main("recipe_probes.py", lambda: _run(args))
+
+
+def _run(args) -> int:
     if args.list:
         for name, (seq, flags) in PROBES.items():
             print(f"{name}: seq {seq or args.seq_length} {' '.join(flags)}")
@@ -134,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         curve = ", ".join(f"{s}: {a:.3f}" for s, a in r["curve"])
         lines.append(f"| {r['name']} | seq {r['seq_length']} {' '.join(r['flags'])} | {r['steps']} | {curve} | "
                      f"{r['curve'][-1][1]:.3f} | {r['wall_s']:.0f} |")
-    (out / "table.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text(out / "table.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

@@ -23,10 +23,8 @@ def test_the_gain_is_the_difference_of_the_means_over_seeds():
     runs = [{"labels": "500", "backbone": b, "seed": s, "teacher_accuracy": acc, "flops_speedup": 2.0}
             for b, s, acc in [("continued", 1, 0.60), ("continued", 2, 0.64), ("as it comes", 1, 0.58),
                               ("as it comes", 2, 0.58)]]
-    lines, gains = bench.summarise(runs, ["500"])
-    assert gains["500"] == pytest.approx(4.0)
-    assert "| 500 | MiniLM continued | 62.00 ± 2.83 | 2.00x | 2 |" in lines
-    assert lines[-1] == "labels 500: continued - as it comes = +4.00 points of test accuracy"
+    _, gains = bench.summarise(runs, ["500"])
+    assert gains == {"500": pytest.approx(4.0)}
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -24,7 +24,9 @@ def test_dry_run_passes_every_step_on_the_cpu(tmp_path):
     assert all(": ok (" in line for line in summary), summary
     speed = json.loads((out / "speed.json").read_text())
     assert speed["device"] == "cpu" and speed["precision"] == "bf16"
-    assert speed["uer_tokens_per_s"] > 0 and speed["hf_tokens_per_s"] > 0
+    assert len(speed["uer_rounds"]) == len(speed["hf_rounds"]) == 1  # --rounds 1: the median is that round
+    assert (speed["uer_tokens_per_s"], speed["hf_tokens_per_s"]) == (speed["uer_rounds"][0], speed["hf_rounds"][0])
+    assert speed["ratio"] == pytest.approx(speed["uer_tokens_per_s"] / speed["hf_tokens_per_s"])
     assert "transformers.BertForMaskedLM" in result.stdout
     assert (out / "pretrain" / "model.pt").is_file()
     assert "pretrain step 3: " in result.stdout  # the last step of the torchrun run

@@ -12,6 +12,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from uer.utils.cli import UsageError  # noqa: E402
+
 FAKE_PREPROCESS = """
 import argparse, pathlib, pickle
 p = argparse.ArgumentParser()
@@ -81,6 +83,6 @@ def test_a_folder_that_is_not_uer_py_is_named(tmp_path):
     from bench.pretrain_speed import uer_py_seconds_per_step
 
     args = Namespace(threads=1, seq_length=32, batch_size=4, uer_py_steps=20, report_every=10)
-    with pytest.raises(SystemExit) as err:
+    with pytest.raises(UsageError) as err:
         uer_py_seconds_per_step(tmp_path, "tiny", "c.txt", Path("v.txt"), args, tmp_path)
     assert str(err.value) == f"--uer_py_path {tmp_path}: no preprocess.py there (is it a UER-py checkout?)"
