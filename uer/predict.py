@@ -1,0 +1,360 @@
+"""Put a trained model to work on unlabelled text: ``python -m uer predict MODEL --input FILE``.
+
+One entry for both kinds of model, told apart by what their training run stored in the checkpoint
+(``labels``: a FastBERT classifier from ``run_fastbert.py``; ``id2label``: a tagger from
+``run_ner.py``)::
+
+    model = load_predictor("out/fastbert/model.pt")
+    model.predict(["what a lovely day"], speed=0.3)
+    # [{"label": "positive", "probabilities": {"negative": 0.02, ...}, "exit_layer": 2}]
+
+Input (:func:`read_inputs`): a TSV whose header names a ``text_a`` column (and ``text_b`` for a
+pair model; every other column, a label column included, is carried into the output object under
+its name, or as ``input_<name>`` where that name is one of the prediction's own keys), or plain
+text with one input a line (a first line without a tab that is not the header ``text_a``).
+Output: JSON Lines, one object a line, in input order (:func:`predict_stream`).
+A malformed input is an :class:`InputError` naming ``file:line``.
+"""
+from __future__ import annotations
+
+import io
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Callable, Iterable, Iterator, Sequence
+
+CLASSIFIER, TAGGER = "classifier", "tagger"
+
+
+class InputError(ValueError):
+    """A malformed input file or row; the message starts with ``file:line``."""
+
+
+# ==============================================================================================
+# the two kinds of model behind one interface
+
+
+class ClassifierModel:
+    """A :class:`~uer.fastbert.predictor.FastBertClassifier` answering with plain objects."""
+
+    kind = CLASSIFIER
+    keys = ("label", "probabilities", "exit_layer")
+
+    def __init__(self, clf) -> None:
+        self.clf = clf
+        self.pair = bool(clf.pair)
+        self.labels = list(clf.labels)
+        self.layers_num = clf.runner.layers_num
+        self.network = clf.runner.model  # the torch model, for the server's layer-by-layer engine
+
+    @property
+    def policies(self) -> tuple[str, ...]:
+        from uer.exit.policies import POLICIES
+
+        return tuple(POLICIES.names())
+
+    def result(self, probs, exit_layer: int) -> dict[str, Any]:
+        """(labels,) probabilities and a 1-based exit layer -> the answer for one text."""
+        values = probs.tolist()
+        best = max(range(len(values)), key=values.__getitem__)
+        return {"label": self.labels[best], "probabilities": dict(zip(self.labels, values)), "exit_layer": int(exit_layer)}
+
+    def predict(self, items: Sequence[str | tuple[str, str]], speed: float, policy: str | None = None,
+                batch_size: int = 32) -> list[dict[str, Any]]:
+        out = self.clf.predict(list(items), speed=speed, batch_size=batch_size, policy=policy or "entropy")
+        return [self.result(p, e) for p, e in zip(out.probabilities, out.exit_layers)]
+
+
+class TaggerModel:
+    """A :class:`~uer.tagging.predictor.NerTagger`: entities with character offsets and the mean
+    exit layer of the text's characters (token-level exit: each character leaves on its own)."""
+
+    kind = TAGGER
+    keys = ("entities", "mean_exit_layer")
+    pair = False
+    policies: tuple[str, ...] = ()  # token exit has one rule; ``window`` is its knob
+
+    def __init__(self, tagger, window: int = 0) -> None:
+        self.tagger = tagger
+        self.window = window
+        self.layers_num = tagger.runner.layers_num
+
+    def predict(self, items: Sequence[str], speed: float, policy: str | None = None,
+                batch_size: int = 32) -> list[dict[str, Any]]:
+        from uer.tagging.metrics import bio_spans
+
+        if policy is not None:
+            raise ValueError(f"policy {policy!r}: a tagger has no exit policy (token exit has one rule)")
+        results: list[dict[str, Any]] = [{"entities": [], "mean_exit_layer": None} for _ in items]
+        positions = [[i for i, ch in enumerate(t) if not ch.isspace()] for t in items]
+        todo = [k for k, pos in enumerate(positions) if pos]
+        if not todo:
+            return results
+        # NerTagger.tag gives the exit layers that NerTagger.predict does not; the offsets are its rule
+        tags, exits = self.tagger.tag([[items[k][i] for i in positions[k]] for k in todo], speed, self.window, batch_size)
+        for k, sentence_tags, layers in zip(todo, tags, exits):
+            pos, text = positions[k], items[k]
+            entities = []
+            for kind, s, e in bio_spans(sentence_tags):
+                start, end = pos[s], pos[e - 1] + 1
+                entities.append({"type": kind, "start": start, "end": end, "text": text[start:end]})
+            results[k] = {"entities": entities, "mean_exit_layer": sum(layers) / len(layers)}
+        return results
+
+
+Predictor = ClassifierModel | TaggerModel
+
+
+def model_kind(path: str | Path) -> str:
+    """``classifier`` or ``tagger``, from what the training run stored in the checkpoint."""
+    from uer.checkpoint import CheckpointError, read_checkpoint
+
+    extra = read_checkpoint(path)["extra"]
+    if "labels" in extra:
+        return CLASSIFIER
+    if "id2label" in extra:
+        return TAGGER
+    raise CheckpointError(f"{path} was written neither by run_fastbert.py (no 'labels' in it) "
+                          "nor by run_ner.py (no 'id2label')")
+
+
+def load_predictor(path: str | Path, runtime: str = "auto", window: int = 0) -> Predictor:
+    """The model at ``path`` (its vocabulary beside it), whichever kind it is."""
+    if model_kind(path) == CLASSIFIER:
+        from uer.fastbert.predictor import FastBertClassifier
+
+        return ClassifierModel(FastBertClassifier.load(path, runtime=runtime))
+    from uer.tagging.predictor import NerTagger
+
+    return TaggerModel(NerTagger.load(path, runtime=runtime), window=window)
+
+
+# ==============================================================================================
+# input
+
+
+@dataclass
+class Row:
+    line: int  # 1-based line number in the input
+    item: str | tuple[str, str]  # what the model reads: text_a, or (text_a, text_b)
+    carried: dict[str, str]  # the other columns, by name
+
+
+class Inputs:
+    """The rows of one input, read lazily line by line (constant memory on any size).
+
+    ``name``: how messages name the input (``<stdin>`` for ``-``); ``columns``: the TSV header, or
+    None for plain text; iterate for :class:`Row` s; ``bytes_read`` follows the progress."""
+
+    def __init__(self, stream: IO[bytes], name: str, pair: bool) -> None:
+        self.stream, self.name, self.pair = stream, name, pair
+        self.bytes_read = 0
+        first = stream.readline()
+        self.bytes_read += len(first)
+        self._first: bytes | None = None
+        text = self._decode(first, 1).lstrip("\ufeff").rstrip("\r\n")
+        if not text.strip() and not first:
+            raise InputError(f"{name}:1: empty input; expected a TSV with a text_a column or one text a line")
+        if "\t" in text or text.strip() == "text_a":
+            self.columns: list[str] | None = [c.strip() for c in text.split("\t")]
+            self._check_header()
+        else:
+            self.columns = None
+            if pair:
+                raise InputError(f"{name}:1: this model classifies (text_a, text_b) pairs: give a TSV whose header "
+                                 "names text_a and text_b")
+            self._first = first
+
+    def _check_header(self) -> None:
+        cols, where = self.columns, f"{self.name}:1"
+        repeated = sorted({c for c in cols if cols.count(c) > 1})
+        if repeated:
+            raise InputError(f"{where}: column {repeated[0]!r} appears more than once in the header")
+        if "text_a" not in cols:
+            shown = "\\t".join(cols)
+            raise InputError(f"{where}: the header '{shown}' has no text_a column")
+        if self.pair and "text_b" not in cols:
+            raise InputError(f"{where}: this model classifies (text_a, text_b) pairs, but the header has no text_b column")
+        if not self.pair and "text_b" in cols:
+            raise InputError(f"{where}: the header has a text_b column, but this model reads single texts")
+        self._a = cols.index("text_a")
+        self._b = cols.index("text_b") if self.pair else None
+        self._carried = [(i, c) for i, c in enumerate(cols) if c not in ("text_a", "text_b")]
+
+    def _decode(self, raw: bytes, line: int) -> str:
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InputError(f"{self.name}:{line}: not UTF-8 text") from None
+
+    def _row(self, raw: bytes, line: int) -> Row:
+        text = self._decode(raw, line).rstrip("\r\n")
+        if self.columns is None:
+            if line == 1:
+                text = text.lstrip("\ufeff")
+            if not text.strip():
+                raise InputError(f"{self.name}:{line}: empty line; every line must hold a text")
+            return Row(line, text, {})
+        fields = text.split("\t")
+        if len(fields) != len(self.columns):
+            raise InputError(f"{self.name}:{line}: {len(fields)} columns, the header has {len(self.columns)}")
+        for i, col in ((self._a, "text_a"), (self._b, "text_b")):
+            if i is not None and not fields[i].strip():
+                raise InputError(f"{self.name}:{line}: empty {col}")
+        item = fields[self._a] if self._b is None else (fields[self._a], fields[self._b])
+        return Row(line, item, {c: fields[i] for i, c in self._carried})
+
+    def __iter__(self) -> Iterator[Row]:
+        blank: list[int] = []  # blank lines: harmless at the end of the input, an error before a row
+        if self._first is None:  # a TSV: the header was line 1
+            lines, number = self.stream, 1
+        else:  # plain text: the first line is a text too (its bytes are counted already)
+            lines, number = _chain(self._first, self.stream), 0
+            self.bytes_read -= len(self._first)
+        for raw in lines:
+            number += 1
+            self.bytes_read += len(raw)
+            if not raw.strip(b"\r\n \t"):
+                blank.append(number)
+                continue
+            if blank:
+                raise InputError(f"{self.name}:{blank[0]}: empty line; every line must hold a text")
+            yield self._row(raw, number)
+
+
+def _chain(first: bytes, rest: Iterable[bytes]) -> Iterator[bytes]:
+    yield first
+    yield from rest
+
+
+def open_input(path: str) -> tuple[IO[bytes], str]:
+    """``-`` is standard input."""
+    if path == "-":
+        return sys.stdin.buffer, "<stdin>"
+    return open(path, "rb"), str(path)
+
+
+# ==============================================================================================
+# output
+
+
+def output_object(prediction: dict[str, Any], carried: dict[str, str]) -> dict[str, Any]:
+    """The carried columns first (as the file had them), then the prediction; a carried column
+    whose name the prediction uses (a ``label`` column beside the predicted label) is kept as
+    ``input_<name>``, so neither is lost."""
+    out = {(f"input_{k}" if k in prediction else k): v for k, v in carried.items()}
+    out.update(prediction)
+    return out
+
+
+def predict_stream(model: Predictor, rows: Iterable[Row], out: IO[str], speed: float, policy: str | None = None,
+                   batch_size: int = 32, chunk: int = 1024, progress: Callable[[int], None] | None = None) -> int:
+    """Predict ``rows`` in chunks of ``chunk`` and write one JSON line each to ``out``, in order.
+
+    Memory stays bounded by one chunk whatever the input's size. Returns the number of rows.
+    ``progress(n)`` is called after each chunk with the rows it held."""
+    done = 0
+    pending: list[Row] = []
+
+    def flush() -> None:
+        nonlocal done
+        answers = model.predict([r.item for r in pending], speed, policy, batch_size)
+        out.write("".join(json.dumps(output_object(a, r.carried), ensure_ascii=False) + "\n"
+                          for a, r in zip(answers, pending)))
+        done += len(pending)
+        if progress is not None:
+            progress(len(pending))
+        pending.clear()
+
+    for row in rows:
+        pending.append(row)
+        if len(pending) >= chunk:
+            flush()
+    if pending:
+        flush()
+    return done
+
+
+def input_size(stream: IO[bytes]) -> int | None:
+    """Bytes in a regular file (for a progress bar); None for a pipe."""
+    try:
+        import os
+
+        info = os.fstat(stream.fileno())
+    except (OSError, io.UnsupportedOperation):
+        return None
+    import stat
+
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
+
+
+# ==============================================================================================
+# the command line: python -m uer predict
+
+
+def add_arguments(p) -> None:
+    """The flags of ``python -m uer predict`` on an argparse parser."""
+    from uer.utils.cli import fraction, non_negative_int, positive_int
+
+    p.add_argument("model_path", metavar="MODEL", help="a model.pt written by run_fastbert.py or run_ner.py (vocabulary beside it)")
+    p.add_argument("--input", required=True, help="a TSV with a text_a column (text_b for pair models), "
+                   "or plain text, one input a line; - is standard input")
+    p.add_argument("--output", help="JSON Lines file (written whole or not at all); default: standard output")
+    p.add_argument("--force", action="store_true", help="replace --output if it exists")
+    p.add_argument("--speed", type=fraction, default=0.0, help="0 = the full model (default); higher exits earlier")
+    p.add_argument("--policy", help="the exit policy (classifiers; default entropy)")
+    p.add_argument("--window", type=non_negative_int, default=0, help="taggers: token exit's window (default 0)")
+    p.add_argument("--batch_size", type=positive_int, default=32)
+    p.add_argument("--runtime", default="auto", help="the inference runtime (uer.runtime; default auto)")
+
+
+def command(args) -> int:
+    """``python -m uer predict``: JSON Lines for every input line; one line and exit 2 on bad input."""
+    from tqdm import tqdm
+
+    from uer.checkpoint import CheckpointError
+    from uer.utils.atomic import atomic_open
+    from uer.utils.cli import UsageError, input_file, output_file
+
+    model_path = input_file(args.model_path, "MODEL")
+    if args.input != "-":
+        input_file(args.input, "--input")
+    if args.output is not None:
+        out_path = output_file(args.output, "--output")  # not a directory, under a writable one
+        if out_path.exists() and not args.force:  # what the user had stays theirs
+            raise UsageError(f"--output {args.output} already exists; pass --force to replace it")
+    try:
+        model = load_predictor(model_path, runtime=args.runtime, window=args.window)
+    except CheckpointError:
+        raise
+    except (ValueError, OSError) as exc:
+        raise UsageError(f"MODEL {args.model_path}: {exc}") from None
+    if args.policy is not None and args.policy not in model.policies:
+        valid = ", ".join(model.policies) or f"none: a {model.kind} has no exit policy"
+        raise UsageError(f"--policy {args.policy!r}: valid policies: {valid}")
+    stream, name = open_input(args.input)
+    bar = tqdm(total=input_size(stream), unit="B", unit_scale=True, file=sys.stderr,
+               disable=not sys.stderr.isatty(), desc="predict")
+    try:
+        inputs = Inputs(stream, name, model.pair)
+
+        def run(out: IO[str]) -> int:
+            return predict_stream(model, inputs, out, args.speed, args.policy, args.batch_size,
+                                  progress=lambda rows: bar.update(inputs.bytes_read - bar.n))
+
+        if args.output is None:
+            count = run(sys.stdout)
+            sys.stdout.flush()
+        else:
+            with atomic_open(out_path) as out:  # an error half-way leaves no half-written file
+                count = run(out)
+    except InputError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        bar.close()
+        if stream is not sys.stdin.buffer:
+            stream.close()
+    if args.output is not None:
+        print(f"{count} predictions ({model.kind}, speed {args.speed:g}) written to {args.output}", file=sys.stderr)
+    return 0
