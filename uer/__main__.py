@@ -102,6 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("out_dir", help="folder for the .onnx files and manifest.json")
     e.add_argument("--format", choices=("onnx",), default="onnx")
     e.add_argument("--quantize", choices=("int8",), help="int8 weights (ONNX Runtime dynamic quantization)")
+    from uer import predict as predict_cli  # neither imports torch until the command runs
+    from uer.serve import cli as serve_cli
+
+    predict_cli.add_arguments(sub.add_parser("predict", help="a trained model on unlabelled text -> JSON Lines"))
+    serve_cli.add_arguments(sub.add_parser("serve", help="a trained model as an HTTP service (batching across requests)"))
     try:
         args, rest = parser.parse_known_args(argv)  # overrides may follow the options
         if rest:
@@ -115,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             print(list_registries())
             return 0
+        if args.command == "predict":
+            return predict_cli.command(args)
+        if args.command == "serve":
+            return serve_cli.command(args)
         if args.command == "export":
             return export(args)
         return summary(args)
