@@ -3,6 +3,7 @@ eager model gives (fp32, 1e-4, every exit step and the full model); the manifest
 bad inputs are one line."""
 import hashlib
 import json
+import shutil
 
 import numpy as np
 import onnxruntime as ort
@@ -83,3 +84,121 @@ def test_bad_exports_are_one_line(exported, tmp_path, capsys):
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert main(["export", str(model_path), str(out)]) == 0  # over an earlier export: replaced
+
+
+# ----------------------------------------------------------------------------- bad-inputs.md rows 102-107
+def snapshot(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def refused(capsys, argv, *, says):
+    """``main(argv)`` exits 2 with one line on stderr (no traceback) that contains ``says``."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert says in err, err
+    return err
+
+
+def test_someone_elses_manifest_is_refused_untouched(exported, tmp_path, capsys):
+    """Row 102: a web app's folder with its own manifest.json and vocab.txt."""
+    model_path, _ = exported
+    webapp = tmp_path / "webapp"
+    webapp.mkdir()
+    (webapp / "manifest.json").write_text('{"name": "My App", "start_url": "/index.html"}\n')
+    (webapp / "index.html").write_text("<html></html>")
+    (webapp / "vocab.txt").write_text("my words\n")
+    before = snapshot(webapp)
+    refused(capsys, ["export", str(model_path), str(webapp)],
+            says="holds a manifest.json that is not a uer export (format None; ours say 'uer-fastbert-onnx')")
+    (webapp / "broken").mkdir()
+    (webapp / "manifest.json").write_text("not json")
+    before = snapshot(webapp)
+    refused(capsys, ["export", str(model_path), str(webapp)], says="(not a JSON object;")
+    assert snapshot(webapp) == before
+    assert not (tmp_path / "webapp.lock").exists()  # refused before the lock file is made beside it
+
+
+def test_an_earlier_exports_extra_steps_are_removed(tmp_path, capsys):
+    """Row 103: a 3-layer model, then a 2-layer one into the same folder; the user's own file stays."""
+    out = tmp_path / "onnx"
+    assert main(["export", str(save_model(tmp_path / "deep", layers=3)), str(out)]) == 0
+    assert (out / "step_2.onnx").is_file()
+    (out / "README.md").write_text("my notes")
+    assert main(["export", str(save_model(tmp_path / "shallow", layers=2)), str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["steps"] == ["step_0.onnx", "step_1.onnx"]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "full.onnx", "manifest.json", "step_0.onnx",
+                                                    "step_1.onnx", "vocab.txt"]
+    assert (out / "README.md").read_text() == "my notes"
+
+
+def test_a_second_export_into_the_same_folder_is_refused_while_the_first_runs(exported, tmp_path, capsys):
+    """Row 104: the lock the running export holds (taken here as it would be by another process)."""
+    from uer.utils.cli import OutputLock
+
+    model_path, _ = exported
+    out = tmp_path / "onnx"
+    assert main(["export", str(model_path), str(out)]) == 0
+    before = snapshot(out)
+    with OutputLock(out, "OUT"):
+        refused(capsys, ["export", str(model_path), str(out)], says="another run is writing OUT")
+    assert snapshot(out) == before
+    assert main(["export", str(model_path), str(out)]) == 0  # released: the next export runs
+
+
+def test_a_model_without_its_vocabulary_is_one_line(exported, tmp_path, capsys):
+    """Row 106."""
+    model_path, _ = exported
+    (tmp_path / "novocab").mkdir()
+    shutil.copy(model_path, tmp_path / "novocab" / "model.pt")
+    refused(capsys, ["export", str(tmp_path / "novocab" / "model.pt"), str(tmp_path / "o")],
+            says="model.vocab.txt does not exist (run_fastbert.py writes it beside the model")
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_stage_resume_file_is_named_as_one(exported, tmp_path, capsys):
+    """Row 107."""
+    from tests.test_loading import resume_file
+
+    model_path, _ = exported
+    folder = tmp_path / "run"
+    shutil.copytree(model_path.parent, folder)
+    stage1 = resume_file(folder / "model.pt")
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    refused(capsys, ["export", str(stage1), str(tmp_path / "new")],
+            says="model.stage1.pt holds the resume state of a training stage (stage 1 fine-tune), not a trained model")
+    assert not (tmp_path / "new").exists()
+
+
+def test_the_manifest_states_the_trained_policy_and_speed(tmp_path):
+    """The exit rule in the manifest is the one the model was trained and its speed chosen with."""
+    model_path = save_model(tmp_path / "run", exit_policy="patience", chosen_speed=0.4)
+    assert main(["export", str(model_path), str(tmp_path / "onnx")]) == 0
+    manifest = json.loads((tmp_path / "onnx" / "manifest.json").read_text())
+    assert manifest["exit_policy"] == {"name": "patience"} and manifest["speed"] == 0.4
+    assert manifest["exit_rule"].startswith("patience (PABEE)") and "entropy" not in manifest["exit_rule"]
+    topk = save_model(tmp_path / "topk", exit_policy={"name": "topk_entropy", "k": 2})
+    assert main(["export", str(topk), str(tmp_path / "topk_onnx")]) == 0
+    manifest = json.loads((tmp_path / "topk_onnx" / "manifest.json").read_text())
+    assert manifest["exit_policy"] == {"name": "topk_entropy", "k": 2} and manifest["speed"] is None
+    assert manifest["exit_rule"].startswith("topk_entropy (k = 2)")
+
+
+def test_every_registered_policy_has_a_manifest_rule():
+    """A new policy must say how an engine outside uer applies it, or export refuses it."""
+    from uer.exit.policies import POLICIES
+    from uer.runtime.export import EXIT_RULES, ExportError, exit_rule
+
+    assert set(EXIT_RULES) == set(POLICIES.names())
+    for name in POLICIES.names():
+        spec, rule = exit_rule(name, 3)
+        assert spec["name"] == name and "speed" in rule
+    missing = EXIT_RULES.pop("confidence")
+    try:
+        with pytest.raises(ExportError, match="^exit policy 'confidence' has no rule the manifest can state"):
+            exit_rule("confidence", 3)
+    finally:
+        EXIT_RULES["confidence"] = missing

@@ -81,7 +81,7 @@ def test_stage_2_left_backbone_and_teacher_alone(trained):
 
 
 def test_predictor_api(trained):
-    clf = FastBertClassifier.load(trained / "out" / "model.pt", fused=False)
+    clf = FastBertClassifier.load(trained / "out" / "model.pt", runtime="eager")
     texts = ["the movie was really great today", "my car is terrible", "this meal is okay"]
     together = clf.predict(texts, speed=0.3, batch_size=3)
     assert len(together.labels) == 3 and together.probabilities.shape == (3, 3)

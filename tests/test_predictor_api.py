@@ -22,16 +22,19 @@ VOCAB = DATA / "fastbert_vocab.txt"
 LABELS = ["neg", "neu", "pos"]
 
 
-def save_model(folder: Path, pair: bool | None = False, seq_length: int = 16, legacy: bool = False) -> Path:
+def save_model(folder: Path, pair: bool | None = False, seq_length: int = 16, legacy: bool = False,
+               layers: int = 2, **stored) -> Path:
     """An (untrained) FastBERT checkpoint as run_fastbert.py writes it; ``legacy``: as it did before
-    it recorded ``labels_num`` and ``pair``."""
+    it recorded ``labels_num`` and ``pair``; ``stored``: more of what a run stores (``exit_policy``,
+    ``chosen_speed``)."""
     torch.manual_seed(0)
-    config = fastbert_config(tiny_config(), branch_size=16)
+    config = fastbert_config(tiny_config(encoder={"layers_num": layers}), branch_size=16)
     vocab_size = len(VOCAB.read_text().splitlines())
     model = build_fastbert(config, vocab_size=vocab_size, labels_num=len(LABELS))
     extra = {"labels": LABELS, "vocab_size": vocab_size, "seq_length": seq_length, "vocab_file": "model.vocab.txt"}
     if not legacy:
         extra.update(labels_num=len(LABELS), pair=pair)
+    extra.update(stored)
     folder.mkdir(parents=True, exist_ok=True)
     save_checkpoint(folder / "model.pt", model, config, **extra)
     shutil.copy(VOCAB, folder / "model.vocab.txt")
@@ -40,7 +43,7 @@ def save_model(folder: Path, pair: bool | None = False, seq_length: int = 16, le
 
 @pytest.fixture(scope="module")
 def clf(tmp_path_factory):
-    return FastBertClassifier.load(save_model(tmp_path_factory.mktemp("single")), fused=False)
+    return FastBertClassifier.load(save_model(tmp_path_factory.mktemp("single")), runtime="eager")
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +88,7 @@ def test_an_empty_text_is_a_value_error_naming_its_index(clf, texts, where):
         clf.predict(texts, speed=0.5)
 
 
-@pytest.mark.parametrize("speed", ["0.5", None, True, False, [0.5]])
+@pytest.mark.parametrize("speed", ["0.5", True, False, [0.5]])  # None: the stored speed
 def test_speed_must_be_a_real_number(clf, speed):
     with pytest.raises(TypeError, match="^speed must be a number in \\[0, 1\\]"):
         clf.predict(["hi"], speed=speed)
@@ -118,9 +121,56 @@ def test_batch_size_must_be_an_int(clf, batch_size):
 def test_an_unknown_exit_policy_is_a_value_error_listing_the_valid_ones(clf):
     with pytest.raises(ValueError, match="^policy 'nope': expected one of .*entropy"):
         clf.predict(["hi"], speed=0.5, policy="nope")
-    with pytest.raises(TypeError, match="^policy must be a str"):
-        clf.predict(["hi"], speed=0.5, policy=None)
+    with pytest.raises(ValueError, match="'nope'"):
+        clf.predict(["hi"], speed=0.5, policy={"name": "nope"})
+    for bad in (3, ["entropy"]):
+        with pytest.raises(TypeError, match="^policy must be a str"):
+            clf.predict(["hi"], speed=0.5, policy=bad)
+    # None: the stored policy, entropy for a model that stored none
     assert clf.predict(["hi"], speed=0.5, policy="entropy").labels == clf.predict(["hi"], speed=0.5).labels
+
+
+def test_a_policy_is_a_name_a_spec_or_an_object(clf):
+    from uer.exit.policies import resolve
+
+    texts = ["the movie was great", "ok", "my car is terrible today"]
+    expected = clf.predict(texts, speed=0.6, policy="topk_entropy")
+    for same in ({"name": "topk_entropy", "k": 2}, resolve("topk_entropy")):
+        out = clf.predict(texts, speed=0.6, policy=same)
+        assert out.exit_layers == expected.exit_layers
+        torch.testing.assert_close(out.probabilities, expected.probabilities, rtol=0, atol=0)
+
+
+def test_the_trained_policy_and_chosen_speed_are_the_defaults(tmp_path):
+    """A model trained with patience and a chosen speed 0.9 predicts with both when given neither.
+    On this untrained 2-layer model patience at 0.9 (t = 0) lets every text leave at layer 1, while
+    entropy at 0.9 keeps them all (near-uniform outputs), so ignoring either default shows."""
+    clf = FastBertClassifier.load(save_model(tmp_path, exit_policy="patience", chosen_speed=0.9), runtime="eager")
+    texts = ["the movie was great", "ok", "my car is terrible today"]
+    default = clf.predict(texts)
+    patience = clf.predict(texts, speed=0.9, policy="patience")
+    assert default.exit_layers == patience.exit_layers == [1, 1, 1]
+    torch.testing.assert_close(default.probabilities, patience.probabilities, rtol=0, atol=0)
+    assert clf.predict(texts, speed=0.9, policy="entropy").exit_layers == [2, 2, 2]
+    assert clf.predict(texts, policy="patience").exit_layers == [1, 1, 1]  # the same policy: the chosen speed holds
+    assert clf.predict(texts, speed=0.0).exit_layers == [2, 2, 2]  # a speed of the caller's wins
+    # the chosen speed belongs to patience: another policy needs a speed of its own
+    with pytest.raises(ValueError, match=r"^speed=None means the speed chosen in training \(0\.9\), which was chosen "
+                                         r"under policy patience, not entropy: give a speed"):
+        clf.predict(texts, policy="entropy")
+    encoded = clf.encode(texts)
+    assert clf.predict_encoded(encoded).exit_layer.tolist() == [1, 1, 1]
+
+
+def test_a_stored_policy_spec_and_no_chosen_speed(tmp_path):
+    """``exit_policy`` stored as a spec works; no chosen speed means speed 0, the full model."""
+    clf = FastBertClassifier.load(save_model(tmp_path, exit_policy={"name": "topk_entropy", "k": 3}, chosen_speed=None),
+                                  runtime="eager")
+    texts = ["the movie was great", "ok"]
+    assert clf.predict(texts).exit_layers == [2, 2]
+    full = clf.predict(texts, speed=0.0, policy="entropy")
+    torch.testing.assert_close(clf.predict(texts).probabilities, full.probabilities, rtol=0, atol=0)
+    assert clf.predict(texts, speed=1.0).exit_layers == [1, 1]
 
 
 def test_tuples_must_be_pairs_and_match_the_model(clf, pair_clf):

@@ -77,10 +77,16 @@ def summary(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
-    from uer.runtime.export import export_onnx
-    from uer.utils.cli import input_file, output_dir
+    from uer.runtime.export import ExportError, earlier_export, export_onnx
+    from uer.utils.cli import OutputLock, input_file, output_dir
 
-    manifest = export_onnx(input_file(args.model_path, "MODEL"), output_dir(args.out_dir, "OUT"), quantize=args.quantize)
+    model, out = input_file(args.model_path, "MODEL"), output_dir(args.out_dir, "OUT")
+    try:
+        earlier_export(out)  # someone else's folder is refused before the lock file is made beside it
+        with OutputLock(out, "OUT"):  # a second export into this folder fails at once
+            manifest = export_onnx(model, out, quantize=args.quantize)
+    except ExportError as exc:
+        raise UsageError(str(exc)) from None
     files = [*manifest["steps"], manifest["full"], manifest["vocab"], "manifest.json"]
     print(f"exported {manifest['layers_num']} steps + the full model ({manifest['quantize'] or 'fp32'}) to "
           f"{args.out_dir}: {', '.join(files)}")

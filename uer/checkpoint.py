@@ -8,6 +8,7 @@ Loading never executes code from the file (``torch.load(weights_only=True)``).
 from __future__ import annotations
 
 import pickle
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,9 +111,11 @@ def load_model(path: str | Path, require: Sequence[str] = (), written_by: str = 
 
     state = read_checkpoint(path)
     extra = state["extra"]
-    for key in require:
-        if key not in extra:
-            raise CheckpointError(f"{path} was not written by {written_by or 'the expected command'} (no {key!r} in it)")
+    missing = [key for key in require if key not in extra]
+    if missing and "trainer" in extra:  # a Trainer's resume file holds nothing of the run's own keys
+        raise CheckpointError(resume_state_message(Path(path), extra["trainer"]))
+    if missing:
+        raise CheckpointError(f"{path} was not written by {written_by or 'the expected command'} (no {missing[0]!r} in it)")
     config = checkpoint_config(state, path)
     saved = {k: extra[k] for k in ("vocab_size", "labels_num", "vocab_tokens") if k in extra}
     if "labels_num" not in saved and isinstance(extra.get("labels"), list):
@@ -120,6 +123,17 @@ def load_model(path: str | Path, require: Sequence[str] = (), written_by: str = 
     model = build_model(config, **{**saved, **sizes})
     load_state(model, state["model"], str(path), config.source)
     return model, extra
+
+
+def resume_state_message(path: Path, trainer: Any) -> str:
+    """What to say of a file that holds a training state to resume from where a model was expected
+    (``model.stage1.pt`` of run_fastbert.py / run_ner.py, ``model.pt.resume`` of pretrain.py)."""
+    signature = trainer.get("signature") if isinstance(trainer, dict) else None
+    stage = signature.get("stage") if isinstance(signature, dict) else None
+    what = f"the resume state of a training stage ({stage})" if isinstance(stage, str) else "a training resume state"
+    stem = re.fullmatch(r"(.+?)(\.stage\d+\.pt|\.pt\.resume)", path.name)  # the file names the commands write
+    model = f"{stem[1]}.pt" if stem else "the model"
+    return f"{path} holds {what}, not a trained model: load {model}, which the run writes when it ends"
 
 
 TARGET_PREFIX = "target.components."

@@ -7,11 +7,18 @@ deploy on another engine.
     OUT/manifest.json                     what each file takes and gives, the labels, the exit rule, sha256s
 
 Batch and length are dynamic (see :mod:`uer.runtime.onnx_graph`). Early exit on another engine:
-run step 0, compute the entropy of ``softmax(logits)`` normalised by ``log(labels)``, keep the
-rows above ``speed`` and feed their ``hidden`` (and ``seg``) to step 1, and so on; the last step's
-logits are the teacher's. Every file is written atomically and the manifest last: a folder with
-a manifest holds a complete export. ``--quantize int8`` writes ONNX Runtime's dynamic int8 graphs
-(``DynamicQuantizeLinear`` / ``MatMulInteger``, standard ONNX operators).
+run step 0, apply the manifest's ``exit_rule`` (the exit policy the model was trained with, e.g.
+FastBERT's normalised entropy of ``softmax(logits)`` below ``speed``) and feed the ``hidden`` (and
+``seg``) of the rows that stay to step 1, and so on; the last step's logits are the teacher's.
+``speed`` is the one the run chose (null: none chosen; any value in [0, 1] works). Every file is
+written atomically and the manifest last: a folder with a manifest holds a complete export; files
+of an earlier export that the new one does not list are removed. A folder that is neither empty
+nor an earlier export (its ``manifest.json`` in our format) is refused untouched. ``--quantize int8`` writes ONNX Runtime's dynamic
+int8 graphs (``DynamicQuantizeLinear`` / ``MatMulInteger``, standard ONNX operators).
+
+Two exports into one folder at once would interleave their files: ``python -m uer export`` holds
+an :class:`~uer.utils.cli.OutputLock` on the folder; callers of :func:`export_onnx` keep to one
+export per folder at a time.
 """
 from __future__ import annotations
 
@@ -19,13 +26,35 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
+from typing import Any, Callable
 
 from uer.utils.atomic import atomic_open
-from uer.utils.cli import UsageError
 
 FORMAT = "uer-fastbert-onnx"
 VERSION = 1
+OWN_FILE = re.compile(r"step_\d+\.onnx|full\.onnx|vocab\.txt")  # what an export of ours may hold besides its manifest
+
+_AFTER = ("; the last step always lets every row leave, speed >= 1 lets every row leave after step 0, "
+          "speed 0 = the full model")
+# exit policy name -> its rule in words, from its spec and the number of labels; one per registered policy
+EXIT_RULES: dict[str, Callable[[dict[str, Any], int], str]] = {
+    "entropy": lambda spec, labels: (
+        "entropy (FastBERT): leave after step i when -sum(p log p) / log(labels) < speed, p = softmax(logits)"),
+    "confidence": lambda spec, labels: (
+        "confidence: leave after step i when max(p) > 1 - speed * (1 - 1/labels), p = softmax(logits)"),
+    "patience": lambda spec, labels: (
+        "patience (PABEE): count = how many steps in a row argmax(logits) has equalled the step before's "
+        "(0 at step 0 and after a change); leave after step i when count >= t, t = floor((1 - speed) * (layers_num - 1) + 0.5)"),
+    "topk_entropy": lambda spec, labels: (
+        f"topk_entropy (k = {spec['k']}): q = the top {min(spec['k'], labels)} of p = softmax(logits), divided by their sum; "
+        f"leave after step i when -sum(q log q) / log({min(spec['k'], labels)}) < speed"),
+}
+
+
+class ExportError(ValueError):
+    """An export that cannot be done as asked; the message names the model, folder or option."""
 
 
 def _write(path: Path, data: bytes) -> str:
@@ -34,38 +63,74 @@ def _write(path: Path, data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def earlier_export(out_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The manifest of the export ``out_dir`` holds (None: no folder, or an empty one); a folder that
+    holds anything else -- someone's files, another program's ``manifest.json`` -- is an ExportError.
+    Reads only: call it before writing anything."""
+    out = Path(out_dir)
+    if not out.exists() or not any(out.iterdir()):
+        return None
+    manifest = out / "manifest.json"
+    if not manifest.is_file():
+        raise ExportError(f"OUT {out} is not empty and holds no earlier export (no manifest.json): refusing to write into it")
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        data = None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        found = f"format {data.get('format')!r}" if isinstance(data, dict) else "not a JSON object"
+        raise ExportError(f"OUT {out} holds a manifest.json that is not a uer export ({found}; ours say {FORMAT!r}): "
+                          "refusing to write into it")
+    return data
+
+
+def _listed(manifest: dict[str, Any]) -> set[str]:
+    """The files an earlier manifest of ours lists (only names an export writes: never a path)."""
+    names = [*manifest.get("steps", []), manifest.get("full"), manifest.get("vocab")]
+    return {n for n in names if isinstance(n, str) and OWN_FILE.fullmatch(n)}
+
+
+def exit_rule(policy: Any, labels: int) -> tuple[dict[str, Any], str]:
+    """``(spec, rule in words)`` of an exit policy for the manifest; a policy without a written rule
+    cannot be run from the manifest alone, so it is refused."""
+    from uer.exit.checks import policy_spec
+
+    spec = policy_spec(policy)
+    if spec["name"] not in EXIT_RULES:
+        raise ExportError(f"exit policy {spec['name']!r} has no rule the manifest can state "
+                          f"(written for: {', '.join(sorted(EXIT_RULES))}); it cannot be exported")
+    return spec, EXIT_RULES[spec["name"]](spec, labels) + _AFTER
+
+
 def export_onnx(model_path: str | os.PathLike, out_dir: str | os.PathLike, quantize: str | None = None) -> dict:
     """Writes the export (module docstring) and returns its manifest."""
+    from uer.exit.loading import stored_policy
     from uer.fastbert.predictor import FastBertClassifier
     from uer.runtime.onnx_graph import OPSET, build_graphs, unsupported
     from uer.runtime.onnxrt import available, quantize_int8
 
+    if quantize not in (None, "int8"):
+        raise ExportError(f"quantize must be None or 'int8', got {quantize!r}")
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not (out / "manifest.json").is_file():
-        raise UsageError(f"OUT {out} is not empty and holds no earlier export (no manifest.json): refusing to write into it")
-    from uer.checkpoint import CheckpointError
-
-    try:
-        clf = FastBertClassifier.load(model_path, runtime="eager")
-    except CheckpointError:
-        raise
-    except ValueError as e:  # not a run_fastbert.py model, vocabulary mismatch ...
-        raise UsageError(f"{model_path}: {e}") from None
+    before = earlier_export(out)
+    clf = FastBertClassifier.load(model_path, runtime="eager")  # a CheckpointError names the file and why
     model = clf.runner.model
     why = unsupported(model)
     if why is not None:
-        raise UsageError(f"{model_path}: cannot export to ONNX: {why}")
+        raise ExportError(f"{model_path}: cannot export to ONNX: {why}")
     missing = available() if quantize is not None else None
     if missing is not None:
-        raise UsageError(f"--quantize {quantize}: {missing}")
+        raise ExportError(f"--quantize {quantize}: {missing}")
+    policy, rule = exit_rule(stored_policy(clf.extra), len(clf.labels))
     graphs = build_graphs(model)
     models = graphs.steps + [graphs.full]
     blobs = quantize_int8(models) if quantize == "int8" else [m.SerializeToString() for m in models]
     names = [f"step_{i}.onnx" for i in range(len(graphs.steps))] + ["full.onnx"]
     out.mkdir(parents=True, exist_ok=True)
-    stale = out / "manifest.json"
-    if stale.exists():
-        stale.unlink()  # the folder is incomplete from here until the new manifest is written
+    if before is not None:
+        (out / "manifest.json").unlink()  # the folder is incomplete from here until the new manifest is written
+        for stale in sorted(_listed(before) - {*names, "vocab.txt"}):
+            (out / stale).unlink(missing_ok=True)  # e.g. step_3.onnx of a deeper model exported here before
     sha = {name: _write(out / name, blob) for name, blob in zip(names, blobs)}
     sha["vocab.txt"] = _write(out / "vocab.txt", "".join(f"{t}\n" for t in clf.tokenizer.vocab.tokens).encode("utf-8"))
     tok = dataclasses.asdict(model.config.tokenizer)
@@ -82,8 +147,7 @@ def export_onnx(model_path: str | os.PathLike, out_dir: str | os.PathLike, quant
                    "hidden": "float32 (batch, length, hidden_size): the previous step's hidden_out (steps 1..)"},
         "outputs": {"hidden_out": "float32 (batch, length, hidden_size), the input of the next step",
                     "logits": "float32 (batch, labels) of this step's branch (full.onnx: the teacher's, after every layer)"},
-        "exit_rule": "entropy (FastBERT): leave after step i when -sum(p log p) / log(labels) < speed, "
-                     "p = softmax(logits); speed 0 = the full model",
+        "exit_policy": policy, "exit_rule": rule, "speed": clf.extra.get("chosen_speed"),
         "sha256": sha,
     }
     with atomic_open(out / "manifest.json") as f:

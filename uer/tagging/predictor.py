@@ -10,15 +10,16 @@ tagged O. A text's entities do not depend on the other texts of the call.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
 
-from uer.checkpoint import CheckpointError, checkpoint_config, load_state, read_checkpoint
+from uer.exit.checks import check_batch_size, check_text, check_texts, check_window, policy_spec
+from uer.exit.loading import exit_settings, load_trained
 from uer.fastbert.data import length_sorted_batches
-from uer.model_builder import build_model
+from uer.exit.policies import ExitPolicy
 from uer.tagging.data import assemble, collate, encode_sentences
 from uer.tagging.inference import TokenExit
 from uer.tagging.metrics import bio_spans
@@ -33,37 +34,40 @@ class Entity:
 
 
 class NerTagger:
-    def __init__(self, model, vocab, id2label: Sequence[str], seq_length: int, runtime: str = "auto") -> None:
+    def __init__(self, model, vocab, id2label: Sequence[str], seq_length: int, runtime: str = "auto",
+                 extra: dict[str, Any] | None = None) -> None:
         self.runner = TokenExit(model, runtime=runtime)
         self.vocab = vocab
         self.id2label = list(id2label)
         self.seq_length = seq_length
+        self.extra = dict(extra or {})  # what the run stored: its exit policy, chosen speed and window are the defaults
 
     @classmethod
-    def load(cls, path: str | Path, vocab_path: str | Path | None = None, device: str | torch.device = "cpu",
-             runtime: str = "auto") -> "NerTagger":
-        """A checkpoint written by ``run_ner.py``; its vocabulary lies beside it unless given.
+    def load(cls, path: str | os.PathLike, vocab_path: str | os.PathLike | None = None,
+             device: str | torch.device = "cpu", runtime: str = "auto") -> "NerTagger":
+        """A checkpoint written by ``run_ner.py``; its vocabulary lies beside it unless given
+        (:func:`uer.exit.loading.load_trained` checks both).
         ``runtime``: the inference linears (:class:`uer.tagging.inference.TokenExit`)."""
-        from uer.tokenizers import Vocab
+        trained = load_trained(path, "run_ner.py", vocab_path=vocab_path, device=device)
+        extra = trained.extra
+        return cls(trained.model, trained.vocab, extra["id2label"], extra["seq_length"], runtime=runtime, extra=extra)
 
-        path = Path(path)
-        state = read_checkpoint(path)
-        extra = state["extra"]
-        for key in ("id2label", "vocab_size", "seq_length", "vocab_file"):
-            if key not in extra:
-                raise CheckpointError(f"{path} was not written by run_ner.py (no {key!r} in it)")
-        config = checkpoint_config(state, path)
-        model = build_model(config, vocab_size=extra["vocab_size"], labels_num=len(extra["id2label"]))
-        load_state(model, state["model"], str(path), config.source)
-        model.to(device)
-        vocab = Vocab.load(vocab_path or path.parent / extra["vocab_file"])
-        if len(vocab) != extra["vocab_size"]:
-            raise CheckpointError(f"vocabulary has {len(vocab)} tokens, the model {extra['vocab_size']}")
-        return cls(model, vocab, extra["id2label"], extra["seq_length"], runtime=runtime)
+    def tag(self, chars: Sequence[Sequence[str]], speed: float | None = None, window: int | None = None,
+            batch_size: int = 32, policy: str | dict | ExitPolicy | None = None) -> tuple[list[list[str]], list[list[int]]]:
+        """Characters per sentence -> (tags, exit layers) per sentence; the arguments as :meth:`predict`'s."""
+        speed, rule = exit_settings(self.extra, speed, policy)
+        return self._tag(chars, speed, self._window(window), check_batch_size(batch_size), rule)
 
-    def tag(self, chars: Sequence[Sequence[str]], speed: float = 0.0, window: int = 0,
-            batch_size: int = 32) -> tuple[list[list[str]], list[list[int]]]:
-        """Characters per sentence -> (tags, exit layers) per sentence."""
+    def _window(self, window: object) -> int:
+        window = check_window(self.extra.get("window", 0) if window is None else window)
+        # a window as wide as a row covers all of it: wider ones give the same exits and only cost time
+        return min(window, self.seq_length)
+
+    def _tag(self, chars: Sequence[Sequence[str]], speed: float, window: int, batch_size: int,
+             rule: ExitPolicy) -> tuple[list[list[str]], list[list[int]]]:
+        name = policy_spec(rule)["name"]
+        if name != "entropy":  # token exit decides by entropy alone until it takes a policy
+            raise ValueError(f"policy {name!r}: token exit supports only 'entropy'")
         chunks = encode_sentences(self.vocab, chars, None, self.seq_length)
         tags: list[list[str]] = [[] for _ in range(len(chunks))]
         exits: list[list[int]] = [[] for _ in range(len(chunks))]
@@ -78,24 +82,22 @@ class NerTagger:
                 exits[r] = layers[j, 1:n].tolist()
         return assemble(chunks, tags), assemble(chunks, exits)
 
-    def predict(self, texts: str | Sequence[str], speed: float = 0.0, window: int = 0, batch_size: int = 32) -> list[list[Entity]]:
-        """Entities of each text (a single ``str`` is one text: the result is still a list of one)."""
-        if isinstance(texts, str):
-            texts = [texts]
-        if not isinstance(texts, (list, tuple)) or not all(isinstance(t, str) for t in texts):
-            raise TypeError("texts must be a str or a list of str")
-        if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not 0.0 <= speed <= 1.0:
-            raise ValueError(f"speed must be a number in [0, 1], got {speed!r}")
-        if isinstance(window, bool) or not isinstance(window, int) or window < 0:
-            raise ValueError(f"window must be an integer >= 0, got {window!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    def predict(self, texts: str | Iterable[str], speed: float | None = None, window: int | None = None,
+                batch_size: int = 32, policy: str | dict | ExitPolicy | None = None) -> list[list[Entity]]:
+        """Entities of each text (a single ``str`` is one text: the result is still a list of one).
+
+        ``speed`` in [0, 1] (0: the full model), ``window`` (a token leaves only when every token
+        within ``window`` positions is sure enough too) and ``policy``: None = what the run stored
+        (its chosen speed, else 0; its ``--window``; its exit policy, else entropy)."""
+        texts = [check_text(t, f"texts[{i}]") for i, t in enumerate(check_texts(texts))]
+        speed, rule = exit_settings(self.extra, speed, policy)
+        window, batch_size = self._window(window), check_batch_size(batch_size)
         results: list[list[Entity]] = [[] for _ in texts]
         positions = [[i for i, ch in enumerate(t) if not ch.isspace()] for t in texts]
         todo = [k for k, pos in enumerate(positions) if pos]
         if not todo:
             return results
-        tags, _ = self.tag([[texts[k][i] for i in positions[k]] for k in todo], speed, window, batch_size)
+        tags, _ = self._tag([[texts[k][i] for i in positions[k]] for k in todo], speed, window, batch_size, rule)
         for k, sentence_tags in zip(todo, tags):
             pos, text = positions[k], texts[k]
             for kind, s, e in bio_spans(sentence_tags):
