@@ -16,7 +16,7 @@ LISTED = (
     ("targets", "uer.targets:TARGETS"),
     ("tokenizers", "uer.tokenizers:TOKENIZERS"),
     ("processors", "uer.data.processors:PROCESSORS"),
-    ("exit policies", "uer.fastbert.policies:POLICIES"),
+    ("exit policies", "uer.exit.policies:POLICIES"),
 )
 
 
@@ -113,6 +113,12 @@ def main(argv: list[str] | None = None) -> int:
 
     predict_cli.add_arguments(sub.add_parser("predict", help="a trained model on unlabelled text -> JSON Lines"))
     serve_cli.add_arguments(sub.add_parser("serve", help="a trained model as an HTTP service (batching across requests)"))
+    from uer import embed as embed_cli, vocab_tools
+    from uer.convert import cli as convert_cli
+
+    convert_cli.add_arguments(sub.add_parser("convert", help="HuggingFace <-> uer: hf2uer HF_DIR OUT.pt | uer2hf MODEL.pt HF_DIR"))
+    vocab_tools.add_arguments(sub.add_parser("vocab", help="build a vocabulary from a corpus | extend a model's vocabulary"))
+    embed_cli.add_arguments(sub.add_parser("embed", help="sentence vectors of a text file -> .npy"))
     try:
         args, rest = parser.parse_known_args(argv)  # overrides may follow the options
         if rest:
@@ -132,6 +138,12 @@ def main(argv: list[str] | None = None) -> int:
             return serve_cli.command(args)
         if args.command == "export":
             return export(args)
+        if args.command == "convert":
+            return convert_cli.command(args)
+        if args.command == "vocab":
+            return vocab_tools.command(args)
+        if args.command == "embed":
+            return embed_cli.command(args)
         return summary(args)
 
     from uer.checkpoint import CheckpointError
