@@ -147,7 +147,8 @@ def choose_speeds(clf, clf8, gold: list[int], texts: list[str]) -> dict:
     """Accuracy at every speed on the whole test set, fp32 and int8 (the library's sweep, no timing);
     the speeds the goals use: the largest within 1 point of the *fp32* teacher."""
     from uer.fastbert.data import Encoded
-    from uer.fastbert.evaluate import chosen_speed, sweep
+    from uer.exit.sweep import chosen_speed
+    from uer.fastbert.evaluate import sweep
 
     enc = clf.encode(texts)
     enc = Encoded(enc.ids, enc.segs, gold)

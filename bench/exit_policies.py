@@ -45,17 +45,18 @@ from bench.common import ROOT, cpu_info, load_average, write_json  # noqa: E402
 from uer.config import ConfigError  # noqa: E402
 from uer.data.tsv import TsvError, read_tsv  # noqa: E402
 from uer.fastbert.data import Encoded, encode_tsv  # noqa: E402
-from uer.fastbert.evaluate import all_layer_probs, chosen_speed, sweep  # noqa: E402
+from uer.exit.pipeline import subsample  # noqa: E402
+from uer.exit.policies import policy_names  # noqa: E402
+from uer.exit.sweep import chosen_speed  # noqa: E402
+from uer.fastbert.evaluate import all_layer_probs, sweep  # noqa: E402
 from uer.fastbert.flops import FlopModel  # noqa: E402
-from uer.fastbert.pipeline import subsample  # noqa: E402
-from uer.fastbert.policies import POLICIES  # noqa: E402
 from uer.fastbert.predictor import FastBertClassifier  # noqa: E402
 from uer.fastbert.training import BRANCH_TRAININGS  # noqa: E402
 from uer.utils.atomic import atomic_open  # noqa: E402
 from uer.utils.cli import UsageError, non_negative_int, output_dir, positive_float, positive_int, run_main  # noqa: E402
 from uer.utils.paths import resolve_path  # noqa: E402
 
-POLICY_NAMES: tuple[str, ...] = tuple(POLICIES.names())
+POLICY_NAMES: tuple[str, ...] = policy_names()
 
 # The sweep grid of ``speed`` (every policy reads it in [0, 1]: 0 = the full model, 1 = the most
 # eager exit). Denser near 1, where many-class entropy exits start to fire.
@@ -187,7 +188,7 @@ def evaluate(clf: FastBertClassifier, test: Encoded, policies: Sequence[str], ti
     out, walls = {}, {}
     for policy in policies:
         rows = [{k: r[k] for k in ROW_KEYS} for r in sweep(runner, test, pad_id, SPEEDS, measure=False, policy=policy)["rows"]]
-        ch = chosen_speed(rows, teacher, TOLERANCE)
+        ch = chosen_speed(rows, teacher, tolerance=TOLERANCE)
         out[policy] = {"rows": rows, "chosen": ch and dict(ch), "above_static": above_static(rows, static)}
         if ch and timed_n:  # the library's timing: each batch best of repeats, full model and speed taking turns
             at = sweep(runner, timed, pad_id, [ch["speed"]], timing_samples=timed_n, batch_size=batch_size,
@@ -196,7 +197,7 @@ def evaluate(clf: FastBertClassifier, test: Encoded, policies: Sequence[str], ti
                                           ("flops_speedup_timed", "wall_speedup_batch1", "wall_speedup_batched")})
             walls[f"{policy}@{ch['speed']:g}"] = at["wall_seconds"]
     return {"teacher_accuracy": teacher, "policies": out, "static": static, "layers": runner.layers_num,
-            "sweep_seconds": time.perf_counter() - started, "timing_samples": timed_n, "backend": runner.backend,
+            "sweep_seconds": time.perf_counter() - started, "timing_samples": timed_n, "runtime": runner.name,
             "wall_seconds": walls or None}
 
 
@@ -377,8 +378,9 @@ def _run(args, argv: list[str] | None) -> int:
             path, report = trained_model(name, models[name], data_dir / name, training, settings, args.threads,
                                          out_dir / f"{name}_{training}")
             clf = FastBertClassifier.load(path)
-            test = subsample(read_tsv(data_dir / name / "test.tsv", labels=clf.labels), test_samples, settings.seed + 2)
-            encoded = encode_tsv(clf.tokenizer, test, clf.seq_length)
+            full = encode_tsv(clf.tokenizer, read_tsv(data_dir / name / "test.tsv", labels=clf.labels), clf.seq_length)
+            rows = subsample(len(full), test_samples, settings.seed + 2) or range(len(full))
+            encoded = Encoded([full.ids[i] for i in rows], [full.segs[i] for i in rows], [full.labels[i] for i in rows])
             r = evaluate(clf, encoded, args.policies, timing_samples, args.timing_batch_size, args.repeats)
             results[name][training] = {
                 "labels_num": len(clf.labels), "train_rows": report["train_rows"], "dev_rows": report["dev_rows"],

@@ -23,17 +23,20 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import ROOT as REPO, write_json  # noqa: E402
 
 from uer.config import load_config  # noqa: E402
 from uer.data.tsv import read_tsv  # noqa: E402
 from uer.fastbert.build import build_fastbert, fastbert_config  # noqa: E402
 from uer.fastbert.data import encode_tsv  # noqa: E402
-from uer.fastbert.evaluate import chosen_speed, sweep  # noqa: E402
+from uer.exit.sweep import chosen_speed  # noqa: E402
+from uer.fastbert.evaluate import sweep  # noqa: E402
 from uer.fastbert.inference import EarlyExit  # noqa: E402
 from uer.fastbert.predictor import FastBertClassifier  # noqa: E402
-from uer.fastbert.report import format_table, plot_tradeoff, write_json  # noqa: E402
+from uer.exit.report import plot_tradeoff  # noqa: E402
+from uer.fastbert.report import format_table  # noqa: E402
 
 SPEEDS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 # fastbert==0.2.2 (the authors' package), 2 threads, batch 1, padded to 128 tokens: ms per sentence
@@ -124,8 +127,9 @@ def main(argv: list[str] | None = None) -> int:
            "labels_num": len(clf.labels), "rows": rows, "chosen": goals, "authors_comparison": authors,
            "wall_seconds": result["wall_seconds"], "timing_samples": result["timing_samples"],
            "backend": result["backend"], "torch": torch.__version__}
-    write_json(args.output, out)
-    plot_tradeoff(Path(args.output).with_suffix(".png"), rows, teacher, title="FastBERT on tweets (MiniLM)")
+    write_json(Path(args.output), out)
+    plot_tradeoff(Path(args.output).with_suffix(".png"), rows, teacher, title="FastBERT on tweets (MiniLM)",
+                  metric="accuracy", reference_label="teacher")
     print(f"written {args.output}")
     return 0
 

@@ -78,7 +78,8 @@ def speed(args) -> int:
 def sweep_cmd(args) -> int:
     from uer.data.tsv import read_tsv
     from uer.fastbert.data import encode_tsv
-    from uer.fastbert.evaluate import chosen_speed, sweep
+    from uer.exit.sweep import chosen_speed
+    from uer.fastbert.evaluate import sweep
     from uer.fastbert.predictor import FastBertClassifier
     from uer.fastbert.report import format_table
 
