@@ -5,6 +5,7 @@ print the table and the goals.
 
     flock /tmp/uer-bench.lock python bench/ner_tradeoff.py            # ~35 minutes on 2 cores (BERT-mini width)
     flock /tmp/uer-bench.lock python bench/ner_tradeoff.py --hidden 128 --pretrain_steps 2000   # ~17 minutes
+    flock /tmp/uer-bench.lock python bench/ner_tradeoff.py --quick    # a smoke run of every step (L2/H64); out/ner_bench_quick
 
 A finished step is not run again: the pre-trained model is reused by the same config, and
 ``run_ner.py`` resumes its own finished output, so a second run re-measures the sweep only.
@@ -48,6 +49,10 @@ tokenizer:
   name: char
   vocab_path: {vocab}
 """
+
+QUICK = {"work_dir": str(ROOT / "out" / "ner_bench_quick"), "results": str(ROOT / "out" / "ner_bench_quick" / "ner_tradeoff.json"),
+         "layers": 2, "hidden": 64, "pretrain_steps": 100, "pretrain_seq_length": 64, "train_samples": 1000,
+         "dev_samples": 200, "test_samples": 300, "epochs_num": 1, "distill_epochs_num": 1, "timing_samples": 20}
 
 
 def judge(report: dict, window: int, layers: int) -> dict:
@@ -108,7 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=positive_int, default=2)
     p.add_argument("--results", default=str(ROOT / "bench" / "results" / "ner_tradeoff.json"),
                    help="where the JSON goes (default bench/results/ner_tradeoff.json)")
+    p.add_argument("--quick", action="store_true", help="a smoke run of every step at tiny sizes; its numbers say nothing "
+                   "(flags given explicitly still win; results under out/ner_bench_quick, never bench/results)")
     args = p.parse_args(argv)
+    if args.quick:  # parsed again with the quick defaults
+        p.set_defaults(**QUICK)
+        args = p.parse_args(argv)
     try:
         parse_speeds(args.speed)  # a bad --speed is refused before minutes of pre-training, not after
     except argparse.ArgumentTypeError as exc:
