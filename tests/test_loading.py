@@ -222,10 +222,24 @@ def test_a_window_wider_than_any_row_is_cut_to_the_row(tagger):
 def test_the_tagger_defaults_are_what_the_run_stored(tmp_path):
     """``window``, ``chosen_speed`` and ``exit_policy`` stored by run_ner.py are the defaults."""
     chars = [list(TEXT), list("李鹏在上海上海北京"), list("他和你")]
-    stored = NerTagger.load(save_tagger(tmp_path / "a", sure=True, window=1, chosen_speed=0.5, exit_policy="entropy"),
+    stored = NerTagger.load(save_tagger(tmp_path / "a", sure=True, window=1, chosen_speed=0.95, exit_policy="entropy"),
                             runtime="eager")
     plain = NerTagger.load(save_tagger(tmp_path / "b", sure=True), runtime="eager")
-    exits = {(s, w): plain.tag(chars, speed=s, window=w)[1] for s in (0.0, 0.5) for w in (0, 1)}
+    exits = {(s, w): plain.tag(chars, speed=s, window=w)[1] for s in (0.0, 0.95) for w in (0, 1)}
     assert len({str(v) for v in exits.values()}) >= 3  # speed and window both change the exits here
-    assert stored.tag(chars) == stored.tag(chars, speed=0.5, window=1) == plain.tag(chars, speed=0.5, window=1)
+    assert stored.tag(chars) == stored.tag(chars, speed=0.95, window=1) == plain.tag(chars, speed=0.95, window=1)
     assert plain.tag(chars) == plain.tag(chars, speed=0.0, window=0)  # nothing stored: the full model
+
+
+def test_the_tagger_predicts_with_the_trained_policy(tmp_path):
+    """A tagger trained with ``--exit_policy patience`` exits by patience when given no policy:
+    at 0.6 on 2 layers patience lets every token leave at layer 1, entropy only the sure ones."""
+    chars = [list(TEXT), list("李鹏在上海上海北京")]
+    tagger = NerTagger.load(save_tagger(tmp_path / "p", sure=True, exit_policy="patience", chosen_speed=0.6), runtime="eager")
+    patience = tagger.tag(chars, speed=0.6, policy="patience")
+    assert tagger.tag(chars) == tagger.tag(chars, policy="patience") == patience
+    assert all(layer == 1 for row in patience[1] for layer in row)
+    assert tagger.tag(chars, speed=0.6, policy="entropy")[1] != patience[1]
+    assert tagger.predict(TEXT) == tagger.predict(TEXT, speed=0.6, policy={"name": "patience"})
+    with pytest.raises(ValueError, match="chosen under policy patience, not entropy"):
+        tagger.predict(TEXT, policy="entropy")

@@ -199,3 +199,34 @@ def test_an_older_model_with_a_seq_length_beyond_its_position_table_loads_and_tr
     assert clf.seq_length == 64 and clf.pair is None
     out = clf.predict(["word " * 2000, "a" * 10000], speed=0.5)
     assert len(out.labels) == 2 and set(out.exit_layers) <= {1, 2}
+
+
+def test_a_model_trained_with_patience_predicts_with_patience(tmp_path, capsys):
+    """Through run_fastbert.py itself: ``--exit_policy patience`` is stored with the speed the run
+    chose, and ``predict(texts)`` is ``predict(texts, speed=<chosen>, policy="patience")``."""
+    import run_fastbert
+    from uer.checkpoint import read_checkpoint
+
+    (tmp_path / "tiny.yaml").write_text(
+        "embedding:\n  emb_size: 32\n  components: [word, {name: pos, max_seq_length: 64}, seg]\n"
+        "encoder: {name: transformer, hidden_size: 32, layers_num: 3, heads_num: 4, feedforward_size: 37}\n"
+        "target: {components: [mlm]}\ntokenizer: {name: bert}\n")
+    model_path = tmp_path / "out" / "model.pt"
+    assert run_fastbert.main([
+        "--config_path", str(tmp_path / "tiny.yaml"), "--vocab_path", str(VOCAB),
+        "--train_path", str(DATA / "fastbert_train.tsv"), "--dev_path", str(DATA / "fastbert_dev.tsv"),
+        "--test_path", str(DATA / "fastbert_test.tsv"), "--output_model_path", str(model_path),
+        "--epochs_num", "1", "--distill_epochs_num", "1", "--batch_size", "16", "--seq_length", "16",
+        "--branch_size", "16", "--speed", "0,0.5,1", "--exit_policy", "patience", "--timing_samples", "2", "--runtime", "eager",
+        "--no_progress", "--no_plot", "--threads", "1",
+    ]) == 0
+    extra = read_checkpoint(model_path)["extra"]
+    assert extra["exit_policy"] == "patience" and extra["chosen_speed"] in (0.0, 0.5, 1.0)
+    clf = FastBertClassifier.load(model_path, runtime="eager")
+    texts = ["the movie was really great today", "my car is terrible", "this meal is okay", "ok"]
+    default = clf.predict(texts)
+    patience = clf.predict(texts, speed=extra["chosen_speed"], policy="patience")
+    assert default.exit_layers == patience.exit_layers and default.labels == patience.labels
+    torch.testing.assert_close(default.probabilities, patience.probabilities, rtol=0, atol=0)
+    # at 0.5 on 3 layers patience waits for one agreeing layer: nobody leaves at layer 1, as entropy may
+    assert min(clf.predict(texts, speed=0.5, policy="patience").exit_layers) >= 2

@@ -101,7 +101,7 @@ def load_model(path: str | Path, require: Sequence[str] = (), written_by: str = 
     """Rebuild the model a checkpoint came from and load it strictly -> ``(model, extra)``.
 
     Sizes (``vocab_size``, ``labels_num``, ``vocab_tokens``) default to those saved in ``extra``
-    (``labels_num`` also to the length of a saved ``labels`` list). ``require``: keys ``extra``
+    (``labels_num`` also to the length of a saved ``labels`` or ``id2label`` list). ``require``: keys ``extra``
     must hold, e.g. ``("labels", "seq_length")`` for a FastBERT classifier; a checkpoint that lacks
     one is refused as "not written by <written_by>".
 
@@ -118,8 +118,9 @@ def load_model(path: str | Path, require: Sequence[str] = (), written_by: str = 
         raise CheckpointError(f"{path} was not written by {written_by or 'the expected command'} (no {missing[0]!r} in it)")
     config = checkpoint_config(state, path)
     saved = {k: extra[k] for k in ("vocab_size", "labels_num", "vocab_tokens") if k in extra}
-    if "labels_num" not in saved and isinstance(extra.get("labels"), list):
-        saved["labels_num"] = len(extra["labels"])
+    labels = next((extra[k] for k in ("labels", "id2label") if isinstance(extra.get(k), list)), None)
+    if "labels_num" not in saved and labels is not None:  # run_fastbert.py's labels, run_ner.py's id2label
+        saved["labels_num"] = len(labels)
     model = build_model(config, **{**saved, **sizes})
     load_state(model, state["model"], str(path), config.source)
     return model, extra

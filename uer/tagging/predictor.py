@@ -16,7 +16,7 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
-from uer.exit.checks import check_batch_size, check_text, check_texts, check_window, policy_spec
+from uer.exit.checks import check_batch_size, check_text, check_texts, check_window
 from uer.exit.loading import exit_settings, load_trained
 from uer.fastbert.data import length_sorted_batches
 from uer.exit.policies import ExitPolicy
@@ -59,22 +59,17 @@ class NerTagger:
         return self._tag(chars, speed, self._window(window), check_batch_size(batch_size), rule)
 
     def _window(self, window: object) -> int:
-        window = check_window(self.extra.get("window", 0) if window is None else window)
-        # a window as wide as a row covers all of it: wider ones give the same exits and only cost time
-        return min(window, self.seq_length)
+        return check_window(self.extra.get("window", 0) if window is None else window)
 
     def _tag(self, chars: Sequence[Sequence[str]], speed: float, window: int, batch_size: int,
              rule: ExitPolicy) -> tuple[list[list[str]], list[list[int]]]:
-        name = policy_spec(rule)["name"]
-        if name != "entropy":  # token exit decides by entropy alone until it takes a policy
-            raise ValueError(f"policy {name!r}: token exit supports only 'entropy'")
         chunks = encode_sentences(self.vocab, chars, None, self.seq_length)
         tags: list[list[str]] = [[] for _ in range(len(chunks))]
         exits: list[list[int]] = [[] for _ in range(len(chunks))]
         pad_id = self.vocab.pad_id
         for index in length_sorted_batches(chunks.lengths(), batch_size):
             batch = collate(chunks, index, pad_id, self.runner.device)
-            out = self.runner.predict(batch["src"], batch["seg"], speed, window)
+            out = self.runner.predict(batch["src"], batch["seg"], speed, window, policy=rule)
             pred, layers = out.probs.argmax(-1).cpu(), out.exit_layer.cpu()
             for j, r in enumerate(index):
                 n = len(chunks.ids[r])
