@@ -111,6 +111,7 @@ def test_someone_elses_manifest_is_refused_untouched(exported, tmp_path, capsys)
     before = snapshot(webapp)
     refused(capsys, ["export", str(model_path), str(webapp)],
             says="holds a manifest.json that is not a uer export (format None; ours say 'uer-fastbert-onnx')")
+    assert snapshot(webapp) == before and sorted(p.name for p in webapp.iterdir()) == ["index.html", "manifest.json", "vocab.txt"]
     (webapp / "broken").mkdir()
     (webapp / "manifest.json").write_text("not json")
     before = snapshot(webapp)
@@ -165,9 +166,6 @@ def test_a_stage_resume_file_is_named_as_one(exported, tmp_path, capsys):
     folder = tmp_path / "run"
     shutil.copytree(model_path.parent, folder)
     stage1 = resume_file(folder / "model.pt")
-    out = tmp_path / "o"
-    out.mkdir()
-    (out / "keep.txt").write_text("mine")
     refused(capsys, ["export", str(stage1), str(tmp_path / "new")],
             says="model.stage1.pt holds the resume state of a training stage (stage 1 fine-tune), not a trained model")
     assert not (tmp_path / "new").exists()
@@ -202,3 +200,20 @@ def test_every_registered_policy_has_a_manifest_rule():
             exit_rule("confidence", 3)
     finally:
         EXIT_RULES["confidence"] = missing
+
+
+def test_an_export_stopped_before_its_manifest_can_be_redone(tmp_path, capsys):
+    """Killed after some graphs (and half of one) but before the manifest: the folder holds only
+    what an export writes, so the same command finishes it; a folder of other files stays refused."""
+    out = tmp_path / "onnx"
+    assert main(["export", str(save_model(tmp_path / "deep", layers=3)), str(out)]) == 0
+    (out / "manifest.json").unlink()
+    (out / ".step_1.onnx.abc123.tmp").write_bytes(b"half")
+    assert main(["export", str(save_model(tmp_path / "shallow", layers=2)), str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["full.onnx", "manifest.json", "step_0.onnx", "step_1.onnx",
+                                                    "vocab.txt"]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "vocab.txt").write_text("my words\n")
+    refused(capsys, ["export", str(save_model(tmp_path / "shallow")), str(mine)], says="holds no earlier export")
+    assert (mine / "vocab.txt").read_text() == "my words\n"

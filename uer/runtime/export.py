@@ -12,9 +12,10 @@ FastBERT's normalised entropy of ``softmax(logits)`` below ``speed``) and feed t
 ``seg``) of the rows that stay to step 1, and so on; the last step's logits are the teacher's.
 ``speed`` is the one the run chose (null: none chosen; any value in [0, 1] works). Every file is
 written atomically and the manifest last: a folder with a manifest holds a complete export; files
-of an earlier export that the new one does not list are removed. A folder that is neither empty
-nor an earlier export (its ``manifest.json`` in our format) is refused untouched. ``--quantize int8`` writes ONNX Runtime's dynamic
-int8 graphs (``DynamicQuantizeLinear`` / ``MatMulInteger``, standard ONNX operators).
+of an earlier export that the new one does not list are removed. A folder that is not empty, not
+an earlier export (its ``manifest.json`` in our format) and not an export stopped before its
+manifest (only the names an export writes) is refused untouched. ``--quantize int8`` writes ONNX
+Runtime's dynamic int8 graphs (``DynamicQuantizeLinear`` / ``MatMulInteger``, standard ONNX operators).
 
 Two exports into one folder at once would interleave their files: ``python -m uer export`` holds
 an :class:`~uer.utils.cli.OutputLock` on the folder; callers of :func:`export_onnx` keep to one
@@ -35,6 +36,7 @@ from uer.utils.atomic import atomic_open
 FORMAT = "uer-fastbert-onnx"
 VERSION = 1
 OWN_FILE = re.compile(r"step_\d+\.onnx|full\.onnx|vocab\.txt")  # what an export of ours may hold besides its manifest
+TEMPORARY = re.compile(r"\.(step_\d+\.onnx|full\.onnx|vocab\.txt|manifest\.json)\..*\.tmp")  # atomic_open's, left by a kill
 
 _AFTER = ("; the last step always lets every row leave, speed >= 1 lets every row leave after step 0, "
           "speed 0 = the full model")
@@ -72,6 +74,8 @@ def earlier_export(out_dir: str | os.PathLike) -> dict[str, Any] | None:
         return None
     manifest = out / "manifest.json"
     if not manifest.is_file():
+        if _interrupted(out):
+            return {"format": FORMAT, "steps": [p.name for p in out.iterdir() if p.name.startswith("step_")]}
         raise ExportError(f"OUT {out} is not empty and holds no earlier export (no manifest.json): refusing to write into it")
     try:
         data = json.loads(manifest.read_text(encoding="utf-8"))
@@ -82,6 +86,14 @@ def earlier_export(out_dir: str | os.PathLike) -> dict[str, Any] | None:
         raise ExportError(f"OUT {out} holds a manifest.json that is not a uer export ({found}; ours say {FORMAT!r}): "
                           "refusing to write into it")
     return data
+
+
+def _interrupted(out: Path) -> bool:
+    """An export stopped before its manifest: only files an export writes (and atomic_open's
+    temporary ``.<name>.*.tmp`` of one), at least one of them a graph."""
+    names = [p.name for p in out.iterdir()]
+    return (any(n.endswith(".onnx") for n in names)
+            and all(OWN_FILE.fullmatch(n) or TEMPORARY.fullmatch(n) for n in names))
 
 
 def _listed(manifest: dict[str, Any]) -> set[str]:
@@ -128,9 +140,12 @@ def export_onnx(model_path: str | os.PathLike, out_dir: str | os.PathLike, quant
     names = [f"step_{i}.onnx" for i in range(len(graphs.steps))] + ["full.onnx"]
     out.mkdir(parents=True, exist_ok=True)
     if before is not None:
-        (out / "manifest.json").unlink()  # the folder is incomplete from here until the new manifest is written
+        (out / "manifest.json").unlink(missing_ok=True)  # the folder is incomplete until the new manifest is written
         for stale in sorted(_listed(before) - {*names, "vocab.txt"}):
             (out / stale).unlink(missing_ok=True)  # e.g. step_3.onnx of a deeper model exported here before
+        for leftover in out.iterdir():
+            if TEMPORARY.fullmatch(leftover.name):
+                leftover.unlink(missing_ok=True)  # half a file of an export that was killed
     sha = {name: _write(out / name, blob) for name, blob in zip(names, blobs)}
     sha["vocab.txt"] = _write(out / "vocab.txt", "".join(f"{t}\n" for t in clf.tokenizer.vocab.tokens).encode("utf-8"))
     tok = dataclasses.asdict(model.config.tokenizer)
