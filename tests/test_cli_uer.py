@@ -5,7 +5,7 @@ from uer.__main__ import main
 from uer.data.processors import PROCESSORS
 from uer.embeddings import EMBEDDINGS
 from uer.encoders import ENCODERS
-from uer.fastbert.policies import POLICIES
+from uer.exit.policies import POLICIES
 from uer.subencoders import SUBENCODERS
 from uer.targets import TARGETS
 from uer.tokenizers import TOKENIZERS

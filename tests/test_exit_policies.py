@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from tests.test_fastbert import batch, fastbert_model
 from uer.config import ConfigError
 from uer.fastbert.inference import EarlyExit, exits_for_speeds
-from uer.fastbert.policies import POLICIES, normalized_entropy, resolve
-from uer.fastbert.policies.confidence import confidence_threshold
-from uer.fastbert.policies.patience import PatiencePolicy, patience_for
+from uer.exit.policies import POLICIES, normalized_entropy, resolve
+from uer.exit.policies.confidence import confidence_threshold
+from uer.exit.policies.patience import PatiencePolicy, patience_for
 
 LAYERS = 6
 SPEEDS = (0.0, 0.3, 0.6, 0.9, 1.0)

@@ -93,7 +93,7 @@ def test_fused_equals_eager(encoder, lengths, onednn, monkeypatch):
     model = tiny_model(**encoder)
     src, seg = batch(lengths)
     fused = optimize_for_inference(model.embedding, model.encoder, mode="fused")
-    assert fused.backend == "fused", fused.reason
+    assert fused.mode == "fused", fused.reason
     first = next(iter(fused.linears.values()))
     assert first.mkldnn == (onednn and uer.fused.mkldnn_usable(torch.device("cpu"), torch.float32))
     with torch.no_grad():
@@ -125,13 +125,13 @@ def test_fails_closed_with_a_stated_reason():
     model = tiny_model()
     assert unsupported(model.encoder) is None
     fused = optimize_for_inference(model.embedding, model.encoder)
-    assert (fused.backend, fused.reason.split(";")[0]) == ("fused", "fused transformer")
+    assert (fused.mode, fused.reason.split(";")[0]) == ("fused", "fused transformer")
 
     model.encoder.transformer[1] = RotaryLayer(hidden_size=32, heads_num=4, feedforward_size=37, dropout=0.0,
                                                attention_dropout=0.0, act="gelu", norm="normal", norm_eps=1e-12,
                                                positioning="post")
     fallback = optimize_for_inference(model.embedding, model.encoder)
-    assert (fallback.backend, fallback.reason) == ("eager", "layer 1: layer RotaryLayer is not TransformerLayer")
+    assert (fallback.mode, fallback.reason) == ("eager", "layer 1: layer RotaryLayer is not TransformerLayer")
     with pytest.raises(ValueError, match="mode 'fused': layer 1: layer RotaryLayer is not TransformerLayer"):
         optimize_for_inference(model.embedding, model.encoder, mode="fused")
 
@@ -146,7 +146,7 @@ def test_a_field_missing_from_supported_runs_eager(monkeypatch):
     monkeypatch.setattr(uer.fused, "SUPPORTED", {k: v for k, v in SUPPORTED.items() if k != "bias"})
     model = tiny_model()
     fused = optimize_for_inference(model.embedding, model.encoder)
-    assert (fused.backend, fused.reason) == ("eager", "TransformerConfig.bias is not known to uer.fused")
+    assert (fused.mode, fused.reason) == ("eager", "TransformerConfig.bias is not known to uer.fused")
 
 
 def test_other_encoders_run_eager_and_say_why():
@@ -156,7 +156,7 @@ def test_other_encoders_run_eager_and_say_why():
                                "target": {"components": ["mlm"]}}, "tiny")
     model = build_model(config, vocab_size=99).eval()
     fused = optimize_for_inference(model.embedding, model.encoder)
-    assert (fused.backend, fused.reason) == ("eager", "LstmEncoder has no fused path")
+    assert (fused.mode, fused.reason) == ("eager", "LstmEncoder has no fused path")
     src, seg = batch([13, 4])
     with torch.no_grad():
         emb = model.embed(src, seg)
@@ -167,7 +167,7 @@ def test_eager_mode_is_the_encoder_itself():
     model = tiny_model()
     src, seg = batch([13, 4, 9])
     fused = optimize_for_inference(model.embedding, model.encoder, mode="eager")
-    assert (fused.backend, fused.reason) == ("eager", "asked for eager")
+    assert (fused.mode, fused.reason) == ("eager", "asked for eager")
     with torch.no_grad():
         emb = model.embed(src, seg)
         torch.testing.assert_close(fused(emb, seg), model.encoder(emb, seg), rtol=0, atol=0)

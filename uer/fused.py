@@ -1,7 +1,7 @@
 """Fused inference for the transformer encoder, with the plain modules as the fallback.
 
     fused = optimize_for_inference(model.embedding, model.encoder)     # mode="auto", fp32
-    fused.backend, fused.reason                                        # "fused" / "eager", and why
+    fused.mode, fused.reason                                           # "fused" / "eager", and why
     hidden = fused(fused.embed(src, seg), seg)                         # == model.encode(src, seg)
 
     ctx = fused.context(seg)                                           # FastBERT: one layer at a time
@@ -24,8 +24,14 @@ modules it knows (``type(layer) is TransformerLayer``, ...) and a config whose e
 says why; ``mode="fused"`` then raises with that reason.
 
 Modes: ``fused``; ``eager`` (the model's own modules, the reference); ``auto`` = fused where
-supported, eager otherwise. ``dtype=torch.bfloat16`` computes in bf16 inside (inputs and outputs
-keep their dtype); never the default, and slower than fp32 on CPUs without bf16 units.
+supported, eager otherwise (no measurement: the measured choice between engines is the runtime's,
+``uer.runtime``). ``dtype=torch.bfloat16`` computes in bf16 inside (inputs and outputs keep their
+dtype); never the default, and slower than fp32 on CPUs without bf16 units.
+
+The pieces are public for the other executors of the same maths (token exit runs the layer on
+the tokens still in the network): :class:`PackedLinear` (one linear, oneDNN-packed or
+``F.linear``), :class:`PackedExecutor` (``TransformerLayer.compute`` on packed real tokens),
+:class:`FusedContext` and :func:`mkldnn_usable`.
 
 ``forward`` / ``forward_layers`` / ``layer`` give zeros at padding positions (the encoder leaves
 garbage there; every pooling masks it). The embedding and encoder are put in eval mode. The fused
@@ -38,7 +44,7 @@ import copy
 import dataclasses
 import platform
 from dataclasses import dataclass
-from typing import Literal
+from typing import Iterable, Literal
 
 import torch
 import torch.nn.functional as F
@@ -68,8 +74,13 @@ SUPPORTED: dict[str, tuple | None] = {
     "position_bias": ("none", "alibi"),  # ALiBi: uer's own alibi_mask on the padded grid
 }
 NORMS = (nn.LayerNorm, nn.RMSNorm)
-# our activation -> (oneDNN post-op, its algorithm)
-_MKLDNN_ACTS = {"gelu": ("gelu", "none"), "gelu_fast": ("gelu", "tanh"), "relu": ("relu", ""), "silu": ("swish", "")}
+# our activation -> (oneDNN post-op, its algorithm); tanh: the exit branches' activation
+_MKLDNN_ACTS = {"gelu": ("gelu", "none"), "gelu_fast": ("gelu", "tanh"), "relu": ("relu", ""), "silu": ("swish", ""),
+                "tanh": ("tanh", "")}
+
+
+def _act(name: str, y: torch.Tensor) -> torch.Tensor:
+    return torch.tanh(y) if name == "tanh" else activation(name)(y)
 
 
 def mkldnn_usable(device: torch.device, dtype: torch.dtype) -> bool:
@@ -83,11 +94,9 @@ def mkldnn_usable(device: torch.device, dtype: torch.dtype) -> bool:
     return dtype == torch.float32
 
 
-def unsupported(encoder: Encoder) -> str | None:
-    """Why the fused path cannot run ``encoder`` exactly, or None when it can."""
-    if type(encoder) is not TransformerEncoder:
-        return f"{type(encoder).__name__} has no fused path"
-    cfg = encoder.cfg
+def unsupported_config(cfg: object) -> str | None:
+    """Why the fused path cannot run a transformer of encoder config ``cfg``, or None when it can
+    (what the config alone says: :func:`unsupported` also checks the built modules)."""
     if type(cfg) is not TransformerConfig:
         return f"config {type(cfg).__name__} is not TransformerConfig"
     for f in dataclasses.fields(cfg):
@@ -96,6 +105,16 @@ def unsupported(encoder: Encoder) -> str | None:
         allowed, value = SUPPORTED[f.name], getattr(cfg, f.name)
         if allowed is not ANY and value not in allowed:
             return f"TransformerConfig.{f.name}={value!r} is not supported by uer.fused"
+    return None
+
+
+def unsupported(encoder: Encoder) -> str | None:
+    """Why the fused path cannot run ``encoder`` exactly, or None when it can."""
+    if type(encoder) is not TransformerEncoder:
+        return f"{type(encoder).__name__} has no fused path"
+    why = unsupported_config(encoder.cfg)
+    if why is not None:
+        return why
     for i in range(encoder.layers_num):
         block = encoder.block(i)
         parts = {"layer": (block, TransformerLayer), "attention": (block.self_attn, MultiHeadAttention),
@@ -133,42 +152,60 @@ class FusedContext(EncoderContext):
         return FusedContext.build(self.seg[index], self.kind, self.alibi_heads)
 
 
-class _Linear:
-    """``act(x @ W.T + b) (+ residual)`` through a oneDNN-packed weight, or ``F.linear`` elsewhere."""
+class PackedLinear:
+    """``act(x @ W.T + b) (+ residual)`` through a oneDNN-packed weight, or ``F.linear`` where oneDNN
+    cannot run (``mkldnn=False``). ``rows``: only these output rows of ``linear`` (a split of the
+    fused Q/K/V projection). ``act``: one of ``uer.layers.activation``'s names, or ``"tanh"``."""
 
-    def __init__(self, linear: nn.Linear, dtype: torch.dtype, mkldnn: bool) -> None:
-        weight = linear.weight.detach().to(dtype)
-        self.bias = None if linear.bias is None else linear.bias.detach().to(dtype)
+    def __init__(self, linear: nn.Linear, dtype: torch.dtype, mkldnn: bool, rows: slice = slice(None)) -> None:
+        weight = linear.weight.detach()[rows].to(dtype)
+        self.bias = None if linear.bias is None else linear.bias.detach()[rows].to(dtype)
         self.mkldnn = mkldnn
         self.weight = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), 128) if mkldnn else weight
 
-    def __call__(self, x: torch.Tensor, act: str | None, residual: torch.Tensor | None) -> torch.Tensor:  # (N, in) -> (N, out)
+    def __call__(self, x: torch.Tensor, act: str | None = None, residual: torch.Tensor | None = None) -> torch.Tensor:  # (N, in) -> (N, out)
         if self.mkldnn and (act is None or act in _MKLDNN_ACTS):
             if residual is not None and act is None:  # the residual add is the post-op
                 return torch.ops.mkldnn._linear_pointwise.binary(x, residual, self.weight, self.bias, "add")
             attr, algorithm = _MKLDNN_ACTS[act] if act is not None else ("none", "")
             y = torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, attr, [], algorithm)
         elif self.mkldnn:  # an activation oneDNN has no post-op for
-            y = activation(act)(torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], ""))
+            y = _act(act, torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], ""))
         else:
             y = F.linear(x, self.weight, self.bias)
             if act is not None:
-                y = activation(act)(y)
+                y = _act(act, y)
         return y if residual is None else residual + y
 
 
-class _Packed:
-    """The executor of ``TransformerLayer.compute`` on packed (N, H) real tokens (inference only)."""
+def pack_linears(modules: Iterable[nn.Module], dtype: torch.dtype, mkldnn: bool) -> dict[nn.Module, PackedLinear]:
+    """A :class:`PackedLinear` for every ``nn.Linear`` inside ``modules``, each packed once (ALBERT: a
+    shared block)."""
+    linears: dict[nn.Module, PackedLinear] = {}
+    for root in modules:
+        for module in root.modules():
+            if isinstance(module, nn.Linear) and module not in linears:
+                linears[module] = PackedLinear(module, dtype, mkldnn)
+    return linears
+
+
+class PackedExecutor:
+    """``LayerExecutor[Tensor, Tensor]`` of ``TransformerLayer.compute`` on packed (N, H) real tokens
+    (inference only: dropout is off)."""
 
     __slots__ = ("linears", "ctx")
 
-    def __init__(self, linears: dict[nn.Module, _Linear], ctx: FusedContext) -> None:
+    def __init__(self, linears: dict[nn.Module, PackedLinear], ctx: FusedContext) -> None:
         self.linears, self.ctx = linears, ctx
 
-    def linear(self, module, x, act=None, dropout=None, residual=None):  # dropout: off at inference
+    def linear(self, module: nn.Linear, x: torch.Tensor, act: str | None = None, dropout: nn.Module | None = None,
+               residual: torch.Tensor | None = None) -> torch.Tensor:
         return self.linears[module](x, act, residual)
 
-    def attend(self, qkv: torch.Tensor, heads_num: int, dropout_p: float) -> torch.Tensor:  # (N, 3H) -> (N, H)
+    def qkv(self, module: nn.Linear, x: torch.Tensor, norm: nn.Module | None) -> torch.Tensor:  # (N, H) -> (N, 3H)
+        return self.linears[module](x if norm is None else norm(x))
+
+    def attend(self, qkv: torch.Tensor, heads_num: int, dropout_p: float = 0.0) -> torch.Tensor:  # (N, 3H) -> (N, H)
         ctx = self.ctx
         b, t = ctx.seg.shape[0], ctx.length
         if ctx.flat is not None:  # back onto the padded grid for attention
@@ -176,14 +213,14 @@ class _Packed:
         out = attend(qkv.view(b, t, -1), heads_num, ctx.attn_mask).reshape(b * t, -1)
         return out if ctx.flat is None else out.index_select(0, ctx.flat)
 
-    def norm(self, module, x):
+    def norm(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return module(x)
 
 
 class FusedEncoder(nn.Module):
     """The per-layer API of :class:`uer.encoders.base.Encoder` over a fused, unpadded execution.
 
-    ``backend``: the one in effect (``fused`` or ``eager``); ``reason``: why.
+    ``mode``: the one in effect (``fused`` or ``eager``); ``reason``: why.
     Same dtype in and out; ``dtype=torch.bfloat16`` computes inside in bf16 (never the default).
     """
 
@@ -202,14 +239,11 @@ class FusedEncoder(nn.Module):
         # The modules themselves: the eager path and the embedding. Copies only when the dtype changes.
         self.embedding = (copy.deepcopy(embedding).to(dtype) if dtype != torch.float32 else embedding).eval()
         self.encoder = (copy.deepcopy(encoder).to(dtype) if dtype != torch.float32 else encoder).eval()
-        self.backend, self.reason = self._choose(mode, self.encoder)
-        self.linears: dict[nn.Module, _Linear] = {}
-        if self.backend == "fused":
+        self.mode, self.reason = self._choose(mode, self.encoder)
+        self.linears: dict[nn.Module, PackedLinear] = {}
+        if self.mode == "fused":
             mkldnn = mkldnn_usable(device, dtype)
-            for i in range(self.layers_num):  # ALBERT: one shared block, packed once
-                for module in self.encoder.block(i).modules():
-                    if isinstance(module, nn.Linear) and module not in self.linears:
-                        self.linears[module] = _Linear(module, dtype, mkldnn)
+            self.linears = pack_linears((self.encoder.block(i) for i in range(self.layers_num)), dtype, mkldnn)
             self.mask_kind = self.encoder.cfg.mask
             self.alibi_heads = self.encoder.alibi_heads
             self.reason += "; oneDNN packed linears" if mkldnn else "; F.linear (no oneDNN for this device/dtype)"
@@ -231,7 +265,7 @@ class FusedEncoder(nn.Module):
             return self.embedding(src, seg).float()
 
     def context(self, seg: torch.Tensor) -> EncoderContext:
-        if self.backend == "eager":
+        if self.mode == "eager":
             return self.encoder.context(seg)
         return FusedContext.build(seg, self.mask_kind, self.alibi_heads)
 
@@ -253,9 +287,9 @@ class FusedEncoder(nn.Module):
     @torch.no_grad()
     def layer(self, i: int, hidden: torch.Tensor, ctx: EncoderContext) -> torch.Tensor:
         """Layer ``i`` (0-based): (B, T, H) -> (B, T, H), in the dtype of ``hidden``."""
-        if self.backend == "eager":
+        if self.mode == "eager":
             return self.encoder.layer(i, hidden.to(self.dtype), ctx).to(hidden.dtype)
-        x = self.encoder.block(i).compute(self._pack(hidden, ctx), _Packed(self.linears, ctx))
+        x = self.encoder.block(i).compute(self._pack(hidden, ctx), PackedExecutor(self.linears, ctx))
         return self._unpack(x, hidden, ctx)
 
     @torch.no_grad()
@@ -266,9 +300,9 @@ class FusedEncoder(nn.Module):
     def forward_layers(self, emb: torch.Tensor, seg: torch.Tensor) -> list[torch.Tensor]:
         """Every layer's output, the last one finished: ``layers_num`` x (B, T, H)."""
         ctx = self.context(seg)
-        if self.backend == "eager":
+        if self.mode == "eager":
             return Encoder.forward_layers(self, emb, seg)
-        x, outputs, ex = self._pack(emb, ctx), [], _Packed(self.linears, ctx)
+        x, outputs, ex = self._pack(emb, ctx), [], PackedExecutor(self.linears, ctx)
         for i in range(self.layers_num):
             x = self.encoder.block(i).compute(x, ex)
             # The final norm (pre-LN) works per token: applied to real tokens, padding stays zero.
@@ -279,9 +313,9 @@ class FusedEncoder(nn.Module):
     def forward(self, emb: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
         """(B, T, H) -> (B, T, H); the layers stay packed in between."""
         ctx = self.context(seg)
-        if self.backend == "eager":
+        if self.mode == "eager":
             return Encoder.forward(self, emb, seg)
-        x, ex = self._pack(emb, ctx), _Packed(self.linears, ctx)
+        x, ex = self._pack(emb, ctx), PackedExecutor(self.linears, ctx)
         for i in range(self.layers_num):
             x = self.encoder.block(i).compute(x, ex)
         return self._unpack(self.encoder.finish(x), emb, ctx)
@@ -296,6 +330,6 @@ def optimize_for_inference(
 
         fused = optimize_for_inference(model.embedding, model.encoder)
         hidden = fused(fused.embed(src, seg), seg)   # (B, T, H); zeros at padding
-        print(fused.backend, fused.reason)           # e.g. "eager", "LstmEncoder has no fused path"
+        print(fused.mode, fused.reason)           # e.g. "eager", "LstmEncoder has no fused path"
     """
     return FusedEncoder(embedding, encoder, mode, dtype)

@@ -8,31 +8,16 @@ below ``s``. Wall clock is measured by really running early exit on a fixed subs
 """
 from __future__ import annotations
 
-import time
 from typing import Any, Sequence
 
 import torch
 
+from uer.exit.policies import DEFAULT, resolve
+from uer.exit.sweep import measure_walls, wall_seconds, wall_speedup
 from uer.fastbert.data import Encoded, collate, length_sorted_batches
 from uer.fastbert.flops import FlopModel
-from uer.fastbert.inference import EarlyExit, exits_for_speeds
-from uer.fastbert.policies import resolve
+from uer.fastbert.inference import EarlyExit, Policy, exits_for_speeds
 from uer.fastbert.report import classification_metrics
-
-
-def policy_names() -> tuple[str, ...]:
-    """The exit policies ``--exit_policy`` and ``FastBertClassifier.predict(policy=)`` accept:
-    every name on the ``uer.fastbert.policies`` registry."""
-    from uer.fastbert.policies import POLICIES
-
-    return tuple(POLICIES.names())
-
-
-def policy_kwargs(policy: str) -> dict[str, str]:
-    """Keywords for ``EarlyExit.predict`` / ``exits_for_speeds``."""
-    if policy not in policy_names():
-        raise ValueError(f"policy {policy!r}: expected one of {', '.join(policy_names())}")
-    return {"policy": policy}
 
 
 def all_layer_probs(runner: EarlyExit, encoded: Encoded, pad_id: int, batch_size: int) -> torch.Tensor:
@@ -50,41 +35,22 @@ def timing_batches(encoded: Encoded, index: Sequence[int], pad_id: int, batch_si
     return [collate(sub, b, pad_id, device) for b in length_sorted_batches(sub.lengths(), batch_size)]
 
 
-def run_batch(runner: EarlyExit, batch: dict[str, torch.Tensor], speed: float | None, policy: str = "entropy") -> float:
-    """Seconds for one batch; ``speed=None`` runs the full model (backbone + teacher)."""
-    start = time.perf_counter()
+def run_batch(runner: EarlyExit, batch: dict[str, torch.Tensor], speed: float | None, policy: Policy = DEFAULT) -> None:
+    """One batch at ``speed``; ``speed=None`` runs the full model (backbone + teacher)."""
     if speed is None:
         runner.full_model_probs(batch["src"], batch["seg"])
     else:
-        runner.predict(batch["src"], batch["seg"], speed, **policy_kwargs(policy))
-    if runner.device.type == "cuda":
-        torch.cuda.synchronize(runner.device)  # kernels run asynchronously: wait for them
-    return time.perf_counter() - start
-
-
-def measure_walls(runner: EarlyExit, batches: list[dict[str, torch.Tensor]], speeds: Sequence[float], repeats: int,
-                  policy: str = "entropy") -> dict:
-    """Seconds to run all ``batches`` with the full model (key None) and at each speed.
-
-    Each batch is timed ``repeats`` times per configuration after one warm-up run and the best
-    time counts: on a shared machine a slow spell then spoils one try, not the measurement. The
-    configurations take turns batch by batch, so drifts hit them alike."""
-    configs: list[float | None] = [None, *speeds]
-    total = {c: 0.0 for c in configs}
-    for batch in batches:
-        for c in configs:
-            run_batch(runner, batch, c, policy)  # warm-up: allocator, oneDNN primitives for this shape
-            total[c] += min(run_batch(runner, batch, c, policy) for _ in range(repeats))
-    return total
+        runner.predict(batch["src"], batch["seg"], speed, policy=policy)
 
 
 def sweep(
     runner: EarlyExit, encoded: Encoded, pad_id: int, speeds: Sequence[float], eval_batch_size: int = 64,
-    timing_samples: int = 256, batch_size: int = 32, repeats: int = 2, measure: bool = True, policy: str = "entropy",
+    timing_samples: int = 256, batch_size: int = 32, repeats: int = 2, measure: bool = True, policy: Policy = DEFAULT,
 ) -> dict[str, Any]:
     """Rows of the speed table, as in the ``--report_path`` JSON, plus the per-speed exits.
 
-    ``policy``: the exit rule (:func:`policy_names`); ``speed`` is its threshold knob."""
+    ``policy``: the exit rule (a name of ``uer.exit.policies.policy_names()``, a ``{"name": ...}``
+    spec or a policy object); ``speed`` is its threshold knob."""
     if encoded.labels is None:
         raise ValueError("the sweep needs labels")
     if measure and (timing_samples < 1 or batch_size < 1):
@@ -92,28 +58,26 @@ def sweep(
     labels_num = runner.target.labels_num
     gold = torch.tensor(encoded.labels)
     layer_probs = all_layer_probs(runner, encoded, pad_id, eval_batch_size)
-    exits = exits_for_speeds(layer_probs, speeds, **policy_kwargs(policy))
+    rule = resolve(policy)
+    exits = exits_for_speeds(layer_probs, speeds, rule)
     teacher = classification_metrics(layer_probs[:, -1].argmax(-1), gold, labels_num)
-    try:
-        flop_model = FlopModel.of(runner.model)
-    except NotImplementedError:
-        flop_model = None
+    flop_model = FlopModel.of(runner.model)  # None: no count for this encoder ("-" in the table)
     lengths = torch.tensor(encoded.lengths(), dtype=torch.float64)
     full_flops = float(flop_model.full(lengths).mean()) if flop_model else None
 
-    walls: dict[str, dict[float | None, float]] = {"1": {}, "b": {}}
+    walls: dict[str, dict[float | None, float]] = {}
     timed = min(timing_samples, len(encoded)) if measure else 0
     if measure:
         index = list(range(timed))
-        singles = timing_batches(encoded, index, pad_id, 1, runner.device)
-        batched = timing_batches(encoded, index, pad_id, batch_size, runner.device)
-        walls = {"1": measure_walls(runner, singles, speeds, repeats, policy),
-                 "b": measure_walls(runner, batched, speeds, repeats, policy)}
+        run = lambda batch, speed: run_batch(runner, batch, speed, rule)  # noqa: E731
+        walls = {size: measure_walls(run, timing_batches(encoded, index, pad_id, n, runner.device), speeds, repeats,
+                                     runner.device)
+                 for size, n in (("1", 1), ("b", batch_size))}
 
     rows = []
     for speed, result in zip(speeds, exits):
         metrics = classification_metrics(result.probs.argmax(-1), gold, labels_num)
-        full_here = resolve(policy_kwargs(policy)["policy"]).never_early(speed)  # predict runs the full model
+        full_here = rule.never_early(speed)  # predict runs the full model
         flops = (full_flops if full_here else float(flop_model.early_exit(lengths, result.exit_layer.double()).mean())) \
             if flop_model else None
         rows.append({
@@ -128,19 +92,12 @@ def sweep(
             (float(flop_model.full(lengths[:timed]).mean())
              / float(flop_model.early_exit(lengths[:timed], result.exit_layer[:timed].double()).mean()))
             if flop_model and timed else None,
-            "wall_speedup_batch1": walls["1"][None] / walls["1"][speed] if measure else None,
-            "wall_speedup_batched": walls["b"][None] / walls["b"][speed] if measure else None,
+            "wall_speedup_batch1": wall_speedup(walls.get("1"), speed),
+            "wall_speedup_batched": wall_speedup(walls.get("b"), speed),
             "confusion_matrix": metrics["confusion_matrix"],
         })
     return {
         "teacher": teacher, "rows": rows, "exits": exits, "full_flops_per_sample": full_flops,
-        "wall_seconds": {"batch1": {str(k): v for k, v in walls["1"].items()},
-                         f"batch{batch_size}": {str(k): v for k, v in walls["b"].items()}},
-        "timing_samples": timed, "backend": runner.backend,
+        "wall_seconds": wall_seconds(walls, batch_size),
+        "timing_samples": timed, "backend": runner.name, "runtime": runner.name,
     }
-
-
-def chosen_speed(rows: Sequence[dict[str, Any]], teacher_accuracy: float, tolerance: float = 0.01) -> dict[str, Any] | None:
-    """The largest speed whose accuracy is within ``tolerance`` of the teacher's."""
-    ok = [r for r in rows if r["accuracy"] >= teacher_accuracy - tolerance]
-    return max(ok, key=lambda r: r["speed"]) if ok else None

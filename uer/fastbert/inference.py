@@ -1,7 +1,7 @@
 """Early exit, layer by layer, on whole batches.
 
 After every layer its branch gives each sample a distribution over the labels, and an exit
-policy (``uer.fastbert.policies``; FastBERT's normalised entropy below ``speed`` by default)
+policy (``uer.exit.policies``; FastBERT's normalised entropy below ``speed`` by default)
 says which samples leave. In a batch the samples that leave are taken out (``ctx.select``) and,
 when the longest remaining sample is shorter, the padding columns too, so the layers that follow
 run on a smaller tensor. Every operation is per sample (attention is masked, pooling is masked),
@@ -15,16 +15,15 @@ sample after layer 1.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Generator, Sequence
+from typing import Generator, Sequence
 
 import torch
 from torch import nn
 
-from uer.fastbert.policies import DEFAULT, ExitPolicy, normalized_entropy, resolve
+from uer.exit.policies import DEFAULT, Policy, normalized_entropy, resolve
 from uer.targets.fastbert import FastBertTarget, fastbert_target
 
 __all__ = ["EarlyExit", "ExitResult", "exits_for_speeds", "fastbert_target", "normalized_entropy"]
-Policy = str | dict[str, Any] | ExitPolicy
 
 
 @dataclass
@@ -41,24 +40,23 @@ class EarlyExit:
         runner = EarlyExit(model)                                   # runtime "auto": measured at load
         result = runner.predict(src, seg, speed=0.3)                # result.probs, result.exit_layer
         result = runner.predict(src, seg, 0.3, policy="patience")
-        runner.backend, runner.reason                               # the runtime in effect, and why
+        runner.name, runner.reason                                  # the runtime in effect, and why
         EarlyExit(model, runtime="onnxruntime", quantize="int8")    # int8 weights
 
-    ``runtime``: one of ``uer.runtime.runtime_names()`` (the work inside each layer and branch; the
-    exit loop is this class). ``fused=False`` is the old spelling of ``runtime="eager"``.
+    ``runtime``: one of ``uer.runtime.runtime_names("sentence")`` (the work inside each layer and
+    branch; the exit loop is this class). ``backend`` is the old name of ``name``.
     """
 
-    def __init__(self, model: nn.Module, fused: bool = True, runtime: str | None = None,
-                 quantize: str | None = None) -> None:
+    def __init__(self, model: nn.Module, runtime: str = "auto", quantize: str | None = None) -> None:
         from uer.runtime import make_runtime
 
         self.model = model.eval()
         self.device = next(model.parameters()).device  # inputs are moved here by the callers
         self.target = fastbert_target(model)
         self.layers_num = len(self.target.branches)
-        name = runtime if runtime is not None else ("auto" if fused else "eager")
-        self.runtime = make_runtime(model, name, quantize=quantize)
-        self.backend, self.reason, self.quantize = self.runtime.name, self.runtime.reason, quantize
+        self.runtime = make_runtime(model, runtime, quantize=quantize)
+        self.name, self.reason, self.quantize = self.runtime.name, self.runtime.reason, quantize
+        self.backend = self.name
 
     def layers(self, src: torch.Tensor, seg: torch.Tensor, students: bool = True
                ) -> Generator[tuple[int, torch.Tensor | None], torch.Tensor | None, None]:

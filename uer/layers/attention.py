@@ -1,7 +1,11 @@
+from __future__ import annotations
+
+from typing import Any
+
 import torch
 from torch import nn
 
-from uer.layers.executor import Eager
+from uer.layers.executor import Eager, LayerExecutor, X
 
 
 class MultiHeadAttention(nn.Module):
@@ -25,7 +29,9 @@ class MultiHeadAttention(nn.Module):
         """x: (B, T, H); mask: bool, True = may attend, broadcastable to (B, heads, T, T)."""
         return self.compute(x, Eager(mask))
 
-    def compute(self, x, ex, dropout: nn.Module | None = None, residual=None):
-        """The maths, once, on an executor (see ``uer.layers.executor``): ``residual + dropout(attention(x))``."""
-        values = ex.attend(ex.linear(self.qkv, x), self.heads_num, self.dropout if self.training else 0.0)
+    def compute(self, x: X, ex: LayerExecutor[X, Any], dropout: nn.Module | None = None, residual: X | None = None,
+                norm: nn.Module | None = None) -> X:
+        """The maths, once, on an executor (see ``uer.layers.executor``):
+        ``residual + dropout(attention(norm(x)))``; ``norm`` None: attention on ``x`` itself."""
+        values = ex.attend(ex.qkv(self.qkv, x, norm), self.heads_num, self.dropout if self.training else 0.0)
         return ex.linear(self.output, values, dropout=dropout, residual=residual)

@@ -1,13 +1,15 @@
 """How a layer's maths is executed, kept apart from the maths itself.
 
-A layer writes its computation once, as calls on an executor (``TransformerLayer.compute``):
-``linear(module, x, act, dropout, residual)``, ``attend(qkv, heads_num, dropout_p)`` and
-``norm(module, x)``. :class:`Eager` runs them on the modules as they are, on (B, T, H) tensors;
-``uer.fused`` runs the same calls on packed (N, H) real tokens with oneDNN linears. A layer
-feature added to ``compute`` therefore reaches both paths, or fails loudly on the one that lacks
-the executor method it needs.
+A layer writes its computation once, as calls on an executor (``TransformerLayer.compute``); the
+calls are the :class:`LayerExecutor` protocol. :class:`Eager` runs them on the modules as they are,
+on (B, T, H) tensors; ``uer.fused`` runs them on packed (N, H) real tokens with oneDNN linears;
+token exit (``uer.tagging.inference``) on the tokens still in the network; ``uer.runtime.onnx_graph``
+writes ONNX nodes; ``uer.exit.flops`` multiplies shapes. A layer feature added to ``compute``
+therefore reaches every path, or fails loudly on the one that lacks the executor method it needs.
 """
 from __future__ import annotations
+
+from typing import Protocol, TypeVar
 
 import torch
 from torch import nn
@@ -49,8 +51,40 @@ def _attend_with_dropout(q, k, v, mask, dropout_p: float) -> torch.Tensor:
     return dropout(scores.softmax(dim=-1), dropout_p) @ v
 
 
+X = TypeVar("X")  # an executor's activations: tensors, ONNX value names, shapes
+Q = TypeVar("Q")  # what its ``qkv`` gives and its ``attend`` reads
+
+
+class LayerExecutor(Protocol[X, Q]):
+    """The calls of ``TransformerLayer.compute`` (and ``MultiHeadAttention`` / ``FeedForward.compute``).
+
+    One meaning per name: ``linear``'s dropout acts on its *output* (the branch executors'
+    ``linear_in`` is the one whose dropout acts on the input)."""
+
+    def linear(self, module: nn.Linear, x: X, act: str | None = None, dropout: nn.Module | None = None,
+               residual: X | None = None) -> X:
+        """``residual + dropout(act(module(x)))``, each part optional."""
+        ...
+
+    def qkv(self, module: nn.Linear, x: X, norm: nn.Module | None) -> Q:
+        """The fused Q, K, V projection of ``norm(x)`` (of ``x`` when ``norm`` is None: post-norm).
+
+        The norm is passed rather than applied first so that an executor may project keys and
+        values from other rows than the queries (token exit: queries for the tokens still in,
+        keys and values for every token)."""
+        ...
+
+    def attend(self, qkv: Q, heads_num: int, dropout_p: float = 0.0) -> X:
+        """Attention values (before the output projection) from what :meth:`qkv` gave."""
+        ...
+
+    def norm(self, module: nn.Module, x: X) -> X:
+        ...
+
+
 class Eager:
-    """The reference executor: the modules themselves, dropout in training, one attention mask."""
+    """The reference executor: the modules themselves, dropout in training, one attention mask.
+    A ``LayerExecutor[Tensor, Tensor]``."""
 
     __slots__ = ("mask",)
 
@@ -67,7 +101,10 @@ class Eager:
             y = dropout(y)
         return y if residual is None else residual + y
 
-    def attend(self, qkv: torch.Tensor, heads_num: int, dropout_p: float) -> torch.Tensor:  # (B, T, 3H) -> (B, T, H)
+    def qkv(self, module: nn.Linear, x: torch.Tensor, norm: nn.Module | None) -> torch.Tensor:  # (B, T, H) -> (B, T, 3H)
+        return module(x if norm is None else norm(x))
+
+    def attend(self, qkv: torch.Tensor, heads_num: int, dropout_p: float = 0.0) -> torch.Tensor:  # (B, T, 3H) -> (B, T, H)
         return attend(qkv, heads_num, self.mask, dropout_p)
 
     def norm(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -1,8 +1,12 @@
+from __future__ import annotations
+
+from typing import Any
+
 import torch
 from torch import nn
 
 from uer.layers.attention import MultiHeadAttention
-from uer.layers.executor import Eager
+from uer.layers.executor import Eager, LayerExecutor, X
 from uer.layers.feed_forward import FeedForward
 from uer.layers.norms import make_norm
 from uer.layers.dropout import Dropout
@@ -42,11 +46,11 @@ class TransformerLayer(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:  # (B, T, H)
         return self.compute(x, Eager(mask))
 
-    def compute(self, x, ex):
+    def compute(self, x: X, ex: LayerExecutor[X, Any]) -> X:
         """``x`` in the executor's layout ((B, T, H) eager, (N, H) packed) -> the same layout."""
         attn, ffn = self.self_attn, self.feed_forward
-        if self.pre_norm:
-            x = attn.compute(ex.norm(self.layer_norm_1, x), ex, self.dropout_1, residual=x)
+        if self.pre_norm:  # the norm goes to the Q/K/V projection itself (LayerExecutor.qkv)
+            x = attn.compute(x, ex, self.dropout_1, residual=x, norm=self.layer_norm_1)
             return ffn.compute(ex.norm(self.layer_norm_2, x), ex, self.dropout_2, residual=x)
         x = ex.norm(self.layer_norm_1, attn.compute(x, ex, self.dropout_1, residual=x))
         return ex.norm(self.layer_norm_2, ffn.compute(x, ex, self.dropout_2, residual=x))

@@ -1,26 +1,42 @@
-"""``auto``: the fastest exact runtime on this machine, found by timing the candidates at load.
+"""``auto``: the fastest exact candidate on this machine, found by timing the candidates at load.
 
-CPUs rank engines differently (AVX2 vs AVX-512 vs AMX; on one machine ONNX Runtime wins at batch
-1 and oneDNN in batches, on another the reverse), so the choice is measured, not assumed: each
-candidate that can run the model (``fused``, and ``onnxruntime`` when installed and the model is on
-the CPU) runs every step with its branch on a short text (1 x 24 tokens) and on a batch
-(16 x 48 tokens), best of a few calls. Calls with at most ``SMALL_BATCH`` rows then run on the
-winner of the first probe, larger ones on the winner of the second; ``reason`` gives the timings.
-With ``quantize="int8"`` the only int8 runtime, ``onnxruntime``, is used.
+One mechanism for both kinds of exit. CPUs rank engines differently (AVX2 vs AVX-512 vs AMX; on
+one machine ONNX Runtime wins at batch 1 and oneDNN in batches, on another the reverse), so the
+choice is measured, not assumed. :func:`choose` runs every candidate on a short text (1 x 24
+tokens) and on a batch (16 x 48 tokens); calls with at most ``SMALL_BATCH`` rows then run on the
+winner of the first probe, larger ones on the winner of the second, and ``reason`` gives the
+timings.
+
+Every timed call has a sequence length not timed before (24, 23, 22, ...), and the candidates take
+turns call by call. Early exit hands the engines many different shapes (the rows still in vary by
+layer and by batch); oneDNN builds a primitive for every new shape (its cache keeps 1,024), and a
+probe that repeats one shape hides that cost (measured on token exit: 792 against 377 us per
+128x512 linear over 400 random row counts, but 119 against 132 us at one fixed count). Each
+candidate's time is the median of its ``REPEATS`` timed calls (the first call warms up): on a
+shared machine a slow spell then spoils one call, not the choice.
+
+Sentence exit (``AutoRuntime`` below) chooses among the runtimes that can run the model (``fused``,
+``onnxruntime``); token exit (``uer.tagging.inference.TokenExit``) among its linears (``eager``,
+``fused``). With ``quantize="int8"`` the only int8 runtime, ``onnxruntime``, is used.
 """
 from __future__ import annotations
 
+import statistics
 import time
+from dataclasses import dataclass, field
+from typing import Callable, Generic, Mapping, TypeVar
 
 import torch
 from torch import nn
 
 from uer.runtime.base import RUNTIMES, Flow, Runtime, RuntimeConfig
+from uer.runtime.support import unsupported
 
 CANDIDATES = ("fused", "onnxruntime")
 SMALL_BATCH = 4
 PROBES = {"small": (1, 24), "large": (16, 48)}  # (batch, tokens)
 REPEATS = 5
+T = TypeVar("T")
 
 
 def describe_timings(timings: dict[str, dict[str, float]]) -> str:
@@ -32,16 +48,65 @@ def describe_timings(timings: dict[str, dict[str, float]]) -> str:
     return "; ".join(parts)
 
 
-def _time(rt: Runtime, src: torch.Tensor, seg: torch.Tensor) -> float:
-    def once() -> float:
-        start = time.perf_counter()
-        flow = rt.begin(src, seg)
-        for i in range(rt.layers_num):
-            flow.step(i)
-        return time.perf_counter() - start
+@dataclass
+class Choice(Generic[T]):
+    """What ``auto`` chose: ``small`` for batches of at most ``SMALL_BATCH`` rows, ``large`` above."""
 
-    once()
-    return min(once() for _ in range(REPEATS))
+    small: T
+    large: T
+    name: str  # e.g. "fused", or "onnxruntime (batch <= 4), fused (larger)"
+    reason: str
+    timings: dict[str, dict[str, float]] = field(default_factory=dict)  # {probe: {candidate: seconds}}
+
+    def for_batch(self, rows: int) -> T:
+        return self.small if rows <= SMALL_BATCH else self.large
+
+
+def measure(candidates: Mapping[str, T], run: Callable[[T, torch.Tensor, torch.Tensor], object], vocab: int,
+            device: torch.device | str = "cpu", longest: int | None = None) -> dict[str, dict[str, float]]:
+    """Seconds per call of ``run(candidate, src, seg)`` at each probe: ``{probe: {name: seconds}}``.
+
+    ``vocab``: ids are drawn from 1..vocab-1; ``longest``: the model's longest sequence, if any."""
+    gen = torch.Generator().manual_seed(0)
+    timings: dict[str, dict[str, float]] = {}
+    for probe, (b, t) in PROBES.items():
+        t = min(t, longest) if longest else t
+        seconds: dict[str, list[float]] = {name: [] for name in candidates}
+        for k in range(REPEATS + 1):
+            src = torch.randint(1, vocab, (b, max(2, t - k)), generator=gen).to(device)
+            seg = torch.ones_like(src)
+            for name, candidate in candidates.items():
+                start = time.perf_counter()
+                with torch.inference_mode():
+                    run(candidate, src, seg)
+                if k:  # the first call warms the code paths up
+                    seconds[name].append(time.perf_counter() - start)
+        timings[probe] = {name: statistics.median(s) for name, s in seconds.items()}
+    return timings
+
+
+def choose(candidates: Mapping[str, T], run: Callable[[T, torch.Tensor, torch.Tensor], object], vocab: int,
+           device: torch.device | str = "cpu", longest: int | None = None, note: str = "") -> Choice[T]:
+    """The measured choice among ``candidates`` (one candidate: no measurement); ``note`` goes into
+    the reason (e.g. why other runtimes were no candidates)."""
+    if not candidates:
+        raise ValueError("auto: no candidate to choose from")
+    if len(candidates) == 1:
+        (name, only), = candidates.items()
+        return Choice(only, only, name, f"auto: {name}, the only candidate" + (f" ({note})" if note else ""))
+    timings = measure(candidates, run, vocab, device, longest)
+    pick = {probe: min(times, key=times.get) for probe, times in timings.items()}
+    small, large = pick["small"], pick["large"]
+    name = small if small == large else f"{small} (batch <= {SMALL_BATCH}), {large} (larger)"
+    reason = "auto, measured at load: " + describe_timings(timings) + (f" (not candidates: {note})" if note else "")
+    return Choice(candidates[small], candidates[large], name, reason, timings)
+
+
+def _steps(rt: Runtime, src: torch.Tensor, seg: torch.Tensor) -> None:
+    """Every exit step with its branch: what early exit at a low speed runs."""
+    flow = rt.begin(src, seg)
+    for i in range(rt.layers_num):
+        flow.step(i)
 
 
 @RUNTIMES.register("auto", config=RuntimeConfig)
@@ -51,46 +116,31 @@ class AutoRuntime(Runtime):
     def __init__(self, cfg: RuntimeConfig, *, model: nn.Module, quantize: str | None = None) -> None:
         self.quantize = quantize
         if quantize is not None:
-            self.small = self.large = RUNTIMES.cls("onnxruntime")(cfg, model=model, quantize=quantize)
-            self._describe({}, "int8 runs on onnxruntime only")
-            return
-        built, skipped = {}, []
-        for name in CANDIDATES:
-            try:
-                built[name] = RUNTIMES.cls(name)(cfg, model=model)
-            except ValueError as e:
-                skipped.append(str(e))
-        vocab = model.embedding.word.num_embeddings
-        device = next(model.parameters()).device
-        gen = torch.Generator().manual_seed(0)
-        timings: dict[str, dict[str, float]] = {}
-        for probe, (b, t) in PROBES.items():
-            src = torch.randint(1, vocab, (b, t), generator=gen).to(device)
-            seg = torch.ones_like(src)
-            timings[probe] = {name: _time(rt, src, seg) for name, rt in built.items()}
-        pick = {probe: min(times, key=times.get) for probe, times in timings.items()}
-        self.small, self.large = built[pick["small"]], built[pick["large"]]
-        self._describe(timings, "; ".join(skipped))
-
-    def _describe(self, timings: dict, note: str) -> None:
-        self.layers_num = self.small.layers_num
-        if self.small is self.large or self.small.name == self.large.name:
-            self.name = self.small.name
+            rt = RUNTIMES.cls("onnxruntime")(cfg, model=model, quantize=quantize)
+            self.choice: Choice[Runtime] = Choice(rt, rt, rt.name, f"auto: int8 runs on onnxruntime only; {rt.reason}")
         else:
-            self.name = f"{self.small.name} (batch <= {SMALL_BATCH}), {self.large.name} (larger)"
-        measured = describe_timings(timings)
-        self.reason = "auto, measured at load: " + measured if measured else f"auto: {note}"
-        if measured and note:
-            self.reason += f" (not candidates: {note})"
-        if self.small is self.large:
-            self.reason += f"; {self.small.reason}"
-        self.timings = timings
-
-    def _for(self, src: torch.Tensor) -> Runtime:
-        return self.small if src.shape[0] <= SMALL_BATCH else self.large
+            built, skipped = {}, []
+            for name in CANDIDATES:
+                why = unsupported(model, name)
+                try:
+                    if why is None:
+                        built[name] = RUNTIMES.cls(name)(cfg, model=model)
+                except ValueError as e:  # what only building finds (the device)
+                    why = str(e)
+                if why is not None:
+                    skipped.append(f"{name}: {why}")
+            if not built:
+                built["eager"] = RUNTIMES.cls("eager")(cfg, model=model)
+            device = next(model.parameters()).device
+            self.choice = choose(built, _steps, model.embedding.word.num_embeddings, device, note="; ".join(skipped))
+            if self.choice.small is self.choice.large:
+                self.choice.reason += f"; {self.choice.small.reason}"
+        self.small, self.large = self.choice.small, self.choice.large
+        self.layers_num = self.small.layers_num
+        self.name, self.reason, self.timings = self.choice.name, self.choice.reason, self.choice.timings
 
     def begin(self, src: torch.Tensor, seg: torch.Tensor) -> Flow:
-        return self._for(src).begin(src, seg)
+        return self.choice.for_batch(src.shape[0]).begin(src, seg)
 
     def full_logits(self, src: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
-        return self._for(src).full_logits(src, seg)
+        return self.choice.for_batch(src.shape[0]).full_logits(src, seg)

@@ -1,4 +1,4 @@
-"""What a FastBERT runtime is: the work inside each exit step, the early-exit loop staying ours.
+"""What a sentence-exit (FastBERT) runtime is: the work inside each exit step, the early-exit loop staying ours.
 
 A *step* is layer ``i`` followed by its branch (step 0 embeds first; the last step applies the
 encoder's final norm). A runtime runs steps on one batch through a :class:`Flow`::
@@ -24,9 +24,6 @@ from uer.registry import Registry
 @dataclass(frozen=True)
 class RuntimeConfig:
     """Runtimes take no options from a config; ``quantize`` comes from the caller."""
-
-
-QUANTIZE = (None, "int8")
 
 
 class Flow:

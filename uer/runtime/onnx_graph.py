@@ -32,30 +32,22 @@ from torch import nn
 from uer.embeddings.position import PositionEmbedding
 from uer.embeddings.segment import SegmentEmbedding
 from uer.embeddings.word import WordEmbedding
-from uer.encoders.transformer import TransformerEncoder
-from uer.fused import unsupported as fused_unsupported
+from uer.runtime.support import ONNX_ACTIVATIONS, onnx_unsupported
 from uer.targets.fastbert import Branch, fastbert_target
 
 OPSET = 20
 EMBEDDING_PARTS = {"word": WordEmbedding, "pos": PositionEmbedding, "seg": SegmentEmbedding}
-ACTIVATIONS = ("gelu", "gelu_fast", "relu", "silu")
 NEG = -3.4028234663852886e38  # float32 min: a masked key gets exactly zero weight, as a bool mask does
 
 
 def unsupported(model: nn.Module) -> str | None:
-    """Why the ONNX graphs cannot express ``model`` exactly, or None when they can."""
-    if getattr(model, "subencoder", None) is not None:
-        return "a subencoder is not exported"
-    why = fused_unsupported(model.encoder)  # the same whitelist of transformer options
-    if why is not None:
-        return why
-    cfg = model.encoder.cfg
-    if cfg.mask != "fully_visible":
-        return f"mask {cfg.mask!r} is not exported (fully_visible only)"
-    if cfg.position_bias != "none":
-        return f"position_bias {cfg.position_bias!r} is not exported"
-    if cfg.act not in ACTIVATIONS:
-        return f"activation {cfg.act!r} is not exported"
+    """Why the ONNX graphs cannot express ``model`` exactly, or None when they can (the rules are
+    ``uer.runtime.support``'s, shared with the runtime's choice)."""
+    return onnx_unsupported(model.config, model)
+
+
+def unexported_modules(model: nn.Module) -> str | None:
+    """What the config does not say: modules of other types than the ones written here."""
     emb = model.embedding
     for name, part in emb.components.items():
         if type(part) is not EMBEDDING_PARTS.get(name):
@@ -71,8 +63,6 @@ def unsupported(model: nn.Module) -> str | None:
     for b in target.branches:
         if type(b) is not Branch:
             return f"branch {type(b).__name__} is not exported"
-        if b.pooling not in ("first", "mean", "max"):
-            return f"branch pooling {b.pooling!r} is not exported"
     return None
 
 
@@ -81,8 +71,8 @@ def _array(t: torch.Tensor) -> np.ndarray:
 
 
 class GraphWriter:
-    """Collects nodes and initializers; the executor of ``TransformerLayer.compute`` and
-    ``Branch.compute`` on symbolic tensors (their names)."""
+    """Collects nodes and initializers; the executor of ``TransformerLayer.compute`` on symbolic
+    tensors (their names): a ``LayerExecutor[str, str]``. :class:`_BranchExecutor` writes branches."""
 
     def __init__(self) -> None:
         from onnx import helper
@@ -149,13 +139,17 @@ class GraphWriter:
             return self.op("Relu", [y])
         if act == "silu":
             return self.op("Mul", [y, self.op("Sigmoid", [y])])
-        raise ValueError(f"activation {act!r} is not exported")
+        raise ValueError(f"activation {act!r} is not exported (exported: {', '.join(ONNX_ACTIVATIONS)})")
 
-    def linear(self, module, x, act=None, dropout=None, residual=None):
+    def linear(self, module: nn.Linear, x: str, act: str | None = None, dropout: nn.Module | None = None,
+               residual: str | None = None) -> str:
         y = self.matmul(module, x)
         if act is not None:
             y = self.activation(act, y)
         return y if residual is None else self.op("Add", [residual, y])
+
+    def qkv(self, module: nn.Linear, x: str, norm: nn.Module | None) -> str:
+        return self.matmul(module, x if norm is None else self.norm(norm, x))
 
     def attend(self, qkv: str, heads_num: int, dropout_p: float = 0.0) -> str:
         """(B, T, 3H) -> (B, T, H), the key mask from ``seg``; the 1/sqrt(d) scale is applied to Q."""
@@ -196,33 +190,34 @@ class GraphWriter:
 
 
 class _BranchExecutor:
-    """Executes ``Branch.compute`` on a :class:`GraphWriter`, folding as ``FrozenBranch`` does."""
+    """Executes ``Branch.compute`` on a :class:`GraphWriter`, folding as ``FrozenBranch`` does:
+    a ``BranchExecutor[str]``."""
 
     def __init__(self, g: GraphWriter, branch: Branch) -> None:
         self.g, self.branch = g, branch
 
-    def linear(self, module, x, dropout=None):
+    def linear_in(self, module: nn.Linear, x: str, dropout: nn.Module | None = None) -> str:
         return self.g.matmul(module, x)
 
-    def linear_pair(self, first, second, x, dropout):  # second(first(x)): one linear at inference
+    def linear_pair(self, first: nn.Linear, second: nn.Linear, x: str, dropout: nn.Module) -> str:  # one linear at inference
         g = self.g
         w = g.weight(self.branch, "fold_w", lambda: _array((second.weight @ first.weight).T))
         b = g.weight(self.branch, "fold_b", lambda: _array(second.weight @ first.bias + second.bias))
         return g.op("Add", [g.op("MatMul", [x, w]), b])
 
-    def attend_first(self, attn, x, real):  # (B, T, S) -> (B, S): position 0's query only
+    def attend_first(self, attn, x: str, real) -> str:  # (B, T, S) -> (B, S): position 0's query only
         g, s = self.g, attn.qkv.out_features // 3
         first = g.op("Slice", [x, g.ints(0), g.ints(1), g.ints(1)])  # (B, 1, S)
         q = g._heads(g.matmul(attn.qkv, first, rows=slice(0, s)), 1, attn.heads_num)[0]
         k, v = g._heads(g.matmul(attn.qkv, x, rows=slice(s, 3 * s)), 2, attn.heads_num)
         return g._attention(q, k, v, attn.heads_num, attn.head_size, merge_tokens=False)
 
-    def attend(self, attn, x, real):
+    def attend(self, attn, x: str, real) -> str:
         g = self.g
         q, k, v = g._heads(g.matmul(attn.qkv, x), 3, attn.heads_num)
         return g._attention(q, k, v, attn.heads_num, attn.head_size, merge_tokens=True)
 
-    def pool(self, x, real, kind):
+    def pool(self, x: str, real, kind: str) -> str:
         g = self.g
         if kind == "first":
             return g.op("Squeeze", [g.op("Slice", [x, g.ints(0), g.ints(1), g.ints(1)]), g.ints(1)])
@@ -235,7 +230,7 @@ class _BranchExecutor:
             return g.op("ReduceMax", [masked, g.ints(1)], keepdims=0)
         raise ValueError(f"pooling {kind!r} is not exported")
 
-    def tanh(self, x):
+    def tanh(self, x: str) -> str:
         return self.g.op("Tanh", [x])
 
 

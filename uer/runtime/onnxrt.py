@@ -21,17 +21,9 @@ from torch import nn
 
 from uer.encoders.base import real_length
 from uer.runtime.base import RUNTIMES, Flow, Runtime, RuntimeConfig, cut_to_width
-from uer.runtime.onnx_graph import build_graphs, unsupported
-
-def available() -> str | None:
-    """None when onnxruntime can be imported, else why not."""
-    try:
-        import onnxruntime  # noqa: F401
-        import onnx  # noqa: F401
-    except ImportError as e:
-        return f"{e.name} is not installed (pip install onnxruntime onnx)"
-    return None
-
+from uer.runtime.onnx_graph import build_graphs
+from uer.runtime.support import onnxruntime_missing as available  # noqa: F401  (uer.runtime.export's name)
+from uer.runtime.support import unsupported
 
 def session_options(threads: int):
     """Intra-op threads as torch uses, all graph optimisations, no process-wide state."""
@@ -171,7 +163,7 @@ class OrtRuntime(Runtime):
     name = "onnxruntime"
 
     def __init__(self, cfg: RuntimeConfig, *, model: nn.Module, quantize: str | None = None) -> None:
-        why = available() or unsupported(model)
+        why = unsupported(model, "onnxruntime", quantize)
         if why is None and next(model.parameters()).device.type != "cpu":
             why = f"the model is on {next(model.parameters()).device}; this runtime runs on the CPU"
         if why is not None:

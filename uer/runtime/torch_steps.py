@@ -7,6 +7,7 @@ from torch import nn
 from uer.encoders.base import real_length
 from uer.fused import optimize_for_inference
 from uer.runtime.base import RUNTIMES, Flow, Runtime, RuntimeConfig, cut_to_width
+from uer.runtime.support import unsupported
 from uer.targets.fastbert import FrozenBranch, fastbert_target
 
 
@@ -48,16 +49,16 @@ class TorchRuntime(Runtime):
     fused = False
 
     def __init__(self, cfg: RuntimeConfig, *, model: nn.Module, quantize: str | None = None) -> None:
-        if quantize is not None:
-            raise ValueError(f"runtime {self.name!r} runs fp32 only; int8 runs on the onnxruntime runtime "
-                             f"(runtime 'auto' or 'onnxruntime')")
+        why = unsupported(model, self.name, quantize)
+        if why is not None:
+            raise ValueError(f"runtime {self.name!r}: {why}")
         self.model = model
         target = fastbert_target(model)
         self.layers_num = len(target.branches)
         self.branches = [FrozenBranch(b) for b in target.branches]  # snapshots, like the fused encoder
         if self.fused:
-            self.encoder = optimize_for_inference(model.embedding, model.encoder)
-            self.name, self.reason = self.encoder.backend, self.encoder.reason
+            self.encoder = optimize_for_inference(model.embedding, model.encoder, mode="fused")
+            self.reason = self.encoder.reason
         else:
             self.encoder, self.reason = model.encoder, "asked for eager"
 
@@ -75,7 +76,7 @@ class EagerRuntime(TorchRuntime):
 
 @RUNTIMES.register("fused", config=RuntimeConfig)
 class FusedRuntime(TorchRuntime):
-    """``uer.fused``: unpadded oneDNN linears (eager where it does not support the encoder, saying why)."""
+    """``uer.fused``: unpadded oneDNN linears; refused where ``uer.fused`` does not cover the encoder."""
 
     name = "fused"
     fused = True

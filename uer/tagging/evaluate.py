@@ -9,12 +9,13 @@ best of ``repeats`` after a warm-up run.
 """
 from __future__ import annotations
 
-import time
 from typing import Any, Sequence
 
 import torch
 
-from uer.fastbert.data import length_sorted_batches
+from uer.data.loader import length_sorted_batches
+from uer.exit.policies import DEFAULT, Policy, resolve
+from uer.exit.sweep import measure_walls, wall_seconds, wall_speedup
 from uer.tagging.data import Chunks, assemble, collate
 from uer.tagging.flops import TaggerFlops
 from uer.tagging.inference import TokenExit
@@ -22,7 +23,7 @@ from uer.tagging.metrics import entity_scores
 
 
 def run_exit(runner: TokenExit, chunks: Chunks, pad_id: int, speed: float | None, window: int,
-             batch_size: int) -> tuple[list[list[int]], list[list[int]]]:
+             batch_size: int, policy: Policy = DEFAULT) -> tuple[list[list[int]], list[list[int]]]:
     """Per row: predicted tag ids of its characters and the exit layer of every real token
     ([CLS] included). ``speed=None``: the full model (every token exits at the last layer)."""
     tags: list[list[int]] = [[] for _ in range(len(chunks))]
@@ -33,7 +34,7 @@ def run_exit(runner: TokenExit, chunks: Chunks, pad_id: int, speed: float | None
             probs = runner.full_model(batch["src"], batch["seg"]).cpu()
             layers = torch.full(probs.shape[:2], runner.layers_num, dtype=torch.long)
         else:
-            out = runner.predict(batch["src"], batch["seg"], speed, window)
+            out = runner.predict(batch["src"], batch["seg"], speed, window, policy)
             probs, layers = out.probs.cpu(), out.exit_layer.cpu()
         pred = probs.argmax(-1)
         for j, r in enumerate(index):
@@ -43,47 +44,35 @@ def run_exit(runner: TokenExit, chunks: Chunks, pad_id: int, speed: float | None
     return tags, exits
 
 
-def _time(runner: TokenExit, batch: dict[str, torch.Tensor], speed: float | None, window: int) -> float:
-    start = time.perf_counter()
+def run_batch(runner: TokenExit, batch: dict[str, torch.Tensor], speed: float | None, window: int,
+              policy: Policy = DEFAULT) -> None:
+    """One batch at ``speed``; ``speed=None`` runs the full model (backbone + teacher)."""
     if speed is None:
         runner.full_model(batch["src"], batch["seg"])
     else:
-        runner.predict(batch["src"], batch["seg"], speed, window)
-    if runner.device.type == "cuda":
-        torch.cuda.synchronize(runner.device)
-    return time.perf_counter() - start
-
-
-def measure_walls(runner: TokenExit, batches: list[dict[str, torch.Tensor]], speeds: Sequence[float], window: int,
-                  repeats: int) -> dict[float | None, float]:
-    configs: list[float | None] = [None, *speeds]
-    total = {c: 0.0 for c in configs}
-    for batch in batches:
-        for c in configs:
-            _time(runner, batch, c, window)  # warm-up for this shape
-            total[c] += min(_time(runner, batch, c, window) for _ in range(repeats))
-    return total
+        runner.predict(batch["src"], batch["seg"], speed, window, policy)
 
 
 def sweep(runner: TokenExit, chunks: Chunks, gold: list[list[str]], id2label: Sequence[str], pad_id: int,
           speeds: Sequence[float], window: int = 0, eval_batch_size: int = 64, timing_samples: int = 256,
-          batch_size: int = 32, repeats: int = 2, measure: bool = True) -> dict[str, Any]:
-    """Rows of the speed table (as in ``--report_path``) plus the per-speed predicted tags per sentence."""
-    try:
-        flop_model = TaggerFlops.of(runner.model)
-    except NotImplementedError:
-        flop_model = None
+          batch_size: int = 32, repeats: int = 2, measure: bool = True, policy: Policy = DEFAULT) -> dict[str, Any]:
+    """Rows of the speed table (as in ``--report_path``) plus the per-speed predicted tags per sentence.
+
+    ``policy``: the exit rule per token (a name of ``uer.exit.policies.policy_names()``, a
+    ``{"name": ...}`` spec or a policy object); ``speed`` is its knob, ``window`` its neighbourhood."""
+    rule = resolve(policy)
+    flop_model = TaggerFlops.of(runner.model)  # None: no count for this encoder ("-" in the table)
 
     def sentence_flops(exits: list[list[int]], speed: float) -> float | None:
         if flop_model is None:
             return None
         per_sentence = [0.0] * chunks.sentences_num
-        for r, layers in enumerate(exits):  # speed 0 runs the full model (TokenExit.predict)
-            per_sentence[chunks.sentence[r]] += (flop_model.full(len(layers)) if speed <= 0
+        for r, layers in enumerate(exits):  # a speed that never exits early runs the full model (TokenExit.predict)
+            per_sentence[chunks.sentence[r]] += (float(flop_model.full(len(layers))) if rule.never_early(speed)
                                                  else flop_model.early_exit(torch.tensor(layers)))
         return sum(per_sentence) / len(per_sentence)
 
-    teacher_ids, _ = run_exit(runner, chunks, pad_id, None, window, eval_batch_size)
+    teacher_ids, _ = run_exit(runner, chunks, pad_id, None, window, eval_batch_size, rule)
     teacher_tags = assemble(chunks, [[id2label[k] for k in row] for row in teacher_ids])
     teacher = entity_scores(gold, teacher_tags)
     full_flops = None
@@ -97,12 +86,13 @@ def sweep(runner: TokenExit, chunks: Chunks, gold: list[list[str]], id2label: Se
         sub = chunks.subset(range(timed))
         singles = [collate(sub, [i], pad_id, runner.device) for i in range(timed)]
         batched = [collate(sub, b, pad_id, runner.device) for b in length_sorted_batches(sub.lengths(), batch_size)]
-        walls = {"1": measure_walls(runner, singles, speeds, window, repeats),
-                 "b": measure_walls(runner, batched, speeds, window, repeats)}
+        run = lambda batch, speed: run_batch(runner, batch, speed, window, rule)  # noqa: E731
+        walls = {"1": measure_walls(run, singles, speeds, repeats, runner.device),
+                 "b": measure_walls(run, batched, speeds, repeats, runner.device)}
 
     rows, predictions = [], []
     for speed in speeds:
-        ids, exits = run_exit(runner, chunks, pad_id, float(speed), window, eval_batch_size)
+        ids, exits = run_exit(runner, chunks, pad_id, float(speed), window, eval_batch_size, rule)
         tags = assemble(chunks, [[id2label[k] for k in row] for row in ids])
         scores = entity_scores(gold, tags)
         char_exits = [e for row in exits for e in row[1:]]  # characters only, not [CLS]
@@ -115,20 +105,13 @@ def sweep(runner: TokenExit, chunks: Chunks, gold: list[list[str]], id2label: Se
             "mean_layers_run": sum(max(row) for row in exits) / len(exits),
             "flops_per_sentence": flops,
             "flops_speedup": full_flops / flops if flops else None,
-            "wall_speedup_batch1": walls["1"][None] / walls["1"][speed] if measure else None,
-            "wall_speedup_batched": walls["b"][None] / walls["b"][speed] if measure else None,
+            "wall_speedup_batch1": wall_speedup(walls.get("1"), speed),
+            "wall_speedup_batched": wall_speedup(walls.get("b"), speed),
         })
         predictions.append(tags)
     return {"teacher": teacher, "teacher_tags": teacher_tags, "rows": rows, "predictions": predictions,
-            "full_flops_per_sentence": full_flops, "timing_samples": timed,
-            "wall_seconds": {"batch1": {str(k): v for k, v in walls.get("1", {}).items()},
-                             f"batch{batch_size}": {str(k): v for k, v in walls.get("b", {}).items()}}}
-
-
-def chosen_speed(rows: Sequence[dict[str, Any]], teacher_f1: float, tolerance: float = 0.01) -> dict[str, Any] | None:
-    """The largest speed whose F1 is within ``tolerance`` (1 point) of the full model's."""
-    ok = [r for r in rows if r["f1"] >= teacher_f1 - tolerance]
-    return max(ok, key=lambda r: r["speed"]) if ok else None
+            "full_flops_per_sentence": full_flops, "timing_samples": timed, "runtime": runner.name,
+            "wall_seconds": wall_seconds(walls, batch_size)}
 
 
 def format_table(rows: Sequence[dict[str, Any]], teacher_f1: float) -> str:

@@ -1,59 +1,55 @@
 """Token-level early exit for sequence labelling.
 
 The rule. After layer ``l`` every token still in the network gets its branch's tag distribution
-``p``; the token *exits* at layer ``l`` when its normalised entropy ``H(p) / log(tags)`` is below
-``speed`` (with ``window = w > 0``: when the largest normalised entropy among the real tokens at
-positions ``i - w .. i + w``, itself included, is below ``speed``; a neighbour that has already
-exited counts with the entropy it exited with). An exited token keeps its state: its tag
-distribution is the one it exited with, and its hidden vector is frozen from then on. It is
-still attended to by the tokens that remain: in every later layer its frozen vector gives keys
-and values, so the layer computes keys and values for every real token, but queries, the
-attention output, the feed-forward block and the branch only for the tokens still in. After the
-last layer every remaining token exits. ``speed <= 0`` never exits early (entropy is >= 0), so it
-runs the full model itself (backbone + last branch, no student branch): the same tags and the same
-cost as the full model; ``speed >= 1`` exits every token after layer 1.
+``p``, and an exit policy (``uer.exit.policies``: the same rules as sentence exit, applied per
+token; ``entropy`` by default: normalised entropy below ``speed``) says which tokens leave. With
+``window = w > 0`` a token leaves only when every real token at positions ``i - w .. i + w``
+(itself included) may leave too, a neighbour that has already exited counting as one that may
+(:func:`windowed`; any ``w`` at least the row's length means the whole row). An exited token keeps
+its state: its tag distribution is the one it exited with, and its hidden vector is frozen from
+then on. It is still attended to by the tokens that remain: in every later layer its frozen vector
+gives keys and values, so the layer computes keys and values for every real token, but queries,
+the attention output, the feed-forward block and the branch only for the tokens still in. After
+the last layer every remaining token exits. A speed at which the policy never exits early (speed
+0, every policy) runs the full model itself (backbone + last branch, no student branch): the same
+tags and the same cost as the full model; ``speed >= 1`` exits every token after layer 1.
+``patience`` counts, per token, the consecutive layers whose tag agrees.
 
-Every operation is per sentence (masked attention, position-wise layers), so a sentence's tags
-do not depend on the other sentences of its batch or on padding. A sentence whose tokens have
-all exited leaves the batch.
+Every operation is per sentence (masked attention, position-wise layers, per-token policies), so a
+sentence's tags do not depend on the other sentences of its batch or on padding. A sentence whose
+tokens have all exited leaves the batch.
 
 Execution. The layers run on the real tokens packed to (N, H), as ``uer.fused`` runs them. A
 layer in which some tokens have exited runs ``TransformerLayer.compute`` itself on the remaining
-tokens, with an executor (:class:`_Remaining`) whose Q/K/V projection computes queries for those
-tokens and keys and values for every token of their sentences: the maths is the layer's own,
-written once. The linears come in two kinds: ``eager`` (``F.linear``; what ``FlopCounterMode``
-counts) and ``fused`` (on x86 CPUs: ``uer.fused``'s oneDNN-packed weights with the bias, GELU, the
-branch's tanh and the residual add fused into the GEMM). ``runtime="auto"`` (default) times both
-on the full model when the runner is built, for one short sentence and for a batch, as FastBERT's
-``auto`` runtime does, and runs each call on the winner for its batch size (``reason`` gives the
-timings). Each timed call has a sequence length not timed before. Token exit hands the linears
-many different row counts (the tokens still in vary by layer and by sentence), oneDNN builds a
-primitive for every new shape (its cache keeps 1,024), and a probe that repeats one shape hides
-that cost (measured here: 792 against 377 us per 128x512 linear over 400 random row counts, but
-119 against 132 us at one fixed count). The full model, the
-baseline of every speed-up, runs on the same choice. An encoder ``uer.fused`` does not cover
-(not a transformer, another attention mask) runs each layer whole and keeps the exited tokens'
-old vectors: the same results, without the saving. The linears are a snapshot of the weights:
-build the runner again after training further.
+tokens, with an executor (:class:`_Remaining`) whose ``qkv`` (the layer executor's Q/K/V hook, the
+pre-norm passed in) projects queries for those tokens and keys and values for every token of their
+sentences: the maths is the layer's own, written once. The runtime (``uer.runtime``, kind
+``token``) decides the linears: ``eager`` (``F.linear``; what ``FlopCounterMode`` counts) or
+``fused`` (``uer.fused.PackedLinear``: oneDNN-packed weights with the bias, GELU, the branch's tanh
+and the residual add fused into the GEMM, on x86 CPUs). ``auto`` (default) times both on the full
+model when the runner is built (``uer.runtime.auto.choose``, the mechanism sentence exit uses) and
+runs each call on the winner for its batch size (``reason`` gives the timings). The full model, the
+baseline of every speed-up, runs on the same choice. An encoder ``uer.fused`` does not cover (not a
+transformer, another attention mask) runs each layer whole and keeps the exited tokens' old
+vectors: the same results, without the saving (``fused`` is then refused with the reason). The
+linears are a snapshot of the weights: build the runner again after training further.
 """
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from uer.choices import TOKEN_EXIT_RUNTIMES
-from uer.fastbert.policies.base import normalized_entropy, shannon_entropy  # noqa: F401  (normalized_entropy: this module's API)
-from uer.fused import FusedContext, _Linear, _Packed, mkldnn_usable, unsupported
+from uer.exit.policies import DEFAULT, Policy, normalized_entropy, resolve  # noqa: F401  (normalized_entropy: this module's API)
+from uer.fused import FusedContext, PackedExecutor, PackedLinear, mkldnn_usable, pack_linears
 from uer.layers.executor import attend
-from uer.runtime.auto import PROBES, REPEATS, SMALL_BATCH, describe_timings
+from uer.runtime.auto import Choice, choose
+from uer.runtime.support import check_names, runtime_names, unsupported
 from uer.tagging.targets import TokenExitTarget
 
-RUNTIMES = TOKEN_EXIT_RUNTIMES
+RUNTIMES = runtime_names("token")
 
 
 def token_exit_target(model: nn.Module) -> TokenExitTarget:
@@ -75,44 +71,33 @@ class TokenExitResult:
     exit_layer: torch.Tensor  # (B, T) long, 1-based; 0 at padding
 
 
-def _split_linear(linear: nn.Linear, sizes: list[int]) -> list[nn.Linear]:
-    """``linear`` cut by output rows into independent linears (the fused Q/K/V into Q and K/V)."""
-    parts = []
-    weights = linear.weight.detach().split(sizes)
-    biases = [None] * len(sizes) if linear.bias is None else linear.bias.detach().split(sizes)
-    for w, b in zip(weights, biases):
-        part = nn.Linear(w.shape[1], w.shape[0], bias=b is not None, device=w.device, dtype=w.dtype)
-        with torch.no_grad():
-            part.weight.copy_(w)
-            if b is not None:
-                part.bias.copy_(b)
-        parts.append(part)
-    return parts
-
-
 class _Remaining:
-    """Executor of ``TransformerLayer.compute`` on the tokens still in (``x`` is theirs, (A, H)).
+    """``LayerExecutor`` of ``TransformerLayer.compute`` on the tokens still in (``x`` is theirs, (A, H)).
 
-    Its Q/K/V projection gives the queries of those ``A`` tokens and keeps the keys and values of
-    all ``M`` live tokens (``live``: (M, H), the layer's input, exited tokens' frozen vectors
-    included); ``attend`` lets the remaining queries attend to them. Everything after attention
-    is position-wise and runs on the ``A`` tokens only."""
+    Its ``qkv`` gives the queries of those ``A`` tokens and the keys and values of all ``M`` live
+    tokens (``live``: (M, H), the layer's input, exited tokens' frozen vectors included), each from
+    the pre-norm the layer passes (None: post-norm); ``attend`` lets the remaining queries attend
+    to them. Everything after attention is position-wise and runs on the ``A`` tokens only."""
 
-    __slots__ = ("weights", "block", "live", "act", "ctx", "kv")
+    __slots__ = ("weights", "live", "act", "ctx")
 
-    def __init__(self, weights: "_Weights", block: nn.Module, live: torch.Tensor, act: torch.Tensor, ctx: FusedContext) -> None:
-        self.weights, self.block, self.live, self.act, self.ctx, self.kv = weights, block, live, act, ctx, None
+    def __init__(self, weights: "_Weights", live: torch.Tensor, act: torch.Tensor, ctx: FusedContext) -> None:
+        self.weights, self.live, self.act, self.ctx = weights, live, act, ctx
 
-    def linear(self, module, x, act=None, dropout=None, residual=None):  # dropout: off at inference
-        if module is self.block.self_attn.qkv:
-            q, kv = self.weights.qkv[module]
-            keys_from = self.block.layer_norm_1(self.live) if self.block.pre_norm else self.live
-            self.kv = kv(keys_from, None, None)  # (M, 2H)
-            return q(x, None, None)  # (A, H)
+    def linear(self, module: nn.Linear, x: torch.Tensor, act: str | None = None, dropout: nn.Module | None = None,
+               residual: torch.Tensor | None = None) -> torch.Tensor:  # dropout: off at inference
         return self.weights.linears[module](x, act, residual)
 
-    def attend(self, q: torch.Tensor, heads_num: int, dropout_p: float) -> torch.Tensor:  # (A, H) -> (A, H)
-        ctx, kv = self.ctx, self.kv
+    def qkv(self, module: nn.Linear, x: torch.Tensor, norm: nn.Module | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(A, H) -> the remaining queries (A, H) and every live token's keys and values (M, 2H)."""
+        q, kv = self.weights.qkv[module]
+        if norm is None:
+            return q(x), kv(self.live)
+        return q(norm(x)), kv(norm(self.live))
+
+    def attend(self, qkv: tuple[torch.Tensor, torch.Tensor], heads_num: int, dropout_p: float = 0.0) -> torch.Tensor:  # -> (A, H)
+        q, kv = qkv
+        ctx = self.ctx
         b, t, h = ctx.seg.shape[0], ctx.length, q.shape[1]
         if b == 1 and ctx.flat is None:  # one sentence: the remaining queries against all keys, no grid
             d = h // heads_num
@@ -132,7 +117,7 @@ class _Remaining:
             grid[:, h:].index_copy_(0, ctx.flat, kv)
         return attend(grid.view(b, t, 3 * h), heads_num, ctx.attn_mask).reshape(b * t, h).index_select(0, at)
 
-    def norm(self, module, x):
+    def norm(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return module(x)
 
 
@@ -140,48 +125,65 @@ class _Weights:
     """One kind of linears for every layer and branch: ``F.linear`` or oneDNN-packed (``packed``)."""
 
     def __init__(self, runner: "TokenExit", packed: bool) -> None:
-        self.linears: dict[nn.Module, _Linear] = {}
-        self.qkv: dict[nn.Module, tuple[_Linear, _Linear]] = {}
+        self.linears: dict[nn.Module, PackedLinear] = {}
+        self.qkv: dict[nn.Module, tuple[PackedLinear, PackedLinear]] = {}
         if runner.partial:
+            blocks = [runner.encoder.block(i) for i in range(runner.layers_num)]
+            self.linears = pack_linears(blocks, torch.float32, packed)
             hidden = runner.encoder.cfg.hidden_size
-            for i in range(runner.layers_num):
-                block = runner.encoder.block(i)
-                for module in block.modules():
-                    if isinstance(module, nn.Linear) and module not in self.linears:
-                        self.linears[module] = _Linear(module, torch.float32, packed)
+            for block in blocks:  # queries apart from keys and values: they run on other rows
                 qkv = block.self_attn.qkv
                 if qkv not in self.qkv:
-                    self.qkv[qkv] = tuple(_Linear(m, torch.float32, packed) for m in _split_linear(qkv, [hidden, 2 * hidden]))
-        self.branches = [(_Linear(b.dense, torch.float32, packed), _Linear(b.output, torch.float32, packed))
+                    self.qkv[qkv] = (PackedLinear(qkv, torch.float32, packed, rows=slice(0, hidden)),
+                                     PackedLinear(qkv, torch.float32, packed, rows=slice(hidden, 3 * hidden)))
+        self.branches = [(PackedLinear(b.dense, torch.float32, packed), PackedLinear(b.output, torch.float32, packed))
                          for b in runner.target.branches]
+
+
+def windowed(ready: torch.Tensor, seg: torch.Tensor, window: int, positions: torch.Tensor | None = None) -> torch.Tensor:
+    """(M,) bool per live token (in ``seg``'s row-major order of real tokens): may it leave by itself
+    -> (M,) may it leave with its ``+-window`` real neighbours all ready (padding counts as ready).
+
+    ``positions``: (M,) places of the live tokens in the flattened ``seg`` grid (None: no padding).
+    A window of at least the row's length is the whole row: the pooling is capped there, so its
+    cost does not grow with ``window``."""
+    rows, width = seg.shape
+    window = min(window, width)
+    doubt = (~ready).float()
+    if positions is None:  # no padding (one sentence, or all of one length): the grid is the tokens
+        grid = doubt.view(rows, 1, width)
+    else:
+        grid = doubt.new_zeros(rows * width).index_copy_(0, positions, doubt).view(rows, 1, width)
+    pooled = F.max_pool1d(grid, 2 * window + 1, stride=1, padding=window).reshape(-1)
+    return (pooled if positions is None else pooled.index_select(0, positions)) == 0
 
 
 class TokenExit:
     """A trained ``token_exit`` model prepared for inference (eval mode).
 
-    ``runtime``: ``auto`` (default: the faster linears, measured at build), ``eager`` (``F.linear``)
-    or ``fused`` (oneDNN-packed where usable, else ``F.linear``). ``name`` / ``reason``: what runs, why.
+    ``runtime``: one of ``uer.runtime.runtime_names("token")``: ``auto`` (default: the faster
+    linears, measured at build), ``eager`` (``F.linear``) or ``fused`` (oneDNN-packed where usable,
+    else ``F.linear``). ``name`` / ``reason``: what runs, and why.
 
     Example::
 
         runner = TokenExit(model)
         out = runner.predict(src, seg, speed=0.3, window=1)    # out.probs (B, T, C), out.exit_layer (B, T)
+        out = runner.predict(src, seg, speed=0.3, policy="patience")
     """
 
     def __init__(self, model: nn.Module, runtime: str = "auto") -> None:
-        if runtime not in RUNTIMES:
-            raise ValueError(f"unknown runtime {runtime!r}; valid: {', '.join(RUNTIMES)}")
+        check_names(runtime, None, "token")
         self.model = model.eval()
         self.device = next(model.parameters()).device
         self.target = token_exit_target(model)
         self.encoder = model.encoder
         self.layers_num = len(self.target.branches)
         self.labels_num = self.target.labels_num
-        why = unsupported(self.encoder)
-        if why is None and self.encoder.cfg.mask != "fully_visible":
-            why = f"mask {self.encoder.cfg.mask!r}: tokens exit only under fully_visible attention"
+        why = unsupported(model, "fused", kind="token")
+        if runtime == "fused" and why is not None:
+            raise ValueError(f"runtime 'fused': {why}")
         self.partial = why is None  # False: every layer runs whole (same results, no saving)
-        self.reason = why or "remaining tokens only"
         if self.partial:
             self.alibi_heads = self.encoder.alibi_heads
         mkldnn = mkldnn_usable(self.device, torch.float32)
@@ -189,57 +191,25 @@ class TokenExit:
             kinds = {"eager": False, "fused": True} if mkldnn and self.partial else {"eager": False}
         else:
             kinds = {runtime: runtime == "fused" and mkldnn}
-        self.kinds = {name: _Weights(self, packed) for name, packed in kinds.items()}
-        self.timings: dict[str, dict[str, float]] = {}
-        if len(self.kinds) == 1:
-            (name,) = self.kinds
-            self.small = self.large = self.kinds[name]
-            self.name = name
-            self.reason = f"{name}: " + ("oneDNN packed linears" if kinds[name] else "F.linear") + f"; {self.reason}"
+        weights = {name: _Weights(self, packed) for name, packed in kinds.items()}
+        how = "remaining tokens only" if self.partial else f"whole layers ({why})"
+        if runtime == "auto":
+            longest = getattr(self.model.embedding, "max_seq_length", None)
+            self.choice: Choice[_Weights] = choose(weights, lambda w, src, seg: self._full(src, seg, w),
+                                                   self.model.embedding.word.num_embeddings, self.device, longest)
         else:
-            self._choose()
-        self.weights = self.small
+            (w,) = weights.values()
+            self.choice = Choice(w, w, runtime, f"{runtime}: " + ("oneDNN packed linears" if kinds[runtime] else "F.linear"))
+        self.name, self.timings = self.choice.name, self.choice.timings
+        self.reason = f"{self.choice.reason}; {how}"
 
-    def _choose(self) -> None:
-        vocab = self.model.embedding.word.num_embeddings
-        longest = getattr(self.model.embedding, "max_seq_length", None)
-        gen = torch.Generator().manual_seed(0)
-        for probe, (b, t) in PROBES.items():
-            t = min(t, longest) if longest else t
-            # Every call at a length not seen before: token exit gives the linears many row counts, and
-            # oneDNN builds a primitive per new shape; a repeated shape would hide that cost.
-            lengths = [max(2, t - k) for k in range(REPEATS + 1)]
-            self.timings[probe] = {}
-            for name, weights in self.kinds.items():
-                self.weights = weights
-                total = 0.0
-                for k, length in enumerate(lengths):
-                    src = torch.randint(1, vocab, (b, length), generator=gen).to(self.device)
-                    seg = torch.ones_like(src)
-                    start = time.perf_counter()
-                    with torch.inference_mode():
-                        self._full(src, seg)
-                    if k:  # the first call warms the code paths up
-                        total += time.perf_counter() - start
-                self.timings[probe][name] = total / REPEATS
-        pick = {probe: min(times, key=times.get) for probe, times in self.timings.items()}
-        self.small, self.large = self.kinds[pick["small"]], self.kinds[pick["large"]]
-        self.name = pick["small"] if pick["small"] == pick["large"] else f"{pick['small']} (batch <= {SMALL_BATCH}), {pick['large']} (larger)"
-        self.reason = f"auto, measured at load: {describe_timings(self.timings)}; {self.reason}"
+    def _branch(self, i: int, h: torch.Tensor, w: _Weights) -> torch.Tensor:
+        """Branch ``i`` (``TokenBranch``: linear -> tanh -> linear, the tanh fused into the first GEMM)
+        on (N, H) tokens -> (N, C) probabilities."""
+        dense, output = w.branches[i]
+        return torch.softmax(output(dense(h, "tanh")).float(), dim=-1)
 
-    def _use(self, src: torch.Tensor) -> None:
-        self.weights = self.small if src.shape[0] <= SMALL_BATCH else self.large
-
-    def _branch(self, i: int, h: torch.Tensor) -> torch.Tensor:
-        """Branch ``i`` (linear -> tanh -> linear) on (N, H) tokens -> (N, C) probabilities."""
-        dense, output = self.weights.branches[i]
-        if dense.mkldnn:
-            y = torch.ops.mkldnn._linear_pointwise(h, dense.weight, dense.bias, "tanh", [], "")
-        else:
-            y = torch.tanh(dense(h, None, None))
-        return torch.softmax(output(y, None, None).float(), dim=-1)
-
-    def _layer(self, i: int, x: torch.Tensor, act: torch.Tensor | None, ctx) -> torch.Tensor:
+    def _layer(self, i: int, x: torch.Tensor, act: torch.Tensor | None, ctx, w: _Weights) -> torch.Tensor:
         """Layer ``i`` on the live tokens ``x`` (M, H); returns the new vectors of ``act`` (all when None)."""
         if not self.partial:  # the whole layer on the padded grid; the caller keeps the exited tokens' vectors
             b, t = ctx.seg.shape
@@ -250,8 +220,8 @@ class TokenExit:
             return out if act is None else out.index_select(0, act)
         block = self.encoder.block(i)
         if act is None:
-            return block.compute(x, _Packed(self.weights.linears, ctx))
-        return block.compute(x.index_select(0, act), _Remaining(self.weights, block, x, act, ctx))
+            return block.compute(x, PackedExecutor(w.linears, ctx))
+        return block.compute(x.index_select(0, act), _Remaining(w, x, act, ctx))
 
     def _context(self, seg: torch.Tensor):
         if self.partial:
@@ -276,57 +246,56 @@ class TokenExit:
 
     # ------------------------------------------------------------------ early exit
     @torch.inference_mode()
-    def predict(self, src: torch.Tensor, seg: torch.Tensor, speed: float, window: int = 0) -> TokenExitResult:
-        """(B, T) ids and segments -> per-token tag distributions and exit layers."""
+    def predict(self, src: torch.Tensor, seg: torch.Tensor, speed: float, window: int = 0,
+                policy: Policy = DEFAULT) -> TokenExitResult:
+        """(B, T) ids and segments -> per-token tag distributions and exit layers.
+
+        ``policy``: the exit rule (a name of ``uer.exit.policies.policy_names()``, a
+        ``{"name": ...}`` spec or a policy object), applied per token; ``speed`` is its knob."""
         if window < 0:
             raise ValueError(f"window must be >= 0, got {window}")
-        if speed <= 0:  # nobody can exit: the full model, without the students' branches
+        rule = resolve(policy)
+        if rule.never_early(speed):  # nobody can exit: the full model, without the students' branches
             probs = self.full_model(src, seg)
             return TokenExitResult(probs, torch.where(seg > 0, self.layers_num, 0))
-        self._use(src)
+        w = self.choice.for_batch(src.shape[0])
         b0, t0 = src.shape
         src, seg = trim_padding(src, seg)
         t = src.shape[1]
         where = self._packed(seg)  # (N,) grid position of every real token
         x = self.model.embed(src, seg).reshape(b0 * t, -1).index_select(0, where)  # (M, H): the live tokens
         n = x.shape[0]
-        limit = speed * math.log(self.labels_num)  # H(p) / log(C) < speed, without the division per token
+        state = rule.start(n, self.labels_num, self.layers_num, speed)  # one row per token still in
         ctx = self._context(seg)
         own: torch.Tensor | None = None  # live token -> its index among the N; None = the same index
         act: torch.Tensor | None = None  # remaining live tokens (indices into x); None = all of them
-        entropy = x.new_zeros(n) if window > 0 else None  # in nats; exited tokens keep theirs; padding counts 0
+        # window: may each token leave by itself (exited tokens: True, as they were when they left)
+        ready = torch.ones(n, dtype=torch.bool, device=x.device) if window > 0 else None
         done_ids, done_probs, done_layers = [], [], []  # who exited where, written once at the end
         for i in range(self.layers_num):
             last = i == self.layers_num - 1
-            h = self._layer(i, x, act, ctx)  # (A, H)
+            h = self._layer(i, x, act, ctx, w)  # (A, H)
             if act is None:
                 x = h
             else:
                 x.index_copy_(0, act, h)  # the exited tokens keep their vectors
             if last:
                 h = self.encoder.finish(h)
-            probs = self._branch(i, h)  # (A, C)
+            probs = self._branch(i, h, w)  # (A, C)
             # the remaining tokens among the N (None: all N, in order)
             if own is None:
                 ids = act
             else:
                 ids = own if act is None else own.index_select(0, act)
-            if last or speed >= 1.0:
-                done_ids.append(ids)
-                done_probs.append(probs)
-                done_layers.append(i + 1)
-                break
-            ent = shannon_entropy(probs)
-            if window > 0:
+            leave = rule.exits(probs, i, state, last=last)  # (A,) bool
+            if ready is not None and not bool(leave.all()):  # with its neighbours only
                 if ids is None:
-                    entropy.copy_(ent)
+                    ready.copy_(leave)
                 else:
-                    entropy.index_copy_(0, ids, ent)
-                pooled = self._window_max(entropy, own, ctx, window)
-                sure = pooled if act is None else pooled.index_select(0, act)
-            else:
-                sure = ent
-            leave = sure < limit
+                    ready.index_copy_(0, ids, leave)
+                live = ready if own is None else ready.index_select(0, own)
+                pooled = windowed(live, ctx.seg, window, None if live.numel() == ctx.seg.numel() else self._packed(ctx.seg))
+                leave = pooled if act is None else pooled.index_select(0, act)
             gone = leave.nonzero().squeeze(1)
             if gone.numel() == 0:
                 continue
@@ -337,6 +306,7 @@ class TokenExit:
                 break
             stay = (~leave).nonzero().squeeze(1)
             act = stay if act is None else act.index_select(0, stay)
+            state = state.select(stay)
             if ctx.seg.shape[0] > 1:  # sentences with no token left leave the batch
                 x, own, act, ctx = self._drop_finished(x, own, act, ctx)
         probs_out = x.new_zeros(n, self.labels_num)
@@ -366,25 +336,12 @@ class TokenExit:
         return (x.index_select(0, kept), kept if own is None else own.index_select(0, kept), renumber.index_select(0, act),
                 self._context(ctx.seg[alive.nonzero().squeeze(1)]))
 
-    def _window_max(self, entropy: torch.Tensor, own: torch.Tensor | None, ctx, window: int) -> torch.Tensor:
-        """(M,) the largest entropy within +-window real positions of each live token (padding: 0)."""
-        seg = ctx.seg
-        live = entropy if own is None else entropy.index_select(0, own)
-        if live.numel() == seg.numel():  # no padding (one sentence, or all of one length): the grid is the tokens
-            return F.max_pool1d(live.view(seg.shape[0], 1, -1), 2 * window + 1, stride=1, padding=window).reshape(-1)
-        pos = self._packed(seg)
-        grid = entropy.new_zeros(seg.numel())
-        grid[pos] = live
-        pooled = F.max_pool1d(grid.view(seg.shape[0], 1, -1), 2 * window + 1, stride=1, padding=window)
-        return pooled.reshape(-1).index_select(0, pos)
-
     @torch.inference_mode()
     def full_model(self, src: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
         """The baseline: backbone + last branch (the teacher) only, on the same runtime. (B, T, C) probabilities."""
-        self._use(src)
-        return self._full(src, seg)
+        return self._full(src, seg, self.choice.for_batch(src.shape[0]))
 
-    def _full(self, src: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
+    def _full(self, src: torch.Tensor, seg: torch.Tensor, w: _Weights) -> torch.Tensor:
         b0, t0 = src.shape
         src, seg = trim_padding(src, seg)
         t = src.shape[1]
@@ -392,6 +349,6 @@ class TokenExit:
         x = self.model.embed(src, seg).reshape(b0 * t, -1).index_select(0, where)
         ctx = self._context(seg)
         for i in range(self.layers_num):
-            x = self._layer(i, x, None, ctx)
-        probs = self._branch(self.layers_num - 1, self.encoder.finish(x))
+            x = self._layer(i, x, None, ctx, w)
+        probs = self._branch(self.layers_num - 1, self.encoder.finish(x), w)
         return self._scatter(probs, where, b0, t0, t)

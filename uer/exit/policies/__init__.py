@@ -1,7 +1,10 @@
 """Early-exit policies, one file each, registered by explicit import (adding one: a file plus a line here).
 
-    from uer.fastbert.policies import POLICIES, resolve
-    POLICIES.names()                          # ['confidence', 'entropy', 'patience', 'topk_entropy']
+One rule serves sentence exit (``uer.fastbert``: a row is a sample) and token exit (``uer.tagging``:
+a row is a token still in the network)::
+
+    from uer.exit.policies import POLICIES, policy_names, resolve
+    policy_names()                            # ('confidence', 'entropy', 'patience', 'topk_entropy')
     policy = resolve("patience")              # or resolve({"name": "topk_entropy", "k": 3})
 
 A duplicate name is an error; an unknown one is an error that lists the valid ones.
@@ -10,14 +13,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from uer.fastbert.policies.base import ExitPolicy, PolicyState, normalized_entropy, shannon_entropy
-from uer.fastbert.policies.registry import POLICIES
-from uer.fastbert.policies import confidence, entropy, patience, topk_entropy  # noqa: F401
+from uer.exit.policies.base import ExitPolicy, PolicyState, normalized_entropy, shannon_entropy
+from uer.exit.policies.registry import POLICIES
+from uer.exit.policies import confidence, entropy, patience, topk_entropy  # noqa: F401
 
 DEFAULT = "entropy"
+Policy = str | dict[str, Any] | ExitPolicy  # what ``policy=`` takes: a name, a {"name": ...} spec, or the object
 
 
-def resolve(policy: str | dict[str, Any] | ExitPolicy) -> ExitPolicy:
+def resolve(policy: Policy) -> ExitPolicy:
     """A policy object from its name, a ``{"name": ..., field: value}`` mapping, or the object itself."""
     if isinstance(policy, ExitPolicy):
         return policy
@@ -31,4 +35,10 @@ def resolve(policy: str | dict[str, Any] | ExitPolicy) -> ExitPolicy:
 _BY_NAME: dict[str, ExitPolicy] = {}
 
 
-__all__ = ["POLICIES", "DEFAULT", "ExitPolicy", "PolicyState", "normalized_entropy", "shannon_entropy", "resolve"]
+def policy_names() -> tuple[str, ...]:
+    """Every registered policy name: the choices of ``--exit_policy`` and of ``policy=`` by name."""
+    return tuple(POLICIES.names())
+
+
+__all__ = ["POLICIES", "DEFAULT", "ExitPolicy", "Policy", "PolicyState", "normalized_entropy", "policy_names", "resolve",
+           "shannon_entropy"]

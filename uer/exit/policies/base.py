@@ -1,4 +1,7 @@
-"""What an exit policy is: a rule, applied after every layer's branch, that says which samples leave.
+"""What an exit policy is: a rule, applied after every layer's branch, that says which rows leave.
+
+A row is a sample for sentence exit (``uer.fastbert``) and a token still in the network for token
+exit (``uer.tagging``); the rule is the same.
 
     state = policy.start(batch, labels, layers, speed)      # per-sample state for one batch
     done = policy.exits(probs, layer, state, last)          # (B,) bool, probs (B, labels) at this layer

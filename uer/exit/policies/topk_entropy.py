@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from uer.fastbert.policies.base import ExitPolicy, PolicyState, shannon_entropy
-from uer.fastbert.policies.registry import POLICIES
+from uer.exit.policies.base import ExitPolicy, PolicyState, shannon_entropy
+from uer.exit.policies.registry import POLICIES
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,126 @@
+"""Which runtime can run which model: one list of names per kind of exit, one ``unsupported``.
+
+Both kinds of early exit share the names (``uer.runtime``'s docstring says what each runs):
+
+* ``sentence`` (FastBERT, ``uer.fastbert.inference.EarlyExit``): ``auto``, ``eager``, ``fused``,
+  ``onnxruntime``;
+* ``token`` (``uer.tagging.inference.TokenExit``): ``auto``, ``eager``, ``fused``.
+
+:func:`unsupported` answers from a :class:`uer.config.Config` alone, so a command can refuse a
+runtime before it trains anything, and from a built model (its modules are checked too).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from uer.config import Config
+from uer.fused import unsupported as fused_unsupported
+from uer.fused import unsupported_config as fused_unsupported_config
+
+KINDS = ("sentence", "token")
+NAMES: dict[str, tuple[str, ...]] = {
+    "sentence": ("auto", "eager", "fused", "onnxruntime"),
+    "token": ("auto", "eager", "fused"),
+}
+QUANTIZE = (None, "int8")
+ONNX_ACTIVATIONS = ("gelu", "gelu_fast", "relu", "silu")
+ONNX_EMBEDDINGS = ("word", "pos", "seg")
+ONNX_POOLINGS = ("first", "mean", "max")
+
+
+def runtime_names(kind: str = "sentence") -> tuple[str, ...]:
+    """The runtimes of ``kind`` (``sentence`` or ``token``): the ``--runtime`` choices."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind of exit {kind!r}; valid: {', '.join(KINDS)}")
+    return NAMES[kind]
+
+
+def check_names(runtime: str, quantize: str | None, kind: str) -> None:
+    """ValueError for a runtime or a quantisation that does not exist (not: that cannot run here)."""
+    names = runtime_names(kind)
+    if runtime not in names:
+        raise ValueError(f"unknown runtime {runtime!r}; valid: {', '.join(names)}")
+    if quantize not in QUANTIZE:
+        raise ValueError(f"quantize must be None or 'int8', got {quantize!r}")
+
+
+def unsupported(subject: Config | nn.Module, runtime: str, quantize: str | None = None, *,
+                kind: str = "sentence") -> str | None:
+    """Why ``runtime`` (with ``quantize``) cannot run the model, or None when it can.
+
+    ``subject``: a :class:`uer.config.Config` (before training: the config alone decides) or a
+    built model (its modules are checked as well). ``auto`` and ``eager`` run everything in fp32.
+    Unknown names raise ValueError.
+
+    Example::
+
+        why = unsupported(load_config("models/bert/tiny_alibi.yaml"), "onnxruntime")
+        # "position_bias 'alibi' is not exported"
+    """
+    check_names(runtime, quantize, kind)
+    model = subject if isinstance(subject, nn.Module) else None
+    config: Config = model.config if model is not None else subject
+    if quantize is not None:
+        if kind == "token":
+            return "token exit runs fp32 only (int8 runs on the onnxruntime runtime of sentence exit)"
+        if runtime not in ("auto", "onnxruntime"):
+            return f"runtime {runtime!r} runs fp32 only; int8 runs on the onnxruntime runtime (runtime 'auto' or 'onnxruntime')"
+        return unsupported(subject, "onnxruntime", kind=kind)
+    if runtime in ("auto", "eager"):
+        return None
+    if runtime == "fused":
+        return _fused(config, model, kind)
+    return onnx_unsupported(config, model) or onnxruntime_missing()
+
+
+def _fused(config: Config, model: nn.Module | None, kind: str) -> str | None:
+    if config.encoder.name != "transformer":
+        return f"encoder {config.encoder.name!r} has no fused path"
+    why = fused_unsupported_config(config.encoder.cfg) if model is None else fused_unsupported(model.encoder)
+    if why is None and kind == "token" and config.encoder.cfg.mask != "fully_visible":
+        why = f"mask {config.encoder.cfg.mask!r}: tokens exit only under fully_visible attention"
+    return why
+
+
+def onnx_unsupported(config: Config, model: nn.Module | None = None) -> str | None:
+    """Why the ONNX graphs (``uer.runtime.onnx_graph``) cannot express the model exactly, or None."""
+    if config.subencoder is not None:
+        return "a subencoder is not exported"
+    why = _fused(config, model, "sentence")  # the same whitelist of transformer options
+    if why is not None:
+        return why
+    cfg = config.encoder.cfg
+    if cfg.mask != "fully_visible":
+        return f"mask {cfg.mask!r} is not exported (fully_visible only)"
+    if cfg.position_bias != "none":
+        return f"position_bias {cfg.position_bias!r} is not exported"
+    if cfg.act not in ONNX_ACTIVATIONS:
+        return f"activation {cfg.act!r} is not exported"
+    for spec in config.embedding.components:
+        if spec.name not in ONNX_EMBEDDINGS:
+            return f"embedding component {spec.name!r} is not exported"
+    if config.embedding.layernorm == "none":
+        return "embedding layernorm 'none' is not exported"
+    for spec in config.target.components:
+        if spec.name == "fastbert" and spec.cfg.pooling not in ONNX_POOLINGS:
+            return f"branch pooling {spec.cfg.pooling!r} is not exported"
+    if model is not None:
+        from uer.runtime.onnx_graph import unexported_modules
+
+        return unexported_modules(model)
+    return None
+
+
+def onnxruntime_missing() -> str | None:
+    """None when onnxruntime and onnx can be imported, else why not."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError as e:
+        return f"{e.name} is not installed (pip install onnxruntime onnx)"
+    return None
+
+
+__all__: list[Any] = ["KINDS", "NAMES", "QUANTIZE", "check_names", "onnx_unsupported", "onnxruntime_missing", "runtime_names", "unsupported"]
