@@ -186,7 +186,7 @@ def test_runtimes_agree(alibi, pre_norm):
             block.pre_norm = True
     runners = {name: TokenExit(model, runtime=name) for name in ("eager", "fused", "auto")}
     assert runners["eager"].name == "eager" and "F.linear" in runners["eager"].reason
-    if runners["fused"].small.branches[0][0].mkldnn:  # x86 with oneDNN: auto measured both kinds
+    if runners["fused"].choice.small.branches[0][0].mkldnn:  # x86 with oneDNN: auto measured both kinds
         assert set(runners["auto"].timings) == {"small", "large"} and "measured at load" in runners["auto"].reason
     src, seg = batch_of([9, 5, 7, 12])
     for window in (0, 1):
