@@ -243,3 +243,12 @@ def test_the_tagger_predicts_with_the_trained_policy(tmp_path):
     assert tagger.predict(TEXT) == tagger.predict(TEXT, speed=0.6, policy={"name": "patience"})
     with pytest.raises(ValueError, match="chosen under policy patience, not entropy"):
         tagger.predict(TEXT, policy="entropy")
+
+
+def test_a_seq_length_beyond_the_position_table_is_cut_to_it(tmp_path):
+    """Row 36: run_ner.py once saved --seq_length 1000 over a 32-row table; predict then failed on
+    any long text. The loader cuts it to the table and long texts are split into rows that fit."""
+    tagger = NerTagger.load(save_tagger(tmp_path, seq_length=1000), runtime="eager")
+    assert tagger.seq_length == 32
+    text = "我在北京见到江泽民" * 20
+    assert len(tagger.predict(text, speed=0.5)) == 1

@@ -49,6 +49,7 @@ class TrainedModel:
     extra: dict[str, Any]  # what the run stored beside the weights
     vocab_path: Path  # the vocabulary that was read (beside the model unless given)
     vocab: Vocab  # its tokens, as many as the model's embedding has rows
+    seq_length: int  # the run's, cut to what the embedding holds (runs once saved a longer one unchecked)
 
 
 def load_trained(path: str | os.PathLike, written_by: Command, vocab_path: str | os.PathLike | None = None,
@@ -86,8 +87,10 @@ def load_trained(path: str | os.PathLike, written_by: Command, vocab_path: str |
                 check(extra[key])
             except (TypeError, ValueError) as exc:
                 raise CheckpointError(f"{path}: its stored {key} is not usable ({exc})") from None
+    limit = model.embedding.max_seq_length
+    seq_length = extra["seq_length"] if limit is None else min(extra["seq_length"], limit)
     model.to(device).eval()
-    return TrainedModel(model, model.config, extra, vocab_path, vocab)
+    return TrainedModel(model, model.config, extra, vocab_path, vocab, seq_length)
 
 
 def is_bare_file_name(name: object) -> bool:

@@ -24,7 +24,6 @@ import torch
 from uer.checkpoint import CheckpointError
 from uer.exit.checks import check_batch_size, check_text, check_texts
 from uer.exit.loading import exit_settings, load_trained
-from uer.fastbert.build import position_limit
 from uer.fastbert.data import Encoded, collate, encode_texts, length_sorted_batches
 from uer.fastbert.inference import EarlyExit, ExitResult, fastbert_target
 from uer.exit.policies import ExitPolicy
@@ -72,9 +71,7 @@ class FastBertClassifier:
             raise CheckpointError(f"{path}: tokenizer {trained.config.tokenizer.name!r} takes its vocabulary from a model "
                              "file, which FastBertClassifier does not load")
         tokenizer = tokenizer_cls.from_vocab(trained.vocab, trained.config.tokenizer)
-        limit = position_limit(model.config)  # models saved before run_fastbert.py checked seq_length against it
-        seq_length = min(extra["seq_length"], limit) if limit is not None else extra["seq_length"]
-        return cls(model, tokenizer, extra["labels"], seq_length, pair=extra.get("pair"), runtime=runtime,
+        return cls(model, tokenizer, extra["labels"], trained.seq_length, pair=extra.get("pair"), runtime=runtime,
                    quantize=quantize, extra=extra)
 
     @property

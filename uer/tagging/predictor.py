@@ -50,7 +50,7 @@ class NerTagger:
         ``runtime``: the inference linears (:class:`uer.tagging.inference.TokenExit`)."""
         trained = load_trained(path, "run_ner.py", vocab_path=vocab_path, device=device)
         extra = trained.extra
-        return cls(trained.model, trained.vocab, extra["id2label"], extra["seq_length"], runtime=runtime, extra=extra)
+        return cls(trained.model, trained.vocab, extra["id2label"], trained.seq_length, runtime=runtime, extra=extra)
 
     def tag(self, chars: Sequence[Sequence[str]], speed: float | None = None, window: int | None = None,
             batch_size: int = 32, policy: str | dict | ExitPolicy | None = None) -> tuple[list[list[str]], list[list[int]]]:
