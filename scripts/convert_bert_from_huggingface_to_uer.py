@@ -1,4 +1,7 @@
-"""HuggingFace BERT folder or weights file -> uer checkpoint.
+"""HuggingFace BERT folder or weights file -> uer checkpoint, against a given uer config.
+
+Kept for existing scripts; ``python -m uer convert hf2uer HF_DIR OUT.pt`` does every architecture
+(BERT, RoBERTa / XLM-R, ALBERT, ELECTRA, GPT-2) and makes the uer config from config.json.
 
     python scripts/convert_bert_from_huggingface_to_uer.py --input_model_path hf_dir/ \
         --output_model_path models/minilm/model.pt --config_path models/bert/minilm_l6_h384.yaml

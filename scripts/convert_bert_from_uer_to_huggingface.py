@@ -1,5 +1,8 @@
 """uer checkpoint -> HuggingFace folder (config.json, model.safetensors, vocab.txt).
 
+Kept for existing scripts; ``python -m uer convert uer2hf MODEL.pt HF_DIR`` is the same conversion for
+every architecture (and exports run_fastbert.py / run_ner.py models with their heads).
+
     python scripts/convert_bert_from_uer_to_huggingface.py --input_model_path models/minilm/model.pt \
         --output_model_path hf_out/
 """

@@ -104,13 +104,15 @@ class Embedder:
         vectors = emb.embed([("a text", None), ("another", None)])       # numpy (2, H)
     """
 
-    def __init__(self, model, tokenizer, pooling: str = "mean", layer: int | None = None, seq_length: int = 128) -> None:
+    def __init__(self, model, tokenizer, pooling: str = "mean", layer: int | None = None, seq_length: int | None = None) -> None:
         if pooling not in POOLINGS:
             raise EmbedError(f"pooling {pooling!r} is not one of {', '.join(POOLINGS)}")
         layers = model.encoder.layers_num
         if layer is not None and not (1 <= layer <= layers or -layers <= layer <= -1):
             raise EmbedError(f"--layer {layer}: the model has {layers} layers (1..{layers}, or -1..-{layers} from the top)")
         longest = model.embedding.max_seq_length
+        if seq_length is None:  # 128, or fewer if the model has fewer positions
+            seq_length = min(128, longest) if longest is not None else 128
         if longest is not None and seq_length > longest:
             raise EmbedError(f"--seq_length {seq_length} is longer than the {longest} positions the model has")
         self.model, self.tokenizer = model.eval(), tokenizer
@@ -201,7 +203,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pooling", choices=tuple(POOLINGS), default="mean", help="cls: the first token; mean / max over real tokens")
     parser.add_argument("--layer", type=int, default=None, help="1..L (or -1 = last); default: the encoder's output")
     parser.add_argument("--batch_size", type=positive_int, default=32)
-    parser.add_argument("--seq_length", type=positive_int, default=128, help="longer texts are truncated")
+    parser.add_argument("--seq_length", type=positive_int, default=None,
+                        help="longer texts are truncated (default: 128, or the model's positions if fewer)")
     parser.add_argument("--vocab_path", default=None, help="default: the vocabulary beside MODEL, else the config's")
     parser.add_argument("--force", action="store_true", help="replace an existing --output")
 

@@ -243,6 +243,10 @@ def uer_to_hf(
             raise ConversionError(f"{arch.zero_bias} is not zero, but {arch.title}'s LM head has no bias: "
                                   "exporting would change the model's predictions")
         used.add(arch.zero_bias)
+    for key in sorted(set(state) - used):  # the tied decoder of a head that was never converted goes with it
+        name = key.split(".")[2] if key.startswith("target.components.") else None
+        if name in tied_targets and key.endswith("decoder.weight") and any(s.startswith(f"target.components.{name}.") for s in skip):
+            used.add(key)
     unknown = sorted(set(state) - used)
     if unknown:
         raise ConversionError(f"uer tensors with no {arch.title} counterpart ({len(unknown)}): {', '.join(unknown[:20])}")
