@@ -217,3 +217,27 @@ def test_an_export_stopped_before_its_manifest_can_be_redone(tmp_path, capsys):
     (mine / "vocab.txt").write_text("my words\n")
     refused(capsys, ["export", str(save_model(tmp_path / "shallow")), str(mine)], says="holds no earlier export")
     assert (mine / "vocab.txt").read_text() == "my words\n"
+
+
+def test_ctrl_c_during_an_export_says_how_to_finish_it(exported, tmp_path, monkeypatch, capsys):
+    """Exit 130 with what to do; the same command then completes the folder."""
+    import uer.runtime.export
+
+    model_path, _ = exported
+    out = tmp_path / "onnx"
+    real = uer.runtime.export._write
+    written = []
+
+    def write_then_stop(path, data):
+        if written:
+            raise KeyboardInterrupt
+        written.append(path)
+        return real(path, data)
+
+    monkeypatch.setattr(uer.runtime.export, "_write", write_then_stop)
+    assert main(["export", str(model_path), str(out)]) == 130
+    assert "holds no complete export" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["step_0.onnx"]
+    monkeypatch.undo()
+    assert main(["export", str(model_path), str(out)]) == 0
+    assert (out / "manifest.json").is_file()

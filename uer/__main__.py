@@ -78,9 +78,11 @@ def summary(args: argparse.Namespace) -> int:
 
 def export(args: argparse.Namespace) -> int:
     from uer.runtime.export import ExportError, earlier_export, export_onnx
-    from uer.utils.cli import OutputLock, input_file, output_dir
+    from uer.utils.cli import OutputLock, input_file, on_interrupt, output_dir
 
     model, out = input_file(args.model_path, "MODEL"), output_dir(args.out_dir, "OUT")
+    on_interrupt(f"interrupted: {args.out_dir} holds no complete export (its manifest.json is written last); "
+                 "run the same command again to redo it")
     try:
         earlier_export(out)  # someone else's folder is refused before the lock file is made beside it
         with OutputLock(out, "OUT"):  # a second export into this folder fails at once
