@@ -164,8 +164,6 @@ def test_bad_model_and_policy(models, tmp_path, capsys):
     assert code == 2 and len(err.strip().splitlines()) == 1 and "bogus.pt" in err
     code, _, err = run(["predict", str(models["classifier"]), "--input", str(src), "--policy", "nope"], capsys)
     assert code == 2 and "valid policies" in err and "entropy" in err
-    code, _, err = run(["predict", str(models["tagger"]), "--input", str(src), "--policy", "entropy"], capsys)
-    assert code == 2 and "has no exit policy" in err
 
 
 def test_stream_is_chunked(models):

@@ -35,8 +35,17 @@ class InputError(ValueError):
 # the two kinds of model behind one interface
 
 
+def _policy_names() -> tuple[str, ...]:
+    from uer.exit.policies import POLICIES
+
+    return tuple(POLICIES.names())
+
+
 class ClassifierModel:
-    """A :class:`~uer.fastbert.predictor.FastBertClassifier` answering with plain objects."""
+    """A :class:`~uer.fastbert.predictor.FastBertClassifier` answering with plain objects.
+
+    ``speed=None`` / ``policy=None`` mean what the training run stored (its chosen speed, its exit
+    policy), as in the predictor; :meth:`settings` says what that is."""
 
     kind = CLASSIFIER
     keys = ("label", "probabilities", "exit_layer")
@@ -47,12 +56,13 @@ class ClassifierModel:
         self.labels = list(clf.labels)
         self.layers_num = clf.runner.layers_num
         self.network = clf.runner.model  # the torch model, for the server's layer-by-layer engine
+        self.policies = _policy_names()
 
-    @property
-    def policies(self) -> tuple[str, ...]:
-        from uer.exit.policies import POLICIES
+    def settings(self, speed: Any = None, policy: Any = None):
+        """``(speed, ExitPolicy)`` a call runs with: the given ones, else what the run stored."""
+        from uer.exit.loading import exit_settings
 
-        return tuple(POLICIES.names())
+        return exit_settings(self.clf.extra, speed, policy)
 
     def result(self, probs, exit_layer: int) -> dict[str, Any]:
         """(labels,) probabilities and a 1-based exit layer -> the answer for one text."""
@@ -60,39 +70,44 @@ class ClassifierModel:
         best = max(range(len(values)), key=values.__getitem__)
         return {"label": self.labels[best], "probabilities": dict(zip(self.labels, values)), "exit_layer": int(exit_layer)}
 
-    def predict(self, items: Sequence[str | tuple[str, str]], speed: float, policy: str | None = None,
+    def predict(self, items: Sequence[str | tuple[str, str]], speed: float | None = None, policy: Any = None,
                 batch_size: int = 32) -> list[dict[str, Any]]:
-        out = self.clf.predict(list(items), speed=speed, batch_size=batch_size, policy=policy or "entropy")
+        out = self.clf.predict(list(items), speed=speed, batch_size=batch_size, policy=policy)
         return [self.result(p, e) for p, e in zip(out.probabilities, out.exit_layers)]
 
 
 class TaggerModel:
     """A :class:`~uer.tagging.predictor.NerTagger`: entities with character offsets and the mean
-    exit layer of the text's characters (token-level exit: each character leaves on its own)."""
+    exit layer of the text's characters (token-level exit: each character leaves on its own).
+    ``window=None``: the run's own window."""
 
     kind = TAGGER
     keys = ("entities", "mean_exit_layer")
     pair = False
-    policies: tuple[str, ...] = ()  # token exit has one rule; ``window`` is its knob
 
-    def __init__(self, tagger, window: int = 0) -> None:
+    def __init__(self, tagger, window: int | None = None) -> None:
         self.tagger = tagger
         self.window = window
         self.layers_num = tagger.runner.layers_num
+        self.policies = _policy_names()  # the tagger refuses those token exit does not run (one line)
 
-    def predict(self, items: Sequence[str], speed: float, policy: str | None = None,
+    def settings(self, speed: Any = None, policy: Any = None):
+        from uer.exit.loading import exit_settings
+
+        return exit_settings(self.tagger.extra, speed, policy)
+
+    def predict(self, items: Sequence[str], speed: float | None = None, policy: Any = None,
                 batch_size: int = 32) -> list[dict[str, Any]]:
         from uer.tagging.metrics import bio_spans
 
-        if policy is not None:
-            raise ValueError(f"policy {policy!r}: a tagger has no exit policy (token exit has one rule)")
         results: list[dict[str, Any]] = [{"entities": [], "mean_exit_layer": None} for _ in items]
         positions = [[i for i, ch in enumerate(t) if not ch.isspace()] for t in items]
         todo = [k for k, pos in enumerate(positions) if pos]
         if not todo:
             return results
-        # NerTagger.tag gives the exit layers that NerTagger.predict does not; the offsets are its rule
-        tags, exits = self.tagger.tag([[items[k][i] for i in positions[k]] for k in todo], speed, self.window, batch_size)
+        # NerTagger.tag gives the exit layers NerTagger.predict does not; the offsets follow predict's rule
+        tags, exits = self.tagger.tag([[items[k][i] for i in positions[k]] for k in todo], speed, self.window,
+                                      batch_size, policy)
         for k, sentence_tags, layers in zip(todo, tags, exits):
             pos, text = positions[k], items[k]
             entities = []
@@ -119,7 +134,7 @@ def model_kind(path: str | Path) -> str:
                           "nor by run_ner.py (no 'id2label')")
 
 
-def load_predictor(path: str | Path, runtime: str = "auto", window: int = 0) -> Predictor:
+def load_predictor(path: str | Path, runtime: str = "auto", window: int | None = None) -> Predictor:
     """The model at ``path`` (its vocabulary beside it), whichever kind it is."""
     if model_kind(path) == CLASSIFIER:
         from uer.fastbert.predictor import FastBertClassifier
@@ -248,7 +263,7 @@ def output_object(prediction: dict[str, Any], carried: dict[str, str]) -> dict[s
     return out
 
 
-def predict_stream(model: Predictor, rows: Iterable[Row], out: IO[str], speed: float, policy: str | None = None,
+def predict_stream(model: Predictor, rows: Iterable[Row], out: IO[str], speed: float | None = None, policy: Any = None,
                    batch_size: int = 32, chunk: int = 1024, progress: Callable[[int], None] | None = None) -> int:
     """Predict ``rows`` in chunks of ``chunk`` and write one JSON line each to ``out``, in order.
 
@@ -302,9 +317,10 @@ def add_arguments(p) -> None:
                    "or plain text, one input a line; - is standard input")
     p.add_argument("--output", help="JSON Lines file (written whole or not at all); default: standard output")
     p.add_argument("--force", action="store_true", help="replace --output if it exists")
-    p.add_argument("--speed", type=fraction, default=0.0, help="0 = the full model (default); higher exits earlier")
-    p.add_argument("--policy", help="the exit policy (classifiers; default entropy)")
-    p.add_argument("--window", type=non_negative_int, default=0, help="taggers: token exit's window (default 0)")
+    p.add_argument("--speed", type=fraction, default=None,
+                   help="0 = the full model, higher exits earlier; default: the speed the training run chose (else 0)")
+    p.add_argument("--policy", help="the exit policy; default: the one the model was trained with")
+    p.add_argument("--window", type=non_negative_int, default=None, help="taggers: token exit's window; default: the run's")
     p.add_argument("--batch_size", type=positive_int, default=32)
     p.add_argument("--runtime", default="auto", help="the inference runtime (uer.runtime; default auto)")
 
@@ -331,8 +347,11 @@ def command(args) -> int:
     except (ValueError, OSError) as exc:
         raise UsageError(f"MODEL {args.model_path}: {exc}") from None
     if args.policy is not None and args.policy not in model.policies:
-        valid = ", ".join(model.policies) or f"none: a {model.kind} has no exit policy"
-        raise UsageError(f"--policy {args.policy!r}: valid policies: {valid}")
+        raise UsageError(f"--policy {args.policy!r}: valid policies: {', '.join(model.policies)}")
+    try:  # what no --speed / --policy stand for; a policy without a speed may be refused, before any work
+        speed, rule = model.settings(args.speed, args.policy)
+    except ValueError as exc:
+        raise UsageError(f"--policy {args.policy}: {exc}") from None
     stream, name = open_input(args.input)
     bar = tqdm(total=input_size(stream), unit="B", unit_scale=True, file=sys.stderr,
                disable=not sys.stderr.isatty(), desc="predict")
@@ -340,7 +359,7 @@ def command(args) -> int:
         inputs = Inputs(stream, name, model.pair)
 
         def run(out: IO[str]) -> int:
-            return predict_stream(model, inputs, out, args.speed, args.policy, args.batch_size,
+            return predict_stream(model, inputs, out, speed, rule, args.batch_size,
                                   progress=lambda rows: bar.update(inputs.bytes_read - bar.n))
 
         if args.output is None:
@@ -356,5 +375,5 @@ def command(args) -> int:
         if stream is not sys.stdin.buffer:
             stream.close()
     if args.output is not None:
-        print(f"{count} predictions ({model.kind}, speed {args.speed:g}) written to {args.output}", file=sys.stderr)
+        print(f"{count} predictions ({model.kind}, speed {speed:g}) written to {args.output}", file=sys.stderr)
     return 0

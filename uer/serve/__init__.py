@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+BATCHINGS = ("continuous", "plain")  # here, so that the command line knows them without the web stack
+
 
 def __getattr__(name: str) -> Any:  # lazy: ``uer.serve.create_app`` without importing the web stack up front
     if name in ("create_app", "ServeConfig"):

@@ -23,12 +23,16 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel, Field  # this module is imported only to serve: the web stack is there
+from starlette.requests import Request
+
+from uer.exit.policies import resolve
+from uer.serve import BATCHINGS
 from uer.predict import CLASSIFIER, ClassifierModel, Predictor, load_predictor
 from uer.serve.controller import FixedSpeed, SpeedController
 from uer.serve.engine import ContinuousEngine, Engine, EngineHooks, LayerStack, PlainEngine
 
 log = logging.getLogger("uer.serve")
-BATCHINGS = ("continuous", "plain")
 CONFIG_ENV = "UER_SERVE_CONFIG"  # how --workers hands the configuration to each worker process
 
 
@@ -37,7 +41,7 @@ class ServeConfig:
     """What ``python -m uer serve`` takes (JSON-serialisable: it travels to worker processes)."""
 
     model_path: str
-    speed: float | None = None  # the floor; None: 0 (the full model's answers)
+    speed: float | None = None  # the floor; None: the speed the training run chose (else 0, the full model)
     max_speed: float | None = None  # the ceiling with a latency target; None: 1
     policy: str | None = None  # None: the model's default exit policy
     max_batch: int = 32
@@ -47,7 +51,7 @@ class ServeConfig:
     max_texts: int = 256
     max_body_bytes: int = 1 << 20
     runtime: str = "auto"
-    window: int = 0  # taggers: token exit's window
+    window: int | None = None  # taggers: token exit's window; None: the run's
     threads: int | None = None  # torch intra-op threads in this process; None leaves torch's default
 
     def __post_init__(self) -> None:
@@ -57,22 +61,11 @@ class ServeConfig:
             value = getattr(self, name)
             if value is not None and not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {value}")
-        if self.floor > self.ceiling:
-            raise ValueError(f"--speed {self.floor} is above --max_speed {self.ceiling}")
+        if self.speed is not None and self.max_speed is not None and self.speed > self.max_speed:
+            raise ValueError(f"--speed {self.speed} is above --max_speed {self.max_speed}")
         for name in ("max_batch", "max_texts", "max_body_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-
-    @property
-    def floor(self) -> float:
-        return 0.0 if self.speed is None else self.speed
-
-    @property
-    def ceiling(self) -> float:
-        if self.latency_slo_ms is None:
-            return self.floor
-        return 1.0 if self.max_speed is None else self.max_speed
-
 
 class ApiError(Exception):
     """A request the server refuses: ``status`` and a one-line message for ``{"error": ...}``."""
@@ -87,11 +80,28 @@ class ApiError(Exception):
 # the request
 
 
+class PredictRequest(BaseModel):  # for the OpenAPI page; parse_request reads the body itself (one-line errors)
+    texts: list[str] = Field(description="the texts to read (at most --max_texts)")
+    texts_b: list[str] | None = Field(None, description="pair models: the second text of each pair")
+    speed: float | None = Field(None, ge=0, le=1, description="0 = the full model; default: the server's")
+    policy: str | None = Field(None, description="the exit policy; default: the server's")
+
+
+class PredictResponse(BaseModel):
+    predictions: list[dict[str, Any]] = Field(description="one per text, in order: classifiers "
+                                              "{label, probabilities, exit_layer}; taggers {entities, mean_exit_layer}")
+    speed: float = Field(description="the speed these texts ran at")
+
+
+class ErrorResponse(BaseModel):
+    error: str
+
+
 KEYS = ("texts", "texts_b", "speed", "policy")
 
 
 @dataclass
-class Request:
+class Asked:
     items: list[str | tuple[str, str]]
     speed: float | None
     policy: str | None
@@ -108,7 +118,7 @@ def _strings(value: Any, name: str) -> list[str]:
     return value
 
 
-def parse_request(body: bytes, model: Predictor, max_texts: int) -> Request:
+def parse_request(body: bytes, model: Predictor, max_texts: int) -> Asked:
     """The body of ``POST /v1/predict`` -> what to run, or an :class:`ApiError` saying what is wrong."""
     try:
         payload = json.loads(body)
@@ -149,7 +159,7 @@ def parse_request(body: bytes, model: Predictor, max_texts: int) -> Request:
             raise ApiError(422, f"'policy' given, but a {model.kind} has no exit policy to choose")
         if not isinstance(policy, str) or policy not in model.policies:
             raise ApiError(422, f"unknown policy {json.dumps(policy)}; valid policies: {', '.join(model.policies)}")
-    return Request(items, speed, policy)
+    return Asked(items, speed, policy)
 
 
 async def read_body(request, limit: int) -> bytes:
@@ -213,22 +223,24 @@ class Service:
         self.config = config
         self.model = model if model is not None else load_predictor(config.model_path, config.runtime, config.window)
         if config.policy is not None and config.policy not in self.model.policies:
-            valid = ", ".join(self.model.policies) or f"none (a {self.model.kind} has no exit policy)"
-            raise ValueError(f"--policy {config.policy!r}: valid policies: {valid}")
-        self.default_policy = config.policy
-        if self.default_policy is None and self.model.kind == CLASSIFIER:
-            from uer.exit.policies import DEFAULT
-
-            self.default_policy = DEFAULT
+            raise ValueError(f"--policy {config.policy!r}: valid policies: {', '.join(self.model.policies)}")
+        # what the run stored stands in for what the flags leave out (a policy without a speed may be refused)
+        self.floor, self.default_rule = self.model.settings(config.speed, config.policy)
+        if config.latency_slo_ms is None:
+            self.ceiling = self.floor
+        else:
+            self.ceiling = 1.0 if config.max_speed is None else config.max_speed
+            if self.floor > self.ceiling:
+                raise ValueError(f"the speed {self.floor:g} (--speed, or the run's) is above --max_speed {self.ceiling:g}")
         continuous = config.batching == "continuous" and isinstance(self.model, ClassifierModel)
         self.batching = "continuous" if continuous else "plain"
         self.layers_num = self.model.layers_num
         self.engine = self._engine(continuous)
         self.metrics = Metrics(self)
         if config.latency_slo_ms is not None:
-            self.controller = SpeedController(config.floor, config.ceiling, config.latency_slo_ms / 1000.0, config.max_batch)
+            self.controller = SpeedController(self.floor, self.ceiling, config.latency_slo_ms / 1000.0, config.max_batch)
         else:
-            self.controller = FixedSpeed(config.floor)
+            self.controller = FixedSpeed(self.floor)
 
     def _engine(self, continuous: bool) -> Engine:
         hooks = EngineHooks(batch=lambda n: self.metrics.batch.observe(n),
@@ -251,9 +263,9 @@ class Service:
         return results
 
     def describe(self) -> str:
-        speed = f"speed {self.config.floor:g}"
+        speed = f"speed {self.floor:g}"
         if self.config.latency_slo_ms is not None:
-            speed = f"speed {self.config.floor:g}..{self.config.ceiling:g} for p90 <= {self.config.latency_slo_ms:g} ms"
+            speed = f"speed {self.floor:g}..{self.ceiling:g} for p90 <= {self.config.latency_slo_ms:g} ms"
         return f"{self.model.kind}, {self.batching} batching (max {self.config.max_batch} rows), {speed}"
 
 
@@ -268,10 +280,9 @@ def _encode(clf, items):
 
 def create_app(config: ServeConfig, model: Predictor | None = None):
     """The FastAPI app serving ``config.model_path`` (or an already loaded ``model``)."""
-    from fastapi import FastAPI, Request as HttpRequest
+    from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, Response
-    from pydantic import BaseModel, Field
     from starlette.exceptions import HTTPException
 
     service = Service(config, model)
@@ -285,20 +296,6 @@ def create_app(config: ServeConfig, model: Predictor | None = None):
         finally:  # uvicorn has finished the requests in flight by now
             ticker.cancel()
             await asyncio.to_thread(service.engine.stop)
-
-    class PredictRequest(BaseModel):
-        texts: list[str] = Field(description="the texts to read (at most --max_texts)")
-        texts_b: list[str] | None = Field(None, description="pair models: the second text of each pair")
-        speed: float | None = Field(None, ge=0, le=1, description="0 = the full model; default: the server's")
-        policy: str | None = Field(None, description="the exit policy (classifiers); default: the server's")
-
-    class PredictResponse(BaseModel):
-        predictions: list[dict[str, Any]] = Field(description="one per text, in order: classifiers "
-                                                  "{label, probabilities, exit_layer}; taggers {entities, mean_exit_layer}")
-        speed: float = Field(description="the speed these texts ran at")
-
-    class ErrorResponse(BaseModel):
-        error: str
 
     app = FastAPI(title="uer", summary=f"{os.path.basename(config.model_path)}: {service.describe()}", lifespan=lifespan)
     app.state.service = service
@@ -324,13 +321,13 @@ def create_app(config: ServeConfig, model: Predictor | None = None):
               413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
               openapi_extra={"requestBody": {"required": True, "content": {
                   "application/json": {"schema": PredictRequest.model_json_schema()}}}})
-    async def predict(request: HttpRequest):
+    async def predict(request: Request):
         """Predict every text; each answer is the one ``uer predict`` writes for it."""
         start = time.perf_counter()
         body = await read_body(request, config.max_body_bytes)
         asked = parse_request(body, service.model, config.max_texts)
         speed = asked.speed if asked.speed is not None else service.controller.speed
-        policy = asked.policy or service.default_policy
+        policy = service.default_rule if asked.policy is None else resolve(asked.policy)
         try:
             job = service.engine.submit(asked.items, speed, policy)
         except RuntimeError as exc:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from uer.serve.app import BATCHINGS
+    from uer.serve import BATCHINGS
     from uer.utils.cli import fraction, non_negative_int, positive_float, positive_int
 
     p.add_argument("model_path", metavar="MODEL", help="a model.pt written by run_fastbert.py or run_ner.py")
@@ -34,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=positive_int, default=1, help="uvicorn worker processes, each with its own model")
     p.add_argument("--runtime", default="auto", help="inference runtime for plain batching (uer.runtime); "
                                                      "continuous batching runs uer.fused unless 'eager'")
-    p.add_argument("--window", type=non_negative_int, default=0, help="taggers: token exit's window")
+    p.add_argument("--window", type=non_negative_int, default=None, help="taggers: token exit's window (default: the run's)")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="torch threads per worker (default: torch's, divided among --workers)")
 
@@ -74,6 +75,9 @@ def command(args: argparse.Namespace) -> int:
     where = f"http://{args.host}:{args.port}"
     print(f"uer serve: {args.model_path} ({service.describe()}) on {where} "
           f"({args.workers} worker{'s' if args.workers > 1 else ''}); docs at {where}/docs", file=sys.stderr, flush=True)
+    # uvicorn handles SIGTERM (stop accepting, finish what is in flight) and then raises it again
+    # against the handler it found: a handler that ignores it makes a drained shutdown exit 0
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
     if args.workers == 1:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=None)
     else:  # uvicorn's own supervisor: each worker builds the app from the factory

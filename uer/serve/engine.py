@@ -45,6 +45,7 @@ class Job:
         self.remaining = len(self.items)
         self.cancelled = False
         self.submitted = time.monotonic()
+        self.encoded: tuple[list[list[int]], list[list[int]]] | None = None  # (ids, segs), the continuous engine's
 
     def finish_row(self, index: int, result: Any) -> None:
         self.results[index] = result
@@ -165,7 +166,7 @@ class LayerStack:
         self.device = next(model.parameters()).device
         if fused:
             self.encoder = optimize_for_inference(model.embedding, model.encoder)
-            self.name, self.reason = self.encoder.backend, self.encoder.reason
+            self.name, self.reason = self.encoder.mode, self.encoder.reason
         else:
             self.encoder, self.name, self.reason = model.encoder, "eager", "asked for eager"
 
@@ -218,13 +219,13 @@ class ContinuousEngine(Engine):
         self.pad_id = pad_id
         self.pools: list[list[_Row]] = [[] for _ in range(stack.layers_num)]
         self._admitting: tuple[Job, int] | None = None  # a job partly admitted: (job, next row)
-        self._encoded: dict[int, tuple[list[list[int]], list[list[int]]]] = {}
 
-    def submit(self, items: Sequence[Any], speed: float, policy: str | None) -> Job:
+    def submit(self, items: Sequence[Any], speed: float, policy: Any) -> Job:
+        """``policy``: an ExitPolicy, or a name / ``{"name": ...}`` mapping (resolved here, so an
+        unknown one is the caller's error and never reaches the worker)."""
         from uer.exit.policies import resolve
 
-        resolve(policy)  # an unknown policy is the caller's error, raised here and not in the worker
-        return super().submit(items, speed, policy)
+        return super().submit(items, speed, resolve(policy))
 
     def in_flight(self) -> int:
         return sum(len(p) for p in self.pools)
@@ -247,6 +248,7 @@ class ContinuousEngine(Engine):
                     self._admitting = (self._queue.popleft(), 0)
                 job, start = self._admitting
                 if job.cancelled:
+                    self.hooks.dropped(len(job.items) - start)
                     self._admitting = None
                     continue
                 stop = min(len(job.items), start + room - len(taken))
@@ -257,31 +259,21 @@ class ContinuousEngine(Engine):
     @torch.inference_mode()
     def _admit(self, places: list[tuple[Job, int]]) -> None:
         """Tokenise, embed (one call for all of them) and put the rows in the pool of layer 1."""
-        from uer.exit.policies import resolve
-
-        by_job: dict[int, list[int]] = {}
+        kept: list[tuple[Job, int]] = []
         ids: list[list[int]] = []
         segs: list[list[int]] = []
         for job, k in places:
-            if id(job) not in self._encoded:  # a job is tokenised once, when its first row is admitted
+            if job.encoded is None:  # a job is tokenised once, when its first row is admitted
                 try:
-                    self._encoded[id(job)] = self.encode(job.items)
-                except (TypeError, ValueError) as exc:
+                    job.encoded = self.encode(job.items)
+                except (TypeError, ValueError) as exc:  # what the predictor refuses: this request's error alone
                     job.fail(exc)
                     job.cancelled = True
-                    self._encoded[id(job)] = ([], [])
             if job.future.done():
                 continue
-            row_ids, row_segs = self._encoded[id(job)]
-            ids.append(row_ids[k])
-            segs.append(row_segs[k])
-            by_job.setdefault(id(job), []).append(k)
-            if k == len(job.items) - 1:
-                del self._encoded[id(job)]
-        kept = [(job, k) for job, k in places if not job.future.done()]
-        for job, k in places:  # a failed job's encoding is no longer needed
-            if job.future.done() and k == len(job.items) - 1:
-                self._encoded.pop(id(job), None)
+            kept.append((job, k))
+            ids.append(job.encoded[0][k])
+            segs.append(job.encoded[1][k])
         if not kept:
             return
         device = self.stack.device
@@ -290,7 +282,7 @@ class ContinuousEngine(Engine):
         hidden = self.stack.model.embed(src, seg)  # (B, T, H); per token, so padding changes nothing
         labels, layers = self.stack.labels_num, self.stack.layers_num
         for j, (job, k) in enumerate(kept):
-            rule = resolve(job.policy)
+            rule = job.policy
             n = len(ids[j])
             self.pools[0].append(_Row(job, k, hidden[j, :n], seg[j, :n], rule,
                                       rule.start(1, labels, layers, job.speed), rule.never_early(job.speed)))
