@@ -16,8 +16,9 @@ What runs, per model (``--models``: names in models/bert/, or paths to YAML conf
    (``--static_masking``, a fixed seed): every model and checkpoint is scored on the same positions.
 3. ``pretrain.py`` with no tuning flags: the model config (with ``--set target.components=[mlm]``
    when its target is not MLM alone: the mlm dataset needs it), data, output, ``--total_steps``,
-   ``--batch_size``, ``--report_steps``, ``--save_checkpoint_steps`` (where the held-out points
-   come from) and ``--precision bf16`` only with ``--bf16``. Learning rate, warmup and schedule
+   ``--batch_size``, ``--report_steps``, ``--save_checkpoint_steps``, the held-out slice (``--dev_dataset_path``,
+   ``--eval_steps``: pretrain.py scores it at every checkpoint, in the timed run) and ``--precision bf16``
+   only with ``--bf16``. Learning rate, warmup and schedule
    come from ``uer.recipe`` and the MLM bias from the token prior, as for any user; the
    ``schedule:`` line pretrain.py prints is recorded.
    The wall budget (``--minutes``) becomes a step count before the run, because the schedule
@@ -25,8 +26,9 @@ What runs, per model (``--models``: names in models/bert/, or paths to YAML conf
    and start-up time (``--steps`` skips it). Wall clock is measured from the start of the
    ``pretrain.py`` process (imports and start-up included; the calibration run is not counted).
 4. MLM accuracy on the training batches comes from ``<model>.metrics.jsonl`` (one mean per report
-   window), stamped with the time pretrain.py printed it. Each resume state pretrain.py writes is
-   kept (a hard link) and scored afterwards on the held-out slice, with the final model.
+   window), stamped with the time pretrain.py printed it. The held-out points are pretrain.py's own
+   evaluation (``--dev_dataset_path`` the held-out slice, ``--eval_steps`` every checkpoint; the
+   ``dev_mlm_acc`` lines of the same metrics file); their time is the step's report line.
 
 Outputs: the markdown table + goal lines (printed, and ``<results>.md``), every curve
 (``<results>.json``: steps, seconds, MLM accuracy, and the held-out points) and a plot
@@ -45,7 +47,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,44 +141,8 @@ def preprocess(corpus: Path, dataset: Path, config: Path, vocab: Path, seq_lengt
     return dataset
 
 
-class SnapshotWatcher(threading.Thread):
-    """Keeps every resume state pretrain.py writes: a hard link to each new file at ``path``
-    (pretrain.py replaces it atomically, so a link holds one complete state)."""
-
-    def __init__(self, path: Path, folder: Path, started: float) -> None:
-        super().__init__(daemon=True)
-        self.path, self.folder, self.started = path, folder, started
-        self.stop = threading.Event()
-        self.kept: list[tuple[Path, float]] = []  # (link, seconds since the run started)
-        self._last = None
-        folder.mkdir(parents=True, exist_ok=True)
-
-    def poll(self) -> None:
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            return
-        key = (st.st_ino, st.st_mtime_ns)
-        if key == self._last:
-            return
-        link = self.folder / f"{len(self.kept):03d}.pt"
-        try:
-            os.link(self.path, link)
-        except FileNotFoundError:  # replaced between stat and link: the next poll sees the new one
-            return
-        except OSError:  # no hard links on this file system
-            shutil.copyfile(self.path, link)
-        self._last = key
-        self.kept.append((link, time.perf_counter() - self.started))
-
-    def run(self) -> None:
-        while not self.stop.wait(0.2):
-            self.poll()
-
-
-def run_pretrain(cmd: list[str], log: Path, resume: Path | None = None, snapshots: Path | None = None,
-                 echo=None) -> dict:
-    """Run pretrain.py; the time (s since its start) each report line was printed, and the snapshots kept."""
+def run_pretrain(cmd: list[str], log: Path, echo=None) -> dict:
+    """Run pretrain.py; the time (s since its start) each report line was printed."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(log, "w", encoding="utf-8") as err:
         err.write("$ " + " ".join(shlex.quote(str(c)) for c in cmd) + "\n")
@@ -185,9 +150,6 @@ def run_pretrain(cmd: list[str], log: Path, resume: Path | None = None, snapshot
         started = time.perf_counter()
         proc = subprocess.Popen([str(c) for c in cmd], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=err,
                                 text=True, encoding="utf-8")
-        watcher = SnapshotWatcher(resume, snapshots, started) if resume is not None else None
-        if watcher is not None:
-            watcher.start()
         times = {}
         try:
             for line in proc.stdout:
@@ -202,18 +164,12 @@ def run_pretrain(cmd: list[str], log: Path, resume: Path | None = None, snapshot
             proc.kill()
             proc.wait()
             raise
-        finally:
-            if watcher is not None:
-                watcher.stop.set()
-                watcher.join()
         wall = time.perf_counter() - started
-        if watcher is not None:
-            watcher.poll()  # the state written at the very end
     if rc != 0:
         raise UsageError(f"pretrain.py failed (exit {rc}): {last_line(log)} (log: {log})")
     text = log.read_text(encoding="utf-8", errors="replace")
     schedule = next((line for line in text.splitlines() if line.startswith("schedule:")), None)
-    return {"times": times, "wall_s": wall, "schedule": schedule, "snapshots": watcher.kept if watcher else []}
+    return {"times": times, "wall_s": wall, "schedule": schedule}
 
 
 def pretrain_cmd(spec: ModelSpec, dataset: Path, vocab: Path, output: Path, steps: int, args, report_steps: int,
@@ -259,49 +215,10 @@ def steps_for(minutes: float, calibration: dict) -> int:
     return max(1, int(0.97 * budget / calibration["s_per_step"]))  # 3%: the checkpoints and some noise
 
 
-# ------------------------------------------------------------------------------------ held-out
-
-
-def evaluate(checkpoint: Path, dataset, batch_size: int = 64) -> dict:
-    """MLM accuracy and loss of a checkpoint (a model or a resume state) on the statically masked held-out set."""
-    import torch
-
-    from uer.checkpoint import load_model
-
-    model, extra = load_model(checkpoint, vocab_size=len(dataset.vocab))
-    model.eval()
-    step = (extra.get("trainer") or {}).get("step")
-    correct = loss = masked = 0.0
-    generator = torch.Generator().manual_seed(0)  # unused: the masks are static
-    with torch.inference_mode():
-        for start in range(0, len(dataset.data), batch_size):
-            index = torch.arange(start, min(start + batch_size, len(dataset.data)))
-            out = model(dataset.data.collate(index, generator))
-            n = float(out["mlm_denominator"])
-            correct += float(out["mlm_acc"]) * n
-            loss += float(out["mlm_loss"]) * n
-            masked += n
-    return {"step": step, "mlm_acc": correct / masked, "mlm_loss": loss / masked, "masked": int(masked)}
-
-
-@dataclass
-class HeldOut:
-    data: object  # uer.data.batches.PretrainDataset
-    vocab: object  # uer.tokenizers.Vocab (its length sizes the model)
-
-
-def load_heldout(path: Path, vocab_path: Path) -> HeldOut:
-    from uer.data.batches import PretrainDataset
-    from uer.tokenizers import Vocab
-
-    vocab = Vocab.load(vocab_path)
-    return HeldOut(PretrainDataset(path, vocab), vocab)
-
-
 # ------------------------------------------------------------------------------------ one model
 
 
-def run_model(spec: ModelSpec, args, data: dict, heldout: HeldOut, out: Path) -> dict:
+def run_model(spec: ModelSpec, args, data: dict, heldout: Path, out: Path) -> dict:
     minutes = args.minutes if args.minutes is not None else (
         QUICK_MINUTES if args.quick else DEFAULT_MINUTES.get(spec.label, OTHER_MINUTES))
     calibration = None
@@ -316,7 +233,8 @@ def run_model(spec: ModelSpec, args, data: dict, heldout: HeldOut, out: Path) ->
     report = args.report_steps or max(1, steps // CURVE_POINTS)
     save = report * max(1, round(steps / (HELDOUT_POINTS * report)))
     folder = fresh(out / spec.label)
-    cmd = pretrain_cmd(spec, data["train"], args.vocab_path, folder / "model.pt", steps, args, report, save)
+    cmd = [*pretrain_cmd(spec, data["train"], args.vocab_path, folder / "model.pt", steps, args, report, save),
+           "--dev_dataset_path", str(heldout), "--eval_steps", str(save)]
     print("$ " + " ".join(shlex.quote(c) for c in cmd), flush=True)
     shown = max(1, steps // (10 * report)) * report  # about ten progress lines per run
 
@@ -325,21 +243,16 @@ def run_model(spec: ModelSpec, args, data: dict, heldout: HeldOut, out: Path) ->
             acc = re.search(r"mlm_acc ([0-9.]+)", line)
             print(f"  {spec.label} step {step}/{steps}: mlm_acc {acc.group(1) if acc else '?'} ({seconds / 60:.1f} min)", flush=True)
 
-    got = run_pretrain(cmd, folder / "pretrain.log", folder / "model.pt.resume", folder / "snapshots", echo)
+    got = run_pretrain(cmd, folder / "pretrain.log", echo)
     metrics = [json.loads(line) for line in (folder / "model.metrics.jsonl").read_text().splitlines() if line]
     curve = [{"step": m["step"], "seconds": round(got["times"].get(m["step"], float("nan")), 2),
               "mlm_acc": m["mlm_acc"], "mlm_loss": m["mlm_loss"], "tokens_per_s": round(m["tokens_per_s"]),
-              "lr": m["lr"]} for m in metrics]
+              "lr": m["lr"]} for m in metrics if "mlm_acc" in m]
     at = {p["step"]: p["seconds"] for p in curve}
-    points = {}
-    for link, seconds in got["snapshots"]:
-        r = evaluate(link, heldout)
-        points[r["step"]] = {**r, "seconds": round(at.get(r["step"], seconds), 2)}
-        link.unlink()
-    final = evaluate(folder / "model.pt", heldout)
-    points[steps] = {**final, "step": steps, "seconds": round(at.get(steps, got["wall_s"]), 2)}
-    heldout_curve = [points[s] for s in sorted(points) if s is not None]
-    (folder / "model.pt.resume").unlink(missing_ok=True)  # 3x the model; model.pt stays
+    heldout_curve = [{"step": m["step"], "mlm_acc": m["dev_mlm_acc"], "mlm_loss": m["dev_mlm_loss"],
+                      "seconds": round(at.get(m["step"], got["wall_s"]), 2)} for m in metrics if "dev_mlm_acc" in m]
+    for spent in (folder / "model.pt.resume", folder / "model.best.pt"):  # 3x and 1x the model; model.pt stays
+        spent.unlink(missing_ok=True)
     speeds = sorted(p["tokens_per_s"] for p in curve)
     return {
         "model": spec.label, "config": _shown(spec.config_path),
@@ -538,14 +451,12 @@ def _run(args) -> int:
                                args.seq_length, log)
     held_path = preprocess(Path(data["heldout"]), out / f"dataset_heldout_{args.seq_length}", config, args.vocab_path,
                            args.seq_length, log, "--static_masking", "--seed", str(HELDOUT_SEED))
-    heldout = load_heldout(held_path, args.vocab_path)
-    data["heldout_instances"] = len(heldout.data)
-    data["heldout_masked"] = int((heldout.data.files.mlm_tgt[:] != _sentinel(heldout.data)).sum())
+    data["heldout_instances"], data["heldout_masked"] = masked_tokens(held_path, args.vocab_path)
     print(f"corpus: {data['train_documents']} training documents, {data['heldout_documents']} held out "
           f"({data['heldout_instances']} instances, {data['heldout_masked']} masked tokens; "
           f"{data['heldout_lines_dropped']} held-out lines dropped as duplicates of training lines)", flush=True)
 
-    entries = [run_model(spec, args, data, heldout, out) for spec in specs]
+    entries = [run_model(spec, args, data, held_path, out) for spec in specs]
     data_key = f"{data['sha1']}|seq {args.seq_length}|batch {args.batch_size}|heldout {data['every']}|quick {args.quick}"
     entries = merged(results.with_suffix(".json"), entries, data_key)
     lines = report(entries, cpu, data)
@@ -569,10 +480,14 @@ def _shown(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
-def _sentinel(dataset):
+def masked_tokens(path: Path, vocab_path: Path) -> tuple[int, int]:
+    """Instances and statically masked tokens of the held-out dataset."""
+    from uer.data.batches import PretrainDataset
     from uer.data.dataset import not_masked
+    from uer.tokenizers import Vocab
 
-    return not_masked(dataset.files.mlm_tgt.dtype)
+    held = PretrainDataset(path, Vocab.load(vocab_path))
+    return len(held), int((held.files.mlm_tgt[:] != not_masked(held.files.mlm_tgt.dtype)).sum())
 
 
 if __name__ == "__main__":

@@ -77,7 +77,9 @@ def test_quick_run_writes_table_curves_plot_and_goal(tmp_path, capsys):
     assert seconds == sorted(seconds) and 0 < seconds[-1] <= e["wall_s"]
     assert all(0.0 <= p["mlm_acc"] <= 1.0 for p in e["curve"])
     assert e["heldout"][-1]["step"] == e["total_steps"] and 0.0 <= e["heldout"][-1]["mlm_acc"] <= 1.0
-    assert e["heldout"][-1]["masked"] == report["data"]["heldout_masked"] > 0
+    assert report["data"]["heldout_masked"] > 0 and report["data"]["heldout_instances"] > 0
+    assert [h["step"] for h in e["heldout"]] == sorted({*range(e["save_checkpoint_steps"], e["total_steps"], e["save_checkpoint_steps"]),
+                                                        e["total_steps"]})  # pretrain.py scored every checkpoint and the end
     assert e["schedule"].startswith("schedule: learning rate ")  # chosen by uer.recipe: no tuning flag was passed
     assert "--learning_rate" not in e["command"] and "--warmup" not in e["command"]
     assert report["goal"] == [line for line in results.with_suffix(".md").read_text().splitlines() if line.startswith("BERT-mini")]
