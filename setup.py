@@ -16,4 +16,6 @@ setup(
     python_requires=">=3.10",
     install_requires=requirements,
     entry_points={"console_scripts": ["uer=uer.__main__:main"]},
+    # uer.serve.ray_deployment: the serve app as a Ray Serve deployment (ray pulls no torch)
+    extras_require={"ray": ["ray[serve]>=2.9"]},
 )
