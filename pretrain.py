@@ -10,8 +10,12 @@
 ``--batch_size`` is the global batch of one micro-step, split evenly over the processes; an
 optimizer step takes ``--accumulation_steps`` of them. Every ``--save_checkpoint_steps`` the full
 training state goes atomically to ``<output_model_path>.resume``; ``--resume`` continues from it
-exactly. Beside ``out/a.pt`` go ``out/a.config.yaml`` (the resolved config) and ``out/a.metrics.jsonl``
-(one JSON line per report step), so several models can share a folder. A second run into the same
+exactly, and refuses a change to what defines the run (config, schedule, weight decay, precision,
+accumulation, dataset, held-out set: ``run_signature``). Beside ``out/a.pt`` go ``out/a.config.yaml``
+(the resolved config) and ``out/a.metrics.jsonl`` (one JSON line per report step and per held-out
+evaluation), so several models can share a folder. ``--dev_dataset_path`` / ``--dev_fraction``: a
+held-out set evaluated every ``--eval_steps``, the lowest held-out loss kept as ``out/a.best.pt``;
+``--tensorboard_dir``: the curves for TensorBoard. A second run into the same
 ``--output_model_path`` while one is running is refused (``out/a.pt.lock``).
 
 Learning rate, warmup and scheduler that nobody chose (no flag, no ``--set train.x``, no ``train:``
@@ -344,7 +348,7 @@ def dataset_fingerprint(meta: dict) -> str:
 def run_signature(config: Config, meta: dict, held_out: dict[str, object]) -> dict[str, object]:
     """Everything that defines a pre-training run (a resume with another value is another run):
     the resolved config (dropout overrides, schedule, weight decay, precision, accumulation ...),
-    the dataset, and the held-out set and its evaluation schedule (the best checkpoint depends on them)."""
+    the dataset, and the held-out set (the best-so-far loss is only comparable on the same set)."""
     flat = _flat({k: v for k, v in to_dict(config).items() if k != "source"})
     signature = {k: v for k, v in flat.items() if k not in RESUMABLE_CHANGES}
     signature["dataset"] = dataset_fingerprint(meta)
@@ -359,9 +363,8 @@ def _source_of(key: str, files: dict[str, Path], recorded: frozenset[str]) -> st
         return f"--{key[6:]}"
     if key == "dataset":
         return "--dataset_path"
-    if key.startswith("held_out."):
-        return {"held_out.dataset": "--dev_dataset_path", "held_out.fraction": "--dev_fraction",
-                "held_out.eval_steps": "--eval_steps"}.get(key, key)
+    if key in ("held_out.dataset", "held_out.fraction"):
+        return "--dev_dataset_path" if key == "held_out.dataset" else "--dev_fraction"
     return f"--config_path / --set {key}"
 
 
@@ -495,9 +498,9 @@ def _train(args, config: Config, meta: dict, files: dict[str, Path], rank: int, 
             f"{args.config_path} need {wanted!r}: re-run preprocess.py with --data_processor {wanted}"
         )
     train_index, held, held_signature = _held_out(args, data, vocab, train.batch_size, train.seed)
+    # By step number, so a resumed run evaluates where the uninterrupted one would have. Not part of
+    # the signature: evaluating more or less often compares the same held-out set all the same.
     eval_every = args.eval_steps or train.save_checkpoint_steps or train.total_steps
-    if held is not None:
-        held_signature["eval_steps"] = eval_every
 
     torch.manual_seed(train.seed)  # the same initial weights on every rank
     model = build_model(config, vocab_size=len(vocab), labels_num=meta.get("labels_num"),
