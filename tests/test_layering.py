@@ -119,3 +119,12 @@ print("ok")
 def test_the_torch_block_can_fail():
     result = run_without_torch("import uer.model_builder")
     assert result.returncode != 0 and "torch is blocked" in result.stderr
+
+
+def test_the_task_packages_do_not_import_each_other():
+    """Sentence exit (uer.fastbert) and token exit (uer.tagging) share uer.exit, never each other."""
+    edges = graph()
+    for source, other in (("uer.tagging", "uer.fastbert"), ("uer.fastbert", "uer.tagging")):
+        leaks = sorted(f"{m} -> {t}" for m, targets in edges.items() if m == source or m.startswith(source + ".")
+                       for t in targets if t == other or t.startswith(other + "."))
+        assert not leaks, leaks

@@ -132,7 +132,8 @@ class AutoRuntime(Runtime):
             if not built:
                 built["eager"] = RUNTIMES.cls("eager")(cfg, model=model)
             device = next(model.parameters()).device
-            self.choice = choose(built, _steps, model.embedding.word.num_embeddings, device, note="; ".join(skipped))
+            self.choice = choose(built, _steps, model.embedding.word.num_embeddings, device,
+                                 model.embedding.max_seq_length, note="; ".join(skipped))
             if self.choice.small is self.choice.large:
                 self.choice.reason += f"; {self.choice.small.reason}"
         self.small, self.large = self.choice.small, self.choice.large

@@ -194,9 +194,9 @@ class TokenExit:
         weights = {name: _Weights(self, packed) for name, packed in kinds.items()}
         how = "remaining tokens only" if self.partial else f"whole layers ({why})"
         if runtime == "auto":
-            longest = getattr(self.model.embedding, "max_seq_length", None)
             self.choice: Choice[_Weights] = choose(weights, lambda w, src, seg: self._full(src, seg, w),
-                                                   self.model.embedding.word.num_embeddings, self.device, longest)
+                                                   self.model.embedding.word.num_embeddings, self.device,
+                                                   self.model.embedding.max_seq_length)
         else:
             (w,) = weights.values()
             self.choice = Choice(w, w, runtime, f"{runtime}: " + ("oneDNN packed linears" if kinds[runtime] else "F.linear"))
