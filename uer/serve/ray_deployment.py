@@ -17,23 +17,23 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import sys
 import time
 
 from uer.serve.app import ServeConfig, create_app
 
 
-def _build(config: dict):
-    return create_app(ServeConfig(**config))
-
-
 def ray_application(config: ServeConfig, replicas: int = 2, cpus_per_replica: float = 1.0):
     """A bound Ray Serve application of ``replicas`` copies of :func:`uer.serve.app.create_app`."""
     from ray import serve
 
+    fields = dataclasses.asdict(config)
+
+    def build():  # Ray Serve calls a builder without arguments on each replica
+        return create_app(ServeConfig(**fields))
+
     @serve.deployment(name="uer", num_replicas=replicas, ray_actor_options={"num_cpus": cpus_per_replica})
-    @serve.ingress(functools.partial(_build, dataclasses.asdict(config)))
+    @serve.ingress(build)
     class Uer:
         pass
 
