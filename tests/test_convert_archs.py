@@ -268,3 +268,5 @@ def test_cli_errors_are_one_line_and_nothing_is_replaced(tmp_path, capsys):
     assert "model_type 't5' is not supported; supported: albert, bert, electra, gpt2, roberta, xlm-roberta" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "y.pt").exists()
     assert uer_main(["convert", "uer2hf", str(out), str(tmp_path / "z"), "--arch", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "argument --arch: invalid choice: 'nope'" in err and len(err.strip().splitlines()) == 1

@@ -79,7 +79,8 @@ def test_build_bad_flags_are_one_line(tmp_path, capsys, argv, message):
     for flag, value in zip(argv[::2], argv[1::2]):
         base[flag] = value
     assert uer_main(["vocab", "build", *[x for kv in base.items() for x in kv]]) == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "v.txt").exists()
 
 

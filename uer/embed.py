@@ -197,6 +197,11 @@ def write_npy(path: str | Path, batches: Iterable, dim: int, on_rows=None) -> in
 
 # ----------------------------------------------------------------------------- command line
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    import types
+
+    from uer.exit.cli import OneLineParser
+
+    parser.error = types.MethodType(OneLineParser.error, parser)  # a bad flag is one line, not the usage block
     parser.add_argument("model_path", metavar="MODEL", help="a uer checkpoint (its vocabulary beside it, or --vocab_path)")
     parser.add_argument("--input", required=True, help="TSV with a text_a column (text_b: pairs), or one text per line; - = stdin")
     parser.add_argument("--output", required=True, help="the .npy to write (float32, one row per text)")

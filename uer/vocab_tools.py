@@ -202,7 +202,12 @@ def extend_model(model_path: str | Path, words_path: str | Path, output: str | P
 
 # ----------------------------------------------------------------------------- command line
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="action", required=True)
+    import types
+
+    from uer.exit.cli import OneLineParser
+
+    parser.error = types.MethodType(OneLineParser.error, parser)  # a bad flag is one line, not the usage block
+    sub = parser.add_subparsers(dest="action", required=True, parser_class=OneLineParser)
     b = sub.add_parser("build", help="train a WordPiece vocabulary or a sentencepiece model on a corpus")
     b.add_argument("--corpus", nargs="+", required=True, help="text files, one text per line")
     b.add_argument("--size", type=positive_int, required=True, help="the vocabulary size (special tokens included)")

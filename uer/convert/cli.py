@@ -15,9 +15,14 @@ from uer.utils.cli import UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    import types
+
+    from uer.exit.cli import OneLineParser
+
+    parser.error = types.MethodType(OneLineParser.error, parser)  # a bad flag is one line, not the usage block
     from uer.convert.archs import ARCHS
 
-    sub = parser.add_subparsers(dest="direction", required=True)
+    sub = parser.add_subparsers(dest="direction", required=True, parser_class=OneLineParser)
     a = sub.add_parser("hf2uer", help="a HuggingFace folder -> a uer checkpoint (+ its config YAML and tokenizer files)")
     a.add_argument("hf_dir", help="folder with config.json, model.safetensors / pytorch_model.bin and the tokenizer's files")
     a.add_argument("out", help="uer checkpoint to write; OUT.yaml and the tokenizer's files go beside it")
