@@ -405,6 +405,8 @@ def evaluate(
                     if value.ndim != 0 or key.endswith("denominator"):
                         continue
                     weight = _weight_of(key, out, rows)
+                    if weight == 0:  # e.g. a batch without a masked token: its MLM mean is 0/0
+                        continue
                     sums[key] = sums.get(key, 0.0) + float(value.float()) * weight
                     weights[key] = weights.get(key, 0.0) + weight
     finally:
