@@ -167,7 +167,7 @@ def test_a_second_run_into_the_same_output_fails_at_once(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("extra, needles", [
-    (("--timing_samples", "0"), ("--timing_samples", ">= 1")),
+    (("--timing_samples", "-1"), ("--timing_samples", ">= 0")),
     (("--timing_batch_size", "0"), ("--timing_batch_size", ">= 1")),
     (("--seq_length", "100000"), ("--seq_length is 100000", "position table", "max_seq_length 64")),
 ])

@@ -143,7 +143,7 @@ def test_malformed_rows_are_errors_or_counted(trained, tmp_path, capsys):
 
 
 def test_speed_lists():
-    from run_fastbert import parse_speeds
+    from uer.utils.cli import parse_speeds
 
     assert parse_speeds("0,0.1,...,1") == (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
     assert parse_speeds("0.5") == (0.5,) and parse_speeds("0, 0.3") == (0.0, 0.3)
@@ -180,17 +180,14 @@ def test_the_main_job_passes_every_check():
     """``python run_fastbert.py`` (no arguments) runs MAIN_JOB: its flags and its config must pass
     the up-front checks (seq_length within MiniLM's position table, branch heads dividing the width)."""
     from run_fastbert import MAIN_JOB, build_parser
-    from uer.fastbert.pipeline import RunOptions, check_config, check_options, resolve_config
+    from uer.exit import pipeline
+    from uer.exit.cli import run_options
 
     a = build_parser().parse_args(MAIN_JOB)
-    overrides = (("fastbert.seq_length", a.seq_length), ("fastbert.batch_size", a.batch_size))
-    opts = RunOptions(config_path=a.config_path, pretrained_model_path=None, vocab_path=a.vocab_path,
-                      train_path=a.train_path, dev_path=a.dev_path, test_path=a.test_path, distill_path=None,
-                      output_model_path=a.output_model_path, report_path=a.report_path, speeds=a.speed,
-                      timing_samples=a.timing_samples, config_overrides=overrides)
-    check_options(opts)
-    config = resolve_config(opts)
-    check_config(config, opts)
+    opts = pipeline.RunOptions(**run_options(a, "fastbert"))
+    pipeline.check_options(opts)
+    config = pipeline.resolve_config(opts, "fastbert")
+    pipeline.check_config(config, opts, "fastbert")
     assert a.speed == tuple(round(0.1 * i, 10) for i in range(11)) and config.fastbert.seq_length == 64
 
 

@@ -181,6 +181,7 @@ def check_outputs(opts: RunOptions, out: Outputs, inputs: dict[str, Path], is_ou
     """Output paths that can be written (not directories, not under a file, no trailing '/'), none
     of them an input of the run or a file that is not ours. Returns the report path."""
     where = f"--output_model_path {opts.output_model_path}"
+    output_file(opts.output_model_path, "--output_model_path")  # the flag as given: a trailing '/' is refused
     for path in [*out.files(), out.report]:
         output_file(path, f"{where}: output")
     if out.predictions.exists() and not out.predictions.is_dir():

@@ -192,12 +192,15 @@ def distill(model: nn.Module, config: Config, opts: StageOptions, texts: StageDa
 
 
 @torch.no_grad()
-def distill_loss_sum(model: nn.Module, layers: list[torch.Tensor], real: torch.Tensor) -> tuple[float, int]:
+def distill_loss_sum(model: nn.Module, layers: list[torch.Tensor], real: torch.Tensor,
+                     teacher: torch.Tensor | None = None) -> tuple[float, int]:
     """One dev batch's distillation loss per student, summed over the rows the target scores, and
-    the number of those rows: sum both over dev and divide for the dev ``distill_loss``."""
+    the number of those rows: sum both over dev and divide for the dev ``distill_loss``.
+    ``teacher``: the teacher's rows when the caller has them."""
     target = exit_target(model)
     if len(target.branches) < 2:
         return 0.0, 0
-    teacher = target.rows(target.teacher, layers[-1], real)
+    if teacher is None:
+        teacher = target.rows(target.teacher, layers[-1], real)
     loss = target.distill_loss(layers, real, teacher)["kl_per_student"]
     return float(loss) * len(teacher), len(teacher)

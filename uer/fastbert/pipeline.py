@@ -180,7 +180,7 @@ def _run_locked(opts: FastBertOptions, config: Config, device: torch.device, out
         runner = EarlyExit(model, runtime=opts.runtime)
         log(f"inference runtime: {runner.backend} ({runner.reason})")
         result = sweep(runner, test_enc, pad_id, opts.speeds, timing_samples=opts.timing_samples,
-                       batch_size=opts.timing_batch_size, policy=opts.exit_policy)
+                       measure=opts.timing_samples > 0, batch_size=opts.timing_batch_size, policy=opts.exit_policy)
         rows, teacher_acc = result["rows"], result["teacher"]["accuracy"]
         chosen = chosen_speed(rows, teacher_acc, "accuracy")
         report.update({
@@ -220,7 +220,7 @@ def quantized_sweep(model, test_enc: Encoded, pad_id: int, opts: FastBertOptions
     log = opts.log
     runner = EarlyExit(model, runtime="auto", quantize=opts.quantize)  # int8: onnxruntime, whatever --runtime says
     log(f"{opts.quantize} runtime: {runner.backend} ({runner.reason})")
-    result = sweep(runner, test_enc, pad_id, opts.speeds, timing_samples=opts.timing_samples,
+    result = sweep(runner, test_enc, pad_id, opts.speeds, timing_samples=opts.timing_samples, measure=opts.timing_samples > 0,
                    batch_size=opts.timing_batch_size, policy=opts.exit_policy)
     teacher = result["teacher"]["accuracy"]
     log(f"{opts.quantize}:")

@@ -71,6 +71,7 @@ def dev_scores(model: nn.Module, dev: Encoded, pad_id: int, batch_size: int, bra
     """Teacher accuracy (if labelled) and the mean-per-student distillation loss on ``dev``; with
     ``branches``, also ``joint_accuracy``: the branches' accuracies averaged with :func:`layer_weights`."""
     was_training = model.training
+    model.eval()  # no dropout in the branches either: a dev score must not depend on the RNG
     target = fastbert_target(model)
     encoder = optimize_for_inference(model.embedding, model.encoder)  # a snapshot of the current weights
     device = next(model.parameters()).device
@@ -80,9 +81,9 @@ def dev_scores(model: nn.Module, dev: Encoded, pad_id: int, batch_size: int, bra
         batch = collate(dev, index, pad_id, device)
         layers = encoder.forward_layers(model.embed(batch["src"], batch["seg"]), batch["seg"])
         real = batch["seg"] > 0
-        kl_sum += distill_loss_sum(model, layers, real)[0]
+        teacher = target.teacher(layers[-1], real)
+        kl_sum += distill_loss_sum(model, layers, real, teacher)[0]
         if dev.labels is not None:
-            teacher = target.teacher(layers[-1], real)
             correct += int((teacher.argmax(-1) == batch["tgt_cls"]).sum())
             if branches:
                 hits = every_branch(target, layers, real).argmax(-1) == batch["tgt_cls"]  # (L, B)

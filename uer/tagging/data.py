@@ -34,11 +34,21 @@ class NerDataError(ValueError):
 def read_label2id(path: str | Path) -> dict[str, int]:
     """``{"O": 0, "B-PER": 1, ...}``: ids 0..n-1, each once; every I-X has its B-X."""
     path = Path(path)
+
+    def no_repeats(pairs: list[tuple[str, object]]) -> dict:
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:  # json.loads would keep the last one without a word
+                raise NerDataError(f"{path}: tag {key!r} is listed twice")
+            seen.add(key)
+        return dict(pairs)
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"), object_pairs_hook=no_repeats)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise NerDataError(f"{path}: not a readable JSON label file ({exc})") from None
-    if not isinstance(data, dict) or not data or not all(isinstance(k, str) and isinstance(v, int) for k, v in data.items()):
+    if not isinstance(data, dict) or not data or not all(
+            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in data.items()):
         raise NerDataError(f"{path}: expected a JSON object mapping tags to integer ids, e.g. {{\"O\": 0, \"B-PER\": 1}}")
     if sorted(data.values()) != list(range(len(data))):
         raise NerDataError(f"{path}: tag ids must be 0..{len(data) - 1}, each once; got {sorted(data.values())}")
@@ -64,11 +74,14 @@ class NerData:
 def read_ner_tsv(path: str | Path, label2id: dict[str, int] | None, skip_malformed: bool = False) -> NerData:
     """Read a ``text_a<TAB>label`` file (``label2id=None``: only ``text_a`` is read, a label column is ignored)."""
     path = Path(path)
+    raw = path.read_bytes()
     try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().split("\n")
+        text = raw.decode("utf-8-sig")  # a UTF-8 byte-order mark is allowed, as in every TSV reader of ours
     except UnicodeDecodeError as exc:
-        raise NerDataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        start = exc.start + (3 if raw.startswith(b"\xef\xbb\xbf") else 0)
+        line = raw[:start].count(b"\n") + 1
+        raise NerDataError(f"{path}:{line}: not UTF-8 text ({exc.reason} at byte {start})") from None
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     if not lines:
@@ -98,6 +111,9 @@ def read_ner_tsv(path: str | Path, label2id: dict[str, int] | None, skip_malform
                 elif any(len(c) != 1 for c in chars):
                     bad = next(c for c in chars if len(c) != 1)
                     problem = f"text_a must be single characters separated by spaces; got {bad!r}"
+                elif any(c.isspace() for c in chars):  # NerTagger.predict skips white space: it is no token
+                    bad = next(c for c in chars if c.isspace())
+                    problem = f"text_a holds the white-space character U+{ord(bad):04X}, which is not a token; remove it"
                 elif label_col is not None:
                     tags = [t for t in cols[label_col].split(" ") if t != ""]
                     unknown = [t for t in tags if t not in label2id]

@@ -159,7 +159,7 @@ def _run_locked(opts: NerOptions, config: Config, device: torch.device, out: Out
         runner = TokenExit(model, runtime=opts.runtime)
         log(f"inference runtime: {runner.name} ({runner.reason})")
         result = sweep(runner, test_chunks, test.tags, id2label, vocab.pad_id, opts.speeds, window=opts.window,
-                       timing_samples=opts.timing_samples, batch_size=opts.timing_batch_size, policy=opts.exit_policy)
+                       timing_samples=opts.timing_samples, measure=opts.timing_samples > 0, batch_size=opts.timing_batch_size, policy=opts.exit_policy)
         teacher, rows = result["teacher"], result["rows"]
         entities = sum(t.startswith("B-") or t.startswith("I-") for s in test.tags for t in s)
         chosen = chosen_speed(rows, teacher["f1"], "f1") if entities else None
