@@ -134,14 +134,28 @@ def test_hf_to_uer_matches_transformers_and_round_trips_bit_exact(tmp_path, caps
     torch.testing.assert_close(again.hidden_states[-1][real], want.hidden_states[-1][real], rtol=0, atol=0)
 
 
-def test_the_tokenizer_comes_along_bert_vocab(tmp_path, capsys):
+@pytest.mark.parametrize("lower", [True, False])
+def test_the_tokenizer_comes_along_bert_vocab(tmp_path, capsys, lower):
+    import json
+
+    from uer.embed import Embedder
+
     save_hf("bert", tmp_path / "hf")
+    vocab = (tmp_path / "hf" / "vocab.txt").read_text().splitlines()
+    vocab[10:13] = ["hello", "Hello", "world"]
+    (tmp_path / "hf" / "vocab.txt").write_text("".join(t + "\n" for t in vocab))
+    (tmp_path / "hf" / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": lower}))
     assert uer_main(["convert", "hf2uer", str(tmp_path / "hf"), str(tmp_path / "u" / "m.pt")]) == 0
     assert (tmp_path / "u" / "vocab.txt").read_bytes() == (tmp_path / "hf" / "vocab.txt").read_bytes()
     config = load_config(tmp_path / "u" / "m.yaml")
     assert config.tokenizer.name == "bert" and Path(config.tokenizer.vocab_path) == (tmp_path / "u" / "vocab.txt").resolve()
+    assert config.tokenizer.do_lower_case is lower
     assert uer_main(["convert", "uer2hf", str(tmp_path / "u" / "m.pt"), str(tmp_path / "back")]) == 0
     assert (tmp_path / "back" / "vocab.txt").read_bytes() == (tmp_path / "hf" / "vocab.txt").read_bytes()
+    ours = Embedder.load(tmp_path / "u" / "m.pt").tokenizer.encode("Hello world")
+    assert ours == [10 if lower else 11, 12]  # ids of "hello" / "Hello", "world"
+    back = transformers.AutoTokenizer.from_pretrained(tmp_path / "back")
+    assert back("Hello world", add_special_tokens=False)["input_ids"] == ours
 
 
 @pytest.mark.parametrize("kind", ["roberta", "gpt2"])
@@ -170,7 +184,9 @@ def test_the_tokenizer_comes_along_bytelevel_bpe(tmp_path, capsys, kind):
     text = "the quick brown fox, héllo"
     assert emb.tokenizer.encode(text) == ref(text, add_special_tokens=False)["input_ids"]
     assert uer_main(["convert", "uer2hf", str(out), str(tmp_path / "back")]) == 0
-    assert (tmp_path / "back" / "tokenizer.json").is_file()
+    back = transformers.AutoTokenizer.from_pretrained(tmp_path / "back")  # the exported folder's tokenizer loads
+    assert back(text, add_special_tokens=False)["input_ids"] == emb.tokenizer.encode(text)
+    assert emb.tokenizer.word_start_prefix == "\u0120"
 
 
 @pytest.fixture(scope="module")

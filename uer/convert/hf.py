@@ -484,7 +484,10 @@ def _tokenizer_out(config: Config, model_path: Path, vocab_path: str | Path | No
         data = _check_vocab(found, rows)
     else:
         data = found.read_bytes()
-    return {name: data}, [f"vocabulary copied from {found}"]
+    files = {name: data}
+    if tok.name == "bert" and not getattr(tok, "do_lower_case", True):  # transformers' BertTokenizer lower-cases by default
+        files["tokenizer_config.json"] = (json.dumps({"do_lower_case": False}, indent=2) + "\n").encode()
+    return files, [f"vocabulary copied from {found}"]
 
 
 def convert_uer_to_hf(

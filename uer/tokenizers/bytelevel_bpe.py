@@ -73,6 +73,10 @@ class BytelevelBpeTokenizer(Tokenizer):
         if holes:
             raise ValueError(f"{self.path}: ids {holes[:5]} have no token; the vocabulary must be 0..{size - 1} without gaps")
         self.vocab = Vocab(tokens, source=str(self.path), special_tokens=special_tokens(set(tokens)))
+        # GPT-2 / RoBERTa mark a word's start with "Ġ"; a sentencepiece-style model in a tokenizer.json
+        # (XLM-R) with "▁": whichever more tokens carry (whole-word masking reads it)
+        marks = {m: sum(t.startswith(m) for t in tokens) for m in ("\u0120", "\u2581")}
+        self.word_start_prefix = max(marks, key=marks.get)
 
     def __getstate__(self) -> dict:  # the Rust tokenizer pickles, but reloading from the file is smaller
         return {"path": self.path}
