@@ -189,3 +189,28 @@ def test_run_fastbert_fine_tunes_the_extended_model(tmp_path, capsys):
     assert len(clf.tokenizer.vocab) == len(Vocab.load(out.with_suffix(".vocab.txt")))
     assert clf.tokenizer.encode("cars") == [clf.tokenizer.vocab.index["cars"]]
     shutil.rmtree(tmp_path / "ft")
+
+
+def test_pretrain_continues_from_the_extended_model(tmp_path, capsys):
+    """preprocess.py with the new vocabulary, then pretrain.py warm-started from the extended checkpoint."""
+    import preprocess
+    import pretrain
+
+    path = base_model(tmp_path)
+    (tmp_path / WORDS).write_text("cars\nphones\n")
+    out = tmp_path / "extended.pt"
+    assert uer_main(["vocab", "extend", str(path), "--words", str(tmp_path / WORDS), "--output", str(out)]) == 0
+    vocab = out.with_suffix(".vocab.txt")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(f"my {w} is {v} and the {w} is {v}\n" for w in ("cars", "phones", "car") for v in ("good", "bad")) * 8)
+    config = tmp_path / "mlm.yaml"
+    config.write_text("embedding: {emb_size: 32, components: [word, {name: pos, max_seq_length: 64}, seg]}\n"
+                      "encoder: {name: transformer, hidden_size: 32, heads_num: 4, layers_num: 2, feedforward_size: 37}\n"
+                      "target: {components: [mlm]}\ntokenizer: {name: bert}\n")
+    assert preprocess.main(["--corpus_path", str(corpus), "--data_processor", "mlm", "--vocab_path", str(vocab),
+                            "--dataset_path", str(tmp_path / "ds"), "--seq_length", "16", "--no_progress"]) == 0
+    assert pretrain.main(["--dataset_path", str(tmp_path / "ds"), "--config_path", str(config), "--vocab_path", str(vocab),
+                          "--output_model_path", str(tmp_path / "pt" / "model.pt"), "--pretrained_model_path", str(out),
+                          "--total_steps", "2", "--batch_size", "4", "--report_steps", "1", "--no_progress"]) == 0
+    state = read_checkpoint(tmp_path / "pt" / "model.pt")
+    assert state["model"]["embedding.components.word.embedding.weight"].shape[0] == len(Vocab.load(vocab))
