@@ -390,6 +390,14 @@ def signature_mismatch(files: dict[str, Path], recorded: frozenset[str], notes: 
     return explain
 
 
+def _restretch(optimizer, scheduler, step: int) -> None:
+    """The rate of the new schedule at ``step``, from the next step on: the restored optimizer holds
+    the old schedule's rate, which LambdaLR would otherwise use for one more step."""
+    for group, base, factor in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+        group["lr"] = base * factor(step)
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]  # what get_last_lr() reports
+
+
 # ------------------------------------------------------------------------------------- held-out set
 class HeldOut:
     """The held-out instances and how they are batched: the same batches, and the same masks, at
@@ -556,10 +564,19 @@ def _train(args, config: Config, meta: dict, files: dict[str, Path], rank: int, 
                 print(f"note: {resume_path} was written with {trainer.resumed_threads} CPU threads, this run has {threads}: "
                       f"pass --threads {trainer.resumed_threads} for a result bit-identical to an uninterrupted run",
                       file=sys.stderr)
+            planned = trainer.user_state.get("total_steps")
+            if planned is not None and planned != train.total_steps:
+                # the schedule is a function of total_steps: a longer run stretches its warmup and decay
+                before = optimizer.param_groups[0]["lr"]
+                _restretch(optimizer, scheduler, trainer.step)
+                print(f"note: the resumed run was to end at step {planned}, this one ends at {train.total_steps}: its "
+                      f"warmup and decay now span {train.total_steps} steps (the rate after step {trainer.step}: "
+                      f"{before:.2e} before, {optimizer.param_groups[0]['lr']:.2e} now)", file=sys.stderr)
     elif args.resume and main_process:
         print(f"--resume: no {resume_path} yet, starting at step 0", file=sys.stderr)
         if files["metrics"].exists():
             files["metrics"].unlink()  # the lines of a run that never reached a checkpoint
+    trainer.user_state["total_steps"] = train.total_steps  # what the total_steps note compares with on a later resume
     if main_process:
         import yaml
 

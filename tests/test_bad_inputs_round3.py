@@ -254,3 +254,25 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp(tmp_path):
             f.write("new\n")
             raise RuntimeError("boom")
     assert target.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_a_longer_total_steps_on_resume_says_what_it_does_to_the_schedule(tmp_path, dataset, stopped_run, capsys):
+    """The reference resume of rows 109-114 (``--total_steps 20`` after a shorter run) is allowed, but
+    the schedule is a function of total_steps: the note says the rate jumps (linear decay: 0 at the
+    old end, half the peak now)."""
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    out = copy_of(stopped_run, tmp_path / "run")
+    used: list[float] = []
+    hook = register_optimizer_step_pre_hook(lambda opt, *_: used.append(opt.param_groups[0]["lr"]))
+    try:
+        assert pretrain.main(pt(dataset, out, "--total_steps", "4", "--resume")) == 0
+    finally:
+        hook.remove()
+    err = capsys.readouterr().err
+    assert ("note: the resumed run was to end at step 2, this one ends at 4: its warmup and decay now span 4 steps "
+            "(the rate after step 2: 0.00e+00 before, 2.50e-03 now)") in err
+    # ... and the rate said is the rate used: step 3 of 4 at half the peak (5e-3), step 4 at a quarter
+    assert used == pytest.approx([2.5e-3, 1.25e-3])
+    assert pretrain.main(pt(dataset, out, "--total_steps", "4", "--resume")) == 0  # the same end: no note
+    assert "note: the resumed run" not in capsys.readouterr().err
