@@ -286,3 +286,18 @@ def test_cli_errors_are_one_line_and_nothing_is_replaced(tmp_path, capsys):
     assert uer_main(["convert", "uer2hf", str(out), str(tmp_path / "z"), "--arch", "nope"]) == 2
     err = capsys.readouterr().err
     assert "argument --arch: invalid choice: 'nope'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_bert_with_only_a_fast_tokenizer_file_gets_its_vocab_txt(tmp_path, capsys):
+    """Folders saved by recent transformers may hold tokenizer.json and no vocab.txt."""
+    hf_dir = tmp_path / "hf"
+    save_hf("bert", hf_dir)
+    from tokenizers import BertWordPieceTokenizer
+
+    words = (hf_dir / "vocab.txt").read_text()
+    BertWordPieceTokenizer(str(hf_dir / "vocab.txt"), lowercase=False).save(str(hf_dir / "tokenizer.json"))
+    (hf_dir / "vocab.txt").unlink()
+    out = tmp_path / "u" / "model.pt"
+    assert uer_main(["convert", "hf2uer", str(hf_dir), str(out)]) == 0
+    assert (tmp_path / "u" / "vocab.txt").read_text() == words
+    assert load_config(out.with_suffix(".yaml")).tokenizer.do_lower_case is False

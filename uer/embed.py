@@ -236,7 +236,11 @@ def command(args: argparse.Namespace) -> int:
         embedder = Embedder.load(model_path, args.vocab_path, pooling=args.pooling, layer=args.layer, seq_length=args.seq_length)
         stream = sys.stdin.buffer if args.input == "-" else source.open("rb")
         name = "<stdin>" if args.input == "-" else str(args.input)
-        total = None if args.input == "-" else _count_lines(source)
+        total = None
+        if args.input != "-":  # the bar's length: the lines, less a TSV's header
+            total = _count_lines(source)
+            with source.open("rb") as f:
+                total -= detect_format(f.readline().decode("utf-8", "replace")).tsv
         from tqdm import tqdm
 
         with tqdm(total=total, unit=" texts", disable=not sys.stderr.isatty(), file=sys.stderr) as bar:

@@ -358,6 +358,23 @@ def _write_all(outputs: dict[Path, bytes], force: bool, folder: Path, what: str)
                 f.write(data)
 
 
+def _wordpiece_from_tokenizer_json(path: Path, rows: int) -> tuple[bytes, bool] | None:
+    """A fast tokenizer's WordPiece as ``vocab.txt`` bytes and whether it lower-cases (None: not WordPiece)."""
+    data = read_json(path)
+    model = data.get("model") or {}
+    if model.get("type") != "WordPiece" or not isinstance(model.get("vocab"), dict):
+        return None
+    by_id = sorted(model["vocab"].items(), key=lambda kv: kv[1])
+    if [i for _, i in by_id] != list(range(len(by_id))) or len(by_id) != rows:
+        raise ConversionError(f"{path}: its WordPiece vocabulary has {len(by_id)} tokens (ids 0..n-1 expected), "
+                              f"the word embedding {rows} rows")
+    if any("\n" in t or "\r" in t or not t for t, _ in by_id):
+        raise ConversionError(f"{path}: a token cannot be written one per line")
+    normalizer = data.get("normalizer") or {}
+    lower = bool(normalizer.get("lowercase", True)) if normalizer.get("type") == "BertNormalizer" else False
+    return "".join(t + "\n" for t, _ in by_id).encode("utf-8"), lower
+
+
 def _tokenizer_in(folder: Path, arch: Arch, hf_config: dict[str, Any] | None, rows: int) -> tuple[dict[str, Any] | None, dict[str, bytes], list[str]]:
     """The HF folder's tokenizer as ``(uer tokenizer section, files to write beside the checkpoint, notes)``.
 
@@ -368,6 +385,11 @@ def _tokenizer_in(folder: Path, arch: Arch, hf_config: dict[str, Any] | None, ro
     if arch.name in ("bert", "electra") and (folder / "vocab.txt").is_file():
         section = {"name": "bert", "do_lower_case": bool(tok_cfg.get("do_lower_case", True)), "vocab_path": "vocab.txt"}
         return section, {"vocab.txt": _check_vocab(folder / "vocab.txt", rows)}, notes
+    if arch.name in ("bert", "electra") and (folder / "tokenizer.json").is_file():
+        found = _wordpiece_from_tokenizer_json(folder / "tokenizer.json", rows)
+        if found is not None:
+            words, lower = found
+            return {"name": "bert", "do_lower_case": lower, "vocab_path": "vocab.txt"}, {"vocab.txt": words}, notes
     if arch.name == "albert" and (folder / "spiece.model").is_file():
         import sentencepiece
 
