@@ -21,7 +21,7 @@ from uer.data.masking import MaskingConfig
 from uer.data.preprocessing import PreprocessOptions, preprocess
 from uer.data.processors import PROCESSORS, processor_for_targets
 from uer.data.tsv import TsvError
-from uer.tokenizers import TOKENIZER_NAMES
+from uer.tokenizers import TOKENIZERS
 from uer.utils.cli import UsageError, fraction, input_file, positive_int, run_main
 
 
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset_path", required=True, help="output directory (a new one, or a dataset written by preprocess.py)")
     p.add_argument("--config_path", help="model config: its target picks the processor, its tokenizer section the tokenizer")
     p.add_argument("--data_processor", choices=PROCESSORS.names(), help="default: from the config's targets")
-    p.add_argument("--tokenizer", choices=TOKENIZER_NAMES, help="default: the config's")
+    p.add_argument("--tokenizer", choices=TOKENIZERS.names(), help="default: the config's")
     p.add_argument("--vocab_path")
     p.add_argument("--spm_model_path")
     p.add_argument("--seq_length", type=positive_int, default=128)

@@ -243,13 +243,6 @@ def from_dict(cls: type, data: dict, path: str) -> Any:
         raise ConfigError(f"{where_mapping(data, path)}: {exc}") from None
 
 
-def check_fields(obj: Any, path: str = "") -> None:
-    """Check an already-built dataclass against its annotations (ranges included), for code that
-    constructs configs directly instead of from YAML."""
-    from_dict(type(obj), {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.init},
-              path or type(obj).__name__)
-
-
 RUNTIME = {"runtime": True}  # field metadata: kept on the object, never written by ``to_dict``
 
 

@@ -9,14 +9,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from uer.choices import Activation
-from uer.encoders.registry import ENCODERS
+from uer.encoders.registry import ENCODERS, EncoderConfig  # noqa: F401  (EncoderConfig: re-exported)
 from uer.schema import ConfigError, Epsilon, Probability, Size
-
-
-@dataclass(frozen=True)
-class EncoderConfig:
-    hidden_size: Size = 768
-    layers_num: Size = 12
 
 
 @ENCODERS.declare("transformer", module="uer.encoders.transformer")

@@ -12,6 +12,7 @@ from typing import Sequence
 import torch
 
 from uer.data.loader import length_buckets, length_sorted_batches, pad_batch  # noqa: F401  (task code imports them here)
+from uer.config import MIN_SEQ_LENGTH
 from uer.data.text_pair import encode_pair
 
 
@@ -32,8 +33,8 @@ def encode_texts(tokenizer, texts: Sequence[tuple[str, str | None]], seq_length:
     """``[(text_a, text_b or None)]`` -> (ids, segs), by :func:`uer.data.text_pair.encode_pair`
     (BERT's truncation: the longer text loses its last token until the pair fits)."""
     vocab = tokenizer.vocab
-    if seq_length < 4:
-        raise ValueError(f"seq_length {seq_length} is too short for [CLS] text [SEP]")
+    if seq_length < MIN_SEQ_LENGTH:
+        raise ValueError(f"seq_length {seq_length} is too short for [CLS] text [SEP] (at least {MIN_SEQ_LENGTH})")
     all_ids, all_segs = [], []
     for text_a, text_b in texts:
         b = tokenizer.encode(text_b) if text_b is not None else None

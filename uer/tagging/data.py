@@ -22,6 +22,7 @@ from typing import Sequence
 
 import torch
 
+from uer.config import MIN_SEQ_LENGTH
 from uer.data.loader import pad_batch
 
 IGNORE = -100  # the label of [CLS] and padding: no loss, no prediction
@@ -168,8 +169,8 @@ class Chunks:
 
 
 def encode_sentences(vocab, chars: Sequence[Sequence[str]], tags: Sequence[Sequence[int]] | None, seq_length: int) -> Chunks:
-    if seq_length < 2:
-        raise ValueError(f"seq_length {seq_length} is too short for [CLS] + one character")
+    if seq_length < MIN_SEQ_LENGTH:
+        raise ValueError(f"seq_length {seq_length} is too short: rows are [CLS] + characters, at least {MIN_SEQ_LENGTH} tokens")
     room = seq_length - 1
     ids, segs, tag_rows, sentence, offset = [], [], [], [], []
     for s, row in enumerate(chars):

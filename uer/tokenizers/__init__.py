@@ -38,7 +38,6 @@ def build_tokenizer(
     return cls.from_config(dataclasses.replace(cfg, **files) if files else cfg)
 
 
-TOKENIZER_NAMES = tuple(TOKENIZERS.names())  # kept for callers written before the registry; use TOKENIZERS.names()
 
 __all__ = [
     "BertTokenizer", "BertTokenizerConfig", "CharTokenizer", "SentencePieceTokenizer", "SpaceTokenizer", "Tokenizer",

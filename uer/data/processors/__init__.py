@@ -14,9 +14,9 @@ cls        cls         [CLS] text_a [SEP] (text_b [SEP]); the label
 A processor is one class in one file that states its facts (``layout``, ``targets``, ``masked``,
 ``label_key``) and registers itself::
 
-    @PROCESSORS.register("tagging", config=ProcessorConfig)
-    class TaggingProcessor(Processor):
-        layout = "tsv"; targets = frozenset({"tagging"}); label_key = "tgt_tag"
+    @PROCESSORS.register("cls", config=ProcessorConfig)
+    class ClsProcessor(Processor):
+        layout = "tsv"; targets = frozenset({"cls"}); label_key = "tgt_cls"
         ...
 
 plus one import line below. Registering a name twice is an error; an unknown name is an error
