@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=non_negative_int)
     p.add_argument("--weight_decay", type=non_negative_float)
     p.add_argument("--clip_grad_norm", type=float, help="<= 0 disables clipping")
+    p.add_argument("--new_learning_rate", type=positive_float,
+                   help="with --resume: go on with this peak learning rate from the next step (optimizer state, "
+                        "data position and the shape of the schedule stay); any other change makes another run")
     # held-out evaluation
     held = p.add_mutually_exclusive_group()
     held.add_argument("--dev_dataset_path", help="a held-out dataset written by preprocess.py (same vocabulary and processor)")
@@ -281,6 +284,12 @@ def _run(args) -> int:
         if not args.resume:
             _refuse_existing(files)
         resuming = args.resume and files["resume"].exists()
+        if args.new_learning_rate and not resuming:
+            raise UsageError(f"--new_learning_rate changes the rate of a resumed run, and there is no {files['resume']} "
+                             "to resume (pass --resume, or --learning_rate for a new run)")
+        if args.new_learning_rate and args.learning_rate:
+            raise UsageError("--new_learning_rate and --learning_rate: give only --new_learning_rate to change the rate "
+                             "of the resumed run")
         from_scratch = not resuming and not args.pretrained_model_path
         config, notes = choose_schedule(config, explicit, files["config"] if resuming else None, from_scratch,
                                         continued=bool(args.pretrained_model_path))
@@ -378,6 +387,10 @@ def signature_mismatch(files: dict[str, Path], recorded: frozenset[str], notes: 
                          "this run's values are not checked against it")
             return None
         differs = sorted(k for k in {*saved, *current} if saved.get(k) != current.get(k))
+        if not differs:
+            return None
+        lr_only = ("; to change only the peak learning rate of the resumed run, pass --new_learning_rate instead"
+                   if "train.learning_rate" in differs else "")
         shown = "; ".join(f"{k} is {saved.get(k)!r} there, {current.get(k)!r} now ({_source_of(k, files, recorded)})"
                           for k in differs[:4])
         more = f"; and {len(differs) - 4} more ({', '.join(differs[4:])})" if len(differs) > 4 else ""
@@ -385,9 +398,32 @@ def signature_mismatch(files: dict[str, Path], recorded: frozenset[str], notes: 
                    "--output_model_path <another path>")
         return (f"{resume} is the resume state of another run: {shown}{more}. --resume continues a run exactly as "
                 f"it started, so give the same values (only --total_steps, --report_steps and --save_checkpoint_steps "
-                f"may change){weights}")
+                f"may change){lr_only}{weights}")
 
     return explain
+
+
+def _change_learning_rate(trainer: Trainer, config: Config, new: float, notes: list[str]) -> Config:
+    """The resumed run goes on with peak ``new`` from its next step: the schedule keeps its shape
+    (the rate is ``new`` times the same warmup/decay factor), the optimizer keeps its moments. The
+    config, the signature of later checkpoints and ``<stem>.config.yaml`` say ``new`` from now on;
+    ``user_state["learning_rate_changes"]`` keeps where the rate changed."""
+    import dataclasses
+
+    old = config.train.learning_rate
+    optimizer, scheduler = trainer.optimizer, trainer.scheduler
+    scheduler.base_lrs = [new for _ in scheduler.base_lrs]
+    for group in optimizer.param_groups:
+        group["initial_lr"] = new
+    _restretch(optimizer, scheduler, trainer.step)
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train, learning_rate=new))
+    trainer.config = config  # what the checkpoints carry
+    trainer.signature = {**trainer.signature, "train.learning_rate": new}
+    trainer.user_state["learning_rate_changes"] = [*trainer.user_state.get("learning_rate_changes", []),
+                                                   {"step": trainer.step, "from": old, "to": new}]
+    notes.append(f"learning rate: peak {old:.1e} until step {trainer.step}, {new:.1e} from step {trainer.step + 1} on "
+                 f"(--new_learning_rate; the rate after step {trainer.step} is {optimizer.param_groups[0]['lr']:.2e})")
+    return config
 
 
 def _restretch(optimizer, scheduler, step: int) -> None:
@@ -577,6 +613,9 @@ def _train(args, config: Config, meta: dict, files: dict[str, Path], rank: int, 
         if files["metrics"].exists():
             files["metrics"].unlink()  # the lines of a run that never reached a checkpoint
     trainer.user_state["total_steps"] = train.total_steps  # what the total_steps note compares with on a later resume
+    if args.new_learning_rate and resumed:
+        config = _change_learning_rate(trainer, config, args.new_learning_rate, notes)
+        train = config.train
     if main_process:
         import yaml
 

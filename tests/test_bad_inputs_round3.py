@@ -276,3 +276,48 @@ def test_a_longer_total_steps_on_resume_says_what_it_does_to_the_schedule(tmp_pa
     assert used == pytest.approx([2.5e-3, 1.25e-3])
     assert pretrain.main(pt(dataset, out, "--total_steps", "4", "--resume")) == 0  # the same end: no note
     assert "note: the resumed run" not in capsys.readouterr().err
+
+
+def test_the_learning_rate_of_a_resumed_run_changes_only_when_asked_explicitly(tmp_path, dataset, stopped_run, capsys):
+    """Rows 109-110 refuse --learning_rate on --resume and point here: --new_learning_rate goes on
+    with another peak from the next step; the rate used, the rate printed and the rate recorded agree,
+    and a later plain resume continues at the new rate."""
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    out = copy_of(stopped_run, tmp_path / "run")
+    capsys.readouterr()
+    assert pretrain.main(pt(dataset, out, "--total_steps", "4", "--resume", "--learning_rate", "1e-3")) == 2
+    assert "to change only the peak learning rate of the resumed run, pass --new_learning_rate instead" in \
+        one_error(capsys.readouterr().err)
+    used: list[float] = []
+    hook = register_optimizer_step_pre_hook(lambda opt, *_: used.append(opt.param_groups[0]["lr"]))
+    try:
+        assert pretrain.main(pt(dataset, out, "--total_steps", "4", "--resume", "--new_learning_rate", "1e-3")) == 0
+        err = capsys.readouterr().err
+        assert used == pytest.approx([5e-4, 2.5e-4])  # the linear decay over 4 steps, peak 1e-3
+        assert ("learning rate: peak 5.0e-03 until step 2, 1.0e-03 from step 3 on (--new_learning_rate; "
+                "the rate after step 2 is 5.00e-04)") in err
+        assert yaml.safe_load((out / "model.config.yaml").read_text())["train"]["learning_rate"] == 1e-3
+        state = read_checkpoint(out / "model.pt.resume")["extra"]["trainer"]
+        assert state["user_state"]["learning_rate_changes"] == [{"step": 2, "from": 5e-3, "to": 1e-3}]
+        assert read_checkpoint(out / "model.pt")["config"]["train"]["learning_rate"] == 1e-3
+        used.clear()
+        assert pretrain.main(pt(dataset, out, "--total_steps", "6", "--resume")) == 0  # the new rate is the run's now
+        assert used == pytest.approx([1e-3 * 2 / 6, 1e-3 * 1 / 6])
+    finally:
+        hook.remove()
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (("--new_learning_rate", "1e-3"), "--new_learning_rate changes the rate of a resumed run, and there is no "
+                                      "{out}/model.pt.resume to resume (pass --resume, or --learning_rate for a new run)"),
+    (("--new_learning_rate", "1e-3", "--learning_rate", "1e-3", "--resume"),
+     "--new_learning_rate and --learning_rate: give only --new_learning_rate to change the rate of the resumed run"),
+])
+def test_new_learning_rate_without_a_run_to_change(tmp_path, dataset, stopped_run, capsys, extra, expected):
+    out = copy_of(stopped_run, tmp_path / "run") if "--resume" in extra else tmp_path / "fresh"
+    before = snapshot(out) if out.exists() else {}
+    assert pretrain.main(pt(dataset, out, "--total_steps", "4", *extra)) == 2
+    assert one_error(capsys.readouterr().err) == "pretrain.py: error: " + expected.format(out=out)
+    after = snapshot(out) if out.exists() else {}
+    assert {k: after[k] for k in before} == before and set(after) - set(before) <= {"model.pt.lock"}
