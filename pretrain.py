@@ -333,6 +333,9 @@ def _refuse_existing(files: dict[str, Path]) -> None:
 # other value defines the run being continued; the batch size is checked by the trainer itself
 # (its message says why: the data position counts batches).
 RESUMABLE_CHANGES = ("train.total_steps", "train.report_steps", "train.save_checkpoint_steps", "train.batch_size")
+# The config sections pre-training uses (``fastbert``, ``ner`` ... are for fine-tuning: editing them
+# between a run and its resume changes nothing here).
+RUN_SECTIONS = ("embedding", "encoder", "subencoder", "target", "tokenizer", "train")
 # Fields of meta.json that say where and how fast, not what: a moved or re-timed dataset is the same data.
 META_NOT_DATA = ("vocab_path", "spm_model_path", "corpus_path", "seconds", "processes_num")
 
@@ -358,7 +361,7 @@ def run_signature(config: Config, meta: dict, held_out: dict[str, object]) -> di
     """Everything that defines a pre-training run (a resume with another value is another run):
     the resolved config (dropout overrides, schedule, weight decay, precision, accumulation ...),
     the dataset, and the held-out set (the best-so-far loss is only comparable on the same set)."""
-    flat = _flat({k: v for k, v in to_dict(config).items() if k != "source"})
+    flat = _flat({k: v for k, v in to_dict(config).items() if k in RUN_SECTIONS})
     signature = {k: v for k, v in flat.items() if k not in RESUMABLE_CHANGES}
     signature["dataset"] = dataset_fingerprint(meta)
     signature.update({f"held_out.{k}": v for k, v in held_out.items()})

@@ -321,3 +321,13 @@ def test_new_learning_rate_without_a_run_to_change(tmp_path, dataset, stopped_ru
     assert one_error(capsys.readouterr().err) == "pretrain.py: error: " + expected.format(out=out)
     after = snapshot(out) if out.exists() else {}
     assert {k: after[k] for k in before} == before and set(after) - set(before) <= {"model.pt.lock"}
+
+
+def test_fine_tuning_sections_are_not_part_of_the_run(tmp_path, dataset, stopped_run):
+    """A resumed pre-training run is refused for what changes it, not for the YAML's fastbert section."""
+    out = copy_of(stopped_run, tmp_path / "run")
+    config = tmp_path / "c.yaml"
+    config.write_text(CONFIG.read_text() + "fastbert:\n  epochs_num: 9\n")
+    assert pretrain.main(pt(dataset, out, "--total_steps", "3", "--resume", config=config)) == 0
+    signature = read_checkpoint(out / "model.pt.resume")["extra"]["trainer"]["signature"]
+    assert "encoder.dropout" in signature and not any(k.startswith(("fastbert.", "ner.")) for k in signature)
