@@ -301,3 +301,28 @@ def test_bert_with_only_a_fast_tokenizer_file_gets_its_vocab_txt(tmp_path, capsy
     assert uer_main(["convert", "hf2uer", str(hf_dir), str(out)]) == 0
     assert (tmp_path / "u" / "vocab.txt").read_text() == words
     assert load_config(out.with_suffix(".yaml")).tokenizer.do_lower_case is False
+
+
+def test_xlm_roberta_with_a_unigram_tokenizer_json(tmp_path, capsys):
+    """XLM-R's tokenizer as a fast tokenizer's file: the same ids as transformers', "▁" marks word starts."""
+    from tokenizers import SentencePieceUnigramTokenizer
+
+    from tests.test_bytelevel_bpe import TEXTS
+    from uer.embed import Embedder
+
+    hf_dir = tmp_path / "hf"
+    hf_dir.mkdir()
+    unigram = SentencePieceUnigramTokenizer()
+    unigram.train_from_iterator(TEXTS * 5, vocab_size=80, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+                                unk_token="<unk>", show_progress=False)
+    unigram.save(str(hf_dir / "tokenizer.json"))
+    save_hf("xlm-roberta", hf_dir, unigram.get_vocab_size())
+    out = tmp_path / "u" / "model.pt"
+    assert uer_main(["convert", "hf2uer", str(hf_dir), str(out)]) == 0
+    ref = transformers.XLMRobertaTokenizerFast(tokenizer_file=str(hf_dir / "tokenizer.json"))
+    tok = Embedder.load(out).tokenizer
+    text = "the quick brown fox"
+    assert [tok.vocab.cls_id] + tok.encode(text) + [tok.vocab.sep_id] == ref(text)["input_ids"]
+    assert tok.word_start_prefix == "\u2581"
+    assert uer_main(["convert", "uer2hf", str(out), str(tmp_path / "back")]) == 0
+    assert transformers.AutoConfig.from_pretrained(tmp_path / "back").model_type == "xlm-roberta"
