@@ -291,6 +291,22 @@ def stage_signatures(config: Config, section: str, train_fingerprint: str, disti
     return stages
 
 
+def prepare(opts: RunOptions, config: Config, section: str, model, out: Outputs, vocab_path: Path,
+            fingerprints: tuple[str, str, str], distills: bool, device) -> dict[int, int]:
+    """Check that the output is this run's (``fingerprints``: train, distill texts, dev), then start
+    the backbone (pre-trained or random), move the model and write the run's first files.
+    Returns the steps each stage resumes from."""
+    resume = check_ownership(out, config, vocab_path, stage_signatures(config, section, *fingerprints, distills))
+    target = config.target.components[0].name
+    if opts.pretrained_model_path:
+        load_backbone(model, opts.pretrained_model_path, config.source, opts.log, target)
+    else:
+        opts.log("no --pretrained_model_path: the backbone starts from random weights")
+    model.to(device)
+    write_run_files(out, vocab_path, config)
+    return resume
+
+
 def write_run_files(out: Outputs, vocab_path: Path, config: Config) -> None:
     """The vocabulary and the resolved config beside the model (kept when they are already there:
     :func:`check_ownership` proved them this run's)."""

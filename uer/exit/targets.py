@@ -21,6 +21,14 @@ class ExitBranches(Target):
     needs_layers = True
     branches: nn.ModuleList
 
+    def __init__(self, name: str, labels_num: int | None, layers_num: int | None) -> None:
+        super().__init__()
+        if not labels_num or labels_num < 2:
+            raise ValueError(f"target {name!r} needs labels_num >= 2 (the builder takes it from the labels)")
+        if not layers_num:
+            raise ValueError(f"target {name!r} needs layers_num (one branch per encoder layer)")
+        self.labels_num = labels_num
+
     def rows(self, branch: nn.Module, hidden: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         """``branch`` on one layer's output: the logits of every scored row, ``(R, labels)``.
         ``hidden`` (B, T, H), ``real`` (B, T) bool (the real tokens)."""

@@ -129,20 +129,9 @@ def _run_locked(opts: FastBertOptions, config: Config, device: torch.device, out
     model = build_model(config, vocab_size=len(vocab), labels_num=len(labels), vocab_tokens=vocab.tokens)
     distills = fb.distill_epochs_num > 0 and needs_distillation(opts.branch_training) and model.encoder.layers_num > 1
 
-    # ---------------------------------------------------------------- is the output ours?
-    stages = run_.stage_signatures(config, SECTION, fingerprint(train_enc), fingerprint(distill_enc), fingerprint(dev_enc),
-                                   distills)
-    resume = run_.check_ownership(out, config, vocab_path, stages)
-
-    # ---------------------------------------------------------------- model
-    if opts.pretrained_model_path:
-        run_.load_backbone(model, opts.pretrained_model_path, config.source, log, "fastbert")
-    else:
-        log("no --pretrained_model_path: the backbone starts from random weights")
-    model.to(device)
-
-    # ---------------------------------------------------------------- first writes
-    run_.write_run_files(out, vocab_path, config)
+    # ---------------------------------------------------------------- is the output ours? then the model
+    resume = run_.prepare(opts, config, SECTION, model, out, vocab_path,
+                          (fingerprint(train_enc), fingerprint(distill_enc), fingerprint(dev_enc)), distills, device)
     extra = {"labels": list(labels), "labels_num": len(labels), "pair": train_full.pair, "vocab_size": len(vocab),
              "seq_length": seq, "vocab_file": out.vocab.name, "exit_policy": opts.exit_policy,
              "branch_training": opts.branch_training}

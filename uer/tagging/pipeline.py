@@ -116,16 +116,9 @@ def _run_locked(opts: NerOptions, config: Config, device: torch.device, out: Out
     distills = ner.distill_epochs_num > 0 and model.encoder.layers_num > 1
 
     # the files at the output must be this run's (resume) or none: checked before anything is written
-    stages = run_.stage_signatures(config, SECTION, fingerprint(train_chunks), fingerprint(unlabelled(train_chunks)),
-                                   fingerprint(dev_chunks), distills)
-    resume = run_.check_ownership(out, config, vocab_path, stages)
-
-    if opts.pretrained_model_path:
-        run_.load_backbone(model, opts.pretrained_model_path, config.source, log, "token_exit")
-    else:
-        log("no --pretrained_model_path: the backbone starts from random weights")
-    model.to(device)
-    run_.write_run_files(out, vocab_path, config)
+    resume = run_.prepare(opts, config, SECTION, model, out, vocab_path,
+                          (fingerprint(train_chunks), fingerprint(unlabelled(train_chunks)), fingerprint(dev_chunks)),
+                          distills, device)
     extra = {"id2label": id2label, "vocab_size": len(vocab), "seq_length": seq, "vocab_file": out.vocab.name,
              "exit_policy": opts.exit_policy, "window": opts.window}
 

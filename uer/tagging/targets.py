@@ -86,13 +86,8 @@ class TokenExitTarget(ExitBranches):
 
     def __init__(self, cfg: TokenExitConfig, hidden_size: int, labels_num: int | None = None,
                  layers_num: int | None = None, **_: int) -> None:
-        super().__init__()
-        if not labels_num or labels_num < 2:
-            raise ValueError("target 'token_exit' needs labels_num >= 2 (the builder takes it from label2id)")
-        if not layers_num:
-            raise ValueError("target 'token_exit' needs layers_num (one branch per encoder layer)")
+        super().__init__("token_exit", labels_num, layers_num)
         self.cfg = cfg
-        self.labels_num = labels_num
         self.branches = nn.ModuleList(TokenBranch(hidden_size, cfg.branch_size, labels_num, cfg.dropout) for _ in range(layers_num))
 
     def rows(self, branch: TokenBranch, hidden: torch.Tensor, real: torch.Tensor) -> torch.Tensor:

@@ -196,13 +196,8 @@ class FastBertTarget(ExitBranches):
 
     def __init__(self, cfg: FastBertTargetConfig, hidden_size: int, labels_num: int | None = None,
                  layers_num: int | None = None, **_: int) -> None:
-        super().__init__()
-        if not labels_num or labels_num < 2:
-            raise ValueError("target 'fastbert' needs labels_num >= 2 (the builder takes it from the dataset)")
-        if not layers_num:
-            raise ValueError("target 'fastbert' needs layers_num (one branch per encoder layer)")
+        super().__init__("fastbert", labels_num, layers_num)
         self.cfg = cfg
-        self.labels_num = labels_num
         self.branches = nn.ModuleList(
             Branch(hidden_size, cfg.branch_size, cfg.branch_heads_num, labels_num, cfg.pooling, cfg.dropout)
             for _ in range(layers_num)
