@@ -271,3 +271,23 @@ def test_no_config_unwritable_output_and_a_malformed_tsv_are_one_line(tmp_path, 
     argv[argv.index("--train_path") + 1] = str(bad)
     refused(capsys, argv, f"{bad}:98:")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("extra, needles", [
+    (("--quantize", "int8"), ("--quantize int8", "alibi")),  # row 86
+    (("--runtime", "onnxruntime"), ("--runtime onnxruntime", "alibi")),  # row 87
+])
+def test_a_runtime_that_cannot_run_the_model_is_refused_before_training(tmp_path, capsys, extra, needles):
+    """Rows 86-87: the int8 / ONNX Runtime sweep of an ALiBi model used to fail after training."""
+    (tmp_path / "tiny.yaml").write_text(TINY_YAML.replace("components: [word, {name: pos, max_seq_length: 64}, seg]",
+                                                          "components: [word, seg]").replace(
+        "feedforward_size: 37}", "feedforward_size: 37, position_bias: alibi}"))
+    refused(capsys, args(tmp_path, *extra), *needles)
+    assert not (tmp_path / "out").exists()
+
+
+def test_fused_on_an_lstm_is_refused_not_silently_eager(tmp_path, capsys):
+    """Row 88: ``--runtime fused`` on an LSTM encoder ran eager, saying so only in the report."""
+    (tmp_path / "tiny.yaml").write_text(LSTM_YAML)
+    refused(capsys, args(tmp_path, "--runtime", "fused"), "--runtime fused", "no fused path")
+    assert not (tmp_path / "out").exists()

@@ -239,7 +239,8 @@ class Trainer:
     def _interrupt_hint(self) -> None:
         """What Ctrl-C tells the user (``uer.utils.cli.run_main`` prints it and exits 130)."""
         if self.saved_step is None:
-            on_interrupt(f"interrupted at step {self.step}, before the first checkpoint; {self.options.resume_hint} to start again")
+            on_interrupt(f"interrupted at step {self.step}, before the first checkpoint: nothing of this run was saved yet; "
+                         "run the same command again to start over")
         else:
             where = f" ({self.options.checkpoint_path})" if self.options.checkpoint_path else ""
             on_interrupt(f"interrupted at step {self.step}; the last checkpoint is at step {self.saved_step}{where}; "

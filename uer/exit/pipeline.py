@@ -146,11 +146,12 @@ def check_config(config: Config, opts: RunOptions, section: str) -> None:
         raise UsageError(f"{name} is {seq}, longer than the position table of {config.source} (max_seq_length {limit})")
     from uer.runtime import unsupported
 
-    for runtime, quantize, flag in ((opts.runtime, None, f"--runtime {opts.runtime}"),
-                                    ("auto", opts.quantize, f"--quantize {opts.quantize}")):
-        if flag.startswith("--quantize") and opts.quantize is None:
-            continue
-        reason = unsupported(config, runtime, quantize)
+    kind = "sentence" if section == "fastbert" else "token"
+    checks = [(opts.runtime, None, f"--runtime {opts.runtime}")]
+    if opts.quantize is not None:
+        checks.append(("auto", opts.quantize, f"--quantize {opts.quantize}"))
+    for runtime, quantize, flag in checks:
+        reason = unsupported(config, runtime, quantize, kind=kind)
         if reason is not None:  # before hours of training, not after
             raise UsageError(f"{flag}: {reason}")
 
