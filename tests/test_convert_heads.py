@@ -108,3 +108,23 @@ def test_a_task_model_without_labels_is_refused(tmp_path, capsys):
     assert uer_main(["convert", "uer2hf", str(path), str(tmp_path / "hf")]) == 2
     assert "no label list: not written by run_fastbert.py ('labels')" in capsys.readouterr().err
     assert not (tmp_path / "hf").exists()
+
+
+def test_a_plain_tagging_model_is_transformers_token_classifier(tmp_path, capsys):
+    """dropout -> linear per token is BertForTokenClassification's own head: no shipped code needed."""
+    id2label = ["O", "B-PER", "I-PER"]
+    path = task_checkpoint(tmp_path / "run", {"name": "tagging"}, {"id2label": id2label}, len(id2label))
+    assert uer_main(["convert", "uer2hf", str(path), str(tmp_path / "hf")]) == 0
+    assert not (tmp_path / "hf" / "modeling_uer_heads.py").exists()
+    hf = transformers.AutoModelForTokenClassification.from_pretrained(tmp_path / "hf").eval()
+    assert type(hf).__name__ == "BertForTokenClassification" and hf.config.id2label == dict(enumerate(id2label))
+    from uer.checkpoint import load_model
+
+    model, _ = load_model(path)
+    model.eval()
+    ids = torch.tensor([[2, 30, 31, 32, 3, 0], [2, 33, 3, 0, 0, 0]])
+    seg = (ids != 0).long()
+    with torch.no_grad():
+        want = model.target.components["tagging"].logits(model.encode(ids, seg))
+        got = hf(input_ids=ids, attention_mask=seg, token_type_ids=torch.zeros_like(ids)).logits
+    torch.testing.assert_close(got[seg.bool()], want[seg.bool()], rtol=1e-5, atol=1e-5)

@@ -184,7 +184,8 @@ def extend_model(model_path: str | Path, words_path: str | Path, output: str | P
     # Tied tensors are one Parameter in the model: rebuild, load, and let the builder tie them again.
     tokenizer_section = {**to_dict(config)["tokenizer"], "vocab_path": str(Path(output).with_suffix(".vocab.txt").resolve())}
     new_config = config_from_dict({**to_dict(config), "tokenizer": tokenizer_section}, config.source)
-    labels_num = extra.get("labels_num") or (len(extra["labels"]) if isinstance(extra.get("labels"), list) else None)
+    labels = next((extra[k] for k in ("labels", "id2label") if isinstance(extra.get(k), list)), None)
+    labels_num = extra.get("labels_num") or (len(labels) if labels is not None else None)  # run_fastbert.py / run_ner.py
     model = build_model(new_config, vocab_size=len(new_vocab), labels_num=labels_num)
     load_state(model, grown, str(model_path), new_config.source)
     vocab_out = Path(output).with_suffix(".vocab.txt")

@@ -1,5 +1,8 @@
 """A run_fastbert.py classifier or a run_ner.py tagger as a transformers model, head included.
 
+(A plain ``tagging`` target -- dropout -> linear per token -- is transformers' own
+``*ForTokenClassification`` and goes out as one, with no code.)
+
 Neither head is one that transformers has: FastBERT's teacher branch is project -> self-attention
 -> pool -> dense -> tanh -> labels (:class:`uer.targets.fastbert.Branch`), the tagger's teacher is
 dense -> tanh -> labels per token (:class:`uer.tagging.targets.TokenBranch`), where
@@ -152,6 +155,11 @@ def heads_code(arch: Arch, model_type: str) -> str:
     )
 
 
+TOKEN_CLASSIFIERS = {"bert": "BertForTokenClassification", "roberta": "RobertaForTokenClassification",
+                     "xlm-roberta": "XLMRobertaForTokenClassification", "albert": "AlbertForTokenClassification",
+                     "electra": "ElectraForTokenClassification", "gpt2": "GPT2ForTokenClassification"}
+
+
 def export_task_model(
     state: dict[str, Any], config: Config, meta: dict[str, Any], arch: str | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any], Any, dict[str, bytes]]:
@@ -160,8 +168,11 @@ def export_task_model(
 
     extra, weights = state["extra"], state["model"]
     names = [s.name for s in config.target.components]
-    kind = "fastbert" if "fastbert" in names else "token_exit"
-    if kind == "fastbert":
+    kind = next(k for k in ("fastbert", "token_exit", "tagging") if k in names)
+    if kind == "tagging":  # dropout -> linear per token: exactly transformers' *ForTokenClassification
+        labels = extra.get("id2label") or extra.get("labels")
+        cls = auto = ""
+    elif kind == "fastbert":
         labels = extra.get("labels")
         cls, auto = "UerFastBertForSequenceClassification", "AutoModelForSequenceClassification"
     else:
@@ -169,6 +180,8 @@ def export_task_model(
         cls, auto = "UerTaggerForTokenClassification", "AutoModelForTokenClassification"
     if not isinstance(labels, list) or not labels:
         written = "run_fastbert.py ('labels')" if kind == "fastbert" else "run_ner.py ('id2label')"
+        if kind == "tagging":
+            written = "a tagging run ('id2label')"
         raise ConversionError(f"the checkpoint has a {kind} target but no label list: not written by {written}")
     chosen = arch_named(arch) if arch is not None else ARCHS[meta["arch"]] if meta.get("arch") else guess_arch(config)
     backbone = {k: v for k, v in weights.items() if not k.startswith("target.")}
@@ -176,6 +189,17 @@ def export_task_model(
     # the base model's weights under its attribute name, whatever prefix the plain export chose
     hf_state = {(k if k.startswith(chosen.prefix) else chosen.prefix + k): v for k, v in hf_state.items()}
 
+    model_type = hf_config.get("model_type", chosen.name)
+    if kind == "tagging":
+        for p in ("weight", "bias"):
+            hf_state[f"classifier.{p}"] = weights[f"target.components.tagging.output.{p}"].detach().clone().contiguous()
+        hf_config.update({"architectures": [TOKEN_CLASSIFIERS.get(model_type, TOKEN_CLASSIFIERS[chosen.name])],
+                          "id2label": {str(i): label for i, label in enumerate(labels)},
+                          "label2id": {label: i for i, label in enumerate(labels)}})
+        hf_config.pop("add_pooling_layer", None)
+        report.converted = len(hf_state)
+        report.notes.append("load with AutoModelForTokenClassification.from_pretrained(folder)")
+        return hf_state, hf_config, report, {}
     spec = next(s for s in config.target.components if s.name == kind)
     layers = config.encoder.cfg.layers_num
     teacher = f"target.components.{kind}.branches.{layers - 1}."
@@ -208,5 +232,4 @@ def export_task_model(
         report.notes.append(f"the teacher branch (layer {layers}) is the classifier; the {layers - 1} student branches "
                             "(early exits) are not exported: a transformers model runs every layer")
     report.notes.append(f"load with {auto}.from_pretrained(folder, trust_remote_code=True): the head's code is {MODULE}.py")
-    model_type = hf_config.get("model_type", chosen.name)
     return hf_state, hf_config, report, {f"{MODULE}.py": heads_code(chosen, model_type).encode()}

@@ -197,6 +197,13 @@ def hf_to_uer(
     return out, report, meta
 
 
+def tied_target_names(config: Config) -> set[str]:
+    """The targets whose output layer is the word embedding (MLM, LM with ``tie_weights``)."""
+    from uer.targets.configs import LmConfig, MlmConfig
+
+    return {s.name for s in config.target.components if isinstance(s.cfg, (MlmConfig, LmConfig)) and s.cfg.tie_weights}
+
+
 def _head_names(arch: Arch, keys: list[str]) -> set[str]:
     names: set[str] = set()
     for k in keys:
@@ -228,7 +235,7 @@ def uer_to_hf(
         if rule.uer in state and rule.uer not in used:
             out.update(zip(rule.hf, rule.to_hf(state[rule.uer], keep)))
             used.add(rule.uer)
-    tied_targets = {s.name for s in config.target.components if getattr(s.cfg, "tie_weights", False)}
+    tied_targets = tied_target_names(config)
     for uer_key, hf_key in arch.decoders:
         if uer_key not in state:
             continue
@@ -255,10 +262,11 @@ def uer_to_hf(
         report.notes.append(f"given back from the checkpoint's extra, unchanged ({len(carried)}): {', '.join(sorted(carried))}")
     out.update(carried)
     for hf_key, source in meta.get("derived", {}).items():
-        if source == "arange":
-            out[hf_key] = torch.arange(out[arch.words_hf.replace("word", "position")].shape[0]).unsqueeze(0)
-        elif source == "zeros":
-            out[hf_key] = torch.zeros(1, out[arch.words_hf.replace("word", "position")].shape[0], dtype=torch.long)
+        positions = out.get("embeddings.position_embeddings.weight")  # the buffers' length (BERT family)
+        if source == "arange" and positions is not None:
+            out[hf_key] = torch.arange(positions.shape[0]).unsqueeze(0)
+        elif source == "zeros" and positions is not None:
+            out[hf_key] = torch.zeros(1, positions.shape[0], dtype=torch.long)
         elif source in out:
             out[hf_key] = out[source]
     heads = _head_names(arch, list(out))
@@ -507,7 +515,9 @@ def _tokenizer_out(config: Config, model_path: Path, vocab_path: str | Path | No
     else:
         data = found.read_bytes()
     files = {name: data}
-    if tok.name == "bert" and not getattr(tok, "do_lower_case", True):  # transformers' BertTokenizer lower-cases by default
+    from uer.tokenizers import BertTokenizerConfig
+
+    if isinstance(tok, BertTokenizerConfig) and not tok.do_lower_case:  # transformers' BertTokenizer lower-cases by default
         files["tokenizer_config.json"] = (json.dumps({"do_lower_case": False}, indent=2) + "\n").encode()
     return files, [f"vocabulary copied from {found}"]
 
@@ -529,7 +539,7 @@ def convert_uer_to_hf(
     extra = state["extra"]
     meta = extra.get("huggingface") or {}
     names = [s.name for s in config.target.components]
-    if "fastbert" in names or "token_exit" in names:
+    if {"fastbert", "token_exit", "tagging"} & set(names):
         from uer.convert.heads import export_task_model
 
         hf_state, hf_config, report, files = export_task_model(state, config, meta, arch)
