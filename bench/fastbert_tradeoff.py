@@ -18,14 +18,13 @@ import argparse
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ROOT as REPO, write_json  # noqa: E402
+from bench.common import ROOT as REPO, timed, write_json  # noqa: E402
 
 from uer.config import load_config  # noqa: E402
 from uer.data.tsv import read_tsv  # noqa: E402
@@ -50,12 +49,7 @@ def latency_ms(runner: EarlyExit, speed: float, length: int, repeats: int, vocab
     seg = torch.ones_like(src)
     for _ in range(3):
         runner.predict(src, seg, speed)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        runner.predict(src, seg, speed)
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+    return 1000 * statistics.median(timed(lambda: runner.predict(src, seg, speed)) for _ in range(repeats))
 
 
 def authors_comparison(repeats: int) -> list[dict]:
