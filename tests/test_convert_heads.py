@@ -128,3 +128,27 @@ def test_a_plain_tagging_model_is_transformers_token_classifier(tmp_path, capsys
         want = model.target.components["tagging"].logits(model.encode(ids, seg))
         got = hf(input_ids=ids, attention_mask=seg, token_type_ids=torch.zeros_like(ids)).logits
     torch.testing.assert_close(got[seg.bool()], want[seg.bool()], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["bert", "roberta"])
+def test_a_cls_model_is_transformers_sequence_classifier(tmp_path, capsys, arch):
+    """pool first -> dense -> tanh -> labels is BERT's pooler + classifier and RoBERTa's classification head."""
+    labels = ["no", "yes"]
+    path = task_checkpoint(tmp_path / "run", {"name": "cls"}, {"labels": labels}, len(labels))
+    assert uer_main(["convert", "uer2hf", str(path), str(tmp_path / "hf"), "--arch", arch]) == 0
+    hf = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "hf").eval()
+    assert type(hf).__name__ == {"bert": "BertForSequenceClassification", "roberta": "RobertaForSequenceClassification"}[arch]
+    from uer.checkpoint import load_model
+
+    model, _ = load_model(path)
+    model.eval()
+    ids = torch.tensor([[2, 30, 31, 32, 3, 1], [2, 33, 3, 1, 1, 1]])  # 1 is RoBERTa's padding id: only after the text
+    seg = torch.tensor([[1, 1, 1, 1, 1, 0], [1, 1, 1, 0, 0, 0]])
+    with torch.no_grad():
+        want = model.target.components["cls"].logits(model.encode(ids, seg), seg > 0)
+        got = hf(input_ids=ids, attention_mask=seg, token_type_ids=torch.zeros_like(ids)).logits
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    # a pooling transformers' heads do not have is refused
+    path = task_checkpoint(tmp_path / "run2", {"name": "cls", "pooling": "mean"}, {"labels": labels}, len(labels))
+    assert uer_main(["convert", "uer2hf", str(path), str(tmp_path / "hf2")]) == 2
+    assert "pool 'mean' -> dense -> tanh" in capsys.readouterr().err

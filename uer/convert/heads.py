@@ -1,7 +1,8 @@
 """A run_fastbert.py classifier or a run_ner.py tagger as a transformers model, head included.
 
 (A plain ``tagging`` target -- dropout -> linear per token -- is transformers' own
-``*ForTokenClassification`` and goes out as one, with no code.)
+``*ForTokenClassification``, and a ``cls`` target with ``first`` pooling its BERT / ALBERT / RoBERTa
+``*ForSequenceClassification``: those go out as such, with no code.)
 
 Neither head is one that transformers has: FastBERT's teacher branch is project -> self-attention
 -> pool -> dense -> tanh -> labels (:class:`uer.targets.fastbert.Branch`), the tagger's teacher is
@@ -160,6 +161,16 @@ TOKEN_CLASSIFIERS = {"bert": "BertForTokenClassification", "roberta": "RobertaFo
                      "electra": "ElectraForTokenClassification", "gpt2": "GPT2ForTokenClassification"}
 
 
+# cls (pool first -> dense -> tanh -> labels): where transformers' *ForSequenceClassification computes
+# exactly that, the HF names of (dense, output); ELECTRA's head uses gelu, GPT-2's reads the last token
+SEQUENCE_CLASSIFIERS = {
+    "bert": ("BertForSequenceClassification", "bert.pooler.dense", "classifier"),
+    "albert": ("AlbertForSequenceClassification", "albert.pooler", "classifier"),
+    "roberta": ("RobertaForSequenceClassification", "classifier.dense", "classifier.out_proj"),
+    "xlm-roberta": ("XLMRobertaForSequenceClassification", "classifier.dense", "classifier.out_proj"),
+}
+
+
 def export_task_model(
     state: dict[str, Any], config: Config, meta: dict[str, Any], arch: str | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any], Any, dict[str, bytes]]:
@@ -168,8 +179,8 @@ def export_task_model(
 
     extra, weights = state["extra"], state["model"]
     names = [s.name for s in config.target.components]
-    kind = next(k for k in ("fastbert", "token_exit", "tagging") if k in names)
-    if kind == "tagging":  # dropout -> linear per token: exactly transformers' *ForTokenClassification
+    kind = next(k for k in ("fastbert", "token_exit", "tagging", "cls") if k in names)
+    if kind in ("tagging", "cls"):  # heads transformers has: no code shipped
         labels = extra.get("id2label") or extra.get("labels")
         cls = auto = ""
     elif kind == "fastbert":
@@ -180,8 +191,8 @@ def export_task_model(
         cls, auto = "UerTaggerForTokenClassification", "AutoModelForTokenClassification"
     if not isinstance(labels, list) or not labels:
         written = "run_fastbert.py ('labels')" if kind == "fastbert" else "run_ner.py ('id2label')"
-        if kind == "tagging":
-            written = "a tagging run ('id2label')"
+        if kind in ("tagging", "cls"):
+            written = f"a {kind} run ('id2label' or 'labels')"
         raise ConversionError(f"the checkpoint has a {kind} target but no label list: not written by {written}")
     chosen = arch_named(arch) if arch is not None else ARCHS[meta["arch"]] if meta.get("arch") else guess_arch(config)
     backbone = {k: v for k, v in weights.items() if not k.startswith("target.")}
@@ -190,12 +201,26 @@ def export_task_model(
     hf_state = {(k if k.startswith(chosen.prefix) else chosen.prefix + k): v for k, v in hf_state.items()}
 
     model_type = hf_config.get("model_type", chosen.name)
+    label_maps = {"id2label": {str(i): label for i, label in enumerate(labels)},
+                  "label2id": {label: i for i, label in enumerate(labels)}}
+    if kind == "cls":
+        spec = next(s for s in config.target.components if s.name == "cls")
+        if model_type not in SEQUENCE_CLASSIFIERS or spec.cfg.pooling != "first":
+            raise ConversionError(f"a cls head (pool {spec.cfg.pooling!r} -> dense -> tanh) on {chosen.title} has no transformers "
+                                  f"class that computes it; BERT, ALBERT, RoBERTa and XLM-R with pooling 'first' have one")
+        name, dense, output = SEQUENCE_CLASSIFIERS[model_type]
+        for uer, hf in (("dense", dense), ("output", output)):
+            for p in ("weight", "bias"):
+                hf_state[f"{hf}.{p}"] = weights[f"target.components.cls.{uer}.{p}"].detach().clone().contiguous()
+        hf_config.update({"architectures": [name], **label_maps})
+        hf_config.pop("add_pooling_layer", None)
+        report.converted = len(hf_state)
+        report.notes.append("load with AutoModelForSequenceClassification.from_pretrained(folder)")
+        return hf_state, hf_config, report, {}
     if kind == "tagging":
         for p in ("weight", "bias"):
             hf_state[f"classifier.{p}"] = weights[f"target.components.tagging.output.{p}"].detach().clone().contiguous()
-        hf_config.update({"architectures": [TOKEN_CLASSIFIERS.get(model_type, TOKEN_CLASSIFIERS[chosen.name])],
-                          "id2label": {str(i): label for i, label in enumerate(labels)},
-                          "label2id": {label: i for i, label in enumerate(labels)}})
+        hf_config.update({"architectures": [TOKEN_CLASSIFIERS.get(model_type, TOKEN_CLASSIFIERS[chosen.name])], **label_maps})
         hf_config.pop("add_pooling_layer", None)
         report.converted = len(hf_state)
         report.notes.append("load with AutoModelForTokenClassification.from_pretrained(folder)")
@@ -222,8 +247,7 @@ def export_task_model(
     hf_config.update({
         "architectures": [cls],
         "auto_map": {auto: f"{MODULE}.{cls}"},
-        "id2label": {str(i): label for i, label in enumerate(labels)},
-        "label2id": {label: i for i, label in enumerate(labels)},
+        **label_maps,
         "uer_head": head,
     })
     hf_config.pop("add_pooling_layer", None)

@@ -539,7 +539,7 @@ def convert_uer_to_hf(
     extra = state["extra"]
     meta = extra.get("huggingface") or {}
     names = [s.name for s in config.target.components]
-    if {"fastbert", "token_exit", "tagging"} & set(names):
+    if {"fastbert", "token_exit", "tagging", "cls"} & set(names):
         from uer.convert.heads import export_task_model
 
         hf_state, hf_config, report, files = export_task_model(state, config, meta, arch)
