@@ -326,3 +326,25 @@ def test_xlm_roberta_with_a_unigram_tokenizer_json(tmp_path, capsys):
     assert tok.word_start_prefix == "\u2581"
     assert uer_main(["convert", "uer2hf", str(out), str(tmp_path / "back")]) == 0
     assert transformers.AutoConfig.from_pretrained(tmp_path / "back").model_type == "xlm-roberta"
+
+
+def test_old_gpt2_bin_with_mask_buffers_and_an_explicit_lm_head(tmp_path, capsys):
+    """pytorch_model.bin from older transformers: attn.bias / attn.masked_bias buffers, lm_head.weight stored."""
+    hf = save_hf("gpt2", tmp_path / "ref")
+    state = {k: v.clone() for k, v in hf.state_dict().items()}
+    state["lm_head.weight"] = state["transformer.wte.weight"].clone()
+    for i in range(LAYERS):
+        state[f"transformer.h.{i}.attn.bias"] = torch.tril(torch.ones(40, 40, dtype=torch.bool)).view(1, 1, 40, 40)
+        state[f"transformer.h.{i}.attn.masked_bias"] = torch.tensor(-1e4)
+    old = tmp_path / "old"
+    old.mkdir()
+    torch.save(state, old / "pytorch_model.bin")
+    (old / "config.json").write_bytes((tmp_path / "ref" / "config.json").read_bytes())
+    assert uer_main(["convert", "hf2uer", str(old), str(tmp_path / "u" / "m.pt")]) == 0
+    printed = capsys.readouterr().out
+    assert "transformer.h.0.attn.masked_bias" in printed and "lm_head.weight" in printed  # carried / derived: said so
+    assert uer_main(["convert", "uer2hf", str(tmp_path / "u" / "m.pt"), str(tmp_path / "back")]) == 0
+    back = safetensors_torch.load_file(tmp_path / "back" / "model.safetensors")
+    assert sorted(back) == sorted(state)
+    for key in state:
+        assert torch.equal(back[key], state[key]), key
