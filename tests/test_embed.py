@@ -97,6 +97,12 @@ def test_header_is_fixed_size_and_valid_for_any_row_count():
         assert (shape, fortran, dtype) == ((rows, 384), False, np.dtype("<f4"))
 
 
+def test_blank_lines_at_the_end_are_not_texts(model_path, tmp_path, capsys):
+    (tmp_path / "in.txt").write_text("a lovely meal\nboring book\n\n\n")
+    assert uer_main(["embed", str(model_path), "--input", str(tmp_path / "in.txt"), "--output", str(tmp_path / "v.npy")]) == 0
+    assert np.load(tmp_path / "v.npy").shape == (2, 32)
+
+
 def test_existing_output_is_kept_unless_forced(model_path, tmp_path, capsys):
     (tmp_path / "in.txt").write_text("a lovely meal\n")
     out = tmp_path / "vecs.npy"

@@ -12,6 +12,7 @@ and an existing output is replaced only with ``--force``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import struct
 import sys
@@ -54,19 +55,24 @@ def detect_format(first_line: str) -> InputFormat:
 
 
 def read_texts(stream: IO[bytes], name: str) -> Iterator[tuple[str, str | None]]:
-    """``(text_a, text_b or None)`` per line of a binary stream, lazily. A blank line, a short row
-    or bytes that are not UTF-8 are errors naming ``name:line``."""
+    """``(text_a, text_b or None)`` per line of a binary stream, lazily. A blank line between texts,
+    a short row or bytes that are not UTF-8 are errors naming ``name:line`` (blank lines at the end
+    are not: nothing follows them)."""
     first = stream.readline()
     if not first:
         raise EmbedError(f"{name}: empty input; expected a TSV with a text_a column or one text per line")
     fmt = detect_format(_decode(first, name, 1))
     lines: Iterable[tuple[int, bytes]] = enumerate(stream, start=2)
     if not fmt.tsv:
-        lines = _chain((1, first), lines)  # the first line is a text, not a header
+        lines = itertools.chain([(1, first)], lines)  # the first line is a text, not a header
+    blank = None  # the first blank line since the last text: an error only if a text follows
     for number, raw in lines:
         line = _decode(raw, name, number)
         if not line.strip():
-            raise EmbedError(f"{name}:{number}: empty line; every line must hold a text")
+            blank = blank or number
+            continue
+        if blank is not None:
+            raise EmbedError(f"{name}:{blank}: empty line; every line must hold a text")
         if not fmt.tsv:
             yield line, None
             continue
@@ -78,11 +84,6 @@ def read_texts(stream: IO[bytes], name: str) -> Iterator[tuple[str, str | None]]
         if not a.strip() or (b is not None and not b.strip()):
             raise EmbedError(f"{name}:{number}: empty {'text_a' if not a.strip() else 'text_b'}")
         yield a, b
-
-
-def _chain(first, rest):
-    yield first
-    yield from rest
 
 
 def batched(items: Iterable, size: int) -> Iterator[list]:
