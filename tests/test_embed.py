@@ -119,6 +119,7 @@ def test_existing_output_is_kept_unless_forced(model_path, tmp_path, capsys):
     ("fine\n", ["--layer", "3"], "--layer 3: the model has 2 layers"),
     ("fine\n", ["--layer", "0"], "--layer 0: the model has 2 layers"),
     ("fine\n", ["--seq_length", "100"], "--seq_length 100 is longer than the 64 positions the model has"),
+    ("fine\n", ["--seq_length", "3"], "--seq_length 3 is too short"),
     ("fine\n", ["--batch_size", "0"], "argument --batch_size: expected an integer >= 1, got '0'"),
     ("fine\n", ["--pooling", "sum"], "argument --pooling: invalid choice: 'sum'"),
     ("", [], "in.txt: empty input"),

@@ -114,6 +114,8 @@ class Embedder:
         longest = model.embedding.max_seq_length
         if seq_length is None:  # 128, or fewer if the model has fewer positions
             seq_length = min(128, longest) if longest is not None else 128
+        if seq_length < 4:
+            raise EmbedError(f"--seq_length {seq_length} is too short: [CLS] text [SEP] needs at least 4")
         if longest is not None and seq_length > longest:
             raise EmbedError(f"--seq_length {seq_length} is longer than the {longest} positions the model has")
         self.model, self.tokenizer = model.eval(), tokenizer
