@@ -51,6 +51,10 @@ def test_build_wordpiece_writes_our_vocab_format(tmp_path, capsys):
     assert uer_main(["vocab", "build", "--corpus", str(corpus_file(tmp_path)), "--size", "80", "--kind", "wordpiece",
                      "--output", str(out), "--force"]) == 0
     assert len(Vocab.load(out)) <= 80
+    # fewer tokens than characters: every character stays (no [UNK] in the corpus), and that is said
+    assert uer_main(["vocab", "build", "--corpus", str(corpus_file(tmp_path)), "--size", "10", "--kind", "wordpiece",
+                     "--output", str(out), "--force"]) == 0
+    assert "every character of the corpus is kept" in capsys.readouterr().out
 
 
 def test_build_sentencepiece(tmp_path, capfd):
@@ -73,6 +77,7 @@ def test_build_sentencepiece(tmp_path, capfd):
 @pytest.mark.parametrize("argv, message", [
     (["--size", "0"], "argument --size: expected an integer >= 1, got '0'"),
     (["--kind", "bpe"], "argument --kind: invalid choice: 'bpe'"),
+    (["--size", "5"], "--size 5: the 5 special tokens alone take that many"),
 ])
 def test_build_bad_flags_are_one_line(tmp_path, capsys, argv, message):
     base = {"--corpus": str(corpus_file(tmp_path)), "--size": "50", "--kind": "wordpiece", "--output": str(tmp_path / "v.txt")}

@@ -240,13 +240,19 @@ def command(args: argparse.Namespace) -> int:
             if output.exists() and not args.force:
                 raise UsageError(f"--output {args.output} already exists; it is kept: choose another path, or pass --force")
             if args.kind == "wordpiece":
+                if args.size <= len(SPECIALS):
+                    raise UsageError(f"--size {args.size}: the {len(SPECIALS)} special tokens alone take that many")
                 size = build_wordpiece(corpora, args.size, output, args.lowercase, args.min_frequency)
             else:
                 if output.suffix != ".model":
                     raise UsageError(f"--output {args.output}: a sentencepiece model's name ends in .model")
                 size = build_sentencepiece(corpora, args.size, output)
-            small = f" (the corpus supports no more than that; asked for {args.size})" if size < args.size else ""
-            print(f"wrote {args.output}: {size} tokens{small}")
+            why = ""
+            if size < args.size:
+                why = f" (the corpus supports no more than that; asked for {args.size})"
+            elif size > args.size:  # WordPiece keeps every character, so that no text of the corpus becomes [UNK]
+                why = f" (more than --size {args.size}: every character of the corpus is kept as a token)"
+            print(f"wrote {args.output}: {size} tokens{why}")
             return 0
         input_file(args.model_path, "MODEL")
         words = input_file(args.words, "--words")
