@@ -48,7 +48,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is not a uer checkpoint (no '{FORMAT}' marker); "
-            "convert HuggingFace weights with scripts/convert_bert_from_huggingface_to_uer.py"
+            "convert HuggingFace weights with: python -m uer convert hf2uer HF_DIR OUT.pt"
         )
     if isinstance(state.get("config"), dict):
         state["config"].pop("source", None)  # checkpoints written before source became runtime-only hold it
