@@ -16,9 +16,9 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
+from uer.data.loader import length_sorted_batches
 from uer.exit.checks import check_batch_size, check_text, check_texts, check_window
 from uer.exit.loading import exit_settings, load_trained
-from uer.fastbert.data import length_sorted_batches
 from uer.exit.policies import ExitPolicy
 from uer.tagging.data import assemble, collate, encode_sentences
 from uer.tagging.inference import TokenExit
