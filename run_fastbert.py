@@ -27,6 +27,7 @@ from uer.runtime import runtime_names
 from uer.targets.configs import FastBertTargetConfig
 from uer.exit.cli import OneLineParser, add_run_flags, run_options
 from uer.utils.cli import positive_int, run_main
+from uer.utils.distributed import end_distributed
 
 BRANCH_POOLINGS = typing.get_args(typing.get_type_hints(FastBertTargetConfig)["pooling"])  # what the target takes
 
@@ -83,7 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv or MAIN_JOB)
     except SystemExit as exc:  # --help, or a flag argparse refused (its one line is printed)
         return int(exc.code or 0)
-    return run_main("run_fastbert.py", lambda: _run(args, main_job=not argv), extra_errors=(TsvError, ConfigError, CheckpointError))
+    try:
+        return run_main("run_fastbert.py", lambda: _run(args, main_job=not argv), extra_errors=(TsvError, ConfigError, CheckpointError))
+    finally:
+        end_distributed()
 
 
 def _run(args: argparse.Namespace, main_job: bool) -> int:

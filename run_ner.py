@@ -20,6 +20,7 @@ from uer.exit.cli import OneLineParser, add_run_flags, run_options
 from uer.exit.policies import policy_names
 from uer.runtime import runtime_names
 from uer.utils.cli import non_negative_int, run_main
+from uer.utils.distributed import end_distributed
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     from uer.config import ConfigError
     from uer.tagging.data import NerDataError
 
-    return run_main("run_ner.py", body, (ConfigError, CheckpointError, NerDataError))
+    try:
+        return run_main("run_ner.py", body, (ConfigError, CheckpointError, NerDataError))
+    finally:
+        end_distributed()
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ and then fails to save what it learnt. A task (:mod:`uer.fastbert.pipeline`,
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import random
 import re
@@ -21,13 +23,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import torch
+import torch.distributed as dist
 import yaml
 
 from uer.checkpoint import CheckpointError, read_checkpoint
 from uer.config import Config, ConfigError, FinetuneConfig, apply_overrides, config_from_dict, load_config, to_dict
-from uer.exit.training import StageOptions, stage_signature
+from uer.exit.training import DISTILL, FINETUNE, StageOptions, stage_signature
 from uer.utils.atomic import atomic_open
-from uer.utils.cli import UsageError, input_file, on_interrupt, output_file
+from uer.utils.cli import OutputLock, UsageError, input_file, on_interrupt, output_file
+from uer.utils.distributed import barrier, is_main_process, setup_distributed
 
 PREDICTIONS_FILE = re.compile(r"speed_\d+\.\d\d\.tsv")  # the per-speed files a sweep writes
 
@@ -118,6 +123,35 @@ class Outputs:
 
 # ---------------------------------------------------------------------------------------------
 # checks: everything that can be known before the first write
+
+
+def start(opts: RunOptions) -> tuple[RunOptions, torch.device]:
+    """The device, and under ``torchrun`` the process group (each rank its ``LOCAL_RANK`` GPU, or
+    gloo on CPU). Only rank 0 speaks and writes; the other ranks train their share of every batch."""
+    from uer.utils.device import resolve_device
+
+    device = resolve_device(opts.device, opts.precision)
+    _, world, name = setup_distributed(device)
+    if world > 1:
+        device = torch.device(name)
+        if is_main_process():
+            opts.log(f"fine-tuning over {world} processes ({dist.get_backend()}); --batch_size is the global batch")
+        else:
+            opts = dataclasses.replace(opts, log=_quiet, progress=False)
+    return opts, device
+
+
+def _quiet(message: str) -> None:
+    """What a rank other than 0 says: nothing (rank 0 speaks for the run)."""
+
+
+def claim(out: Outputs, report_path: Path) -> contextlib.AbstractContextManager:
+    """Rank 0 proves the outputs writable and holds the output lock for the run; other ranks hold nothing."""
+    if not is_main_process():
+        return contextlib.nullcontext()
+    make_writable(out.model, "--output_model_path")
+    make_writable(report_path, "--report_path")
+    return OutputLock(out.model, "--output_model_path")  # a second run into this output fails here, at once
 
 
 def resolve_config(opts: RunOptions, target: str) -> Config:
@@ -281,30 +315,33 @@ def subsample(rows: int, n: int, seed: int) -> list[int] | None:
 
 
 def stage_signatures(config: Config, section: str, train_fingerprint: str, distill_fingerprint: str,
-                     dev_fingerprint: str, distills: bool) -> dict[int, dict[str, Any]]:
-    """The trainer signature of each stage this run will train (checked against the files at the output)."""
+                     dev_fingerprint: str, distills: bool, first: str = FINETUNE) -> dict[int, dict[str, Any]]:
+    """The trainer signature of each stage this run will train (checked against the files at the
+    output); ``first``: stage 1's name (FastBERT's joint training runs in its slot)."""
     fb = task_section(config, section)
-    stages = {1: stage_signature(config, fb.epochs_num, fb.batch_size, fb.learning_rate, fb.seed, train_fingerprint,
+    stages = {1: stage_signature(first, config, fb.epochs_num, fb.batch_size, fb.learning_rate, fb.seed, train_fingerprint,
                                  dev_fingerprint)}
     if distills:
-        stages[2] = stage_signature(config, fb.distill_epochs_num, fb.batch_size, fb.distill_learning_rate, fb.seed,
+        stages[2] = stage_signature(DISTILL, config, fb.distill_epochs_num, fb.batch_size, fb.distill_learning_rate, fb.seed,
                                     distill_fingerprint, dev_fingerprint)
     return stages
 
 
 def prepare(opts: RunOptions, config: Config, section: str, model, out: Outputs, vocab_path: Path,
-            fingerprints: tuple[str, str, str], distills: bool, device) -> dict[int, int]:
+            fingerprints: tuple[str, str, str], distills: bool, device, first: str = FINETUNE) -> dict[int, int]:
     """Check that the output is this run's (``fingerprints``: train, distill texts, dev), then start
     the backbone (pre-trained or random), move the model and write the run's first files.
     Returns the steps each stage resumes from."""
-    resume = check_ownership(out, config, vocab_path, stage_signatures(config, section, *fingerprints, distills))
+    resume = check_ownership(out, config, vocab_path, stage_signatures(config, section, *fingerprints, distills, first))
     target = config.target.components[0].name
     if opts.pretrained_model_path:
         load_backbone(model, opts.pretrained_model_path, config.source, opts.log, target)
     else:
         opts.log("no --pretrained_model_path: the backbone starts from random weights")
     model.to(device)
-    write_run_files(out, vocab_path, config)
+    if is_main_process():
+        write_run_files(out, vocab_path, config)
+    barrier()
     return resume
 
 

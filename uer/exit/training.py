@@ -22,8 +22,10 @@ from uer.config import Config, to_dict
 from uer.data.loader import EpochLoader, length_buckets, length_sorted_batches  # noqa: F401  (re-exported)
 from uer.exit.targets import exit_target
 from uer.trainer import Trainer, TrainerOptions, make_optimizer, make_scheduler
+from uer.utils.distributed import barrier, broadcast, is_main_process, shard, world_size
 
 Batch = dict[str, torch.Tensor]
+FINETUNE, DISTILL = "stage 1 fine-tune", "stage 2 self-distil"  # the stages' names (messages, resume signatures)
 LossFn = Callable[[nn.Module, Batch], dict[str, torch.Tensor]]
 
 
@@ -47,6 +49,10 @@ class StageOptions:
     log: Callable[[str], None] | None = None  # where the per-epoch dev line goes (the CLI prints it)
 
 
+def batch_rows(batch: Batch) -> int:
+    return int(batch["src"].shape[0])
+
+
 @dataclass(frozen=True)
 class StageData:
     """The rows a stage trains on, as the trainer needs them."""
@@ -54,6 +60,9 @@ class StageData:
     lengths: Sequence[int]  # tokens per row (length buckets)
     make_batch: Callable[[Sequence[int]], Batch]  # row indices -> a batch on the CPU
     fingerprint: str  # what the resume signature records (see :func:`fingerprint`)
+    # what the stage's loss is a mean over (samples; tagged or real tokens): under torchrun each
+    # rank's loss is weighted by its share of the global count, so N processes take one process's step
+    count: Callable[[Batch], int] = batch_rows
 
 
 def fingerprint(rows: int, *parts: Any) -> str:
@@ -86,11 +95,18 @@ def stage_trainer(model: nn.Module, config: Config, opts: StageOptions, params: 
                   loss_fn: LossFn, desc: str, train: StageData, dev_fingerprint: str) -> tuple[Trainer, EpochLoader, int]:
     """The epoch loader (length buckets or plain batches), a linear schedule, the Trainer with its
     resume signature, resumed if its checkpoint exists. Returns ``(trainer, loader, batches per epoch)``."""
+    def collate(rows: Sequence[int]) -> Batch:  # one global batch -> this rank's share of it
+        mine, real = shard([int(i) for i in rows])
+        batch = train.make_batch(mine)
+        if world_size() > 1:
+            batch["share"] = torch.tensor(float(train.count(batch) if real else 0))
+        return batch
+
     if opts.bucket_by_length:
         buckets = length_buckets(train.lengths, opts.batch_size, opts.seed)
-        loader = EpochLoader(len(buckets), 1, collate=lambda index, g: train.make_batch(buckets[int(index[0])]), seed=opts.seed)
+        loader = EpochLoader(len(buckets), 1, collate=lambda index, g: collate(buckets[int(index[0])]), seed=opts.seed)
     else:
-        loader = EpochLoader(len(train.lengths), opts.batch_size, collate=lambda index, g: train.make_batch(index), seed=opts.seed)
+        loader = EpochLoader(len(train.lengths), opts.batch_size, collate=lambda index, g: collate(index), seed=opts.seed)
     per_epoch = loader.batches_per_epoch()
     total = per_epoch * opts.epochs
     optimizer = make_optimizer(params, opts.learning_rate, opts.weight_decay, device=opts.device)
@@ -100,18 +116,31 @@ def stage_trainer(model: nn.Module, config: Config, opts: StageOptions, params: 
         metrics_path=opts.metrics_path, desc=desc, progress=opts.progress, device=opts.device, precision=opts.precision,
         resume_hint="run the same command again to resume",  # run_fastbert.py / run_ner.py resume their own output
     )
-    trainer = Trainer(model, optimizer, scheduler, config, options, loss_fn=loss_fn)
+    trainer = Trainer(model, optimizer, scheduler, config, options, loss_fn=shared(loss_fn))
     trainer.user_state = {"best": None, "best_epoch": None, "dev": []}
-    trainer.signature = stage_signature(config, opts.epochs, opts.batch_size, opts.learning_rate, opts.seed,
+    trainer.signature = stage_signature(desc, config, opts.epochs, opts.batch_size, opts.learning_rate, opts.seed,
                                         train.fingerprint, dev_fingerprint)
     trainer.maybe_resume(loader)
     return trainer, loader, per_epoch
 
 
-def stage_signature(config: Config, epochs: int, batch_size: int, learning_rate: float, seed: int,
+def shared(loss_fn: LossFn) -> LossFn:
+    """Under torchrun: the stage's loss with the rank's share of the global count as its
+    ``denominator``, which the trainer turns into the global mean (a stand-in row counts 0)."""
+    def loss(wrapped: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
+        share = batch.pop("share", None)
+        out = loss_fn(wrapped, batch)
+        if share is not None:
+            out = {**out, "stage_loss": out["loss"], "stage_denominator": share}
+        return out
+
+    return loss
+
+
+def stage_signature(stage: str, config: Config, epochs: int, batch_size: int, learning_rate: float, seed: int,
                     train_fingerprint: str, dev_fingerprint: str) -> dict[str, Any]:
     """What a stage's resume state must match (the pipelines check it before writing anything)."""
-    return {"config": to_dict(config), "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+    return {"stage": stage, "config": to_dict(config), "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
             "seed": seed, "train": train_fingerprint, "dev": dev_fingerprint}
 
 
@@ -127,19 +156,21 @@ def run_stage(model: nn.Module, config: Config, opts: StageOptions, params: list
     def on_step(tr: Trainer) -> None:
         if tr.step % per_epoch:
             return
-        scores = evaluate()
+        scores = broadcast(evaluate() if is_main_process() else None)  # dev is scored once, by rank 0
         epoch = tr.step // per_epoch
         tr.user_state["dev"].append({"epoch": epoch, **scores})
         best, value = tr.user_state["best"], scores[score_key]
         message = f"{desc} epoch {epoch}: dev " + " ".join(f"{k} {v:.4f}" for k, v in scores.items())
         if best is None or (value > best if higher_is_better else value < best):
             tr.user_state["best"], tr.user_state["best_epoch"] = value, epoch
-            save_checkpoint(opts.best_path, model, config, **extra, dev=scores, epoch=epoch)
+            if is_main_process():
+                save_checkpoint(opts.best_path, model, config, **extra, dev=scores, epoch=epoch)
             message += " (best so far, saved)"
-        if opts.log is not None:
+        if opts.log is not None and is_main_process():
             opts.log(message)
 
     trainer.fit(loader, total, on_step=on_step)
+    barrier()  # rank 0's best weights are on disk before anyone reads them
     best = read_checkpoint(opts.best_path)
     load_state(model, best["model"], opts.best_path, config.source)
     return {"best": trainer.user_state["best"], "best_epoch": trainer.user_state["best_epoch"],
@@ -152,7 +183,7 @@ def finetune(model: nn.Module, config: Config, opts: StageOptions, train: StageD
     ``score_key`` (higher is better) kept."""
     set_trainable(model, 1)
     backbone, _ = split_parameters(model)
-    return run_stage(model, config, opts, backbone, lambda m, batch: m(batch), "stage 1 fine-tune", train,
+    return run_stage(model, config, opts, backbone, lambda m, batch: m(batch), FINETUNE, train,
                      dev_fingerprint, evaluate, score_key, True, extra)
 
 
@@ -181,7 +212,7 @@ def distill(model: nn.Module, config: Config, opts: StageOptions, texts: StageDa
     frozen = {n: p.detach().clone() for n, p in backbone}
     if any(p.requires_grad for _, p in backbone):
         raise AssertionError("backbone and teacher must be frozen in self-distillation")
-    result = run_stage(model, config, opts, students, distillation_loss_fn(model), "stage 2 self-distil", texts,
+    result = run_stage(model, config, opts, students, distillation_loss_fn(model), DISTILL, texts,
                        dev_fingerprint, evaluate, "distill_loss", False, extra)
     for name, p in backbone:
         if not torch.equal(p.detach(), frozen[name]):

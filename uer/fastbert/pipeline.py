@@ -23,10 +23,11 @@ from uer.fastbert.data import Encoded, encode_tsv
 from uer.fastbert.evaluate import sweep
 from uer.fastbert.inference import EarlyExit
 from uer.fastbert.report import format_table, write_predictions
-from uer.fastbert.training import BRANCH_TRAININGS, distill, finetune, fingerprint, needs_distillation, unlabelled
+from uer.exit.training import FINETUNE
+from uer.fastbert.training import BRANCH_TRAININGS, JOINT, distill, finetune, fingerprint, needs_distillation, unlabelled
 from uer.model_builder import build_model
-from uer.utils.cli import OutputLock, input_file, on_interrupt, set_deterministic
-from uer.utils.device import resolve_device
+from uer.utils.cli import input_file, on_interrupt, set_deterministic
+from uer.utils.distributed import is_main_process
 
 SECTION = "fastbert"  # the config section with the training hyper-parameters
 
@@ -81,7 +82,7 @@ def run(opts: FastBertOptions) -> dict[str, Any]:
     run_.check_options(opts)
     if opts.branch_training not in BRANCH_TRAININGS:
         raise UsageError(f"--branch_training {opts.branch_training!r}: expected one of {', '.join(BRANCH_TRAININGS)}")
-    device = resolve_device(opts.device, opts.precision)
+    opts, device = run_.start(opts)
     paths = {flag: input_file(path, flag) for flag, path in (
         ("--train_path", opts.train_path), ("--dev_path", opts.dev_path), ("--test_path", opts.test_path),
         ("--distill_path", opts.distill_path), ("--config_path", opts.config_path),
@@ -98,11 +99,9 @@ def run(opts: FastBertOptions) -> dict[str, Any]:
         tokenizer = build_tokenizer(config.tokenizer, vocab_path=vocab_path)
     except (ValueError, OSError) as exc:  # the vocabulary's own message names file:line
         raise UsageError(f"vocabulary {vocab_path}: {exc}") from None
-    run_.make_writable(out.model, "--output_model_path")
-    run_.make_writable(report_path, "--report_path")
     set_deterministic(opts.deterministic)
     torch.manual_seed(config.fastbert.seed)
-    with OutputLock(out.model, "--output_model_path"):  # a second run into this output fails here, at once
+    with run_.claim(out, report_path):
         return _run_locked(opts, config, device, out, report_path, vocab_path, tokenizer, tables, started)
 
 
@@ -131,7 +130,8 @@ def _run_locked(opts: FastBertOptions, config: Config, device: torch.device, out
 
     # ---------------------------------------------------------------- is the output ours? then the model
     resume = run_.prepare(opts, config, SECTION, model, out, vocab_path,
-                          (fingerprint(train_enc), fingerprint(distill_enc), fingerprint(dev_enc)), distills, device)
+                          (fingerprint(train_enc), fingerprint(distill_enc), fingerprint(dev_enc)), distills, device,
+                          JOINT if opts.branch_training == "joint" else FINETUNE)
     extra = {"labels": list(labels), "labels_num": len(labels), "pair": train_full.pair, "vocab_size": len(vocab),
              "seq_length": seq, "vocab_file": out.vocab.name, "exit_policy": opts.exit_policy,
              "branch_training": opts.branch_training}
@@ -153,6 +153,8 @@ def _run_locked(opts: FastBertOptions, config: Config, device: torch.device, out
         log("stage 2 skipped: a 1-layer encoder has no students to distil")
     on_interrupt(f"interrupted after training; run the same command again to redo the evaluation ({out.model} is saved)")
     extra.update(stage1=run_.brief(stage1), stage2=run_.brief(stage2))
+    if not is_main_process():  # rank 0 saves, sweeps and reports
+        return {}
     from uer.checkpoint import save_checkpoint
 
     save_checkpoint(out.model, model, config, **extra)

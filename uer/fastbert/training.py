@@ -32,6 +32,7 @@ from uer.fused import optimize_for_inference
 from uer.targets.fastbert import fastbert_target
 
 BranchTraining = Literal["distill", "joint"]
+JOINT = "stage 1 joint"  # PABEE's one stage, in stage 1's slot and files
 BRANCH_TRAININGS: tuple[str, ...] = get_args(BranchTraining)
 
 
@@ -139,7 +140,7 @@ def finetune(model: nn.Module, config: Config, train: Encoded, dev: Encoded, pad
     if len(fastbert_target(model).branches) < 2:
         raise ValueError("joint branch training needs an encoder of at least 2 layers")
     stages.set_trainable(model, "joint")
-    return stages.run_stage(model, config, opts, list(model.named_parameters()), joint_loss_fn(model), "stage 1 joint",
+    return stages.run_stage(model, config, opts, list(model.named_parameters()), joint_loss_fn(model), JOINT,
                             stage_data(train, pad_id), fingerprint(dev), evaluate, "joint_accuracy", True, extra)
 
 

@@ -25,8 +25,8 @@ from uer.tagging.evaluate import sweep
 from uer.tagging.inference import TokenExit
 from uer.tagging.report import format_table, write_predictions
 from uer.tagging.training import distill, fingerprint, finetune, unlabelled
-from uer.utils.cli import OutputLock, input_file, on_interrupt, set_deterministic
-from uer.utils.device import resolve_device
+from uer.utils.cli import input_file, on_interrupt, set_deterministic
+from uer.utils.distributed import is_main_process
 
 SECTION = "ner"  # the config section with the training hyper-parameters
 MAX_WINDOW = 1 << 20  # any window at least a row long means the same: "the whole row"
@@ -61,7 +61,7 @@ def run(opts: NerOptions) -> dict[str, Any]:
     if not 0 <= opts.window <= MAX_WINDOW:
         raise UsageError(f"--window {opts.window}: expected an integer in [0, {MAX_WINDOW}] (any window longer than a row "
                          "means the whole row)")
-    device = resolve_device(opts.device, opts.precision)
+    opts, device = run_.start(opts)
     paths = {flag: input_file(path, flag) for flag, path in (
         ("--train_path", opts.train_path), ("--dev_path", opts.dev_path), ("--test_path", opts.test_path),
         ("--label2id_path", opts.label2id_path), ("--config_path", opts.config_path),
@@ -87,11 +87,9 @@ def run(opts: NerOptions) -> dict[str, Any]:
     tables = (train_full, _subset(train_full, opts.train_samples, ner.seed), dev_full,
               _subset(dev_full, opts.dev_samples, ner.seed + 1),
               None if test_full is None else _subset(test_full, opts.test_samples, ner.seed + 2), test_full)
-    run_.make_writable(out.model, "--output_model_path")
-    run_.make_writable(report_path, "--report_path")
     set_deterministic(opts.deterministic)
     torch.manual_seed(ner.seed)
-    with OutputLock(out.model, "--output_model_path"):
+    with run_.claim(out, report_path):
         return _run_locked(opts, config, device, out, report_path, vocab_path, vocab, id2label, label2id, tables, started)
 
 
@@ -137,6 +135,8 @@ def _run_locked(opts: NerOptions, config: Config, device: torch.device, out: Out
         log("stage 2 skipped: a 1-layer encoder has no students to distil")
     on_interrupt(f"interrupted after training; run the same command again to redo the evaluation ({out.model} is saved)")
     extra.update(stage1=run_.brief(s1), stage2=run_.brief(s2))
+    if not is_main_process():  # rank 0 saves, sweeps and reports
+        return {}
     from uer.checkpoint import save_checkpoint
 
     save_checkpoint(out.model, model, config, **extra)

@@ -14,7 +14,7 @@ from torch import nn
 from uer.config import Config
 from uer.exit import training as stages
 from uer.exit.training import StageData, StageOptions, distill_loss_sum, length_sorted_batches
-from uer.tagging.data import Chunks, assemble, collate
+from uer.tagging.data import IGNORE, Chunks, assemble, collate
 from uer.tagging.metrics import entity_scores
 
 
@@ -66,8 +66,17 @@ def fingerprint(chunks: Chunks) -> str:
     return stages.fingerprint(len(chunks), (chunks.ids, chunks.tags))
 
 
+def tagged_tokens(batch) -> int:  # stage 1's loss is a mean over the tagged tokens
+    return int((batch["tgt_tag"] != IGNORE).sum())
+
+
+def real_tokens(batch) -> int:  # stage 2's over every real token ([CLS] included)
+    return int((batch["seg"] > 0).sum())
+
+
 def stage_data(chunks: Chunks, pad_id: int) -> StageData:
-    return StageData(chunks.lengths(), lambda index: collate(chunks, index, pad_id), fingerprint(chunks))
+    count = real_tokens if chunks.tags is None else tagged_tokens
+    return StageData(chunks.lengths(), lambda index: collate(chunks, index, pad_id), fingerprint(chunks), count)
 
 
 def finetune(model, config: Config, train: Chunks, dev: Chunks, gold, id2label, pad_id: int, opts: StageOptions,
