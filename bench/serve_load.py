@@ -184,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=10.0, help="arrivals per rate")
     p.add_argument("--max_requests", type=int, default=1500, help="arrivals per rate at most")
     p.add_argument("--drain", type=float, default=30.0, help="seconds to wait for the last answers of a rate")
+    p.add_argument("--warmup", type=float, default=3.0,
+                   help="seconds of arrivals at the first rate before measuring (new shapes build kernels once)")
     p.add_argument("--latency_slo_ms", type=float, default=100.0)
     p.add_argument("--max_speed", type=float, default=0.8)
     p.add_argument("--max_batch", type=int, default=32)
@@ -206,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     print(cpu_line(cpu), f"| load average {load_average()}", flush=True)
     result = {"model": args.model, "data": args.data, "tests": len(tests), "latency_slo_ms": args.latency_slo_ms,
               "max_speed": args.max_speed, "max_batch": args.max_batch, "server_threads": args.threads,
-              "seconds_per_rate": args.seconds, "cpu": {k: cpu[k] for k in ("model", "cores", "shown_flags")},
+              "seconds_per_rate": args.seconds, "warmup_seconds": args.warmup, "cpu": {k: cpu[k] for k in ("model", "cores", "shown_flags")},
               "rows": {}}
     out = ROOT / args.out
     for name in rows:
@@ -216,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
                         out.with_name(f"serve_load.{name}.log"))
         points = []
         try:
+            if args.warmup > 0:  # not recorded
+                asyncio.run(one_rate(server.url, tests, rates[0], args.warmup, args.max_requests, args.drain, seed=-1))
             for i, rate in enumerate(rates):
                 point = asyncio.run(one_rate(server.url, tests, rate, args.seconds, args.max_requests, args.drain, seed=i))
                 points.append(point)
