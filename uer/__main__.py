@@ -1,5 +1,6 @@
 """``python -m uer list`` | ``python -m uer summary CONFIG [--vocab_size N] [--seq_length T] [section.key=value ...]``
-| ``python -m uer export MODEL --format onnx OUT/ [--quantize int8]``."""
+| ``python -m uer export MODEL --format onnx OUT/ [--quantize int8]``
+| ``python -m uer predict MODEL --input FILE [--output FILE]`` | ``python -m uer serve MODEL [--port N]``."""
 from __future__ import annotations
 
 import argparse
