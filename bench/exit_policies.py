@@ -41,7 +41,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ROOT, cpu_info, load_average, write_json  # noqa: E402
+from bench.common import ROOT, cpu_info, load_average, write_json, write_text  # noqa: E402
 from uer.config import ConfigError  # noqa: E402
 from uer.data.tsv import TsvError, read_tsv  # noqa: E402
 from uer.fastbert.data import Encoded, encode_tsv  # noqa: E402
@@ -99,8 +99,9 @@ class TrainSettings:
 
 def trained_model(name: str, choice: ModelChoice, data_dir: Path, training: str, s: TrainSettings, threads: int,
                   folder: Path) -> tuple[Path, dict[str, Any]]:
-    """``run_fastbert.py`` trains one model into ``folder`` (no test set: the sweeps are ours), or a
-    finished run with the same command and data is reused; returns the model and its report."""
+    """``run_fastbert.py`` trains one model into ``folder`` (no test set: the sweeps are ours); a
+    finished run of the same command and data is reused, an interrupted one resumed. Returns the
+    model and run_fastbert.py's report."""
     import run_fastbert
 
     argv = [*(["--pretrained_model_path", choice.pretrained_model_path] if choice.pretrained_model_path else []),
@@ -115,14 +116,18 @@ def trained_model(name: str, choice: ModelChoice, data_dir: Path, training: str,
     data = hashlib.sha1(b"".join((data_dir / f"{split}.tsv").read_bytes() for split in ("train", "dev"))).hexdigest()
     signature = folder / "bench_signature.txt"
     key = "\n".join([*argv, f"data sha1 {data}"]) + "\n"
-    if signature.is_file() and signature.read_text(encoding="utf-8") == key and (folder / "report.json").is_file():
+    ours = signature.is_file() and signature.read_text(encoding="utf-8") == key
+    if ours and (folder / "report.json").is_file():
         print(f"{name}/{training}: reusing {folder / 'model.pt'}", flush=True)
         return folder / "model.pt", {**_read(folder / "report.json"), "reused": True}
-    shutil.rmtree(folder, ignore_errors=True)  # the bench's own folder: another command's run is redone
+    if not ours and folder.is_dir() and any(folder.iterdir()):
+        if not signature.is_file():
+            raise UsageError(f"--out_dir: {folder} holds files this bench did not write; choose another --out_dir")
+        shutil.rmtree(folder)  # this bench's run with other settings or data: trained again
+    write_text(signature, key)  # before training: an interrupted run is resumed by run_fastbert.py
     code = run_fastbert.main(argv)
     if code != 0:
         raise UsageError(f"{name}/{training}: run_fastbert.py failed (exit {code}); its message is above")
-    signature.write_text(key, encoding="utf-8")
     return folder / "model.pt", _read(folder / "report.json")
 
 

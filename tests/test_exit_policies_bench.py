@@ -86,3 +86,13 @@ def test_missing_dataset_is_one_line(tmp_path, capsys):
     assert exit_policies.main(["--datasets", "tweets", "--data_dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "tweets/test.tsv does not exist" in err[0] and "build_sentiment_datasets.py" in err[0]
+
+
+def test_a_folder_it_did_not_write_is_left_alone(tmp_path, capsys):
+    mine = tmp_path / "out" / "tiny_distill" / "notes.txt"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("the user's")
+    assert exit_policies.main(tiny_args(tmp_path)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"exit_policies.py: error: --out_dir: {mine.parent} holds files this bench did not write; choose another --out_dir"]
+    assert mine.read_text() == "the user's"
