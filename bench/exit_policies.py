@@ -80,24 +80,18 @@ DEFAULT_MODELS = {
 }
 
 
-@dataclass(frozen=True)
-class TrainSettings:
-    train_samples: int
-    dev_samples: int
-    epochs: int
-    distill_epochs: int
-    batch_size: int
-    seq_length: int
-    learning_rate: float
-    distill_learning_rate: float
-    seed: int
-    precision: str = "fp32"  # training only (autocast); the sweep and the timings run in fp32
+# run_fastbert.py's flags the bench passes on, and the bench's own names for them
+TRAINING_FLAGS = {"train_samples": "train_samples", "dev_samples": "dev_samples", "epochs_num": "epochs",
+                  "distill_epochs_num": "distill_epochs", "batch_size": "batch_size", "seq_length": "seq_length",
+                  "learning_rate": "learning_rate", "distill_learning_rate": "distill_learning_rate", "seed": "seed",
+                  "precision": "precision"}  # precision: training only (autocast); the sweeps and timings run in fp32
+QUICK = {"train_samples": 600, "dev_samples": 200, "test_samples": 400, "epochs": 1, "distill_epochs": 1, "timing_samples": 32}
 
 
 # ------------------------------------------------------------------------------------ training
 
 
-def trained_model(name: str, choice: ModelChoice, data_dir: Path, training: str, s: TrainSettings, threads: int,
+def trained_model(name: str, choice: ModelChoice, data_dir: Path, training: str, settings: dict, threads: int,
                   folder: Path) -> tuple[Path, dict[str, Any]]:
     """``run_fastbert.py`` trains one model into ``folder`` (no test set: the sweeps are ours); a
     finished run of the same command and data is reused, an interrupted one resumed. Returns the
@@ -107,10 +101,7 @@ def trained_model(name: str, choice: ModelChoice, data_dir: Path, training: str,
     argv = [*(["--pretrained_model_path", choice.pretrained_model_path] if choice.pretrained_model_path else []),
             "--config_path", choice.config_path, "--vocab_path", choice.vocab_path,
             "--train_path", str(data_dir / "train.tsv"), "--dev_path", str(data_dir / "dev.tsv"),
-            "--train_samples", str(s.train_samples), "--dev_samples", str(s.dev_samples), "--epochs_num", str(s.epochs),
-            "--distill_epochs_num", str(s.distill_epochs), "--batch_size", str(s.batch_size),
-            "--seq_length", str(s.seq_length), "--learning_rate", str(s.learning_rate),
-            "--distill_learning_rate", str(s.distill_learning_rate), "--seed", str(s.seed), "--precision", s.precision,
+            *(x for flag, key in TRAINING_FLAGS.items() for x in (f"--{flag}", str(settings[key]))),
             "--branch_training", training, "--threads", str(threads), "--no_progress",
             "--output_model_path", str(folder / "model.pt"), "--report_path", str(folder / "report.json")]
     data = hashlib.sha1(b"".join((data_dir / f"{split}.tsv").read_bytes() for split in ("train", "dev"))).hexdigest()
@@ -322,12 +313,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policies", nargs="+", choices=POLICY_NAMES, default=list(POLICY_NAMES))
     p.add_argument("--model", nargs=4, action="append", default=[], metavar=("DATASET", "CONFIG", "PRETRAINED", "VOCAB"),
                    help="the model of one dataset; PRETRAINED 'none' starts from random weights")
-    p.add_argument("--quick", action="store_true", help="smaller subsets and fewer epochs (the ~20-minute run)")
-    p.add_argument("--train_samples", type=non_negative_int, help="seeded training subset (0: all)")
-    p.add_argument("--dev_samples", type=non_negative_int, help="seeded dev subset (0: all)")
-    p.add_argument("--test_samples", type=non_negative_int, help="seeded test subset the curves use (0: all)")
-    p.add_argument("--epochs", type=positive_int, help="stage 1 / joint epochs")
-    p.add_argument("--distill_epochs", type=non_negative_int, help="self-distillation epochs (distill only)")
+    p.add_argument("--quick", action="store_true", help=f"the ~20-minute run: {QUICK} (flags given explicitly still win)")
+    p.add_argument("--train_samples", type=non_negative_int, default=8000, help="seeded training subset (0: all)")
+    p.add_argument("--dev_samples", type=non_negative_int, default=1000, help="seeded dev subset (0: all)")
+    p.add_argument("--test_samples", type=non_negative_int, default=0, help="seeded test subset the curves use (0: all)")
+    p.add_argument("--epochs", type=positive_int, default=3, help="stage 1 / joint epochs")
+    p.add_argument("--distill_epochs", type=non_negative_int, default=2, help="self-distillation epochs (distill only)")
     p.add_argument("--batch_size", type=positive_int, default=32)
     p.add_argument("--seq_length", type=positive_int, default=64)
     p.add_argument("--learning_rate", type=positive_float, default=1e-4)
@@ -335,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="training autocast (bf16 pays only on CPUs with bf16 units: avx512_bf16 / AMX); inference is fp32")
-    p.add_argument("--timing_samples", type=non_negative_int, help="test rows timed at batch 1 and batched (0: no wall clock)")
+    p.add_argument("--timing_samples", type=non_negative_int, default=256, help="test rows timed at batch 1 and batched (0: no wall clock)")
     p.add_argument("--timing_batch_size", type=positive_int, default=32)
     p.add_argument("--repeats", type=positive_int, default=2)
     p.add_argument("--threads", type=positive_int, default=2)
@@ -345,22 +336,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    p = build_parser()
+    args = p.parse_args(argv)
+    if args.quick:  # parsed again with the quick defaults
+        p.set_defaults(**QUICK)
+        args = p.parse_args(argv)
     return run_main("exit_policies.py", lambda: _run(args, argv), (ConfigError, TsvError))
 
 
 def _run(args, argv: list[str] | None) -> int:
     started = time.perf_counter()
     torch.set_num_threads(args.threads)
-    quick = args.quick
-    settings = TrainSettings(
-        train_samples=args.train_samples if args.train_samples is not None else (600 if quick else 8000),
-        dev_samples=args.dev_samples if args.dev_samples is not None else (200 if quick else 1000),
-        epochs=args.epochs or (1 if quick else 3), distill_epochs=args.distill_epochs if args.distill_epochs is not None else (1 if quick else 2),
-        batch_size=args.batch_size, seq_length=args.seq_length, learning_rate=args.learning_rate,
-        distill_learning_rate=args.distill_learning_rate, seed=args.seed, precision=args.precision)
-    test_samples = args.test_samples if args.test_samples is not None else (400 if quick else 0)
-    timing_samples = args.timing_samples if args.timing_samples is not None else (32 if quick else 256)
+    settings = {key: getattr(args, key) for key in TRAINING_FLAGS.values()}
     models = dict(DEFAULT_MODELS)
     for name, config, pretrained, vocab in args.model:
         models[name] = ModelChoice(config, None if pretrained == "none" else pretrained, vocab)
@@ -384,9 +371,9 @@ def _run(args, argv: list[str] | None) -> int:
                                          out_dir / f"{name}_{training}")
             clf = FastBertClassifier.load(path)
             full = encode_tsv(clf.tokenizer, read_tsv(data_dir / name / "test.tsv", labels=clf.labels), clf.seq_length)
-            rows = subsample(len(full), test_samples, settings.seed + 2) or range(len(full))
+            rows = subsample(len(full), args.test_samples, args.seed + 2) or range(len(full))
             encoded = Encoded([full.ids[i] for i in rows], [full.segs[i] for i in rows], [full.labels[i] for i in rows])
-            r = evaluate(clf, encoded, args.policies, timing_samples, args.timing_batch_size, args.repeats)
+            r = evaluate(clf, encoded, args.policies, args.timing_samples, args.timing_batch_size, args.repeats)
             results[name][training] = {
                 "labels_num": len(clf.labels), "train_rows": report["train_rows"], "dev_rows": report["dev_rows"],
                 "test_rows": len(encoded), "model": asdict(models[name]), "training": training,
@@ -407,7 +394,7 @@ def _run(args, argv: list[str] | None) -> int:
     print("\n".join(lines), flush=True)
     write_json(results_dir / "exit_policies.json", {
         "command": "python bench/exit_policies.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "settings": asdict(settings), "test_samples": test_samples, "speeds": list(SPEEDS), "results": results,
+        "settings": settings, "test_samples": args.test_samples, "speeds": list(SPEEDS), "results": results,
         "goals": [{"goal": g, "met": m, "evidence": e} for g, m, e in goals], "cpu": cpu, "load_average": load_average(),
         "threads": args.threads, "torch": torch.__version__, "seconds": time.perf_counter() - started})
     print(f"written {results_dir / 'exit_policies.json'} and exit_policies_<dataset>.png", flush=True)
