@@ -66,11 +66,11 @@ def test_evaluate_is_a_mean_over_the_set_not_over_batches(data):
     torch.manual_seed(0)
     model = build_model(config, vocab_size=len(vocab))
     model.train()
-    index = torch.arange(len(ds))
+    index = torch.arange(min(len(ds), 30))
     g = torch.Generator()
 
     def batches(size: int):
-        for start in range(0, len(ds), size):
+        for start in range(0, len(index), size):
             yield ds.collate(index[start:start + size], g)
 
     one = evaluate(model, batches(1), parts=["mlm"])
@@ -83,7 +83,7 @@ def test_evaluate_is_a_mean_over_the_set_not_over_batches(data):
     with torch.no_grad():
         model.eval()
         total, count, right = 0.0, 0, 0
-        for batch in batches(len(ds)):
+        for batch in batches(len(index)):
             out = model(batch)
             total += float(out["mlm_loss"]) * float(out["mlm_denominator"])
             count += int(out["mlm_denominator"])
