@@ -101,7 +101,7 @@ def _run(args: argparse.Namespace, main_job: bool) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    opts = FastBertOptions(**run_options(args, "fastbert", ("branch_size", "branch_heads_num", "pooling")),
+    opts = FastBertOptions(**run_options(args, "fastbert", ("branch_size", "dropout", "branch_heads_num", "pooling")),
                            distill_path=args.distill_path, branch_training=args.branch_training, quantize=args.quantize)
     run(opts)
     return 0

@@ -13,6 +13,17 @@ from uer.choices import PRECISIONS
 from uer.config import MIN_SEQ_LENGTH
 from uer.utils.cli import non_negative_int, parse_speeds, positive_float, positive_int
 
+
+def probability(text: str) -> float:
+    """A dropout rate in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
 TRAINING_FLAGS = ("epochs_num", "distill_epochs_num", "batch_size", "seq_length", "learning_rate",
                   "distill_learning_rate", "seed", "report_steps")  # -> the config's task section
 
@@ -51,6 +62,7 @@ def add_run_flags(p: argparse.ArgumentParser, section: str, runtimes: Sequence[s
     h.add_argument("--seed", type=int)
     h.add_argument("--report_steps", type=positive_int)
     h.add_argument("--branch_size", type=positive_int, help="width of each exit branch (target.branch_size)")
+    h.add_argument("--dropout", type=probability, help="dropout in the exit branches (target.dropout, default 0.1)")
     h.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     h.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="training arithmetic: bf16 autocast (CPU with bf16 units, CUDA) or fp16 with a grad scaler (CUDA)")
@@ -74,7 +86,7 @@ def add_run_flags(p: argparse.ArgumentParser, section: str, runtimes: Sequence[s
     return g, h, e
 
 
-def run_options(args: argparse.Namespace, section: str, target_flags: Sequence[str] = ("branch_size",)) -> dict[str, Any]:
+def run_options(args: argparse.Namespace, section: str, target_flags: Sequence[str] = ("branch_size", "dropout")) -> dict[str, Any]:
     """The :class:`uer.exit.pipeline.RunOptions` fields from the parsed flags; training flags become
     overrides of the config's ``section``, ``target_flags`` overrides of the target."""
     overrides = [(f"{section}.{k}", getattr(args, k)) for k in TRAINING_FLAGS if getattr(args, k) is not None]

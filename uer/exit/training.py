@@ -26,7 +26,7 @@ from uer.utils.distributed import barrier, broadcast, is_main_process, shard, wo
 
 Batch = dict[str, torch.Tensor]
 FINETUNE, DISTILL = "stage 1 fine-tune", "stage 2 self-distil"  # the stages' names (messages, resume signatures)
-LossFn = Callable[[nn.Module, Batch], dict[str, torch.Tensor]]
+LossFn = Callable[[nn.Module, Batch], dict[str, torch.Tensor]]  # (the model, a batch) -> losses and metrics
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ def stage_trainer(model: nn.Module, config: Config, opts: StageOptions, params: 
         metrics_path=opts.metrics_path, desc=desc, progress=opts.progress, device=opts.device, precision=opts.precision,
         resume_hint="run the same command again to resume",  # run_fastbert.py / run_ner.py resume their own output
     )
-    trainer = Trainer(model, optimizer, scheduler, config, options, loss_fn=shared(loss_fn))
+    trainer = Trainer(StageLoss(model, loss_fn), optimizer, scheduler, config, options, loss_fn=lambda stage, batch: stage(batch))
     trainer.user_state = {"best": None, "best_epoch": None, "dev": []}
     trainer.signature = stage_signature(desc, config, opts.epochs, opts.batch_size, opts.learning_rate, opts.seed,
                                         train.fingerprint, dev_fingerprint)
@@ -124,17 +124,30 @@ def stage_trainer(model: nn.Module, config: Config, opts: StageOptions, params: 
     return trainer, loader, per_epoch
 
 
-def shared(loss_fn: LossFn) -> LossFn:
-    """Under torchrun: the stage's loss with the rank's share of the global count as its
-    ``denominator``, which the trainer turns into the global mean (a stand-in row counts 0)."""
-    def loss(wrapped: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
+class StageLoss(nn.Module):
+    """A stage's loss as a module, so that DDP, which syncs gradients through ``forward``, wraps the
+    stage's whole computation (stage 2 and joint training do not go through ``model.forward``).
+    Its state is the model's own: resume files keep the model's keys.
+
+    Under torchrun the loss also reports the rank's share of the global count as a ``denominator``,
+    which the trainer turns into the global mean (a stand-in row counts 0)."""
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn) -> None:
+        super().__init__()
+        self.model, self.loss_fn = model, loss_fn
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         share = batch.pop("share", None)
-        out = loss_fn(wrapped, batch)
+        out = self.loss_fn(self.model, batch)
         if share is not None:
             out = {**out, "stage_loss": out["loss"], "stage_denominator": share}
         return out
 
-    return loss
+    def state_dict(self, *args, **kwargs):
+        return self.model.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, *args, **kwargs):
+        return self.model.load_state_dict(*args, **kwargs)
 
 
 def stage_signature(stage: str, config: Config, epochs: int, batch_size: int, learning_rate: float, seed: int,
@@ -191,7 +204,7 @@ def distillation_loss_fn(model: nn.Module) -> LossFn:
     """Stage 2's loss for the trainer: the teacher is a fixed function (eval mode, no graph)."""
     target = exit_target(model)
 
-    def loss_fn(wrapped: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
+    def loss_fn(model: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
         model.embedding.eval()  # no dropout in what the students imitate
         model.encoder.eval()
         target.teacher.eval()

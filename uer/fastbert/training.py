@@ -52,7 +52,7 @@ def joint_loss_fn(model: nn.Module) -> Callable[[nn.Module, dict[str, torch.Tens
     target = fastbert_target(model)
     weights = layer_weights(len(target.branches))
 
-    def loss_fn(wrapped: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def loss_fn(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         labels = batch["tgt_cls"]
         real = batch["seg"] > 0
         layers = model.encoder.forward_layers(model.embed(batch["src"], batch["seg"]), batch["seg"])
