@@ -43,7 +43,7 @@ def command(args: argparse.Namespace) -> int:
     from uer.checkpoint import CheckpointError
     from uer.config import ConfigError
     from uer.convert.archs import ConversionError
-    from uer.convert.hf import convert_hf_to_uer, convert_uer_to_hf
+    from uer.convert.files import convert_hf_to_uer, convert_uer_to_hf
     from uer.utils.cli import input_dir, input_file
 
     try:

@@ -29,7 +29,8 @@ import torch
 
 from uer.config import Config
 from uer.convert.archs import ARCHS, ConversionError
-from uer.convert.hf import ConversionReport, check_sizes, convert_hf_to_uer, convert_uer_to_hf, hf_to_uer as _hf_to_uer
+from uer.convert.files import convert_hf_to_uer, convert_uer_to_hf
+from uer.convert.hf import ConversionReport, check_sizes, hf_to_uer as _hf_to_uer
 from uer.convert.hf import uer_to_hf as _uer_to_hf
 from uer.utils.paths import REPO_ROOT, resolve_path
 
