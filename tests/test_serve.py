@@ -213,6 +213,19 @@ def test_model_that_fails_to_load_exits_2_before_the_port_opens(tmp_path):
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "model.pt" in proc.stderr
 
 
+@pytest.mark.parametrize("flags, words", [
+    (["--policy", "nope"], "valid policies: confidence, entropy"),
+    (["--speed", "0.9", "--max_speed", "0.5", "--latency_slo_ms", "10"], "above --max_speed"),
+    (["--policy", "patience"], "give a speed for this policy"),  # the run chose its speed under entropy
+])
+def test_bad_serve_flags_are_one_line_before_the_port_opens(models, capsys, flags, words):
+    from uer.__main__ import main
+
+    assert main(["serve", str(models["classifier"]), "--port", "0", *flags]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and words in err
+
+
 def test_tagger_and_sigterm_drain(models):
     """A tagger (plain batching) answers as NerTagger.predict; SIGTERM mid-request: the answer still comes, exit 0."""
     from uer.predict import load_predictor

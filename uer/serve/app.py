@@ -67,6 +67,10 @@ class ServeConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
+class ServeConfigError(ValueError):
+    """Settings that cannot serve this model (an unknown policy, a floor above the ceiling ...)."""
+
+
 class ApiError(Exception):
     """A request the server refuses: ``status`` and a one-line message for ``{"error": ...}``."""
 
@@ -223,15 +227,17 @@ class Service:
         self.config = config
         self.model = model if model is not None else load_predictor(config.model_path, config.runtime, config.window)
         if config.policy is not None and config.policy not in self.model.policies:
-            raise ValueError(f"--policy {config.policy!r}: valid policies: {', '.join(self.model.policies)}")
-        # what the run stored stands in for what the flags leave out (a policy without a speed may be refused)
-        self.floor, self.default_rule = self.model.settings(config.speed, config.policy)
+            raise ServeConfigError(f"--policy {config.policy!r}: valid policies: {', '.join(self.model.policies)}")
+        try:  # what the run stored stands in for what the flags leave out (a policy without a speed may be refused)
+            self.floor, self.default_rule = self.model.settings(config.speed, config.policy)
+        except ValueError as exc:
+            raise ServeConfigError(f"--policy {config.policy}: {exc}") from None
         if config.latency_slo_ms is None:
             self.ceiling = self.floor
         else:
             self.ceiling = 1.0 if config.max_speed is None else config.max_speed
             if self.floor > self.ceiling:
-                raise ValueError(f"the speed {self.floor:g} (--speed, or the run's) is above --max_speed {self.ceiling:g}")
+                raise ServeConfigError(f"the speed {self.floor:g} (--speed, or the run's) is above --max_speed {self.ceiling:g}")
         continuous = config.batching == "continuous" and isinstance(self.model, ClassifierModel)
         self.batching = "continuous" if continuous else "plain"
         self.layers_num = self.model.layers_num

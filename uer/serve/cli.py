@@ -57,7 +57,7 @@ def command(args: argparse.Namespace) -> int:
     import uvicorn
 
     from uer.checkpoint import CheckpointError
-    from uer.serve.app import CONFIG_ENV, config_to_env, create_app
+    from uer.serve.app import CONFIG_ENV, ServeConfigError, config_to_env, create_app
     from uer.utils.cli import UsageError, input_file
 
     input_file(args.model_path, "MODEL")
@@ -67,8 +67,8 @@ def command(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     try:  # loaded here, before the port opens; each worker process loads its own copy
         app = create_app(config)
-    except CheckpointError:
-        raise
+    except (CheckpointError, ServeConfigError) as exc:
+        raise UsageError(str(exc)) from None
     except (ValueError, OSError) as exc:
         raise UsageError(f"MODEL {args.model_path}: {exc}") from None
     service = app.state.service
