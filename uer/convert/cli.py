@@ -24,14 +24,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     sub = parser.add_subparsers(dest="direction", required=True, parser_class=OneLineParser)
     a = sub.add_parser("hf2uer", help="a HuggingFace folder -> a uer checkpoint (+ its config YAML and tokenizer files)")
-    a.add_argument("hf_dir", help="folder with config.json, model.safetensors / pytorch_model.bin and the tokenizer's files")
-    a.add_argument("out", help="uer checkpoint to write; OUT.yaml and the tokenizer's files go beside it")
+    a.add_argument("hf_dir", metavar="HF_DIR", help="folder with config.json, model.safetensors / pytorch_model.bin and the tokenizer's files")
+    a.add_argument("out", metavar="OUT", help="uer checkpoint to write; OUT.yaml and the tokenizer's files go beside it")
     a.add_argument("--config", default=None, help="a uer config the weights must fit, instead of one made from config.json")
     a.add_argument("--arch", choices=sorted(ARCHS), default=None, help="default: config.json's model_type")
     a.add_argument("--force", action="store_true", help="replace an existing OUT and OUT.yaml")
     b = sub.add_parser("uer2hf", help="a uer checkpoint -> a HuggingFace folder")
-    b.add_argument("model", help="uer checkpoint (pre-trained, converted, or written by run_fastbert.py / run_ner.py)")
-    b.add_argument("hf_dir", help="folder to write (created if needed)")
+    b.add_argument("model", metavar="MODEL", help="uer checkpoint (pre-trained, converted, or written by run_fastbert.py / run_ner.py)")
+    b.add_argument("hf_dir", metavar="HF_DIR", help="folder to write (created if needed)")
     b.add_argument("--arch", choices=sorted(ARCHS), default=None,
                    help="default: the architecture the model came from, else the one its config fits")
     b.add_argument("--vocab_path", default=None,
