@@ -128,6 +128,14 @@ def test_tagger_entities_with_offsets(models, tmp_path, capsys):
         assert 1 <= g["mean_exit_layer"] <= 2
 
 
+def test_bom_and_crlf_are_read_like_the_training_files(models, tmp_path, capsys):
+    src = tmp_path / "in.tsv"
+    src.write_bytes("\ufefftext_a\tid\r\nthe phone is terrible\t7\r\n\r\n".encode("utf-8"))
+    code, out, err = run(["predict", str(models["classifier"]), "--input", str(src), "--speed", "0"], capsys)
+    assert code == 0, err
+    assert [(g["id"], g["exit_layer"]) for g in lines(out)] == [("7", 3)]  # blank lines at the end are nothing
+
+
 def test_existing_output_needs_force(models, tmp_path, capsys):
     src, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
     src.write_text("the phone is terrible\n")
