@@ -583,6 +583,7 @@ def _train(args, config: Config, meta: dict, files: dict[str, Path], rank: int, 
         metrics_path=str(files["metrics"]),
         desc="pretrain",
         progress=not args.no_progress,
+        log=lambda line: print(line, flush=True),
     )
     trainer = Trainer(model, optimizer, scheduler, config, options)
     trainer.signature = run_signature(config, meta, held_signature)

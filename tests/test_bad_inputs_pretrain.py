@@ -337,7 +337,8 @@ def test_ctrl_c_before_the_first_checkpoint(tmp_path, dataset, monkeypatch, caps
     monkeypatch.setattr(uer.trainer.Trainer, "_global_loss", ctrl_c)
     assert main_catching_ctrl_c(args(dataset, tmp_path / "model.pt")) == 130
     assert capsys.readouterr().err.splitlines()[-1] == (
-        "pretrain.py: interrupted at step 0, before the first checkpoint; rerun with --resume to start again")
+        "pretrain.py: interrupted at step 0, before the first checkpoint: nothing of this run was saved yet; "
+        "run the same command again to start over")
 
 
 # ----------------------------------------------------------------------------------------- converters

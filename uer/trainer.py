@@ -44,6 +44,7 @@ class TrainerOptions:
     metrics_path: str | None = None  # one JSON object per report step
     desc: str = "train"
     progress: bool = True
+    log: Callable[[str], None] | None = None  # where the step lines go without a progress bar (None: nowhere)
     resume_hint: str = "rerun with --resume"  # how the command continues an interrupted run (said on Ctrl-C)
 
 
@@ -357,8 +358,8 @@ class Trainer:
         if progress is not None:
             progress.write(f"{self.options.desc} step {line['step']}: {text}")
             progress.set_postfix(loss=f"{line['loss']:.4f}", tok_s=f"{line['tokens_per_s']:.0f}")
-        else:
-            print(f"{self.options.desc} step {line['step']}: {text}", flush=True)
+        elif self.options.log is not None:  # the library does not print: the command says where lines go
+            self.options.log(f"{self.options.desc} step {line['step']}: {text}")
         self.write_metrics(line)
 
     def write_metrics(self, line: dict[str, Any]) -> None:

@@ -115,6 +115,7 @@ def stage_trainer(model: nn.Module, config: Config, opts: StageOptions, params: 
         report_steps=opts.report_steps, save_checkpoint_steps=per_epoch, checkpoint_path=opts.checkpoint_path,
         metrics_path=opts.metrics_path, desc=desc, progress=opts.progress, device=opts.device, precision=opts.precision,
         resume_hint="run the same command again to resume",  # run_fastbert.py / run_ner.py resume their own output
+        log=opts.log,
     )
     trainer = Trainer(StageLoss(model, loss_fn), optimizer, scheduler, config, options, loss_fn=lambda stage, batch: stage(batch))
     trainer.user_state = {"best": None, "best_epoch": None, "dev": []}
