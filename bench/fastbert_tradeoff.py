@@ -28,7 +28,7 @@ from bench.common import ROOT as REPO, timed, write_json  # noqa: E402
 
 from uer.config import load_config  # noqa: E402
 from uer.data.tsv import read_tsv  # noqa: E402
-from uer.fastbert.build import build_fastbert, fastbert_config  # noqa: E402
+from uer.model_builder import build_model  # noqa: E402
 from uer.fastbert.data import encode_tsv  # noqa: E402
 from uer.exit.sweep import chosen_speed  # noqa: E402
 from uer.fastbert.evaluate import sweep  # noqa: E402
@@ -60,8 +60,8 @@ def authors_comparison(repeats: int) -> list[dict]:
     }
     for name, (path, overrides) in shapes.items():
         torch.manual_seed(0)
-        config = fastbert_config(load_config(REPO / path, overrides))
-        runner = EarlyExit(build_fastbert(config, vocab_size=30522, labels_num=3))  # timing only: random weights
+        config = load_config(REPO / path, overrides).with_target({"name": "fastbert"})
+        runner = EarlyExit(build_model(config, vocab_size=30522, labels_num=3))  # timing only: random weights
         ours_full = latency_ms(runner, 0.0, 128, repeats, 30522)
         ours_l1 = latency_ms(runner, 1.0, 128, repeats, 30522)
         rows.append({"model": name, "tokens": 128, "batch": 1, "ours_full_ms": ours_full, "ours_layer1_ms": ours_l1,

@@ -10,8 +10,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from tests.helpers import TINY, tiny_config
 from uer import build_model
-from uer.checkpoint import CheckpointError, save_checkpoint
-from uer.fastbert.build import fastbert_config, load_backbone
+from uer.checkpoint import CheckpointError, load_backbone, save_checkpoint
 from uer.fastbert.flops import FlopModel
 from uer.fastbert.inference import EarlyExit, exits_for_speeds, normalized_entropy
 from uer.exit.training import distillation_loss_fn, set_trainable, split_parameters
@@ -185,17 +184,17 @@ def test_backbone_loading_is_strict_about_the_backbone(tmp_path):
     mlm_cfg = tiny_config(targets=["mlm"])
     pretrained = build_model(mlm_cfg, vocab_size=TINY["vocab"])
     save_checkpoint(tmp_path / "mlm.pt", pretrained, mlm_cfg)
-    model = build_model(fastbert_config(mlm_cfg), vocab_size=TINY["vocab"], labels_num=LABELS)
-    keys = load_backbone(model, tmp_path / "mlm.pt", "tiny")
-    assert keys["fresh"] and all(k.startswith("target.components.fastbert.") for k in keys["fresh"])
-    assert keys["ignored"] and all(k.startswith("target.components.mlm.") for k in keys["ignored"])
+    model = build_model(mlm_cfg.with_target({"name": "fastbert"}), vocab_size=TINY["vocab"], labels_num=LABELS)
+    loaded = load_backbone(model, tmp_path / "mlm.pt", "tiny", heads=False)
+    assert loaded.fresh and all(k.startswith("target.components.fastbert.") for k in loaded.fresh)
+    assert loaded.ignored and all(k.startswith("target.components.mlm.") for k in loaded.ignored)
     torch.testing.assert_close(model.encoder.state_dict(), pretrained.encoder.state_dict())
-    deeper = build_model(fastbert_config(tiny_config(encoder={"layers_num": 3})), vocab_size=TINY["vocab"], labels_num=LABELS)
+    deeper = build_model(tiny_config(encoder={"layers_num": 3}).with_target({"name": "fastbert"}), vocab_size=TINY["vocab"], labels_num=LABELS)
     with pytest.raises(CheckpointError, match="missing keys .*encoder.transformer.2"):
-        load_backbone(deeper, tmp_path / "mlm.pt", "tiny")
-    wider = build_model(fastbert_config(tiny_config(encoder={"feedforward_size": 40})), vocab_size=TINY["vocab"], labels_num=LABELS)
+        load_backbone(deeper, tmp_path / "mlm.pt", "tiny", heads=False)
+    wider = build_model(tiny_config(encoder={"feedforward_size": 40}).with_target({"name": "fastbert"}), vocab_size=TINY["vocab"], labels_num=LABELS)
     with pytest.raises(CheckpointError, match="shape mismatches"):
-        load_backbone(wider, tmp_path / "mlm.pt", "tiny")
+        load_backbone(wider, tmp_path / "mlm.pt", "tiny", heads=False)
 
 
 def test_fastbert_target_sizes():
@@ -203,7 +202,7 @@ def test_fastbert_target_sizes():
     target = model.target.components["fastbert"]
     assert len(target.branches) == 3 and target.labels_num == LABELS and target.needs_layers
     with pytest.raises(ValueError, match="labels_num"):
-        build_model(fastbert_config(tiny_config()), vocab_size=TINY["vocab"])
+        build_model(tiny_config().with_target({"name": "fastbert"}), vocab_size=TINY["vocab"])
     src, seg = batch(n=3)
     out = model({"src": src, "seg": seg, "tgt_cls": torch.tensor([0, 1, 2])})
     assert out["fastbert_logits"].shape == (3, LABELS) and math.isfinite(float(out["loss"].detach()))

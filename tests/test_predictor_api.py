@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import torch
 
+from uer import build_model
+
 from tests.helpers import tiny_config
 from uer.checkpoint import save_checkpoint
-from uer.fastbert.build import build_fastbert, fastbert_config
 from uer.fastbert.predictor import FastBertClassifier
 
 DATA = Path("tests/data")
@@ -28,9 +29,9 @@ def save_model(folder: Path, pair: bool | None = False, seq_length: int = 16, le
     it recorded ``labels_num`` and ``pair``; ``stored``: more of what a run stores (``exit_policy``,
     ``chosen_speed``)."""
     torch.manual_seed(0)
-    config = fastbert_config(tiny_config(encoder={"layers_num": layers}), branch_size=16)
+    config = tiny_config(encoder={"layers_num": layers}).with_target({"name": "fastbert", "branch_size": 16})
     vocab_size = len(VOCAB.read_text().splitlines())
-    model = build_fastbert(config, vocab_size=vocab_size, labels_num=len(LABELS))
+    model = build_model(config, vocab_size=vocab_size, labels_num=len(LABELS))
     extra = {"labels": LABELS, "vocab_size": vocab_size, "seq_length": seq_length, "vocab_file": "model.vocab.txt"}
     if not legacy:
         extra.update(labels_num=len(LABELS), pair=pair)
