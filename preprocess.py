@@ -12,7 +12,6 @@ anything else is refused.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 
 from uer.config import Config, ConfigError, TokenizerConfig, load_config
@@ -56,14 +55,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def position_limit(config: Config) -> tuple[str, int] | None:
-    """The longest sequence the config's position embedding holds, read from the config alone:
-    (component name, max_seq_length), or None when no component has a position table."""
-    limits = [(spec.name, spec.cfg.max_seq_length) for spec in config.embedding.components
-              if "max_seq_length" in {f.name for f in dataclasses.fields(spec.cfg)}]
-    return min(limits, key=lambda x: x[1]) if limits else None
-
-
 def tokenizer_config(config: Config | None, name: str | None) -> TokenizerConfig:
     """The config's tokenizer section, or the default; ``--tokenizer`` of the other kind drops the
     config's file of the old kind (a vocabulary for sentencepiece, a model for the others)."""
@@ -93,10 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             raise UsageError("give --config_path (its targets pick the processor) or --data_processor")
         if config is not None:
-            limit = position_limit(config)
-            if limit is not None and args.seq_length > limit[1]:
+            limit = config.position_limit
+            if limit is not None and args.seq_length > limit:
                 raise UsageError(f"--seq_length {args.seq_length} is longer than the position table of "
-                                 f"{args.config_path} ({limit[0]}.max_seq_length {limit[1]}); pass at most {limit[1]}")
+                                 f"{args.config_path} (max_seq_length {limit}); pass at most {limit}")
         strategy = "whole_word" if args.whole_word_masking else "span" if args.span_masking else "token"
         options = PreprocessOptions(
             corpus_path=args.corpus_path,
