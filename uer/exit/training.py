@@ -19,7 +19,7 @@ from torch import nn
 
 from uer.checkpoint import load_state, read_checkpoint, save_checkpoint
 from uer.config import Config, to_dict
-from uer.data.loader import EpochLoader, length_buckets, length_sorted_batches  # noqa: F401  (re-exported)
+from uer.data.loader import EpochLoader, length_buckets
 from uer.exit.targets import exit_target
 from uer.trainer import Trainer, TrainerOptions, make_optimizer, make_scheduler
 from uer.utils.distributed import barrier, broadcast, is_main_process, shard, world_size

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import torch
 
-from uer.data.loader import length_buckets, length_sorted_batches, pad_batch  # noqa: F401  (task code imports them here)
+from uer.data.loader import pad_batch
 from uer.config import MIN_SEQ_LENGTH
 from uer.data.text_pair import encode_pair
 

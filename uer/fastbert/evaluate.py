@@ -14,7 +14,8 @@ import torch
 
 from uer.exit.policies import DEFAULT, resolve
 from uer.exit.sweep import measure_walls, wall_seconds, wall_speedup
-from uer.fastbert.data import Encoded, collate, length_sorted_batches
+from uer.data.loader import length_sorted_batches
+from uer.fastbert.data import Encoded, collate
 from uer.fastbert.flops import FlopModel
 from uer.fastbert.inference import EarlyExit, Policy, exits_for_speeds
 from uer.fastbert.report import classification_metrics

@@ -24,7 +24,8 @@ import torch
 from uer.checkpoint import CheckpointError
 from uer.exit.checks import check_batch_size, check_text, check_texts
 from uer.exit.loading import exit_settings, load_trained
-from uer.fastbert.data import Encoded, collate, encode_texts, length_sorted_batches
+from uer.data.loader import length_sorted_batches
+from uer.fastbert.data import Encoded, collate, encode_texts
 from uer.fastbert.inference import EarlyExit, ExitResult, fastbert_target
 from uer.exit.policies import ExitPolicy
 

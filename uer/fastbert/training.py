@@ -26,7 +26,8 @@ from torch import nn
 
 from uer.config import Config
 from uer.exit import training as stages
-from uer.exit.training import StageData, StageOptions, distill_loss_sum, length_sorted_batches
+from uer.data.loader import length_sorted_batches
+from uer.exit.training import StageData, StageOptions, distill_loss_sum
 from uer.fastbert.data import Encoded, collate
 from uer.fused import optimize_for_inference
 from uer.targets.fastbert import fastbert_target

@@ -13,7 +13,8 @@ from torch import nn
 
 from uer.config import Config
 from uer.exit import training as stages
-from uer.exit.training import StageData, StageOptions, distill_loss_sum, length_sorted_batches
+from uer.data.loader import length_sorted_batches
+from uer.exit.training import StageData, StageOptions, distill_loss_sum
 from uer.tagging.data import IGNORE, Chunks, assemble, collate
 from uer.tagging.metrics import entity_scores
 
