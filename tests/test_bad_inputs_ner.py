@@ -145,3 +145,21 @@ def test_a_test_set_without_entities_chooses_no_speed(finished, capsys, tmp_path
     assert run_ner.main(argv) == 0
     assert json.loads(report.read_text())["chosen"] is None
     assert "has no entities" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("encoder", ["lstm", "char_cnn"])
+def test_other_backbones_run_to_their_report(tmp_path, encoder):
+    """Row 5: an LSTM (no FLOPs formula: None, printed '-') crashed formatting the chosen speed;
+    row 6: a character-CNN subencoder needed the vocabulary's tokens to build."""
+    tiny_dataset(tmp_path)
+    cfg = tmp_path / "cfg.yaml"
+    if encoder == "lstm":
+        cfg.write_text("embedding: {emb_size: 16, components: [word], layernorm: none}\n"
+                       "encoder: {name: lstm, hidden_size: 16, layers_num: 2}\ntarget: {components: [lm]}\ntokenizer: {name: char}\n")
+    else:
+        cfg.write_text(cfg.read_text() + "subencoder: {name: cnn, max_chars: 4, char_emb_size: 8, kernel_size: 3}\n")
+    assert run_ner.main(ner_args(tmp_path, "--speed", "0,1")) == 0
+    report = json.loads((tmp_path / "out" / "model.report.json").read_text())
+    assert [r["speed"] for r in report["rows"]] == [0.0, 1.0] and report["teacher_f1"] >= 0
+    if encoder == "lstm":
+        assert report["rows"][0]["flops_speedup"] is None
