@@ -82,7 +82,7 @@ class Server:
 
 @pytest.fixture(scope="module")
 def continuous(models):
-    server = Server(models["classifier"], "--max_batch", "4", "--max_texts", "600", "--max_body_bytes", "20000")
+    server = Server(models["classifier"], "--max_batch", "4", "--max_texts", "2000", "--max_body_bytes", "100000")
     yield server
     server.stop()
 
@@ -157,8 +157,8 @@ def test_bad_requests_are_one_line_4xx(continuous):
         ({"texts": ["fine", 3]}, 422, "texts[1] is int"),
         ({"texts": ["fine", "  "]}, 422, "texts[1] is empty"),
         ({"texts": []}, 422, "empty"),
-        ({"texts": ["x"] * 601}, 413, "limit of 600"),
-        ({"texts": ["long text " * 3000]}, 413, "20000"),
+        ({"texts": ["x"] * 2001}, 413, "limit of 2000"),
+        ({"texts": ["long text " * 11000]}, 413, "100000"),
         ({"texts": ["fine"], "speed": 1.5}, 422, "'speed' must be a number in [0, 1]"),
         ({"texts": ["fine"], "speed": True}, 422, "'speed'"),
         ({"texts": ["fine"], "speed": "0.5"}, 422, "'speed'"),
@@ -178,9 +178,9 @@ def test_bad_requests_are_one_line_4xx(continuous):
 
 def test_client_that_leaves_costs_nothing(continuous):
     dropped, exited = continuous.metric("uer_rows_dropped_total"), continuous.metric("uer_exit_layer_count")
-    texts = [f"{TEXTS[i % len(TEXTS)]} {i}" for i in range(600)]
+    texts = [f"{TEXTS[i % len(TEXTS)]} {i}" for i in range(2000)]  # 1500+ layer steps of 4 rows: far longer than 0.05 s
     with pytest.raises(httpx.ReadTimeout):  # the client gives up and closes its connection
-        httpx.post(continuous.url + "/v1/predict", json={"texts": texts, "speed": 0.0}, timeout=httpx.Timeout(60, read=0.15))
+        httpx.post(continuous.url + "/v1/predict", json={"texts": texts, "speed": 0.0}, timeout=httpx.Timeout(60, read=0.05))
     deadline = time.monotonic() + 30
     while continuous.metric("uer_rows_dropped_total") == dropped and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -254,14 +254,15 @@ def test_tagger_and_sigterm_drain(models):
 # ---------------------------------------------------------------------------------------------- in-process
 
 
-def test_engine_mixes_speeds_and_policies_per_row(models, reference):
+@pytest.mark.parametrize("fused", [False, True])
+def test_engine_mixes_speeds_and_policies_per_row(models, reference, fused):
     """The continuous engine alone: jobs of different speeds and policies share layers, each row
     gets what predict() gives it alone."""
     from uer.predict import ClassifierModel
     from uer.serve.engine import ContinuousEngine, LayerStack
 
     model = ClassifierModel(reference)
-    stack = LayerStack(model.network)
+    stack = LayerStack(model.network, fused=fused)
     engine = ContinuousEngine(stack, lambda items: (reference.encode(items).ids, reference.encode(items).segs),
                               reference.tokenizer.vocab.pad_id, max_batch=3)
     jobs = [(TEXTS[:5], 0.4, "entropy"), (TEXTS[2:], 0.7, "patience"), (TEXTS[1:4], 0.0, "confidence"),

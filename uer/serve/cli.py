@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max_body_bytes", type=positive_int, default=1 << 20, help="request body size (default 1 MiB)")
     p.add_argument("--workers", type=positive_int, default=1, help="uvicorn worker processes, each with its own model")
     p.add_argument("--runtime", default="auto", help="inference runtime for plain batching (uer.runtime); "
-                                                     "continuous batching runs uer.fused unless 'eager'")
+                                                     "continuous batching runs the model's layers, uer.fused's with 'fused'")
     p.add_argument("--window", type=non_negative_int, default=None, help="taggers: token exit's window (default: the run's)")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="torch threads per worker (default: torch's, divided among --workers)")

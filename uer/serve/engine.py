@@ -151,10 +151,12 @@ class LayerStack:
     """A FastBERT model as the per-layer steps the continuous engine runs.
 
     ``fused=True`` runs the layers through ``uer.fused`` (unpadded oneDNN linears; eager where it
-    does not support the encoder, saying why in ``reason``), else the model's own modules. The
+    does not support the encoder, saying why in ``reason``), else the model's own modules (the
+    server's default: continuous batching changes the row count at almost every call, and a new
+    shape costs the oneDNN linears a new primitive). The
     branches are ``FrozenBranch`` snapshots, as in the predictor's runtimes."""
 
-    def __init__(self, model: torch.nn.Module, fused: bool = True) -> None:
+    def __init__(self, model: torch.nn.Module, fused: bool = False) -> None:
         from uer.fused import optimize_for_inference
         from uer.targets.fastbert import FrozenBranch, fastbert_target
 
