@@ -17,6 +17,11 @@ an earlier export (its ``manifest.json`` in our format) and not an export stoppe
 manifest (only the names an export writes) is refused untouched. ``--quantize int8`` writes ONNX
 Runtime's dynamic int8 graphs (``DynamicQuantizeLinear`` / ``MatMulInteger``, standard ONNX operators).
 
+A tagger written by ``run_ner.py`` exports the same way (:mod:`uer.tagging.export`): its steps
+give per-token ``logits`` (B, T, labels), steps 1.. also take ``stay`` (B, T) bool, the tokens still
+in (the others keep their frozen vectors), and the manifest (format ``uer-tagger-onnx``) states the
+token-exit rule: the stored policy, speed and window, and how text becomes rows.
+
 Two exports into one folder at once would interleave their files: ``python -m uer export`` holds
 an :class:`~uer.utils.cli.OutputLock` on the folder; callers of :func:`export_onnx` keep to one
 export per folder at a time.
@@ -34,6 +39,8 @@ from typing import Any, Callable
 from uer.utils.atomic import atomic_open
 
 FORMAT = "uer-fastbert-onnx"
+TAGGER_FORMAT = "uer-tagger-onnx"  # a run_ner.py tagger (uer.tagging.export)
+FORMATS = (FORMAT, TAGGER_FORMAT)
 VERSION = 1
 OWN_FILE = re.compile(r"step_\d+\.onnx|full\.onnx|vocab\.txt")  # what an export of ours may hold besides its manifest
 TEMPORARY = re.compile(r"\.(step_\d+\.onnx|full\.onnx|vocab\.txt|manifest\.json)\..*\.tmp")  # atomic_open's, left by a kill
@@ -81,10 +88,10 @@ def earlier_export(out_dir: str | os.PathLike) -> dict[str, Any] | None:
         data = json.loads(manifest.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         data = None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
+    if not isinstance(data, dict) or data.get("format") not in FORMATS:
         found = f"format {data.get('format')!r}" if isinstance(data, dict) else "not a JSON object"
-        raise ExportError(f"OUT {out} holds a manifest.json that is not a uer export ({found}; ours say {FORMAT!r}): "
-                          "refusing to write into it")
+        raise ExportError(f"OUT {out} holds a manifest.json that is not a uer export ({found}; ours say {FORMAT!r} "
+                          f"or {TAGGER_FORMAT!r}): refusing to write into it")
     return data
 
 
@@ -114,27 +121,49 @@ def exit_rule(policy: Any, labels: int) -> tuple[dict[str, Any], str]:
     return spec, EXIT_RULES[spec["name"]](spec, labels) + _AFTER
 
 
+def written_by(model_path: str | os.PathLike) -> str:
+    """``run_ner.py`` for a tagger (it stores ``id2label``), else ``run_fastbert.py``; a file that is
+    no checkpoint is left to the loader, whose error names it."""
+    from uer.checkpoint import CheckpointError, read_checkpoint
+
+    try:
+        extra = read_checkpoint(model_path).get("extra")
+    except CheckpointError:
+        return "run_fastbert.py"
+    return "run_ner.py" if isinstance(extra, dict) and "id2label" in extra else "run_fastbert.py"
+
+
 def export_onnx(model_path: str | os.PathLike, out_dir: str | os.PathLike, quantize: str | None = None) -> dict:
-    """Writes the export (module docstring) and returns its manifest."""
+    """Writes the export (module docstring) of a classifier or a tagger and returns its manifest."""
     from uer.exit.loading import stored_policy
-    from uer.fastbert.predictor import FastBertClassifier
-    from uer.runtime.onnx_graph import OPSET, build_graphs, unsupported
     from uer.runtime.onnxrt import available, quantize_int8
 
     if quantize not in (None, "int8"):
         raise ExportError(f"quantize must be None or 'int8', got {quantize!r}")
     out = Path(out_dir)
     before = earlier_export(out)
-    clf = FastBertClassifier.load(model_path, runtime="eager")  # a CheckpointError names the file and why
-    model = clf.runner.model
-    why = unsupported(model)
+    if written_by(model_path) == "run_ner.py":
+        from uer.tagging.export import build_tagger_graphs
+        from uer.tagging.export import unsupported as tagger_unsupported
+        from uer.tagging.predictor import NerTagger
+
+        tagger = NerTagger.load(model_path, runtime="eager")  # a CheckpointError names the file and why
+        model, extra, labels, vocab = tagger.runner.model, tagger.extra, tagger.id2label, tagger.vocab
+        why, build, clf = tagger_unsupported(model), build_tagger_graphs, None
+    else:
+        from uer.fastbert.predictor import FastBertClassifier
+        from uer.runtime.onnx_graph import build_graphs, unsupported
+
+        clf = FastBertClassifier.load(model_path, runtime="eager")  # a CheckpointError names the file and why
+        model, extra, labels, vocab = clf.runner.model, clf.extra, clf.labels, clf.tokenizer.vocab
+        why, build, tagger = unsupported(model), build_graphs, None
     if why is not None:
         raise ExportError(f"{model_path}: cannot export to ONNX: {why}")
     missing = available() if quantize is not None else None
     if missing is not None:
         raise ExportError(f"--quantize {quantize}: {missing}")
-    policy, rule = exit_rule(stored_policy(clf.extra), len(clf.labels))
-    graphs = build_graphs(model)
+    policy, rule = exit_rule(stored_policy(extra), len(labels))
+    graphs = build(model)
     models = graphs.steps + [graphs.full]
     blobs = quantize_int8(models) if quantize == "int8" else [m.SerializeToString() for m in models]
     names = [f"step_{i}.onnx" for i in range(len(graphs.steps))] + ["full.onnx"]
@@ -147,10 +176,49 @@ def export_onnx(model_path: str | os.PathLike, out_dir: str | os.PathLike, quant
             if TEMPORARY.fullmatch(leftover.name):
                 leftover.unlink(missing_ok=True)  # half a file of an export that was killed
     sha = {name: _write(out / name, blob) for name, blob in zip(names, blobs)}
-    sha["vocab.txt"] = _write(out / "vocab.txt", "".join(f"{t}\n" for t in clf.tokenizer.vocab.tokens).encode("utf-8"))
+    sha["vocab.txt"] = _write(out / "vocab.txt", "".join(f"{t}\n" for t in vocab.tokens).encode("utf-8"))
+    if tagger is not None:
+        manifest = _tagger_manifest(tagger, model_path, quantize, graphs, names, policy, rule, sha)
+    else:
+        manifest = _classifier_manifest(clf, model_path, quantize, graphs, names, policy, rule, sha)
+    with atomic_open(out / "manifest.json") as f:
+        json.dump(manifest, f, indent=2, default=str)
+        f.write("\n")
+    return manifest
+
+
+def _tagger_manifest(tagger, model_path, quantize, graphs, names, policy, rule, sha) -> dict[str, Any]:
+    from uer.runtime.onnx_graph import OPSET
+    from uer.tagging.export import token_exit_rule, tokenization
+
+    window = tagger.extra.get("window", 0)
+    return {
+        "format": TAGGER_FORMAT, "version": VERSION, "opset": OPSET, "quantize": quantize,
+        "source": str(Path(model_path).resolve()),
+        "labels": tagger.id2label, "layers_num": len(graphs.steps), "hidden_size": graphs.hidden_size,
+        "seq_length": tagger.seq_length, "tokenization": tokenization(tagger.extra), "vocab": "vocab.txt",
+        "steps": names[:-1], "full": names[-1],
+        "inputs": {"src": "int64 (batch, length) token ids, [CLS] first",
+                   "seg": "int64 (batch, length) segment ids: 1 real token, 0 padding",
+                   "hidden": "float32 (batch, length, hidden_size): the previous step's hidden_out (steps 1..)",
+                   "stay": "bool (batch, length): the tokens still in the network (steps 1..); the others keep "
+                           "their hidden vector"},
+        "outputs": {"hidden_out": "float32 (batch, length, hidden_size), the input of the next step",
+                    "logits": "float32 (batch, length, labels) of this step's branch at every token "
+                              "(full.onnx: the teacher's, after every layer)"},
+        "exit_policy": policy, "exit_rule": token_exit_rule(rule.removesuffix(_AFTER), window),
+        "speed": tagger.extra.get("chosen_speed"), "window": window,
+        "sha256": sha,
+    }
+
+
+def _classifier_manifest(clf, model_path, quantize, graphs, names, policy, rule, sha) -> dict[str, Any]:
+    from uer.runtime.onnx_graph import OPSET
+
+    model = clf.runner.model
     tok = dataclasses.asdict(model.config.tokenizer)
     tok.pop("vocab_path", None)  # the copy beside the graphs is the one to use
-    manifest = {
+    return {
         "format": FORMAT, "version": VERSION, "opset": OPSET, "quantize": quantize,
         "source": str(Path(model_path).resolve()),
         "labels": clf.labels, "layers_num": len(graphs.steps), "hidden_size": graphs.hidden_size,
@@ -165,7 +233,3 @@ def export_onnx(model_path: str | os.PathLike, out_dir: str | os.PathLike, quant
         "exit_policy": policy, "exit_rule": rule, "speed": clf.extra.get("chosen_speed"),
         "sha256": sha,
     }
-    with atomic_open(out / "manifest.json") as f:
-        json.dump(manifest, f, indent=2, default=str)
-        f.write("\n")
-    return manifest

@@ -1,0 +1,131 @@
+"""A tagger trained by ``run_ner.py`` as ONNX graphs of its token-exit steps (``python -m uer export``).
+
+    step_0:  src (B, T) int64, seg (B, T) int64             -> hidden_out (B, T, H), logits (B, T, labels)
+    step_i:  hidden (B, T, H) float32, seg, stay (B, T) bool -> hidden_out, logits
+    full:    src, seg                                       -> hidden_out (the last layer's), logits of the teacher
+
+Step ``i`` is layer ``i`` on every token followed by branch ``i`` (``TokenBranch``) on every
+token; the exit test is the caller's, as the manifest states it (:func:`token_exit_rule`). Token
+exit's frozen vectors are in the graphs: ``stay`` marks the tokens still in, and ``hidden_out``
+keeps the input vector of every other token. Layer ``i`` computes keys and values from all of its
+input (frozen vectors included) and new vectors for everyone, of which only those of ``stay`` are
+kept: the same numbers as :class:`uer.tagging.inference.TokenExit`, which computes the queries of
+the remaining tokens only (the saving the graphs give up, as the full layer is one call).
+
+The graphs are written by :mod:`uer.runtime.onnx_graph`'s writer from the layers' and the
+branches' own ``compute`` methods (never traced), so they are the maths the model trains with.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from uer.runtime.onnx_graph import GraphWriter, StepGraphs, _embed, _layer, _model
+from uer.tagging.inference import token_exit_target
+from uer.tagging.targets import TokenBranch
+
+TAGGER_FORMAT = "uer-tagger-onnx"
+
+
+def unsupported(model: nn.Module) -> str | None:
+    """Why the tagger's graphs cannot express ``model`` exactly (None: they can): the config rules
+    of the classifier's export (``uer.runtime.support``), and branches of the kind written here."""
+    from uer.runtime.support import onnx_unsupported
+
+    why = onnx_unsupported(model.config)  # the config alone: the classifier's module checks look for its branches
+    if why is not None:
+        return why
+    emb = model.embedding
+    if not isinstance(emb.layer_norm, (nn.LayerNorm, nn.RMSNorm)):
+        return f"embedding norm {type(emb.layer_norm).__name__} is not exported"
+    if not isinstance(emb.projection, (nn.Identity, nn.Linear)):
+        return f"embedding projection {type(emb.projection).__name__} is not exported"
+    try:
+        target = token_exit_target(model)
+    except ValueError as exc:
+        return str(exc)
+    for b in target.branches:
+        if type(b) is not TokenBranch:
+            return f"branch {type(b).__name__} is not exported"
+    return None
+
+
+class _TokenBranchWriter:
+    """Executes ``TokenBranch.compute`` on a :class:`GraphWriter` (dropout is off at inference)."""
+
+    def __init__(self, g: GraphWriter) -> None:
+        self.g = g
+
+    def linear_in(self, module: nn.Linear, x: str, dropout: nn.Module | None = None) -> str:
+        return self.g.matmul(module, x)
+
+    def tanh(self, x: str) -> str:
+        return self.g.op("Tanh", [x])
+
+
+def build_tagger_graphs(model: nn.Module) -> StepGraphs:
+    """Every token-exit step's graph and the full model's, in memory (module docstring)."""
+    from onnx import TensorProto, helper
+
+    why = unsupported(model)
+    if why is not None:
+        raise ValueError(f"cannot export to ONNX: {why}")
+    target = token_exit_target(model)
+    hidden_size, labels, layers = model.encoder.output_size, target.labels_num, model.encoder.layers_num
+    ids = lambda n: helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "length"])  # noqa: E731
+    hid = lambda n: helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", "length", hidden_size])  # noqa: E731
+    out = lambda n: helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", "length", labels])  # noqa: E731
+    stay = helper.make_tensor_value_info("stay", TensorProto.BOOL, ["batch", "length"])
+
+    def branch(g: GraphWriter, i: int, x: str) -> str:
+        return target.branches[i].compute(x, _TokenBranchWriter(g))
+
+    steps = []
+    with torch.no_grad():
+        for i in range(layers):
+            g = GraphWriter()
+            g.masks("seg")
+            x = _embed(g, model, "src", "seg") if i == 0 else "hidden"
+            new = _layer(g, model, i, x)
+            if i > 0:  # the tokens that left keep their frozen vectors
+                new = g.op("Where", [g.op("Unsqueeze", ["stay", g.ints(2)]), new, x], "frozen")
+            g.nodes.append(helper.make_node("Identity", [new], ["hidden_out"]))
+            g.nodes.append(helper.make_node("Identity", [branch(g, i, new)], ["logits"]))
+            first = [ids("src"), ids("seg")] if i == 0 else [hid("hidden"), ids("seg"), stay]
+            steps.append(_model(g, first, [hid("hidden_out"), out("logits")], f"tagger_step_{i}"))
+        g = GraphWriter()
+        g.masks("seg")
+        x = _embed(g, model, "src", "seg")
+        for i in range(layers):
+            x = _layer(g, model, i, x)
+        g.nodes.append(helper.make_node("Identity", [branch(g, layers - 1, x)], ["logits"]))
+        g.nodes.append(helper.make_node("Identity", [x], ["hidden_out"]))
+        full = _model(g, [ids("src"), ids("seg")], [hid("hidden_out"), out("logits")], "tagger_full")
+    return StepGraphs(steps, full, hidden_size, labels)
+
+
+def token_exit_rule(per_row_rule: str, window: int) -> str:
+    """The classifier's rule of a policy (``uer.runtime.export.EXIT_RULES``), read per token, with
+    the window and the frozen vectors of token exit."""
+    near = ("window 0: each token on its own" if window == 0 else
+            f"window {window}: a token leaves only when every real token within +-{window} positions of its row "
+            "(itself included) may leave too; a token that has already left counts as one that may")
+    return (f"per token: every real token (seg > 0, [CLS] included) still in the network is a row of the rule "
+            f"{per_row_rule}; {near}. A token that leaves after step i keeps that step's p (its tags: argmax) "
+            "and its hidden vector is frozen from then on: feed step i+1 hidden = step i's hidden_out and "
+            "stay = the tokens still in (hidden_out keeps the input vector where stay is false; frozen tokens "
+            "still give keys and values). The last step lets every token leave; speed >= 1 lets every token "
+            "leave after step 0; speed 0 = the full model (full.onnx)")
+
+
+def tokenization(extra: dict[str, Any]) -> dict[str, Any]:
+    """How text becomes ``src`` for this tagger (from what ``run_ner.py`` stored)."""
+    return {
+        "unit": "character",
+        "ids": "each character's id in vocab.txt: the character itself, else lower-cased, else NFKC-normalised, "
+               "else [UNK]; white space is no token",
+        "row": "[CLS] then up to seq_length - 1 tokens, seg 1 (0: padding), no [SEP]; a longer sentence is cut "
+               "into consecutive rows; [CLS]'s tag is not used",
+    }
