@@ -136,7 +136,7 @@ def test_someone_elses_manifest_is_refused_untouched(exported, tmp_path, capsys)
     (webapp / "vocab.txt").write_text("my words\n")
     before = snapshot(webapp)
     refused(capsys, ["export", str(model_path), str(webapp)],
-            says="holds a manifest.json that is not a uer export (format None; ours say 'uer-fastbert-onnx')")
+            says="holds a manifest.json that is not a uer export (format None; ours say 'uer-fastbert-onnx' or 'uer-tagger-onnx')")
     assert snapshot(webapp) == before and sorted(p.name for p in webapp.iterdir()) == ["index.html", "manifest.json", "vocab.txt"]
     (webapp / "broken").mkdir()
     (webapp / "manifest.json").write_text("not json")
