@@ -9,6 +9,8 @@
 Flags keep the names and meanings of the reference ``run_fastbert.py``; ``--speed`` also takes a
 comma-separated list, swept in one pass (table, JSON report, accuracy vs speed-up plot).
 Training hyper-parameters default to the config's ``fastbert`` section; flags override them.
+``--task multi_label`` (labels ``A,B``, or empty for none) and ``--task regression`` (a number)
+train the same branches with sigmoid / one-value outputs; see the README's FastBERT section.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from uer.utils.cli import positive_int, run_main
 from uer.utils.distributed import end_distributed
 
 BRANCH_POOLINGS = typing.get_args(typing.get_type_hints(FastBertTargetConfig)["pooling"])  # what the target takes
+TASKS = typing.get_args(typing.get_type_hints(FastBertTargetConfig)["task"])
 
 MAIN_JOB = [
     "--pretrained_model_path", "models/minilm/model.pt",
@@ -55,9 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--distill_path", help="texts for stage 2 (labels not needed; default: the training texts)")
     h.add_argument("--branch_heads_num", type=positive_int, help="heads of each branch's self-attention; must divide branch_size (default 2)")
     h.add_argument("--pooling", choices=BRANCH_POOLINGS, help="branch pooling (default first)")
+    h.add_argument("--task", choices=TASKS, help="what the label column holds: one label (classification, the default), "
+                   "comma-separated labels (multi_label; empty: none) or a number (regression)")
     h.add_argument("--branch_training", choices=BRANCH_TRAININGS, default="distill",
                    help="distill: stage 2 self-distils the branches from the teacher; joint: see uer/fastbert/training.py")
     e.add_argument("--quantize", choices=("int8",), help="also sweep with int8 weights (onnxruntime) and report it beside fp32")
+    # the default rule depends on --task (entropy, multi_label_entropy, regression_patience): filled in by _run
+    p.set_defaults(exit_policy=None)
     return p
 
 
@@ -97,11 +104,13 @@ def _run(args: argparse.Namespace, main_job: bool) -> int:
 
     import torch
 
-    from uer.fastbert.pipeline import FastBertOptions, run
+    from uer.fastbert.pipeline import DEFAULT_POLICY, FastBertOptions, run
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    opts = FastBertOptions(**run_options(args, "fastbert", ("branch_size", "dropout", "branch_heads_num", "pooling")),
+    if args.exit_policy is None:
+        args.exit_policy = DEFAULT_POLICY[args.task or "classification"]
+    opts = FastBertOptions(**run_options(args, "fastbert", ("branch_size", "dropout", "branch_heads_num", "pooling", "task")),
                            distill_path=args.distill_path, branch_training=args.branch_training, quantize=args.quantize)
     run(opts)
     return 0

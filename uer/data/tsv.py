@@ -3,6 +3,8 @@
     train = read_tsv("data/tweets/train.tsv")                       # labels taken from the file
     dev = read_tsv("data/tweets/dev.tsv", labels=train.labels)      # unknown label -> TsvError
     texts = read_tsv("data/unlabeled.tsv", labelled=False)          # ``text_a[\ttext_b]`` (a label column is ignored)
+    tags = read_tsv("data/entity_types/train.tsv", task="multi_label")   # label ``LOC,PER`` (or empty: none)
+    years = read_tsv("data/sotu_years/train.tsv", task="regression")     # label ``1862.0``
 
 One set of rules, used by run_fastbert.py and by preprocess.py's ``cls`` processor alike:
 
@@ -14,7 +16,13 @@ One set of rules, used by run_fastbert.py and by preprocess.py's ``cls`` process
   label not in ``labels``) is a :class:`TsvError` naming ``file:line``; with ``skip_malformed=True``
   it is skipped and recorded in ``skipped`` instead, so the caller reports how many rows were
   dropped and why. Blank lines at the end of the file hold nothing and are ignored. Nothing is
-  dropped silently.
+  dropped silently;
+- ``task="multi_label"`` (UER-py's multi-label format): the label column holds the row's labels
+  separated by commas, each stripped of spaces; an **empty label column is a row with no label**
+  (a sentence that has none of the properties is an example too). An empty item (``A,,B``) or a
+  label listed twice is a malformed row;
+- ``task="regression"``: the label column is a finite number (``float``); anything else is a
+  malformed row.
 """
 from __future__ import annotations
 
@@ -23,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
+TASKS = ("classification", "multi_label", "regression")  # what the label column holds
 SKIP_FLAG = "--skip_malformed"  # the flag of run_fastbert.py and preprocess.py that turns errors into skips
 
 
@@ -35,6 +44,8 @@ class Example:
     text_a: str
     text_b: str | None = None
     label: str | None = None  # the label as written in the file, without surrounding whitespace
+    labels: tuple[str, ...] | None = None  # multi_label: the row's labels (maybe none)
+    value: float | None = None  # regression: the label as a number
 
 
 @dataclass
@@ -45,10 +56,27 @@ class TsvData:
     pair: bool  # the file has a text_b column
     skipped: list[tuple[int, str]] = field(default_factory=list)  # (line number, reason)
     stripped_labels: int = 0  # rows whose label had whitespace around it
+    task: str = "classification"  # one of TASKS
 
     def label_ids(self) -> list[int]:
         index = {label: i for i, label in enumerate(self.labels)}
         return [index[e.label] for e in self.examples]
+
+    def targets(self) -> list[int] | list[list[float]] | list[float]:
+        """What a model learns from each row: the label id (classification), a 0/1 row over
+        ``labels`` (multi_label) or the number (regression)."""
+        if self.task == "regression":
+            return [e.value for e in self.examples]
+        if self.task == "multi_label":
+            index = {label: i for i, label in enumerate(self.labels)}
+            rows = []
+            for e in self.examples:
+                row = [0.0] * len(self.labels)
+                for label in e.labels:
+                    row[index[label]] = 1.0
+                rows.append(row)
+            return rows
+        return self.label_ids()
 
 
 def sort_labels(labels: set[str]) -> tuple[str, ...]:
@@ -81,7 +109,10 @@ class TsvReader:
     one raw line, for workers that read a byte range of the file. The reader is small and pickles."""
 
     def __init__(self, path: str | Path, labels: Sequence[str] | None = None, labelled: bool = True,
-                 skip_malformed: bool = False) -> None:
+                 skip_malformed: bool = False, task: str = "classification") -> None:
+        if task not in TASKS:
+            raise ValueError(f"task {task!r}: expected one of {', '.join(TASKS)}")
+        self.task = task
         self.path = check_tsv_path(path)
         self.labels = None if labels is None else tuple(labels)
         self.labelled = labelled
@@ -120,24 +151,59 @@ class TsvReader:
         fields = line.split("\t")
         if len(fields) != len(self.header):
             return f"{len(fields)} columns, the header has {len(self.header)}"
-        empty = next((c for c in self.header if not fields[self.column[c]].strip()), None)
+        may_be_empty = "label" if self.task == "multi_label" else None  # no label is a multi-label row's answer too
+        empty = next((c for c in self.header if c != may_be_empty and not fields[self.column[c]].strip()), None)
         if empty is not None:
             return f"empty {empty}"
-        label = None
+        label, labels, value = None, None, None
         if self.labelled and "label" in self.column:
             written = fields[self.column["label"]]
-            label = written.strip()
-            if label != written:
-                self.stripped_labels += 1
-                if self.stripped_example is None:
-                    self.stripped_example = (written, label)
-            if self.labels is not None and label not in self.labels:
-                return f"label {label!r} is not one of {', '.join(self.labels)}"
+            if self.task == "multi_label":
+                parsed = self._label_set(written)
+                if isinstance(parsed, str):
+                    return parsed
+                labels = parsed
+                label = ",".join(labels)
+            else:
+                label = written.strip()
+                if label != written:
+                    self._stripped(written, label)
+                if self.task == "regression":
+                    try:
+                        value = float(label)
+                    except ValueError:
+                        return f"label {label!r} is not a number (--task regression)"
+                    if value != value or value in (float("inf"), float("-inf")):
+                        return f"label {label!r} is not a finite number (--task regression)"
+                elif self.labels is not None and label not in self.labels:
+                    return f"label {label!r} is not one of {', '.join(self.labels)}"
         return Example(
             text_a=fields[self.column["text_a"]],
             text_b=fields[self.column["text_b"]] if self.pair else None,
-            label=label,
+            label=label, labels=labels, value=value,
         )
+
+    def _stripped(self, written: str, read: str) -> None:
+        self.stripped_labels += 1
+        if self.stripped_example is None:
+            self.stripped_example = (written, read)
+
+    def _label_set(self, written: str) -> tuple[str, ...] | str:
+        """A multi-label column -> its labels (``""``: none), or why it is malformed."""
+        if not written.strip():
+            return ()
+        items = [item.strip() for item in written.split(",")]
+        if any(item != raw for item, raw in zip(items, written.split(","))):
+            self._stripped(written, ",".join(items))
+        if "" in items:
+            return f"label {written!r} has an empty item (labels are separated by single commas)"
+        twice = next((item for i, item in enumerate(items) if item in items[:i]), None)
+        if twice is not None:
+            return f"label {twice!r} is listed twice in {written!r}"
+        unknown = next((item for item in items if self.labels is not None and item not in self.labels), None)
+        if unknown is not None:
+            return f"label {unknown!r} is not one of {', '.join(self.labels)}"
+        return tuple(items)
 
     def _reject(self, number: int, reason: str, raw: bytes) -> None:
         if not self.skip_malformed:
@@ -173,13 +239,14 @@ class TsvReader:
 
 def final_labels(reader: TsvReader, found: set[str]) -> tuple[str, ...]:
     """The label set of a file's usable rows: the given ``labels``, or the ones found (>= 2 of them)."""
-    if not reader.labelled:
+    if not reader.labelled or reader.task == "regression":
         return tuple(reader.labels or ())
     if reader.labels is not None:
         return reader.labels
     ordered = sort_labels(found)
     if len(ordered) < 2:
-        raise TsvError(f"{reader.path}: a classifier needs at least 2 labels, found {list(ordered)}")
+        kind = "a multi-label classifier" if reader.task == "multi_label" else "a classifier"
+        raise TsvError(f"{reader.path}: {kind} needs at least 2 labels, found {list(ordered)}")
     return ordered
 
 
@@ -188,21 +255,25 @@ def read_tsv(
     labels: Sequence[str] | None = None,
     labelled: bool = True,
     skip_malformed: bool = False,
+    task: str = "classification",
 ) -> TsvData:
     """Read a UER classification TSV.
 
     ``labels``: the label set (from the training file); None takes the labels found in this file.
     ``labelled=False`` reads texts only: the header may be ``text_a[\\ttext_b]`` or a labelled one.
+    ``task``: what the label column holds (:data:`TASKS`, see the module's docstring).
     """
-    reader = TsvReader(path, labels, labelled, skip_malformed)
+    reader = TsvReader(path, labels, labelled, skip_malformed, task)
     examples = list(reader)
     if not examples:
         raise TsvError(f"{reader.path}: no usable rows ({len(reader.skipped)} skipped)")
-    label_set = final_labels(reader, {e.label for e in examples})
+    found = {x for e in examples for x in e.labels} if task == "multi_label" and labelled else {e.label for e in examples}
+    label_set = final_labels(reader, found)
     note = reader.note()
     if note:
         print(note, file=sys.stderr)
-    return TsvData(str(reader.path), examples, label_set, reader.pair, reader.skipped, reader.stripped_labels)
+    return TsvData(str(reader.path), examples, label_set, reader.pair, reader.skipped, reader.stripped_labels,
+                   task if labelled else "classification")
 
 
 def write_tsv(path: str | Path, rows: Sequence[Sequence[str]], header: Sequence[str]) -> None:

@@ -194,8 +194,9 @@ def task_section(config: Config, section: str) -> FinetuneConfig:
     return getattr(config, section)  # "fastbert" or "ner": both FinetuneConfig sections of Config
 
 
-def check_options(opts: RunOptions) -> None:
-    from uer.exit.policies import policy_names
+def check_options(opts: RunOptions, task: str = "classification") -> None:
+    """``task``: what the branches predict (``FastBertTargetConfig.task``); the policy must read that."""
+    from uer.exit.policies import policy_names, resolve
 
     if not opts.speeds:
         raise UsageError("--speed: no speed given")
@@ -203,6 +204,10 @@ def check_options(opts: RunOptions) -> None:
         raise UsageError(f"--speed {','.join(f'{s:g}' for s in opts.speeds)}: a speed is listed twice")
     if opts.exit_policy not in policy_names():
         raise UsageError(f"--exit_policy {opts.exit_policy!r}: expected one of {', '.join(policy_names())}")
+    if resolve(opts.exit_policy).task != task:
+        fits = [n for n in policy_names() if resolve(n).task == task]
+        raise UsageError(f"--exit_policy {opts.exit_policy} reads {resolve(opts.exit_policy).task} outputs, not {task}: "
+                         f"expected one of {', '.join(fits)}")
     for value, flag in ((opts.train_samples, "--train_samples"), (opts.dev_samples, "--dev_samples"),
                         (opts.test_samples, "--test_samples"), (opts.timing_samples, "--timing_samples")):
         if value < 0:

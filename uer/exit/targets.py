@@ -21,10 +21,10 @@ class ExitBranches(Target):
     needs_layers = True
     branches: nn.ModuleList
 
-    def __init__(self, name: str, labels_num: int | None, layers_num: int | None) -> None:
+    def __init__(self, name: str, labels_num: int | None, layers_num: int | None, min_labels: int = 2) -> None:
         super().__init__()
-        if not labels_num or labels_num < 2:
-            raise ValueError(f"target {name!r} needs labels_num >= 2 (the builder takes it from the labels)")
+        if not labels_num or labels_num < min_labels:
+            raise ValueError(f"target {name!r} needs labels_num >= {min_labels} (the builder takes it from the labels)")
         if not layers_num:
             raise ValueError(f"target {name!r} needs layers_num (one branch per encoder layer)")
         self.labels_num = labels_num
@@ -59,13 +59,18 @@ class ExitBranches(Target):
         if teacher_logits is None:
             with torch.no_grad():
                 teacher_logits = self.rows(self.teacher, layers[-1], real)
-        target = F.log_softmax(teacher_logits.detach().float(), dim=-1)  # (R, labels)
+        teacher_logits = teacher_logits.detach().float()  # (R, labels)
         total = None
         for branch, hidden in zip(self.students(), layers[:-1]):
-            log_q = F.log_softmax(self.rows(branch, hidden, real).float(), dim=-1)
-            kl = F.kl_div(log_q, target, reduction="batchmean", log_target=True)
+            kl = self.divergence(self.rows(branch, hidden, real).float(), teacher_logits)
             total = kl if total is None else total + kl
         return {"loss": total, "kl_per_student": total.detach() / (len(self.branches) - 1)}
+
+    def divergence(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """One student's distillation loss, a mean over the rows: KL(softmax(teacher) || softmax(student)).
+        (R, labels) float logits each. A task whose outputs are not one distribution overrides it."""
+        return F.kl_div(F.log_softmax(student, dim=-1), F.log_softmax(teacher, dim=-1), reduction="batchmean",
+                        log_target=True)
 
 
 def exit_target(model: nn.Module) -> ExitBranches:

@@ -20,7 +20,8 @@ from uer.data.text_pair import encode_pair
 class Encoded:
     ids: list[list[int]]
     segs: list[list[int]]
-    labels: list[int] | None  # label ids, None for unlabeled text
+    labels: list[int] | list[list[float]] | list[float] | None  # label ids, 0/1 rows (multi_label) or
+    # standardised values (regression); None for unlabeled text
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -44,10 +45,26 @@ def encode_texts(tokenizer, texts: Sequence[tuple[str, str | None]], seq_length:
     return all_ids, all_segs
 
 
-def encode_tsv(tokenizer, data, seq_length: int, labelled: bool = True) -> Encoded:
-    """:class:`uer.data.tsv.TsvData` -> :class:`Encoded`."""
+def encode_tsv(tokenizer, data, seq_length: int, labelled: bool = True, scale: tuple[float, float] | None = None) -> Encoded:
+    """:class:`uer.data.tsv.TsvData` -> :class:`Encoded`. ``scale``: regression's ``(mean, std)``
+    (:func:`target_scale`); the values are stored as ``(value - mean) / std``."""
     ids, segs = encode_texts(tokenizer, [(e.text_a, e.text_b) for e in data.examples], seq_length)
-    return Encoded(ids, segs, data.label_ids() if labelled else None)
+    if not labelled:
+        return Encoded(ids, segs, None)
+    targets = data.targets()
+    if data.task == "regression":
+        mean, std = scale if scale is not None else (0.0, 1.0)
+        targets = [(v - mean) / std for v in targets]
+    return Encoded(ids, segs, targets)
+
+
+def target_scale(values: Sequence[float]) -> tuple[float, float]:
+    """``(mean, std)`` of regression targets (std 1 when they are all equal): a regression model
+    learns ``(value - mean) / std``, so the learning rates that suit classification suit it too."""
+    n = len(values)
+    mean = sum(values) / n
+    std = (sum((v - mean) ** 2 for v in values) / n) ** 0.5
+    return float(mean), float(std) if std > 0 else 1.0
 
 
 def collate(encoded: Encoded, index: Sequence[int], pad_id: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:

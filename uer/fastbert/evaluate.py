@@ -18,7 +18,7 @@ from uer.data.loader import length_sorted_batches
 from uer.fastbert.data import Encoded, collate
 from uer.fastbert.flops import FlopModel
 from uer.fastbert.inference import EarlyExit, Policy, exits_for_speeds
-from uer.fastbert.report import classification_metrics
+from uer.fastbert.report import classification_metrics, multi_label_metrics, regression_metrics
 
 
 def all_layer_probs(runner: EarlyExit, encoded: Encoded, pad_id: int, batch_size: int) -> torch.Tensor:
@@ -28,6 +28,20 @@ def all_layer_probs(runner: EarlyExit, encoded: Encoded, pad_id: int, batch_size
         batch = collate(encoded, index, pad_id, runner.device)
         out[index] = runner.layer_probs(batch["src"], batch["seg"]).cpu()
     return out
+
+
+def task_metrics(task: str, outputs: torch.Tensor, gold: torch.Tensor, scale: tuple[float, float] = (0.0, 1.0)
+                 ) -> dict[str, Any]:
+    """The scores of (N, labels) outputs (``FastBertTarget.activation``) against the encoded labels.
+
+    ``scale``: regression's ``(mean, std)`` of the training targets: predictions and labels are
+    scored in the labels' own units (RMSE in years, not in standard deviations)."""
+    if task == "multi_label":
+        return multi_label_metrics(outputs > 0.5, gold)
+    if task == "regression":
+        mean, std = scale
+        return regression_metrics(outputs[:, 0].double() * std + mean, gold.double() * std + mean)
+    return classification_metrics(outputs.argmax(-1), gold, outputs.shape[-1])
 
 
 def timing_batches(encoded: Encoded, index: Sequence[int], pad_id: int, batch_size: int,
@@ -47,21 +61,23 @@ def run_batch(runner: EarlyExit, batch: dict[str, torch.Tensor], speed: float | 
 def sweep(
     runner: EarlyExit, encoded: Encoded, pad_id: int, speeds: Sequence[float], eval_batch_size: int = 64,
     timing_samples: int = 256, batch_size: int = 32, repeats: int = 2, measure: bool = True, policy: Policy = DEFAULT,
+    scale: tuple[float, float] = (0.0, 1.0),
 ) -> dict[str, Any]:
     """Rows of the speed table, as in the ``--report_path`` JSON, plus the per-speed exits.
 
     ``policy``: the exit rule (a name of ``uer.exit.policies.policy_names()``, a ``{"name": ...}``
-    spec or a policy object); ``speed`` is its threshold knob."""
+    spec or a policy object); ``speed`` is its threshold knob. The scores follow the model's task
+    (:func:`task_metrics`; ``scale``: regression's training mean and std)."""
     if encoded.labels is None:
         raise ValueError("the sweep needs labels")
     if measure and (timing_samples < 1 or batch_size < 1):
         raise ValueError(f"timing_samples {timing_samples} and batch_size {batch_size} must be >= 1")
-    labels_num = runner.target.labels_num
+    task = runner.target.task
     gold = torch.tensor(encoded.labels)
     layer_probs = all_layer_probs(runner, encoded, pad_id, eval_batch_size)
     rule = resolve(policy)
     exits = exits_for_speeds(layer_probs, speeds, rule)
-    teacher = classification_metrics(layer_probs[:, -1].argmax(-1), gold, labels_num)
+    teacher = task_metrics(task, layer_probs[:, -1], gold, scale)
     flop_model = FlopModel.of(runner.model)  # None: no count for this encoder ("-" in the table)
     lengths = torch.tensor(encoded.lengths(), dtype=torch.float64)
     full_flops = float(flop_model.full(lengths).mean()) if flop_model else None
@@ -77,14 +93,14 @@ def sweep(
 
     rows = []
     for speed, result in zip(speeds, exits):
-        metrics = classification_metrics(result.probs.argmax(-1), gold, labels_num)
+        metrics = task_metrics(task, result.probs, gold, scale)
         full_here = rule.never_early(speed)  # predict runs the full model
         flops = (full_flops if full_here else float(flop_model.early_exit(lengths, result.exit_layer.double()).mean())) \
             if flop_model else None
+        scores = {k: v for k, v in metrics.items() if k not in ("confusion_matrix", "per_label_f1")}
         rows.append({
             "speed": float(speed),
-            "accuracy": metrics["accuracy"],
-            "macro_f1": metrics["macro_f1"],
+            **scores,  # accuracy, macro_f1 | micro_f1, macro_f1, exact_match | pearson, spearman, rmse
             "mean_exit_layer": float(result.exit_layer.double().mean()),
             "flops_per_sample": flops,
             "flops_speedup": full_flops / flops if flop_model else None,
@@ -95,7 +111,7 @@ def sweep(
             if flop_model and timed else None,
             "wall_speedup_batch1": wall_speedup(walls.get("1"), speed),
             "wall_speedup_batched": wall_speedup(walls.get("b"), speed),
-            "confusion_matrix": metrics["confusion_matrix"],
+            **{k: metrics[k] for k in ("confusion_matrix", "per_label_f1") if k in metrics},
         })
     return {
         "teacher": teacher, "rows": rows, "exits": exits, "full_flops_per_sample": full_flops,

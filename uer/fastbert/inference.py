@@ -1,6 +1,7 @@
 """Early exit, layer by layer, on whole batches.
 
-After every layer its branch gives each sample a distribution over the labels, and an exit
+After every layer its branch gives each sample a distribution over the labels (a sigmoid per
+label for multi-label models, the value for regression: ``FastBertTarget.activation``), and an exit
 policy (``uer.exit.policies``; FastBERT's normalised entropy below ``speed`` by default)
 says which samples leave. In a batch the samples that leave are taken out (``ctx.select``) and,
 when the longest remaining sample is shorter, the padding columns too, so the layers that follow
@@ -69,7 +70,7 @@ class EarlyExit:
         for i in range(self.layers_num):
             last = i == self.layers_num - 1
             logits = flow.step(i, branch=students or last)
-            probs = None if logits is None else torch.softmax(logits.float(), dim=-1).to(src.device)
+            probs = None if logits is None else self.target.activation(logits.float()).to(src.device)
             keep = yield i, probs
             if keep is not None:
                 flow.keep(keep.to(flow.seg.device))  # a no-op where both live on one device
@@ -85,7 +86,7 @@ class EarlyExit:
         if b == 1:  # one text (the deployment case): nothing to shrink, fewer operations per layer
             flow = self.runtime.begin(src, seg)
             for i in range(self.layers_num):
-                probs = torch.softmax(flow.step(i).float(), dim=-1).to(src.device)
+                probs = self.target.activation(flow.step(i).float()).to(src.device)
                 if bool(rule.exits(probs, i, state, last=i == self.layers_num - 1)):
                     return ExitResult(probs, torch.tensor([i + 1], device=src.device))
         alive = torch.arange(b, device=src.device)  # original row of each remaining sample
@@ -115,7 +116,7 @@ class EarlyExit:
     @torch.inference_mode()
     def full_model_probs(self, src: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
         """The baseline: backbone + teacher only, no student branch. (B, labels) probabilities."""
-        return torch.softmax(self.runtime.full_logits(src, seg).float(), dim=-1).to(src.device)
+        return self.target.activation(self.runtime.full_logits(src, seg).float()).to(src.device)
 
 
 def exits_for_speeds(layer_probs: torch.Tensor, speeds: Sequence[float], policy: Policy = DEFAULT) -> list[ExitResult]:

@@ -5,6 +5,8 @@
     out = clf.predict(["what a lovely day"], speed=0.3)                 # or a speed of yours
     out.labels, out.probabilities, out.exit_layers
     clf.predict("one text", speed=0.3)              # a single string is one text, not its characters
+    tagger.predict(["..."]).label_sets, .probabilities   # multi_label: each text's labels, every label's sigmoid
+    scorer.predict(["..."]).values                       # regression: each text's value, in the labels' units
 
 ``speed=None`` / ``policy=None`` mean what the run stored: the exit policy it trained with
 (``run_fastbert.py --exit_policy``) and the speed it chose on its test set
@@ -32,9 +34,16 @@ from uer.exit.policies import ExitPolicy
 
 @dataclass
 class Predictions:
-    labels: list[str]  # the predicted label of each text
+    """What :meth:`FastBertClassifier.predict` returns, the same fields for every task
+    (``clf.task``); the task-specific ones are None for the other tasks."""
+
+    labels: list[str]  # the predicted label of each text; multi_label: its labels joined by commas ("" for none,
+    # the TSV's format); regression: the value as text
     probabilities: torch.Tensor  # (N, labels) at the exit layer; columns follow ``FastBertClassifier.labels``
+    # (multi_label: one sigmoid per label, each > 0.5 means the label is there; regression: (N, 1) the values)
     exit_layers: list[int]  # 1-based
+    label_sets: list[list[str]] | None = None  # multi_label: each text's labels (threshold 0.5 per label)
+    values: list[float] | None = None  # regression: each text's prediction, in the training labels' units
 
 
 def _text(value: object, where: str) -> str:
@@ -52,6 +61,9 @@ class FastBertClassifier:
         self.seq_length = seq_length
         self.pair = pair  # trained on (text_a, text_b) pairs; None: not recorded (models before the flag)
         self.extra = dict(extra or {})  # what the run stored: its exit policy and chosen speed are the defaults
+        self.task = self.runner.target.task  # classification | multi_label | regression
+        scale = self.extra.get("target_scale") or {"mean": 0.0, "std": 1.0}  # regression: the model predicts standardised
+        self.scale = (float(scale["mean"]), float(scale["std"]))
 
     @classmethod
     def load(cls, path: str | os.PathLike, vocab_path: str | os.PathLike | None = None,
@@ -106,13 +118,20 @@ class FastBertClassifier:
 
     def predict_encoded(self, encoded: Encoded, speed: float | None = None, batch_size: int = 32,
                         policy: str | dict | ExitPolicy | None = None) -> ExitResult:
-        """:meth:`predict` on texts already encoded (:meth:`encode`); the same arguments."""
-        speed, rule = exit_settings(self.extra, speed, policy)
+        """:meth:`predict` on texts already encoded (:meth:`encode`); the same arguments. The raw
+        outputs: a regression model's values are standardised (``value * std + mean``, ``self.scale``)."""
+        speed, rule = self._settings(speed, policy)
         return self._run(encoded, speed, check_batch_size(batch_size), rule)
+
+    def _settings(self, speed: object, policy: object) -> tuple[float, ExitPolicy]:
+        speed, rule = exit_settings(self.extra, speed, policy)
+        if rule.task != self.task:
+            raise ValueError(f"policy {type(rule).__name__} reads {rule.task} outputs; this model's task is {self.task}")
+        return speed, rule
 
     def _run(self, encoded: Encoded, speed: float, batch_size: int, rule: ExitPolicy) -> ExitResult:
         n = len(encoded)
-        probs = torch.empty(n, len(self.labels))
+        probs = torch.empty(n, self.runner.target.labels_num)
         layers = torch.empty(n, dtype=torch.long)
         pad_id = self.tokenizer.vocab.pad_id
         for index in length_sorted_batches(encoded.lengths(), batch_size):  # similar lengths: little padding
@@ -129,6 +148,13 @@ class FastBertClassifier:
         ``speed`` in [0, 1]: 0 = the full model, higher = earlier exits; None = the speed the run
         chose (0 if it chose none). ``policy``: the exit rule, a name (``uer.exit.policies``),
         a ``{"name": ...}`` mapping or a policy object; None = the one the run trained with."""
-        speed, rule = exit_settings(self.extra, speed, policy)
+        speed, rule = self._settings(speed, policy)
         out = self._run(self.encode(texts), speed, check_batch_size(batch_size), rule)
-        return Predictions([self.labels[i] for i in out.probs.argmax(-1).tolist()], out.probs, out.exit_layer.tolist())
+        layers = out.exit_layer.tolist()
+        if self.task == "multi_label":
+            sets = [[label for label, p in zip(self.labels, row) if p > 0.5] for row in out.probs.tolist()]
+            return Predictions([",".join(s) for s in sets], out.probs, layers, label_sets=sets)
+        if self.task == "regression":
+            values = out.probs * self.scale[1] + self.scale[0]  # (N, 1) in the labels' units
+            return Predictions([f"{v:g}" for v in values[:, 0].tolist()], values, layers, values=values[:, 0].tolist())
+        return Predictions([self.labels[i] for i in out.probs.argmax(-1).tolist()], out.probs, layers)

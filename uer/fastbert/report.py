@@ -1,4 +1,5 @@
-"""Sentence exit's metrics, its columns of the speed table and its predictions file."""
+"""Sentence exit's metrics, its columns of the speed table and its predictions file, for each
+task (``FastBertTargetConfig.task``): classification, multi_label, regression."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,6 +30,48 @@ def classification_metrics(pred: torch.Tensor, gold: torch.Tensor, labels_num: i
     }
 
 
+def multi_label_metrics(pred: torch.Tensor, gold: torch.Tensor) -> dict[str, Any]:
+    """(N, labels) bool predictions and 0/1 gold -> micro-F1 (every label decision pooled),
+    macro-F1 (the mean of the labels' F1; a label never predicted nor present scores 0) and exact
+    match (the share of rows whose whole label set is right)."""
+    pred, gold = pred.bool(), gold > 0.5
+    tp = (pred & gold).sum(0).double()
+    fp = (pred & ~gold).sum(0).double()
+    fn = (~pred & gold).sum(0).double()
+
+    def f1(tp, fp, fn):
+        return torch.where(tp > 0, 2 * tp / (2 * tp + fp + fn).clamp_min(1), torch.zeros_like(tp))
+
+    return {"micro_f1": float(f1(tp.sum(), fp.sum(), fn.sum())), "macro_f1": float(f1(tp, fp, fn).mean()),
+            "exact_match": float((pred == gold).all(-1).double().mean()) if len(pred) else 0.0,
+            "per_label_f1": f1(tp, fp, fn).tolist()}
+
+
+def _ranks(x: torch.Tensor) -> torch.Tensor:
+    """1-based ranks, ties sharing the mean of their ranks (Spearman's convention)."""
+    order = x.argsort()
+    _, inverse, counts = torch.unique_consecutive(x[order], return_inverse=True, return_counts=True)
+    ends = counts.cumsum(0).double()
+    mean_rank = ends - (counts.double() - 1) / 2
+    ranks = torch.empty_like(mean_rank[inverse])
+    ranks[order] = mean_rank[inverse]
+    return ranks
+
+
+def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Pearson's r; 0 when either side is constant (no linear relation can be read)."""
+    a, b = a.double() - a.double().mean(), b.double() - b.double().mean()
+    norm = float(a.norm() * b.norm())
+    return float((a * b).sum()) / norm if norm > 0 else 0.0
+
+
+def regression_metrics(pred: torch.Tensor, gold: torch.Tensor) -> dict[str, Any]:
+    """(N,) predictions and gold values (in the labels' units) -> Pearson, Spearman, RMSE."""
+    pred, gold = pred.double().flatten(), gold.double().flatten()
+    return {"pearson": pearson(pred, gold), "spearman": pearson(_ranks(pred), _ranks(gold)),
+            "rmse": float(((pred - gold) ** 2).mean().sqrt()) if len(pred) else 0.0}
+
+
 COLUMNS = (
     Column("speed", key("speed"), "6.2f"), Column("acc", key("accuracy"), "7.4f"), Column("macroF1", key("macro_f1"), "8.4f"),
     Column("exit", key("mean_exit_layer"), "5.2f"), Column("MFLOPs", key("flops_per_sample", 1e6), "8.2f"),
@@ -36,9 +79,22 @@ COLUMNS = (
 )
 
 
-def format_table(rows: Sequence[dict[str, Any]], teacher_accuracy: float | None = None) -> str:
-    heading = [] if teacher_accuracy is None else [f"teacher accuracy (full model): {teacher_accuracy:.4f}"]
-    return table(rows, COLUMNS, heading,
+_COST = (Column("exit", key("mean_exit_layer"), "5.2f"), Column("MFLOPs", key("flops_per_sample", 1e6), "8.2f"),
+         SPEED_UPS[0], Column("timedx", key("flops_speedup_timed"), "6.2f", "x"), *SPEED_UPS[1:])
+TASK_COLUMNS = {
+    "classification": COLUMNS,
+    "multi_label": (Column("speed", key("speed"), "6.2f"), Column("microF1", key("micro_f1"), "8.4f"),
+                    Column("macroF1", key("macro_f1"), "8.4f"), Column("exact", key("exact_match"), "7.4f"), *_COST),
+    "regression": (Column("speed", key("speed"), "6.2f"), Column("pearson", key("pearson"), "8.4f"),
+                   Column("spearman", key("spearman"), "8.4f"), Column("rmse", key("rmse"), "9.4f"), *_COST),
+}
+SCORE = {"classification": "accuracy", "multi_label": "micro_f1", "regression": "pearson"}  # what picks the speed
+
+
+def format_table(rows: Sequence[dict[str, Any]], teacher_accuracy: float | None = None, task: str = "classification") -> str:
+    """``teacher_accuracy``: the full model's score of the task (:data:`SCORE`: accuracy, micro-F1, Pearson)."""
+    heading = [] if teacher_accuracy is None else [f"teacher {SCORE[task].replace('_', '-')} (full model): {teacher_accuracy:.4f}"]
+    return table(rows, TASK_COLUMNS[task], heading,
                  ["FLOPsx: all rows; timedx: FLOPs speed-up on the rows timed for wall1x (batch 1) and wallBx (batched)"])
 
 
@@ -50,3 +106,21 @@ def write_predictions(path: str | Path, labels: Sequence[str], probs: torch.Tens
         f.write("label\tprobability\texit_layer\n")
         for p, q, e in zip(pred.tolist(), top.tolist(), exit_layer.tolist()):
             f.write(f"{labels[p]}\t{q:.6f}\t{e}\n")
+
+
+def write_multi_label_predictions(path: str | Path, labels: Sequence[str], probs: torch.Tensor, exit_layer: torch.Tensor) -> None:
+    """TSV ``labels  probabilities  exit_layer``: the predicted labels (comma-separated, empty for
+    none: the input's format), every label's probability (comma-separated, in ``labels`` order)."""
+    with atomic_open(path) as f:
+        f.write("labels\tprobabilities\texit_layer\n")
+        for row, e in zip(probs.tolist(), exit_layer.tolist()):
+            chosen = ",".join(label for label, p in zip(labels, row) if p > 0.5)
+            f.write(f"{chosen}\t{','.join(f'{p:.6f}' for p in row)}\t{e}\n")
+
+
+def write_regression_predictions(path: str | Path, values: torch.Tensor, exit_layer: torch.Tensor) -> None:
+    """TSV ``value  exit_layer``: the prediction in the labels' units."""
+    with atomic_open(path) as f:
+        f.write("value\texit_layer\n")
+        for v, e in zip(values.flatten().tolist(), exit_layer.tolist()):
+            f.write(f"{v:.6g}\t{e}\n")

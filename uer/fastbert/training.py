@@ -11,7 +11,11 @@ labels, and self-distilling afterwards would pull them towards the teacher the b
 shaped to share with them. (Joint training runs in stage 1's slot and files, so it resumes like
 stage 1; a stage-1 resume state of the other kind is refused by the trainer's signature.)
 
-Dev criteria: stage 1 (distill), teacher accuracy; joint, the mean of the branches' accuracies
+Multi-label and regression models (``target.task``) train the same two stages with their own
+losses (``uer.targets.fastbert``); joint training is for classification only.
+
+Dev criteria: stage 1 (distill), the teacher's accuracy (multi-label: micro-F1; regression:
+Pearson's r); joint, the mean of the branches' accuracies
 with the loss's weights (every branch may answer, so every branch counts); stage 2, the
 distillation loss on the dev texts, mean over students (lower is better; label-free like the
 stage itself).
@@ -29,6 +33,7 @@ from uer.exit import training as stages
 from uer.data.loader import length_sorted_batches
 from uer.exit.training import StageData, StageOptions, distill_loss_sum
 from uer.fastbert.data import Encoded, collate
+from uer.fastbert.report import SCORE, multi_label_metrics, regression_metrics
 from uer.fused import optimize_for_inference
 from uer.targets.fastbert import fastbert_target
 
@@ -70,14 +75,16 @@ def joint_loss_fn(model: nn.Module) -> Callable[[nn.Module, dict[str, torch.Tens
 
 @torch.inference_mode()
 def dev_scores(model: nn.Module, dev: Encoded, pad_id: int, batch_size: int, branches: bool = False) -> dict[str, float]:
-    """Teacher accuracy (if labelled) and the mean-per-student distillation loss on ``dev``; with
-    ``branches``, also ``joint_accuracy``: the branches' accuracies averaged with :func:`layer_weights`."""
+    """The teacher's score (if labelled: ``accuracy``, or ``micro_f1`` / ``pearson`` for the other
+    tasks) and the mean-per-student distillation loss on ``dev``; with ``branches``, also
+    ``joint_accuracy``: the branches' accuracies averaged with :func:`layer_weights`."""
     was_training = model.training
     model.eval()  # no dropout in the branches either: a dev score must not depend on the RNG
     target = fastbert_target(model)
     encoder = optimize_for_inference(model.embedding, model.encoder)  # a snapshot of the current weights
     device = next(model.parameters()).device
     correct, kl_sum, n = 0, 0.0, 0
+    outputs, gold = [], []  # the teacher's logits and the labels, for the other tasks' scores
     branch_correct = torch.zeros(len(target.branches), dtype=torch.float64)
     for index in length_sorted_batches(dev.lengths(), batch_size):
         batch = collate(dev, index, pad_id, device)
@@ -85,7 +92,10 @@ def dev_scores(model: nn.Module, dev: Encoded, pad_id: int, batch_size: int, bra
         real = batch["seg"] > 0
         teacher = target.teacher(layers[-1], real)
         kl_sum += distill_loss_sum(model, layers, real, teacher)[0]
-        if dev.labels is not None:
+        if dev.labels is not None and target.task != "classification":
+            outputs.append(teacher.float().cpu())
+            gold.append(batch["tgt_cls"].cpu())
+        elif dev.labels is not None:
             correct += int((teacher.argmax(-1) == batch["tgt_cls"]).sum())
             if branches:
                 hits = every_branch(target, layers, real).argmax(-1) == batch["tgt_cls"]  # (L, B)
@@ -93,7 +103,11 @@ def dev_scores(model: nn.Module, dev: Encoded, pad_id: int, batch_size: int, bra
         n += len(index)
     model.train(was_training)
     scores = {"distill_loss": kl_sum / n}
-    if dev.labels is not None:
+    if dev.labels is not None and target.task == "multi_label":
+        scores["micro_f1"] = multi_label_metrics(torch.cat(outputs) > 0, torch.cat(gold))["micro_f1"]
+    elif dev.labels is not None and target.task == "regression":
+        scores["pearson"] = regression_metrics(torch.cat(outputs)[:, 0], torch.cat(gold))["pearson"]
+    elif dev.labels is not None:
         scores["accuracy"] = correct / n
         if branches:
             scores["joint_accuracy"] = float((layer_weights(len(target.branches)).double() * branch_correct / n).sum())
@@ -135,9 +149,12 @@ def finetune(model: nn.Module, config: Config, train: Encoded, dev: Encoded, pad
     if train.labels is None or dev.labels is None:
         raise ValueError("stage 1 needs labelled train and dev sets")
     joint = branch_training == "joint"
+    task = fastbert_target(model).task
+    if joint and task != "classification":
+        raise ValueError(f"joint branch training is for classification; a {task} model self-distils (branch_training 'distill')")
     evaluate = lambda: dev_scores(model, dev, pad_id, opts.eval_batch_size, branches=joint)  # noqa: E731
     if not joint:
-        return stages.finetune(model, config, opts, stage_data(train, pad_id), fingerprint(dev), evaluate, "accuracy", extra)
+        return stages.finetune(model, config, opts, stage_data(train, pad_id), fingerprint(dev), evaluate, SCORE[task], extra)
     if len(fastbert_target(model).branches) < 2:
         raise ValueError("joint branch training needs an encoder of at least 2 layers")
     stages.set_trainable(model, "joint")

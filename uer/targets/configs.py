@@ -56,6 +56,9 @@ class FastBertTargetConfig:
     branch_heads_num: Size = 2
     pooling: Literal["first", "mean", "max"] = "first"
     dropout: Probability = 0.1
+    # what the branches predict: one label (softmax), a set of labels (a sigmoid per label) or a
+    # number (one output, standardised); uer/targets/fastbert.py says how each trains and distils
+    task: Literal["classification", "multi_label", "regression"] = "classification"
 
     def __post_init__(self) -> None:
         if self.branch_size % self.branch_heads_num:
@@ -75,3 +78,4 @@ class TaggingConfig:
 class TokenExitConfig:
     branch_size: Size = 64  # width of each layer's classifier
     dropout: Probability = 0.1
+    crf: bool = False  # a linear-chain CRF on the teacher's emissions (uer/tagging/crf.py), trained in stage 1

@@ -2,8 +2,18 @@
 
 The last branch is the teacher; the others are students that learn to imitate it. Each branch:
 project to ``branch_size`` -> masked self-attention (``branch_heads_num`` heads) -> pool ->
-dense -> tanh -> labels. ``forward`` is stage 1 (teacher cross-entropy on ``batch["tgt_cls"]``);
-:meth:`FastBertTarget.distill_loss` is stage 2 (KL(teacher || student) summed over students).
+dense -> tanh -> labels. ``forward`` is stage 1 (the teacher's loss on ``batch["tgt_cls"]``);
+:meth:`FastBertTarget.distill_loss` is stage 2 (teacher || student divergence summed over students).
+
+``cfg.task`` says what a branch's outputs mean; the same :class:`Branch` serves all three:
+
+==================  ==========================  ======================  ====================================
+task                outputs (``labels``)        stage 1 (teacher)       stage 2 (per student, mean over rows)
+==================  ==========================  ======================  ====================================
+``classification``  softmax over the labels     cross-entropy           KL of the two distributions
+``multi_label``     a sigmoid per label         BCE with logits         Bernoulli KL, summed over the labels
+``regression``      one value (standardised)    MSE                     MSE to the teacher's value
+==================  ==========================  ======================  ====================================
 """
 from __future__ import annotations
 
@@ -196,8 +206,12 @@ class FastBertTarget(ExitBranches):
 
     def __init__(self, cfg: FastBertTargetConfig, hidden_size: int, labels_num: int | None = None,
                  layers_num: int | None = None, **_: int) -> None:
-        super().__init__("fastbert", labels_num, layers_num)
+        regression = cfg.task == "regression"
+        super().__init__("fastbert", labels_num, layers_num, min_labels=1 if regression else 2)
+        if regression and labels_num != 1:
+            raise ValueError(f"target 'fastbert' with task regression predicts one value: labels_num must be 1, got {labels_num}")
         self.cfg = cfg
+        self.task = cfg.task
         self.branches = nn.ModuleList(
             Branch(hidden_size, cfg.branch_size, cfg.branch_heads_num, labels_num, cfg.pooling, cfg.dropout)
             for _ in range(layers_num)
@@ -211,10 +225,43 @@ class FastBertTarget(ExitBranches):
         return branch(hidden, real)  # one row per sample: (B, labels)
 
     def forward(self, layers, batch):
-        """Stage 1: teacher cross-entropy."""
+        """Stage 1: the teacher's loss. ``tgt_cls``: (B,) label ids, (B, labels) 0/1 floats
+        (multi_label) or (B,) standardised values (regression)."""
         labels = require(batch, "tgt_cls", "fastbert")
         logits = self.teacher(layers[-1], batch["seg"] > 0)
-        return {"loss": F.cross_entropy(logits.float(), labels), "acc": accuracy(logits, labels), "logits": logits.detach()}
+        out = {"loss": self.loss(logits, labels), "logits": logits.detach()}
+        if self.task == "classification":
+            out["acc"] = accuracy(logits, labels)
+        elif self.task == "multi_label":  # exact match: every label of the row right
+            out["exact_acc"] = ((logits.detach() > 0) == (labels > 0.5)).all(-1).float().mean()
+        return out
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The task's supervised loss of (B, labels) logits, a mean over the rows."""
+        logits = logits.float()
+        if self.task == "multi_label":  # a mean over rows of the sum over labels: the scale of KL below
+            return F.binary_cross_entropy_with_logits(logits, labels.float(), reduction="sum") / max(len(labels), 1)
+        if self.task == "regression":
+            return F.mse_loss(logits[:, 0], labels.float())
+        return F.cross_entropy(logits, labels)
+
+    def divergence(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        if self.task == "multi_label":  # KL(Bern(p_t) || Bern(p_s)) per label, summed over labels
+            log_p, log_not_p = F.logsigmoid(teacher), F.logsigmoid(-teacher)
+            kl = log_p.exp() * (log_p - F.logsigmoid(student)) + log_not_p.exp() * (log_not_p - F.logsigmoid(-student))
+            return kl.sum(-1).mean()
+        if self.task == "regression":  # the teacher's prediction is the student's target
+            return F.mse_loss(student, teacher)
+        return super().divergence(student, teacher)
+
+    def activation(self, logits: torch.Tensor) -> torch.Tensor:
+        """(B, labels) logits -> what exit policies and users read: probabilities (softmax, or one
+        sigmoid per label) or the predicted value itself (regression, standardised)."""
+        if self.task == "multi_label":
+            return torch.sigmoid(logits)
+        if self.task == "regression":
+            return logits
+        return torch.softmax(logits, dim=-1)
 
 
 def fastbert_target(model: nn.Module) -> FastBertTarget:

@@ -4,7 +4,7 @@ One rule serves sentence exit (``uer.fastbert``: a row is a sample) and token ex
 a row is a token still in the network)::
 
     from uer.exit.policies import POLICIES, policy_names, resolve
-    policy_names()                            # ('confidence', 'entropy', 'patience', 'topk_entropy')
+    policy_names()                            # ('confidence', 'entropy', 'multi_label_entropy', 'patience', ...)
     policy = resolve("patience")              # or resolve({"name": "topk_entropy", "k": 3})
 
 A duplicate name is an error; an unknown one is an error that lists the valid ones.
@@ -16,6 +16,7 @@ from typing import Any
 from uer.exit.policies.base import ExitPolicy, PolicyState, normalized_entropy, shannon_entropy
 from uer.exit.policies.registry import POLICIES
 from uer.exit.policies import confidence, entropy, patience, topk_entropy  # noqa: F401
+from uer.exit.policies import multi_label_entropy, regression_patience  # noqa: F401  (sentence exit's other tasks)
 
 DEFAULT = "entropy"
 Policy = str | dict[str, Any] | ExitPolicy  # what ``policy=`` takes: a name, a {"name": ...} spec, or the object

@@ -33,6 +33,10 @@ class PolicyState:
 class ExitPolicy:
     """Subclasses implement :meth:`decide` (and :meth:`start` when they keep per-sample state)."""
 
+    # what ``probs`` holds: "classification" (a distribution per row), "multi_label" (a sigmoid per
+    # label) or "regression" (the predicted value, (B, 1)); a command refuses a policy of another task
+    task = "classification"
+
     def start(self, batch: int, labels: int, layers: int, speed: float) -> PolicyState:
         return PolicyState(speed)
 
