@@ -2,8 +2,9 @@
 ``token_exit`` (a small classifier after every layer, for token-level early exit).
 
 Both read ``batch["tgt_tag"]`` (B, T): a tag id per token, ``-100`` where there is no tag ([CLS],
-padding). No CRF: the tags of a token come from its own distribution, which is what lets a token
-leave the network on its own (a CRF couples all of a sentence's tags).
+padding). The tags of a token come from its own distribution, which is what lets a token leave
+the network on its own; a CRF couples all of a sentence's tags, so ``token_exit``'s optional one
+(``crf: true``) decodes the full model only (:mod:`uer.tagging.crf`).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from uer.exit.targets import ExitBranches
+from uer.tagging.crf import LinearChainCRF, compact
 from uer.targets.base import Target, require
 from uer.targets.fastbert import MODULES
 from uer.targets.configs import TaggingConfig, TokenExitConfig
@@ -89,6 +91,8 @@ class TokenExitTarget(ExitBranches):
         super().__init__("token_exit", labels_num, layers_num)
         self.cfg = cfg
         self.branches = nn.ModuleList(TokenBranch(hidden_size, cfg.branch_size, labels_num, cfg.dropout) for _ in range(layers_num))
+        # the full model's CRF (UER-py's --crf_target): not a student, so stage 1 trains it and stage 2 leaves it
+        self.crf = LinearChainCRF(labels_num) if cfg.crf else None
 
     def rows(self, branch: TokenBranch, hidden: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         return branch(hidden[real])  # one row per real token: (N, labels)
@@ -96,4 +100,23 @@ class TokenExitTarget(ExitBranches):
     def forward(self, layers, batch):
         labels = require(batch, "tgt_tag", "token_exit")
         logits = self.teacher(layers[-1])
-        return {"loss": tagging_loss(logits, labels), "acc": token_accuracy(logits, labels), "logits": logits.detach()}
+        loss = tagging_loss(logits, labels)
+        out = {"acc": token_accuracy(logits, labels), "logits": logits.detach()}
+        if self.crf is not None:  # beside the cross-entropy, which the students still distil from
+            nll = crf_nll(self.crf, logits, labels)
+            loss = loss + nll
+            out["crf_nll"] = nll.detach()
+        return {"loss": loss, **out}
+
+
+def crf_nll(crf: LinearChainCRF, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The CRF's negative log-likelihood of the tagged tokens of each row (their order kept, the
+    untagged ones -- [CLS], padding, later sub-tokens of a word -- left out), summed over the rows
+    and divided by the tagged tokens: on the scale of the per-token cross-entropy beside it."""
+    keep = labels != IGNORE
+    rows = keep.any(1)
+    if not bool(rows.any()):
+        return logits.new_zeros(())
+    emissions, mask = compact(logits[rows].float(), keep[rows])
+    tags, _ = compact(labels[rows], keep[rows])
+    return crf.nll(emissions, tags, mask).sum() / keep.sum()
