@@ -79,4 +79,3 @@ class TokenExitConfig:
     branch_size: Size = 64  # width of each layer's classifier
     dropout: Probability = 0.1
     crf: bool = False  # a linear-chain CRF on the teacher's emissions (uer/tagging/crf.py), trained in stage 1
-    crf: bool = False  # a linear-chain CRF on the teacher's emissions (uer/tagging/crf.py), trained in stage 1
