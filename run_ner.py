@@ -10,6 +10,13 @@ config's ``ner`` section (epochs, batch size, sequence length, learning rates, s
 override them. Input rows: ``text_a<TAB>label`` with a header, characters and tags each separated
 by spaces. A row whose tag count differs from its character count, or with a tag not in
 ``--label2id_path``, is an error naming ``file:line`` (``--skip_malformed``: skipped and counted).
+
+Word-level data in CoNLL form (``.conll`` / ``.txt`` / ``.bio`` / ``.iob``, or ``--data_format
+conll``): one ``word tag`` per line (the tag last: CoNLL-2003's four columns work), a blank line
+between sentences, ``-DOCSTART-`` lines skipped. Each word is split by the model's tokenizer
+(WordPiece for ``bert``, characters for ``char``) and its first sub-token carries its tag.
+``--crf`` (UER-py's ``--crf_target``) adds a CRF to the full model: trained in stage 1, reported as
+``teacher_crf_f1`` beside the softmax tagger's ``teacher_f1``; early exit stays per token.
 """
 from __future__ import annotations
 
@@ -25,11 +32,16 @@ from uer.utils.distributed import end_distributed
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="run_ner.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    g, _, e = add_run_flags(p, "ner", runtime_names(kind="token"), policy_names(), (0.0, 0.5),
+    g, h, e = add_run_flags(p, "ner", runtime_names(kind="token"), policy_names(), (0.0, 0.5),
                             "a token exits when its exit policy is sure enough at this speed; a list (0,0.1,...,1) sweeps")
     g.add_argument("--vocab_path", required=True, help="vocabulary; one character is one token")
     g.add_argument("--label2id_path", required=True, help="JSON {tag: id}, as scripts/build_ner_dataset.py writes")
     g.add_argument("--output_model_path", default="out/ner/model.pt")
+    g.add_argument("--data_format", choices=("tsv", "conll"),
+                   help="tsv: UER's NER TSV (characters); conll: 'word tag' lines (default: from the files' extension)")
+    h.add_argument("--crf", "--crf_target", dest="crf", action="store_const", const=True, default=None,
+                   help="a linear-chain CRF on the full model's emissions (target.crf), trained in stage 1; "
+                        "its F1 is reported as teacher_crf_f1 (early exit stays per token, without it)")
     e.add_argument("--window", type=non_negative_int, default=0,
                    help="a token exits only when every real token within +-window is sure enough too")
     return p
@@ -48,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.threads:
             torch.set_num_threads(args.threads)
-        run(NerOptions(**run_options(args, "ner"), label2id_path=args.label2id_path, window=args.window))
+        run(NerOptions(**run_options(args, "ner", target_flags=("branch_size", "dropout", "crf")),
+                       label2id_path=args.label2id_path, window=args.window, data_format=args.data_format))
         return 0
 
     from uer.checkpoint import CheckpointError

@@ -34,7 +34,7 @@ from uer.utils.atomic import atomic_open
 from uer.utils.cli import OutputLock, UsageError, input_file, on_interrupt, output_file
 from uer.utils.distributed import barrier, is_main_process, setup_distributed
 
-PREDICTIONS_FILE = re.compile(r"speed_\d+\.\d\d\.tsv")  # the per-speed files a sweep writes
+PREDICTIONS_FILE = re.compile(r"speed_\d+\.\d\d\.(tsv|conll)")  # the per-speed files a sweep writes (NER: the input's format)
 
 
 def say(message: str) -> None:

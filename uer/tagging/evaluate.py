@@ -16,7 +16,8 @@ import torch
 from uer.data.loader import length_sorted_batches
 from uer.exit.policies import DEFAULT, Policy, resolve
 from uer.exit.sweep import measure_walls, wall_seconds, wall_speedup
-from uer.tagging.data import Chunks, assemble, collate
+from uer.tagging.crf import LinearChainCRF, compact
+from uer.tagging.data import Chunks, assemble, collate, pick
 from uer.tagging.flops import TaggerFlops
 from uer.tagging.inference import TokenExit
 from uer.tagging.metrics import entity_scores
@@ -24,8 +25,9 @@ from uer.tagging.metrics import entity_scores
 
 def run_exit(runner: TokenExit, chunks: Chunks, pad_id: int, speed: float | None, window: int,
              batch_size: int, policy: Policy = DEFAULT) -> tuple[list[list[int]], list[list[int]]]:
-    """Per row: predicted tag ids of its characters and the exit layer of every real token
-    ([CLS] included). ``speed=None``: the full model (every token exits at the last layer)."""
+    """Per row: predicted tag ids of its units (characters, or words' first sub-tokens) and the exit
+    layer of every real token ([CLS] included). ``speed=None``: the full model (every token exits at
+    the last layer)."""
     tags: list[list[int]] = [[] for _ in range(len(chunks))]
     exits: list[list[int]] = [[] for _ in range(len(chunks))]
     for index in length_sorted_batches(chunks.lengths(), batch_size):
@@ -39,9 +41,27 @@ def run_exit(runner: TokenExit, chunks: Chunks, pad_id: int, speed: float | None
         pred = probs.argmax(-1)
         for j, r in enumerate(index):
             n = len(chunks.ids[r])
-            tags[r] = pred[j, 1:n].tolist()
+            tags[r] = pick(pred[j].tolist(), chunks.units(r))
             exits[r] = layers[j, :n].tolist()
     return tags, exits
+
+
+@torch.no_grad()
+def crf_decode(runner: TokenExit, crf: LinearChainCRF, chunks: Chunks, pad_id: int, batch_size: int) -> list[list[int]]:
+    """The full model's tags as its CRF decodes them (Viterbi over each row's units), per row.
+    The emissions are the teacher's log-probabilities: the same decoding as its logits (a
+    per-token constant changes no path's rank), from whichever runtime runs the full model."""
+    rows: list[list[int]] = [[] for _ in range(len(chunks))]
+    for index in length_sorted_batches(chunks.lengths(), batch_size):
+        batch = collate(chunks, index, pad_id, runner.device)
+        logp = runner.full_model(batch["src"], batch["seg"]).clamp_min(torch.finfo(torch.float32).tiny).log().cpu()
+        keep = torch.zeros(logp.shape[:2], dtype=torch.bool)
+        for j, r in enumerate(index):
+            keep[j, chunks.units(r)] = True
+        emissions, mask = compact(logp, keep)
+        for r, path in zip(index, crf.decode(emissions, mask)):
+            rows[r] = path
+    return rows
 
 
 def run_batch(runner: TokenExit, batch: dict[str, torch.Tensor], speed: float | None, window: int,
@@ -95,7 +115,7 @@ def sweep(runner: TokenExit, chunks: Chunks, gold: list[list[str]], id2label: Se
         ids, exits = run_exit(runner, chunks, pad_id, float(speed), window, eval_batch_size, rule)
         tags = assemble(chunks, [[id2label[k] for k in row] for row in ids])
         scores = entity_scores(gold, tags)
-        char_exits = [e for row in exits for e in row[1:]]  # characters only, not [CLS]
+        char_exits = [e for r, row in enumerate(exits) for e in pick(row, chunks.units(r))]  # units only, not [CLS]
         flops = sentence_flops(exits, float(speed))
         rows.append({
             "speed": float(speed), "precision": scores["precision"], "recall": scores["recall"], "f1": scores["f1"],

@@ -120,8 +120,20 @@ def token_exit_rule(per_row_rule: str, window: int) -> str:
             "leave after step 0; speed 0 = the full model (full.onnx)")
 
 
-def tokenization(extra: dict[str, Any]) -> dict[str, Any]:
-    """How text becomes ``src`` for this tagger (from what ``run_ner.py`` stored)."""
+def tokenization(extra: dict[str, Any], tokenizer: Any) -> dict[str, Any]:
+    """How text becomes ``src`` for this tagger (from what ``run_ner.py`` stored; ``tokenizer``: the
+    model config's tokenizer section)."""
+    if extra.get("data_format") == "conll":
+        options = {k: v for k, v in vars(tokenizer).items() if k not in ("vocab_path", "spm_model_path")}
+        return {
+            "unit": "word",
+            "ids": f"each white-space separated word split into sub-tokens by the {tokenizer.name!r} tokenizer "
+                   f"({options}) on vocab.txt (bert: basic tokenization then WordPiece; char: one token per character); "
+                   "a word with no piece is [UNK]",
+            "tags": "a word's tag is its FIRST sub-token's; the other sub-tokens' tags are not used",
+            "row": "[CLS] then whole words' sub-tokens, up to seq_length - 1, seg 1 (0: padding), no [SEP]; the next "
+                   "word that does not fit starts the next row; [CLS]'s tag is not used",
+        }
     return {
         "unit": "character",
         "ids": "each character's id in vocab.txt: the character itself, else lower-cased, else NFKC-normalised, "

@@ -7,10 +7,15 @@
 ``start``/``end`` are character offsets into the text as given (end exclusive). Whitespace
 characters are not tokens: they are never inside an entity's first or last character and are
 tagged O. A text's entities do not depend on the other texts of the call.
+
+A word-level tagger (trained on CoNLL-form data) tags the text's white-space separated words: each
+word is split into sub-tokens by the model's tokenizer (WordPiece for ``bert``) and takes the tag
+of its first one; an entity spans whole words.
 """
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -20,7 +25,7 @@ from uer.data.loader import length_sorted_batches
 from uer.exit.checks import check_batch_size, check_text, check_texts, check_window
 from uer.exit.loading import exit_settings, load_trained
 from uer.exit.policies import ExitPolicy
-from uer.tagging.data import assemble, collate, encode_sentences
+from uer.tagging.data import assemble, collate, encode_sentences, pick, word_pieces
 from uer.tagging.inference import TokenExit
 from uer.tagging.metrics import bio_spans
 
@@ -41,6 +46,9 @@ class NerTagger:
         self.id2label = list(id2label)
         self.seq_length = seq_length
         self.extra = dict(extra or {})  # what the run stored: its exit policy, chosen speed and window are the defaults
+        # words (a CoNLL-trained tagger): split as in training; None: one character is one token
+        tok = model.config.tokenizer
+        self.pieces = word_pieces(vocab, tok.name, tok) if self.extra.get("data_format") == "conll" else None
 
     @classmethod
     def load(cls, path: str | os.PathLike, vocab_path: str | os.PathLike | None = None,
@@ -54,7 +62,8 @@ class NerTagger:
 
     def tag(self, chars: Sequence[Sequence[str]], speed: float | None = None, window: int | None = None,
             batch_size: int = 32, policy: str | dict | ExitPolicy | None = None) -> tuple[list[list[str]], list[list[int]]]:
-        """Characters per sentence -> (tags, exit layers) per sentence; the arguments as :meth:`predict`'s."""
+        """Units (characters; words for a word-level tagger) per sentence -> (tags, exit layers) per
+        sentence (a word's exit layer: its first sub-token's); the arguments as :meth:`predict`'s."""
         speed, rule = exit_settings(self.extra, speed, policy)
         return self._tag(chars, speed, self._window(window), check_batch_size(batch_size), rule)
 
@@ -63,7 +72,7 @@ class NerTagger:
 
     def _tag(self, chars: Sequence[Sequence[str]], speed: float, window: int, batch_size: int,
              rule: ExitPolicy) -> tuple[list[list[str]], list[list[int]]]:
-        chunks = encode_sentences(self.vocab, chars, None, self.seq_length)
+        chunks = encode_sentences(self.vocab, chars, None, self.seq_length, self.pieces)
         tags: list[list[str]] = [[] for _ in range(len(chunks))]
         exits: list[list[int]] = [[] for _ in range(len(chunks))]
         pad_id = self.vocab.pad_id
@@ -72,9 +81,9 @@ class NerTagger:
             out = self.runner.predict(batch["src"], batch["seg"], speed, window, policy=rule)
             pred, layers = out.probs.argmax(-1).cpu(), out.exit_layer.cpu()
             for j, r in enumerate(index):
-                n = len(chunks.ids[r])
-                tags[r] = [self.id2label[k] for k in pred[j, 1:n].tolist()]
-                exits[r] = layers[j, 1:n].tolist()
+                units = chunks.units(r)
+                tags[r] = [self.id2label[k] for k in pick(pred[j].tolist(), units)]
+                exits[r] = pick(layers[j].tolist(), units)
         return assemble(chunks, tags), assemble(chunks, exits)
 
     def predict(self, texts: str | Iterable[str], speed: float | None = None, window: int | None = None,
@@ -88,14 +97,17 @@ class NerTagger:
         speed, rule = exit_settings(self.extra, speed, policy)
         window, batch_size = self._window(window), check_batch_size(batch_size)
         results: list[list[Entity]] = [[] for _ in texts]
-        positions = [[i for i, ch in enumerate(t) if not ch.isspace()] for t in texts]
-        todo = [k for k, pos in enumerate(positions) if pos]
+        if self.pieces is None:  # (start, end) of every unit: the characters, or the words
+            spans = [[(i, i + 1) for i, ch in enumerate(t) if not ch.isspace()] for t in texts]
+        else:
+            spans = [[m.span() for m in re.finditer(r"\S+", t)] for t in texts]
+        todo = [k for k, pos in enumerate(spans) if pos]
         if not todo:
             return results
-        tags, _ = self._tag([[texts[k][i] for i in positions[k]] for k in todo], speed, window, batch_size, rule)
+        tags, _ = self._tag([[texts[k][a:b] for a, b in spans[k]] for k in todo], speed, window, batch_size, rule)
         for k, sentence_tags in zip(todo, tags):
-            pos, text = positions[k], texts[k]
+            pos, text = spans[k], texts[k]
             for kind, s, e in bio_spans(sentence_tags):
-                start, end = pos[s], pos[e - 1] + 1
+                start, end = pos[s][0], pos[e - 1][1]
                 results[k].append(Entity(kind, start, end, text[start:end]))
         return results

@@ -20,9 +20,14 @@ def format_table(rows: Sequence[dict[str, Any]], teacher_f1: float) -> str:
     return table(rows, COLUMNS, [f"full model entity F1: {teacher_f1:.4f}"])
 
 
-def write_predictions(path: Path, chars: list[list[str]], tags: list[list[str]]) -> None:
-    """The input's format: ``text_a<TAB>label`` with a header, space-separated."""
+def write_predictions(path: Path, chars: list[list[str]], tags: list[list[str]], data_format: str = "tsv") -> None:
+    """The input's format: ``text_a<TAB>label`` with a header, space-separated (``tsv``), or one
+    ``word tag`` per line with a blank line after each sentence (``conll``)."""
     with atomic_open(path) as f:
+        if data_format == "conll":
+            for c, t in zip(chars, tags):
+                f.write("".join(f"{w} {g}\n" for w, g in zip(c, t)) + "\n")
+            return
         f.write("text_a\tlabel\n")
         for c, t in zip(chars, tags):
             f.write(f"{' '.join(c)}\t{' '.join(t)}\n")

@@ -15,7 +15,7 @@ from uer.config import Config
 from uer.exit import training as stages
 from uer.data.loader import length_sorted_batches
 from uer.exit.training import StageData, StageOptions, distill_loss_sum
-from uer.tagging.data import IGNORE, Chunks, assemble, collate
+from uer.tagging.data import IGNORE, Chunks, assemble, collate, pick
 from uer.tagging.metrics import entity_scores
 
 
@@ -34,8 +34,7 @@ def teacher_tags(model: nn.Module, chunks: Chunks, pad_id: int, batch_size: int,
         hidden = model.encoder(model.embed(batch["src"], batch["seg"]), batch["seg"])
         pred = target.teacher(hidden).argmax(-1).cpu()
         for j, r in enumerate(index):
-            n = len(chunks.ids[r])
-            rows[r] = [id2label[k] for k in pred[j, 1:n].tolist()]
+            rows[r] = [id2label[k] for k in pick(pred[j].tolist(), chunks.units(r))]
     model.train(was_training)
     return assemble(chunks, rows)
 
@@ -60,7 +59,7 @@ def dev_scores(model: nn.Module, dev: Chunks, gold: list[list[str]], pad_id: int
 
 def unlabelled(chunks: Chunks) -> Chunks:
     """The rows without their tags: what stage 2 trains on (and what its resume signature names)."""
-    return Chunks(chunks.ids, chunks.segs, None, chunks.sentence, chunks.offset, chunks.sentences_num)
+    return chunks.without_tags()
 
 
 def fingerprint(chunks: Chunks) -> str:
