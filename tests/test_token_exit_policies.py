@@ -11,7 +11,7 @@ from tests.test_ner import batch_of, tiny_model
 from uer.exit.policies import POLICIES, normalized_entropy, policy_names, resolve
 from uer.tagging.inference import TokenExit, windowed
 
-POLICY_SPECS = [*policy_names(), {"name": "topk_entropy", "k": 3}]
+POLICY_SPECS = [*policy_names("classification"), {"name": "topk_entropy", "k": 3}]
 
 
 @pytest.fixture(scope="module")
@@ -19,8 +19,14 @@ def runner():
     return TokenExit(tiny_model(), runtime="eager")
 
 
-def test_every_registered_policy_is_swept():
-    assert set(policy_names()) == set(POLICIES.names()) >= {"entropy", "confidence", "topk_entropy", "patience"}
+def test_every_classification_policy_is_swept_and_the_others_refused(runner):
+    assert set(policy_names()) == set(POLICIES.names())
+    assert set(policy_names("classification")) >= {"entropy", "confidence", "topk_entropy", "patience"}
+    others = set(POLICIES.names()) - set(policy_names("classification"))
+    src, seg = batch_of([5])
+    for name in others:  # a sigmoid or a regression value is not a tag distribution
+        with pytest.raises(ValueError, match="tag distribution"):
+            runner.predict(src, seg, speed=0.5, policy=name)
 
 
 @pytest.mark.parametrize("policy", POLICY_SPECS, ids=str)

@@ -29,14 +29,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from uer.embeddings.position import PositionEmbedding
-from uer.embeddings.segment import SegmentEmbedding
-from uer.embeddings.word import WordEmbedding
 from uer.runtime.support import ONNX_ACTIVATIONS, onnx_unsupported
 from uer.targets.fastbert import Branch, fastbert_target
 
 OPSET = 20
-EMBEDDING_PARTS = {"word": WordEmbedding, "pos": PositionEmbedding, "seg": SegmentEmbedding}
 NEG = -3.4028234663852886e38  # float32 min: a masked key gets exactly zero weight, as a bool mask does
 
 
@@ -44,26 +40,6 @@ def unsupported(model: nn.Module) -> str | None:
     """Why the ONNX graphs cannot express ``model`` exactly, or None when they can (the rules are
     ``uer.runtime.support``'s, shared with the runtime's choice)."""
     return onnx_unsupported(model.config, model)
-
-
-def unexported_modules(model: nn.Module) -> str | None:
-    """What the config does not say: modules of other types than the ones written here."""
-    emb = model.embedding
-    for name, part in emb.components.items():
-        if type(part) is not EMBEDDING_PARTS.get(name):
-            return f"embedding component {name!r} ({type(part).__name__}) is not exported"
-    if not isinstance(emb.layer_norm, (nn.LayerNorm, nn.RMSNorm)):
-        return f"embedding norm {type(emb.layer_norm).__name__} is not exported"
-    if not isinstance(emb.projection, (nn.Identity, nn.Linear)):
-        return f"embedding projection {type(emb.projection).__name__} is not exported"
-    try:
-        target = fastbert_target(model)
-    except ValueError as e:
-        return str(e)
-    for b in target.branches:
-        if type(b) is not Branch:
-            return f"branch {type(b).__name__} is not exported"
-    return None
 
 
 def _array(t: torch.Tensor) -> np.ndarray:

@@ -11,13 +11,15 @@ runtime before it trains anything, and from a built model (its modules are check
 """
 from __future__ import annotations
 
-from typing import Any
-
 from torch import nn
 
 from uer.config import Config
+from uer.embeddings.position import PositionEmbedding
+from uer.embeddings.segment import SegmentEmbedding
+from uer.embeddings.word import WordEmbedding
 from uer.fused import unsupported as fused_unsupported
 from uer.fused import unsupported_config as fused_unsupported_config
+from uer.targets.fastbert import Branch, fastbert_target
 
 KINDS = ("sentence", "token")
 NAMES: dict[str, tuple[str, ...]] = {
@@ -28,6 +30,7 @@ QUANTIZE = (None, "int8")
 ONNX_ACTIVATIONS = ("gelu", "gelu_fast", "relu", "silu")
 ONNX_EMBEDDINGS = ("word", "pos", "seg")
 ONNX_POOLINGS = ("first", "mean", "max")
+EMBEDDING_PARTS = {"word": WordEmbedding, "pos": PositionEmbedding, "seg": SegmentEmbedding}
 
 
 def runtime_names(kind: str = "sentence") -> tuple[str, ...]:
@@ -106,10 +109,26 @@ def onnx_unsupported(config: Config, model: nn.Module | None = None) -> str | No
     for spec in config.target.components:
         if spec.name == "fastbert" and spec.cfg.pooling not in ONNX_POOLINGS:
             return f"branch pooling {spec.cfg.pooling!r} is not exported"
-    if model is not None:
-        from uer.runtime.onnx_graph import unexported_modules
+    return None if model is None else unexported_modules(model)
 
-        return unexported_modules(model)
+
+def unexported_modules(model: nn.Module) -> str | None:
+    """What the config does not say: modules of other types than the ones ``uer.runtime.onnx_graph`` writes."""
+    emb = model.embedding
+    for name, part in emb.components.items():
+        if type(part) is not EMBEDDING_PARTS.get(name):
+            return f"embedding component {name!r} ({type(part).__name__}) is not exported"
+    if not isinstance(emb.layer_norm, (nn.LayerNorm, nn.RMSNorm)):
+        return f"embedding norm {type(emb.layer_norm).__name__} is not exported"
+    if not isinstance(emb.projection, (nn.Identity, nn.Linear)):
+        return f"embedding projection {type(emb.projection).__name__} is not exported"
+    try:
+        target = fastbert_target(model)
+    except ValueError as e:
+        return str(e)
+    for b in target.branches:
+        if type(b) is not Branch:
+            return f"branch {type(b).__name__} is not exported"
     return None
 
 
@@ -123,4 +142,4 @@ def onnxruntime_missing() -> str | None:
     return None
 
 
-__all__: list[Any] = ["KINDS", "NAMES", "QUANTIZE", "check_names", "onnx_unsupported", "onnxruntime_missing", "runtime_names", "unsupported"]
+__all__ = ["KINDS", "NAMES", "QUANTIZE", "check_names", "onnx_unsupported", "onnxruntime_missing", "runtime_names", "unsupported"]

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from uer.exit.policies import DEFAULT, Policy, normalized_entropy, resolve  # noqa: F401  (normalized_entropy: this module's API)
+from uer.exit.policies import DEFAULT, Policy, normalized_entropy, policy_names, resolve  # noqa: F401  (normalized_entropy: this module's API)
 from uer.fused import FusedContext, PackedExecutor, PackedLinear, mkldnn_usable, pack_linears
 from uer.layers.executor import attend
 from uer.runtime.auto import Choice, choose
@@ -255,6 +255,9 @@ class TokenExit:
         if window < 0:
             raise ValueError(f"window must be >= 0, got {window}")
         rule = resolve(policy)
+        if rule.task != "classification":
+            raise ValueError(f"policy {type(rule).__name__} reads {rule.task} outputs; a token's branch gives a tag "
+                             f"distribution (policies: {', '.join(policy_names('classification'))})")
         if rule.never_early(speed):  # nobody can exit: the full model, without the students' branches
             probs = self.full_model(src, seg)
             return TokenExitResult(probs, torch.where(seg > 0, self.layers_num, 0))

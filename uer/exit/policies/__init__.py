@@ -36,9 +36,11 @@ def resolve(policy: Policy) -> ExitPolicy:
 _BY_NAME: dict[str, ExitPolicy] = {}
 
 
-def policy_names() -> tuple[str, ...]:
-    """Every registered policy name: the choices of ``--exit_policy`` and of ``policy=`` by name."""
-    return tuple(POLICIES.names())
+def policy_names(task: str | None = None) -> tuple[str, ...]:
+    """The registered policy names (of one ``task``'s outputs: ``classification``, ``multi_label``,
+    ``regression``; None: all): the choices of ``--exit_policy`` and of ``policy=`` by name.
+    Token exit reads tag distributions: ``policy_names("classification")``."""
+    return tuple(n for n in POLICIES.names() if task is None or POLICIES.cls(n).task == task)
 
 
 __all__ = ["POLICIES", "DEFAULT", "ExitPolicy", "Policy", "PolicyState", "normalized_entropy", "policy_names", "resolve",
