@@ -16,6 +16,7 @@ from tests.test_ner import TAGS, batch_of, tiny_model
 from uer.__main__ import main
 from uer.checkpoint import save_checkpoint
 from uer.tagging import NerTagger
+from uer.tagging.export import ExportedTagger
 
 CHARS = [chr(0x4E00 + i) for i in range(94)]  # 5 specials + 94 characters: the tiny model's 99 ids
 
@@ -93,6 +94,13 @@ def test_exported_token_exit_equals_eager(exported, speed, window):
         assert {1, 3} <= set(ref.exit_layer[seg > 0].tolist())  # mixed exits: frozen tokens are attended to
     assert np.array_equal(exits, ref.exit_layer.numpy())
     torch.testing.assert_close(torch.from_numpy(probs), ref.probs, rtol=0, atol=1e-5)
+    # uer's own runner of the files (ExportedTagger) reads the rule the same way, every policy included
+    runner = ExportedTagger(out)
+    for policy in ("entropy", "patience", "confidence"):
+        ref_p = tagger.runner.predict(src, seg, speed=speed, window=window, policy=policy)
+        got, got_exits = runner.predict(src.numpy(), seg.numpy(), speed, window, policy)
+        assert np.array_equal(got_exits, ref_p.exit_layer.numpy()), policy
+        torch.testing.assert_close(torch.from_numpy(got), ref_p.probs, rtol=0, atol=1e-5)
     # the application API: the same tags and exits per character, through NerTagger (eager)
     chars = [[CHARS[int(i) - 5] for i in row[1:int(s.sum())]] for row, s in zip(src, seg)]
     tags, layers = tagger.tag(chars, speed=speed, window=window)

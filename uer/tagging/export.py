@@ -17,8 +17,10 @@ branches' own ``compute`` methods (never traced), so they are the maths the mode
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -141,3 +143,77 @@ def tokenization(extra: dict[str, Any], tokenizer: Any) -> dict[str, Any]:
         "row": "[CLS] then up to seq_length - 1 tokens, seg 1 (0: padding), no [SEP]; a longer sentence is cut "
                "into consecutive rows; [CLS]'s tag is not used",
     }
+
+
+class ExportedTagger:
+    """The exported files run on ONNX Runtime by the manifest's token-exit rule: what an engine
+    outside uer does with them, written once here (a test reads the rule independently and checks
+    both against :class:`uer.tagging.inference.TokenExit`).
+
+        tagger = ExportedTagger("out/onnx")                       # fp32 or int8, as exported
+        probs, exits = tagger.predict(src, seg, speed=0.3)        # numpy (B, T) int64 -> (B, T, C), (B, T)
+
+    ``speed`` / ``window`` / ``policy``: None = the manifest's (its speed, else 0: the full model)."""
+
+    def __init__(self, folder: str | Path, threads: int | None = None) -> None:
+        import json
+
+        import onnxruntime as ort
+
+        self.folder = Path(folder)
+        self.manifest = json.loads((self.folder / "manifest.json").read_text(encoding="utf-8"))
+        if self.manifest.get("format") != TAGGER_FORMAT:
+            raise ValueError(f"{self.folder}: not a tagger export (format {self.manifest.get('format')!r})")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.log_severity_level = 3
+        load = lambda name: ort.InferenceSession(str(self.folder / name), options, providers=["CPUExecutionProvider"])  # noqa: E731
+        self.steps = [load(name) for name in self.manifest["steps"]]
+        self.full = load(self.manifest["full"])
+        self.labels = list(self.manifest["labels"])
+
+    def predict(self, src, seg, speed: float | None = None, window: int | None = None, policy: Any = None):
+        from uer.exit.policies import resolve
+
+        src = np.ascontiguousarray(src, dtype=np.int64)
+        seg = np.ascontiguousarray(seg, dtype=np.int64)
+        speed = float(self.manifest.get("speed") or 0.0) if speed is None else float(speed)
+        window = int(self.manifest.get("window", 0)) if window is None else int(window)
+        rule = resolve(self.manifest["exit_policy"] if policy is None else policy)
+        real = seg > 0
+        layers = len(self.steps)
+        if rule.never_early(speed):  # the full model, as TokenExit runs it
+            (logits,) = self.full.run(["logits"], {"src": src, "seg": seg})
+            return _softmax(logits) * real[..., None], np.where(real, layers, 0)
+        probs_out = np.zeros((*src.shape, len(self.labels)), np.float32)
+        exit_out = np.zeros(src.shape, np.int64)
+        stay = real.copy()
+        state = rule.start(int(real.sum()), len(self.labels), layers, speed)  # one row per token still in, row-major
+        hidden = None
+        for i, session in enumerate(self.steps):
+            feeds = {"src": src, "seg": seg} if i == 0 else {"hidden": hidden, "seg": seg, "stay": stay}
+            hidden, logits = session.run(["hidden_out", "logits"], feeds)
+            probs = _softmax(logits)
+            where = np.flatnonzero(stay)  # the tokens still in, in the order of the policy's rows
+            leave = rule.exits(torch.from_numpy(probs.reshape(-1, probs.shape[-1])[where]), i, state,
+                               last=i == layers - 1).numpy()
+            if window > 0 and not leave.all():  # with its neighbours only (a token that left counts as ready)
+                doubt = np.zeros(stay.size, bool)
+                doubt[where] = ~leave
+                doubt = torch.from_numpy(doubt.reshape(stay.shape).astype(np.float32))[:, None]
+                width = min(window, stay.shape[1])
+                pooled = torch.nn.functional.max_pool1d(doubt, 2 * width + 1, stride=1, padding=width)
+                leave = pooled.reshape(-1).numpy()[where] == 0
+            gone = where[leave]
+            probs_out.reshape(-1, probs.shape[-1])[gone] = probs.reshape(-1, probs.shape[-1])[gone]
+            exit_out.reshape(-1)[gone] = i + 1
+            stay.reshape(-1)[gone] = False
+            if not stay.any():
+                break
+            state = state.select(torch.from_numpy(np.flatnonzero(~leave)))
+        return probs_out, exit_out
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return (e / e.sum(-1, keepdims=True)).astype(np.float32)
