@@ -98,5 +98,6 @@ def run_options(args: argparse.Namespace, section: str, target_flags: Sequence[s
         skip_malformed=args.skip_malformed, train_samples=args.train_samples, dev_samples=args.dev_samples,
         test_samples=args.test_samples, timing_samples=args.timing_samples, timing_batch_size=args.timing_batch_size,
         runtime=args.runtime, progress=not args.no_progress, plot=not args.no_plot, config_overrides=tuple(overrides),
-        device=args.device, precision=args.precision, exit_policy=args.exit_policy, deterministic=args.deterministic,
+        device=args.device, precision=args.precision, deterministic=args.deterministic,
+        exit_policy=args.exit_policy or "entropy",  # unset: run_fastbert.py's default follows --task (it fills it in first)
     )

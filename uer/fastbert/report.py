@@ -123,4 +123,4 @@ def write_regression_predictions(path: str | Path, values: torch.Tensor, exit_la
     with atomic_open(path) as f:
         f.write("value\texit_layer\n")
         for v, e in zip(values.flatten().tolist(), exit_layer.tolist()):
-            f.write(f"{v:.6g}\t{e}\n")
+            f.write(f"{v:.10g}\t{e}\n")
