@@ -59,6 +59,14 @@ EXIT_RULES: dict[str, Callable[[dict[str, Any], int], str]] = {
     "topk_entropy": lambda spec, labels: (
         f"topk_entropy (k = {spec['k']}): q = the top {min(spec['k'], labels)} of p = softmax(logits), divided by their sum; "
         f"leave after step i when -sum(q log q) / log({min(spec['k'], labels)}) < speed"),
+    "multi_label_entropy": lambda spec, labels: (
+        "multi_label_entropy (multi-label models): p_j = sigmoid(logits_j) per label, label j predicted when p_j > 0.5; "
+        "leave after step i when max_j (-p_j log p_j - (1 - p_j) log(1 - p_j)) / log 2 < speed"),
+    "regression_patience": lambda spec, labels: (
+        f"regression_patience (regression models): v = logits[0], standardised (the value is v * std + mean, the "
+        f"checkpoint's target_scale); count = how many steps in a row |v - v of the step before| <= speed * "
+        f"{spec['max_tolerance']} (0 at step 0 and after a larger change); leave after step i when count >= t, "
+        f"t = floor((1 - speed) * (layers_num - 1) + 0.5)"),
 }
 
 
