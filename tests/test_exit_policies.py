@@ -32,8 +32,9 @@ def decide(policy, probs, speed, layer=0, layers=LAYERS):
 
 
 def test_registry_lists_every_policy_and_rejects_unknown_and_duplicate_names():
-    assert POLICIES.names() == ["confidence", "entropy", "patience", "topk_entropy"]
-    with pytest.raises(ConfigError, match="unknown exit-policy name 'pabee'; valid exit-policy names: confidence, entropy, patience, topk_entropy"):
+    assert POLICIES.names() == ["confidence", "entropy", "multi_label_entropy", "patience", "regression_patience", "topk_entropy"]
+    with pytest.raises(ConfigError, match="unknown exit-policy name 'pabee'; valid exit-policy names: confidence, entropy, "
+                                          "multi_label_entropy, patience, regression_patience, topk_entropy"):
         resolve("pabee")
     with pytest.raises(RegistryError, match="registered twice"):
         POLICIES.register("patience", config=object)(PatiencePolicy)

@@ -204,10 +204,9 @@ def check_options(opts: RunOptions, task: str = "classification") -> None:
         raise UsageError(f"--speed {','.join(f'{s:g}' for s in opts.speeds)}: a speed is listed twice")
     if opts.exit_policy not in policy_names():
         raise UsageError(f"--exit_policy {opts.exit_policy!r}: expected one of {', '.join(policy_names())}")
-    if resolve(opts.exit_policy).task != task:
-        fits = [n for n in policy_names() if resolve(n).task == task]
+    if opts.exit_policy not in policy_names(task):
         raise UsageError(f"--exit_policy {opts.exit_policy} reads {resolve(opts.exit_policy).task} outputs, not {task}: "
-                         f"expected one of {', '.join(fits)}")
+                         f"expected one of {', '.join(policy_names(task))}")
     for value, flag in ((opts.train_samples, "--train_samples"), (opts.dev_samples, "--dev_samples"),
                         (opts.test_samples, "--test_samples"), (opts.timing_samples, "--timing_samples")):
         if value < 0:
