@@ -3,7 +3,7 @@
     app.py             the FastAPI app: /v1/predict, /healthz, /metrics, /docs; request checks; the Service
     engine.py          one worker thread owns the model: continuous (per-layer) or plain batching across requests
     controller.py      the speed that follows the load under a latency target
-    cli.py             the command line (uvicorn, one or more worker processes)
+    cli.py             the command line (uvicorn, one or more worker processes); options.py its closed choices
     ray_deployment.py  the same app as a Ray Serve deployment (optional extra: ``pip install "uer[ray]"``)
 
 Importing this package imports neither torch nor FastAPI.
@@ -11,8 +11,6 @@ Importing this package imports neither torch nor FastAPI.
 from __future__ import annotations
 
 from typing import Any
-
-BATCHINGS = ("continuous", "plain")  # here, so that the command line knows them without the web stack
 
 
 def __getattr__(name: str) -> Any:  # lazy: ``uer.serve.create_app`` without importing the web stack up front

@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field  # this module is imported only to serve: 
 from starlette.requests import Request
 
 from uer.exit.policies import resolve
-from uer.serve import BATCHINGS
+from uer.serve.options import BATCHINGS
 from uer.predict import CLASSIFIER, ClassifierModel, Predictor, load_predictor
 from uer.serve.controller import FixedSpeed, SpeedController
 from uer.serve.engine import ContinuousEngine, Engine, EngineHooks, LayerStack, PlainEngine

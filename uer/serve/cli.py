@@ -13,7 +13,7 @@ import sys
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from uer.serve import BATCHINGS
+    from uer.serve.options import BATCHINGS
     from uer.utils.cli import fraction, non_negative_int, positive_float, positive_int
 
     p.add_argument("model_path", metavar="MODEL", help="a model.pt written by run_fastbert.py or run_ner.py")
