@@ -198,3 +198,34 @@ def test_stream_is_chunked(models):
     assert [n for _, n in seen] == [4, 4, 2]
     assert seen[0][0] < len(data)  # the first chunk ran before the whole input was read
     assert len(out.getvalue().splitlines()) == 10
+
+
+@pytest.mark.parametrize("task", ["multi_label", "regression"])
+def test_other_tasks_in_predict_and_serve(tmp_path, capsys, task):
+    """A multi-label or regression FastBERT: ``uer predict`` and the server (plain batching: the
+    per-layer engine reads softmax branches) answer as the predictor does."""
+    import run_fastbert
+    from tests.exit_task_data import multi_label, run_args, write_sets, year
+    from uer.fastbert.predictor import FastBertClassifier
+    from uer.predict import load_predictor
+    from uer.serve.app import ServeConfig, create_app
+
+    folder = tmp_path / task
+    write_sets(folder, multi_label if task == "multi_label" else year, sizes=(("train", 64, 1), ("dev", 16, 2), ("test", 16, 3)))
+    assert run_fastbert.main(run_args(folder, task, "--epochs_num", "1", "--distill_epochs_num", "1", "--speed", "0.5")) == 0
+    capsys.readouterr()
+    model = folder / "out" / "model.pt"
+    texts = ["the car was terrible", "my phone is great today", "this book"]
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(texts) + "\n")
+    code, out, err = run(["predict", str(model), "--input", str(src), "--speed", "0.5"], capsys)
+    assert code == 0, err
+    got = lines(out)
+    want = FastBertClassifier.load(model).predict(texts, speed=0.5)
+    assert [g["exit_layer"] for g in got] == want.exit_layers
+    if task == "regression":
+        assert [g["value"] for g in got] == pytest.approx(want.values, abs=1e-5)
+    else:
+        assert [g["labels"] for g in got] == want.label_sets
+    service = create_app(ServeConfig(str(model), speed=0.5)).state.service
+    assert service.batching == "plain" and service.model.predict(texts, 0.5) == load_predictor(model).predict(texts, 0.5)

@@ -35,28 +35,31 @@ class InputError(ValueError):
 # the two kinds of model behind one interface
 
 
-def _policy_names() -> tuple[str, ...]:
-    from uer.exit.policies import POLICIES
+def _policy_names(task: str) -> tuple[str, ...]:
+    from uer.exit.policies import policy_names
 
-    return tuple(POLICIES.names())
+    return policy_names(task)
 
 
 class ClassifierModel:
-    """A :class:`~uer.fastbert.predictor.FastBertClassifier` answering with plain objects.
+    """A :class:`~uer.fastbert.predictor.FastBertClassifier` answering with plain objects, by task:
+    ``{"label", "probabilities": {label: p}, "exit_layer"}`` (classification), ``{"labels": [...],
+    "probabilities": {label: sigmoid}, "exit_layer"}`` (multi_label), ``{"value", "exit_layer"}``
+    (regression).
 
     ``speed=None`` / ``policy=None`` mean what the training run stored (its chosen speed, its exit
     policy), as in the predictor; :meth:`settings` says what that is."""
 
     kind = CLASSIFIER
-    keys = ("label", "probabilities", "exit_layer")
 
     def __init__(self, clf) -> None:
         self.clf = clf
+        self.task = clf.task
         self.pair = bool(clf.pair)
         self.labels = list(clf.labels)
         self.layers_num = clf.runner.layers_num
         self.network = clf.runner.model  # the torch model, for the server's layer-by-layer engine
-        self.policies = _policy_names()
+        self.policies = _policy_names(self.task)
 
     def settings(self, speed: Any = None, policy: Any = None):
         """``(speed, ExitPolicy)`` a call runs with: the given ones, else what the run stored."""
@@ -65,7 +68,7 @@ class ClassifierModel:
         return exit_settings(self.clf.extra, speed, policy)
 
     def result(self, probs, exit_layer: int) -> dict[str, Any]:
-        """(labels,) probabilities and a 1-based exit layer -> the answer for one text."""
+        """A classifier's (labels,) softmax and a 1-based exit layer -> the answer for one text."""
         values = probs.tolist()
         best = max(range(len(values)), key=values.__getitem__)
         return {"label": self.labels[best], "probabilities": dict(zip(self.labels, values)), "exit_layer": int(exit_layer)}
@@ -73,6 +76,11 @@ class ClassifierModel:
     def predict(self, items: Sequence[str | tuple[str, str]], speed: float | None = None, policy: Any = None,
                 batch_size: int = 32) -> list[dict[str, Any]]:
         out = self.clf.predict(list(items), speed=speed, batch_size=batch_size, policy=policy)
+        if self.task == "multi_label":
+            return [{"labels": labels, "probabilities": dict(zip(self.labels, p.tolist())), "exit_layer": e}
+                    for labels, p, e in zip(out.label_sets, out.probabilities, out.exit_layers)]
+        if self.task == "regression":
+            return [{"value": v, "exit_layer": e} for v, e in zip(out.values, out.exit_layers)]
         return [self.result(p, e) for p, e in zip(out.probabilities, out.exit_layers)]
 
 
@@ -82,14 +90,13 @@ class TaggerModel:
     ``window=None``: the run's own window."""
 
     kind = TAGGER
-    keys = ("entities", "mean_exit_layer")
     pair = False
 
     def __init__(self, tagger, window: int | None = None) -> None:
         self.tagger = tagger
         self.window = window
         self.layers_num = tagger.runner.layers_num
-        self.policies = _policy_names()  # the tagger refuses those token exit does not run (one line)
+        self.policies = _policy_names("classification")  # token exit reads tag distributions
 
     def settings(self, speed: Any = None, policy: Any = None):
         from uer.exit.loading import exit_settings

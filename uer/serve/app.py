@@ -238,7 +238,9 @@ class Service:
             self.ceiling = 1.0 if config.max_speed is None else config.max_speed
             if self.floor > self.ceiling:
                 raise ServeConfigError(f"the speed {self.floor:g} (--speed, or the run's) is above --max_speed {self.ceiling:g}")
-        continuous = config.batching == "continuous" and isinstance(self.model, ClassifierModel)
+        # per-layer batching reads softmax branches: single-label classifiers (the others batch plainly)
+        continuous = (config.batching == "continuous" and isinstance(self.model, ClassifierModel)
+                      and self.model.task == "classification")
         self.batching = "continuous" if continuous else "plain"
         self.layers_num = self.model.layers_num
         self.engine = self._engine(continuous)
