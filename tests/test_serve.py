@@ -20,7 +20,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import torch
 
 from tests.test_predict_cli import build_models
 
