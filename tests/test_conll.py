@@ -59,6 +59,16 @@ def test_format_from_the_extension_or_the_flag():
         data_format("train.tsv", "xml")
 
 
+def test_a_file_with_uers_tsv_header_is_tsv_whatever_its_extension(tmp_path):
+    for name in ("train.txt", "train.data"):
+        f = tmp_path / name
+        f.write_text("\ufefftext_a\tlabel\n我 在\tO O\n", encoding="utf-8")
+        assert data_format(f, None) == "tsv"
+    f = tmp_path / "train.txt"
+    f.write_text("John B-PER\n", encoding="utf-8")
+    assert data_format(f, None) == "conll" and data_format(f, "tsv") == "tsv"
+
+
 def test_wordpiece_first_subtoken_carries_the_tag(tmp_path):
     vocab = write_vocab(tmp_path / "v.txt")
     pieces = word_pieces(vocab, "bert")

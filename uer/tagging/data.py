@@ -151,16 +151,30 @@ def read_ner_tsv(path: str | Path, label2id: dict[str, int] | None, skip_malform
 
 def data_format(path: str | Path, given: str | None) -> str:
     """``given`` (``tsv`` or ``conll``), else the format the extension names (``.tsv``; ``.conll``,
-    ``.txt``, ``.bio``, ``.iob``); any other extension is an error asking for ``--data_format``."""
+    ``.txt``, ``.bio``, ``.iob``). A file that starts with UER's TSV header (``text_a<TAB>...``) is
+    TSV whatever its extension (UER's own data often ends in ``.txt``); any other extension is an
+    error asking for ``--data_format``."""
     if given is not None:
         if given not in FORMATS:
             raise NerDataError(f"--data_format {given!r}: expected one of {', '.join(FORMATS)}")
         return given
+    if _tsv_header(Path(path)):
+        return "tsv"
     fmt = EXTENSIONS.get(Path(path).suffix.lower())
     if fmt is None:
         raise NerDataError(f"{path}: cannot tell its format from the extension {Path(path).suffix or '(none)'!r} "
                            f"(.tsv: UER's TSV; .conll/.txt/.bio/.iob: CoNLL form); pass --data_format tsv or conll")
     return fmt
+
+
+def _tsv_header(path: Path) -> bool:
+    """Does the file start with a header naming ``text_a`` (unreadable: no; the reader then says why)?"""
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(1 << 16)
+    except OSError:
+        return False
+    return "text_a" in first.decode("utf-8-sig", errors="replace").rstrip("\r\n").split("\t")
 
 
 def read_ner(path: str | Path, label2id: dict[str, int] | None, data_format: str, skip_malformed: bool = False) -> NerData:

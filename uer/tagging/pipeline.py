@@ -76,7 +76,6 @@ def run(opts: NerOptions) -> dict[str, Any]:
     started = time.perf_counter()
     on_interrupt("interrupted before training began; nothing of this run was written yet")
     run_.check_options(opts)
-    fmt = input_format(opts)  # a bad --data_format or an unknown extension: before anything is read
     if not 0 <= opts.window <= MAX_WINDOW:
         raise UsageError(f"--window {opts.window}: expected an integer in [0, {MAX_WINDOW}] (any window longer than a row "
                          "means the whole row)")
@@ -85,6 +84,7 @@ def run(opts: NerOptions) -> dict[str, Any]:
         ("--train_path", opts.train_path), ("--dev_path", opts.dev_path), ("--test_path", opts.test_path),
         ("--label2id_path", opts.label2id_path), ("--config_path", opts.config_path),
         ("--pretrained_model_path", opts.pretrained_model_path), ("--vocab_path", opts.vocab_path)) if path}
+    fmt = input_format(opts)  # the files exist: a bad --data_format or an unknown extension, before anything is read
     if not opts.vocab_path:
         raise UsageError("--vocab_path: no vocabulary given")
     config = run_.resolve_config(opts, "token_exit")
