@@ -155,3 +155,32 @@ def test_alibi_tagger_is_refused_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "position_bias 'alibi' is not exported" in err, err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_pre_norm_tagger_exports_exactly(tmp_path):
+    """Pre-LN: the final norm applies to the last step's branch input only, as in TokenExit."""
+    from uer.config import config_from_dict
+    from uer.model_builder import build_model
+
+    torch.manual_seed(3)
+    config = config_from_dict({
+        "embedding": {"components": ["word", {"name": "pos", "max_seq_length": 64}, "seg"], "emb_size": 32, "dropout": 0.0},
+        "encoder": {"name": "transformer", "hidden_size": 32, "layers_num": 3, "heads_num": 4, "feedforward_size": 37,
+                    "layernorm_positioning": "pre"},
+        "target": {"components": [{"name": "token_exit", "branch_size": 16}]},
+    })
+    model = build_model(config, vocab_size=99, labels_num=7).eval()
+    assert model.encoder.block(0).pre_norm
+    (tmp_path / "run").mkdir()
+    save_checkpoint(tmp_path / "run" / "model.pt", model, config, id2label=TAGS, vocab_size=99, seq_length=16,
+                    vocab_file="model.vocab.txt")
+    (tmp_path / "run" / "model.vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *CHARS]) + "\n")
+    assert main(["export", str(tmp_path / "run" / "model.pt"), str(tmp_path / "onnx")]) == 0
+    tagger, runner = NerTagger.load(tmp_path / "run" / "model.pt", runtime="eager"), ExportedTagger(tmp_path / "onnx")
+    src, seg = batch_of([9, 5, 12])
+    for speed in (0.0, 0.9):
+        ref = tagger.runner.predict(src, seg, speed=speed)
+        probs, exits = runner.predict(src.numpy(), seg.numpy(), speed, 0)
+        assert np.array_equal(exits, ref.exit_layer.numpy())
+        torch.testing.assert_close(torch.from_numpy(probs), ref.probs, rtol=0, atol=1e-5)
+    assert len(set(ref.exit_layer[seg > 0].tolist())) > 1  # some tokens left early at 0.9
