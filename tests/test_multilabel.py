@@ -211,3 +211,11 @@ def test_fused_and_onnxruntime_equal_eager(trained):
     eager = EarlyExit(m, runtime="eager").layer_probs(src, seg)
     for runtime in ("fused", "onnxruntime"):
         torch.testing.assert_close(EarlyExit(m, runtime=runtime).layer_probs(src, seg), eager, rtol=1e-5, atol=1e-5)
+
+
+def test_an_unknown_task_is_one_line(tmp_path, capsys):
+    argv = run_args(tmp_path, "multi_label")
+    argv[argv.index("--task") + 1] = "ranking"
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--task: invalid choice: 'ranking'" in err
