@@ -105,7 +105,7 @@ def test_patience_state_follows_its_samples_when_the_batch_shrinks():
 @pytest.mark.parametrize("policy", POLICIES.names())
 def test_policy_contract(model, policy, runtime):
     runner = EarlyExit(model, runtime=runtime)
-    assert runner.backend == runtime, runner.reason
+    assert runner.name == runtime, runner.reason
     src, seg = batch(n=8)
     lengths = (seg > 0).sum(1)
     layer_probs = runner.layer_probs(src, seg)

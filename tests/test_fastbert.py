@@ -59,7 +59,7 @@ def test_speed_0_is_the_full_model(runtime):
     model = fastbert_model()
     src, seg = batch()
     runner = EarlyExit(model, runtime=runtime)
-    assert runner.backend == runtime, runner.reason
+    assert runner.name == runtime, runner.reason
     fused = runtime != "eager"
     out = runner.predict(src, seg, speed=0.0)
     assert (out.exit_layer == 4).all()

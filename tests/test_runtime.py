@@ -43,7 +43,7 @@ def test_runtime_equals_eager_on_every_exit_layer(variant, runtime):
     src, seg = batch(n=6)
     eager = EarlyExit(model, runtime="eager")
     other = EarlyExit(model, runtime=runtime)
-    assert other.backend == runtime, other.reason
+    assert other.name == runtime, other.reason
     torch.testing.assert_close(other.layer_probs(src, seg), eager.layer_probs(src, seg), rtol=0, atol=1e-5)
     torch.testing.assert_close(other.full_model_probs(src, seg), eager.full_model_probs(src, seg), rtol=0, atol=1e-5)
     for speed in (0.3, 0.6):  # shrinking batches through the runtime: same exits as eager
@@ -68,7 +68,7 @@ def test_alibi_runs_fused_and_exits_like_eager_and_onnx_refuses_it():
     assert auto.name == "fused" and "position_bias 'alibi'" in auto.reason
     src, seg = batch(n=6)
     eager, fused = EarlyExit(model, runtime="eager"), EarlyExit(model, runtime="fused")
-    assert fused.backend == "fused", fused.reason
+    assert fused.name == "fused", fused.reason
     torch.testing.assert_close(fused.layer_probs(src, seg), eager.layer_probs(src, seg), rtol=0, atol=1e-5)
     for speed in (0.3, 0.6):  # shrinking batches: each sub-batch keeps its own rows of the ALiBi scores
         a, b = fused.predict(src, seg, speed), eager.predict(src, seg, speed)
