@@ -5,10 +5,12 @@
     tagger.predict(["江泽民在北京会见了代表团。"], speed=0.3)
     # [[Entity(type='PER', start=0, end=3, text='江泽民'), Entity(type='LOC', start=4, end=6, text='北京')]]
 
-Modules: ``targets`` (``tagging`` and ``token_exit`` on the targets registry), ``data`` (NER TSV ->
-ids), ``metrics`` (BIO spans, entity P/R/F1), ``inference`` (token-level early exit), ``flops``
-(analytic counts), ``training`` (fine-tune, self-distil), ``evaluate`` (the speed sweep),
-``predictor`` (the API), ``pipeline`` (what ``run_ner.py`` runs).
+Modules: ``targets`` (``tagging`` and ``token_exit`` on the targets registry), ``data`` (NER TSV or
+CoNLL words -> ids), ``metrics`` (BIO spans, entity P/R/F1), ``crf`` (the full model's optional
+linear-chain CRF), ``inference`` (token-level early exit), ``flops`` (analytic counts),
+``training`` (fine-tune, self-distil), ``evaluate`` (the speed sweep), ``predictor`` (the API),
+``export`` (ONNX graphs of the token-exit steps, and a runner of them), ``pipeline`` (what
+``run_ner.py`` runs).
 
 The names below load lazily: ``uer.targets`` imports ``uer.tagging.targets`` to register the
 targets, and must not pull in the builder (which imports ``uer.targets``) while it does.
