@@ -94,7 +94,7 @@ def sh(cmd: list, log: Path | None = None, cwd: Path = ROOT, env: dict | None = 
             code = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT).returncode
         said = f"{last_line(log)} (log: {log})"
     if code != 0:
-        step = Path(str(cmd[1])).name if len(cmd) > 1 and str(cmd[0]) == PY else Path(str(cmd[0])).name
+        step = next((Path(str(c)).name for c in cmd if str(c).endswith(".py")), Path(str(cmd[0])).name)
         raise UsageError(f"{step} failed (exit {code}): {said}")
     return time.perf_counter() - start
 

@@ -20,9 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import cpu_info, cpu_line, write_json  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
+from bench.common import ROOT, cpu_info, cpu_line, sh, write_json  # noqa: E402
+from uer.utils.cli import run_main  # noqa: E402
 
 
 def run(processes: int, threads: int, out: Path, args) -> dict:
@@ -34,12 +33,9 @@ def run(processes: int, threads: int, out: Path, args) -> dict:
                "--output_model_path", str(out / "model.pt"), "--train_samples", str(args.train_samples),
                "--dev_samples", "64", "--epochs_num", "1", "--distill_epochs_num", "0", "--batch_size", str(args.batch_size),
                "--seq_length", "64", "--report_steps", "10", "--no_progress", "--threads", str(per), "--device", "cpu"]
-    import subprocess
-
+    out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"finetune_processes: {processes} process(es) failed: {(done.stderr or done.stdout).strip().splitlines()[-1]}")
+    sh(command, out / "run.log", env=env)  # a failure: one line naming its last line and the log
     lines = [json.loads(line) for line in (out / "model.stage1.jsonl").read_text().splitlines()]
     steady = lines[1:] or lines  # the first report holds the warm-up
     return {"processes": processes, "threads_each": per, "seconds": time.perf_counter() - started,
@@ -81,4 +77,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main("finetune_processes.py", main))
