@@ -86,15 +86,14 @@ def sh(cmd: list, log: Path | None = None, cwd: Path = ROOT, env: dict | None = 
     start = time.perf_counter()
     if log is None:
         code = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env).returncode
-        said = "its message is above"
     else:
         with open(log, "a", encoding="utf-8") as f:
             f.write(f"$ {line}\n")
             f.flush()
             code = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT).returncode
-        said = f"{last_line(log)} (log: {log})"
     if code != 0:
         step = next((Path(str(c)).name for c in cmd if str(c).endswith(".py")), Path(str(cmd[0])).name)
+        said = "its message is above" if log is None else f"{last_line(log)} (log: {log})"
         raise UsageError(f"{step} failed (exit {code}): {said}")
     return time.perf_counter() - start
 
