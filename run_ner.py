@@ -32,7 +32,7 @@ from uer.utils.distributed import end_distributed
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="run_ner.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    g, h, e = add_run_flags(p, "ner", runtime_names(kind="token"), policy_names(), (0.0, 0.5),
+    g, h, e = add_run_flags(p, "ner", runtime_names(kind="token"), policy_names("classification"), (0.0, 0.5),
                             "a token exits when its exit policy is sure enough at this speed; a list (0,0.1,...,1) sweeps")
     g.add_argument("--vocab_path", required=True, help="vocabulary; one character is one token")
     g.add_argument("--label2id_path", required=True, help="JSON {tag: id}, as scripts/build_ner_dataset.py writes")

@@ -66,7 +66,7 @@ def authors_comparison(repeats: int) -> list[dict]:
         ours_l1 = latency_ms(runner, 1.0, 128, repeats, 30522)
         rows.append({"model": name, "tokens": 128, "batch": 1, "ours_full_ms": ours_full, "ours_layer1_ms": ours_l1,
                      "authors_full_ms": AUTHORS[name]["full"], "authors_layer1_ms": AUTHORS[name]["layer1"],
-                     "backend": runner.backend})
+                     "backend": runner.name})
     return rows
 
 

@@ -9,10 +9,8 @@ Activation = Literal["gelu", "gelu_fast", "relu", "silu"]
 Pooling = Literal["first", "mean", "max", "last"]
 Precision = Literal["fp32", "bf16", "fp16"]
 Scheduler = Literal["linear", "cosine", "constant"]
-TokenExitRuntime = Literal["auto", "eager", "fused"]  # the tagger's inference linears (uer.tagging.inference)
 
 ACTIVATIONS: tuple[str, ...] = get_args(Activation)
 POOLINGS: tuple[str, ...] = get_args(Pooling)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 SCHEDULERS: tuple[str, ...] = get_args(Scheduler)
-TOKEN_EXIT_RUNTIMES: tuple[str, ...] = get_args(TokenExitRuntime)

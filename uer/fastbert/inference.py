@@ -45,7 +45,7 @@ class EarlyExit:
         EarlyExit(model, runtime="onnxruntime", quantize="int8")    # int8 weights
 
     ``runtime``: one of ``uer.runtime.runtime_names("sentence")`` (the work inside each layer and
-    branch; the exit loop is this class). ``backend`` is the old name of ``name``.
+    branch; the exit loop is this class).
     """
 
     def __init__(self, model: nn.Module, runtime: str = "auto", quantize: str | None = None) -> None:
@@ -57,7 +57,6 @@ class EarlyExit:
         self.layers_num = len(self.target.branches)
         self.runtime = make_runtime(model, runtime, quantize=quantize)
         self.name, self.reason, self.quantize = self.runtime.name, self.runtime.reason, quantize
-        self.backend = self.name
 
     def layers(self, src: torch.Tensor, seg: torch.Tensor, students: bool = True
                ) -> Generator[tuple[int, torch.Tensor | None], torch.Tensor | None, None]:

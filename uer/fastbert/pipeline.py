@@ -191,7 +191,7 @@ def _run_locked(opts: FastBertOptions, config: Config, device: torch.device, out
     plot = None
     if test_enc is not None:
         runner = EarlyExit(model, runtime=opts.runtime)
-        log(f"inference runtime: {runner.backend} ({runner.reason})")
+        log(f"inference runtime: {runner.name} ({runner.reason})")
         result = sweep(runner, test_enc, pad_id, opts.speeds, timing_samples=opts.timing_samples,
                        measure=opts.timing_samples > 0, batch_size=opts.timing_batch_size, policy=opts.exit_policy,
                        scale=scale or (0.0, 1.0))
@@ -245,7 +245,7 @@ def quantized_sweep(model, test_enc: Encoded, pad_id: int, opts: FastBertOptions
     ``chosen``: the largest speed within 1 point of the *fp32* teacher."""
     log = opts.log
     runner = EarlyExit(model, runtime="auto", quantize=opts.quantize)  # int8: onnxruntime, whatever --runtime says
-    log(f"{opts.quantize} runtime: {runner.backend} ({runner.reason})")
+    log(f"{opts.quantize} runtime: {runner.name} ({runner.reason})")
     result = sweep(runner, test_enc, pad_id, opts.speeds, timing_samples=opts.timing_samples, measure=opts.timing_samples > 0,
                    batch_size=opts.timing_batch_size, policy=opts.exit_policy, scale=scale)
     score = SCORE[task]
@@ -258,5 +258,5 @@ def quantized_sweep(model, test_enc: Encoded, pad_id: int, opts: FastBertOptions
             f"({score} {chosen[score]:.4f})")
     return {"quantize": opts.quantize, **{k: v for k, v in teacher_keys(result["teacher"]).items()
                                           if k != "teacher_confusion_matrix"},
-            "rows": result["rows"], "inference_backend": runner.backend, "inference_reason": runner.reason,
+            "rows": result["rows"], "inference_backend": runner.name, "inference_reason": runner.reason,
             "wall_seconds": result["wall_seconds"], "chosen_vs_fp32_teacher": chosen}

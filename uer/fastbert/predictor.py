@@ -90,7 +90,7 @@ class FastBertClassifier:
     @property
     def runtime(self) -> str:
         """The engine in effect and why, e.g. ``"onnxruntime: ONNX Runtime 1.32.0, int8 dynamic, ..."``."""
-        return f"{self.runner.backend}: {self.runner.reason}"
+        return f"{self.runner.name}: {self.runner.reason}"
 
     def _pairs(self, texts: object) -> list[tuple[str, str | None]]:
         """``texts`` -> ``[(text_a, text_b or None)]``, every item checked."""
