@@ -53,6 +53,7 @@ from uer.recipe import (SCHEDULE_KEYS, apply_recipe, dataset_token_ids, init_mlm
                         token_log_prior)
 from uer.trainer import Trainer, TrainerOptions, evaluate, make_optimizer, make_scheduler
 from uer.utils.atomic import atomic_open
+from uer.utils.distributed import setup_distributed
 from uer.utils.cli import (
     OutputLock, UsageError, fraction, input_dir, input_file, non_negative_float, non_negative_int, output_dir,
     output_file, positive_float, positive_int, run_main, set_deterministic,
@@ -194,19 +195,6 @@ def side_files(output: Path) -> dict[str, Path]:
         "metrics": output.with_name(f"{output.stem}.metrics.jsonl"),
         "best": output.with_name(f"{output.stem}.best.pt"),  # lowest held-out loss (with --dev_*)
     }
-
-
-def setup_distributed(device: torch.device) -> tuple[int, int, str]:
-    """(rank, world_size, device) from torchrun's environment; a plain run is rank 0 of 1."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return 0, 1, str(device)
-    local_rank = int(os.environ["LOCAL_RANK"])
-    cuda = device.type == "cuda"
-    if cuda:
-        torch.cuda.set_device(local_rank)
-    dist.init_process_group(backend="nccl" if cuda else "gloo")
-    return dist.get_rank(), world, f"cuda:{local_rank}" if cuda else "cpu"
 
 
 def main(argv: list[str] | None = None) -> int:

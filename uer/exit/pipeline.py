@@ -408,6 +408,36 @@ def load_backbone(model, path: str, config_source: str, log: Callable[[str], Non
         f"of its own targets")
 
 
+def train_and_save(opts: RunOptions, config: Config, section: str, out: Outputs, resume: dict[int, int], device,
+                   model, extra: dict[str, Any], first: Callable[[StageOptions], dict[str, Any]],
+                   second: Callable[[StageOptions], dict[str, Any]] | None, score: str) -> tuple[dict, dict | None] | None:
+    """Stage 1 (``first``), then stage 2 (``second``, None: none), each with its options, messages
+    and Ctrl-C hint; then rank 0 saves the model with ``extra`` and both stages' summaries.
+    Returns the two summaries on rank 0, None on the other ranks (they are done)."""
+    import time
+
+    t0 = time.perf_counter()
+    s1 = first(stage_options(opts, config, section, out, resume, 1, str(device)))
+    opts.log(f"stage 1: best dev {score} {s1['best']:.4f} (epoch {s1['best_epoch']}), {time.perf_counter() - t0:.0f}s")
+    s2 = None
+    if second is not None:
+        t0 = time.perf_counter()
+        s2 = second(stage_options(opts, config, section, out, resume, 2, str(device)))
+        opts.log(f"stage 2: best dev distillation loss {s2['best']:.4f} per student (epoch {s2['best_epoch']}), "
+                 f"{time.perf_counter() - t0:.0f}s")
+    elif task_section(config, section).distill_epochs_num > 0 and model.encoder.layers_num < 2:
+        opts.log("stage 2 skipped: a 1-layer encoder has no students to distil")
+    on_interrupt(f"interrupted after training; run the same command again to redo the evaluation ({out.model} is saved)")
+    extra.update(stage1=brief(s1), stage2=brief(s2))
+    if not is_main_process():  # rank 0 saves, sweeps and reports
+        return None
+    from uer.checkpoint import save_checkpoint
+
+    save_checkpoint(out.model, model, config, **extra)
+    opts.log(f"model saved to {out.model}")
+    return s1, s2
+
+
 # ---------------------------------------------------------------------------------------------
 # after training
 

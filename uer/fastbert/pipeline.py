@@ -34,7 +34,6 @@ from uer.exit.training import FINETUNE
 from uer.fastbert.training import BRANCH_TRAININGS, JOINT, distill, finetune, fingerprint, needs_distillation, unlabelled
 from uer.model_builder import build_model
 from uer.utils.cli import input_file, on_interrupt, set_deterministic
-from uer.utils.distributed import is_main_process
 
 SECTION = "fastbert"  # the config section with the training hyper-parameters
 DEFAULT_POLICY = {"classification": "entropy", "multi_label": "multi_label_entropy", "regression": "regression_patience"}
@@ -158,28 +157,14 @@ def _run_locked(opts: FastBertOptions, config: Config, device: torch.device, out
              "target_scale": None if scale is None else {"mean": scale[0], "std": scale[1]}}
     pad_id = vocab.pad_id
 
-    t0 = time.perf_counter()
-    stage1 = finetune(model, config, train_enc, dev_enc, pad_id, run_.stage_options(opts, config, SECTION, out, resume, 1, str(device)),
-                      extra, opts.branch_training)
-    log(f"stage 1: best dev {'joint accuracy' if opts.branch_training == 'joint' else SCORE[task]} {stage1['best']:.4f} "
-        f"(epoch {stage1['best_epoch']}), {time.perf_counter() - t0:.0f}s")
-    stage2 = None
-    if distills:  # joint: one stage
-        t0 = time.perf_counter()
-        stage2 = distill(model, config, distill_enc, dev_enc, pad_id, run_.stage_options(opts, config, SECTION, out, resume, 2, str(device)),
-                         extra, opts.branch_training)
-        log(f"stage 2: best dev distillation loss {stage2['best']:.4f} per student (epoch {stage2['best_epoch']}), "
-            f"{time.perf_counter() - t0:.0f}s")
-    elif fb.distill_epochs_num > 0 and model.encoder.layers_num < 2:
-        log("stage 2 skipped: a 1-layer encoder has no students to distil")
-    on_interrupt(f"interrupted after training; run the same command again to redo the evaluation ({out.model} is saved)")
-    extra.update(stage1=run_.brief(stage1), stage2=run_.brief(stage2))
-    if not is_main_process():  # rank 0 saves, sweeps and reports
+    trained = run_.train_and_save(
+        opts, config, SECTION, out, resume, device, model, extra,
+        lambda so: finetune(model, config, train_enc, dev_enc, pad_id, so, extra, opts.branch_training),
+        (lambda so: distill(model, config, distill_enc, dev_enc, pad_id, so, extra, opts.branch_training)) if distills else None,
+        "joint accuracy" if opts.branch_training == "joint" else SCORE[task])
+    if trained is None:
         return {}
-    from uer.checkpoint import save_checkpoint
-
-    save_checkpoint(out.model, model, config, **extra)
-    log(f"model saved to {out.model}")
+    stage1, stage2 = trained
 
     # ---------------------------------------------------------------- speeds
     report: dict[str, Any] = {"task": task, "labels_num": labels_num, "labels": list(labels), "skipped_rows": skipped,

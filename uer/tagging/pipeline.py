@@ -30,7 +30,6 @@ from uer.tagging.metrics import entity_scores
 from uer.tagging.report import format_table, write_predictions
 from uer.tagging.training import distill, fingerprint, finetune, unlabelled
 from uer.utils.cli import input_file, on_interrupt, set_deterministic
-from uer.utils.distributed import is_main_process
 
 SECTION = "ner"  # the config section with the training hyper-parameters
 MAX_WINDOW = 1 << 20  # any window at least a row long means the same: "the whole row"
@@ -143,27 +142,14 @@ def _run_locked(opts: NerOptions, config: Config, device: torch.device, out: Out
     extra = {"id2label": id2label, "vocab_size": len(vocab), "seq_length": seq, "vocab_file": out.vocab.name,
              "exit_policy": opts.exit_policy, "window": opts.window, "data_format": fmt}
 
-    t0 = time.perf_counter()
-    s1 = finetune(model, config, train_chunks, dev_chunks, dev.tags, id2label, vocab.pad_id,
-                  run_.stage_options(opts, config, SECTION, out, resume, 1, str(device)), extra)
-    log(f"stage 1: best dev entity F1 {s1['best']:.4f} (epoch {s1['best_epoch']}), {time.perf_counter() - t0:.0f}s")
-    s2 = None
-    if distills:
-        t0 = time.perf_counter()
-        s2 = distill(model, config, train_chunks, dev_chunks, dev.tags, id2label, vocab.pad_id,
-                     run_.stage_options(opts, config, SECTION, out, resume, 2, str(device)), extra)
-        log(f"stage 2: best dev distillation loss {s2['best']:.4f} per student (epoch {s2['best_epoch']}), "
-            f"{time.perf_counter() - t0:.0f}s")
-    elif ner.distill_epochs_num > 0:
-        log("stage 2 skipped: a 1-layer encoder has no students to distil")
-    on_interrupt(f"interrupted after training; run the same command again to redo the evaluation ({out.model} is saved)")
-    extra.update(stage1=run_.brief(s1), stage2=run_.brief(s2))
-    if not is_main_process():  # rank 0 saves, sweeps and reports
+    trained = run_.train_and_save(
+        opts, config, SECTION, out, resume, device, model, extra,
+        lambda so: finetune(model, config, train_chunks, dev_chunks, dev.tags, id2label, vocab.pad_id, so, extra),
+        (lambda so: distill(model, config, train_chunks, dev_chunks, dev.tags, id2label, vocab.pad_id, so, extra))
+        if distills else None, "entity F1")
+    if trained is None:
         return {}
-    from uer.checkpoint import save_checkpoint
-
-    save_checkpoint(out.model, model, config, **extra)
-    log(f"model saved to {out.model}")
+    s1, s2 = trained
 
     report: dict[str, Any] = {"tags": id2label, "skipped_rows": skipped, "train_sentences": len(train.chars),
                               "train_sentences_available": len(train_full.chars), "dev_sentences": len(dev.chars),
