@@ -138,7 +138,7 @@ def encoder_flops(encoder, lengths) -> float:
 
     from uer.fastbert.flops import FlopModel
 
-    counter = FlopModel(projection=None, block=encoder.block(0), branch=None, layers_num=encoder.layers_num)
+    counter = FlopModel(projection=None, block=encoder.block(0), head=None, layers_num=encoder.layers_num)
     return encoder.layers_num * float(counter.layer(torch.tensor(lengths, dtype=torch.float64)).sum())
 
 

@@ -128,3 +128,29 @@ def projection_flops(projection: nn.Module | None, rows: Count) -> Count:
     counter = Counter()
     counter.linear(projection, Rows(rows, projection.in_features))
     return counter.flops
+
+
+@dataclass(frozen=True)
+class ExitFlops:
+    """What both exits count from: one layer and one branch stand for all (same shapes), plus the
+    embedding's factorised projection. A task adds how its rows run through them."""
+
+    projection: nn.Module | None  # the embedding's factorised (ALBERT) projection, Identity, or None
+    block: nn.Module  # every layer has the same shapes
+    head: nn.Module | None  # so has every branch
+    layers_num: int
+
+    @classmethod
+    def of(cls, model: nn.Module):
+        """The counts of ``model``, or None where none is known (not a transformer, a subencoder):
+        callers show "-" for None."""
+        if unsupported(model) is not None:
+            return None
+        from uer.exit.targets import exit_target
+
+        return cls(model.embedding.projection, model.encoder.block(0), exit_target(model).branches[0],
+                   model.encoder.layers_num)
+
+    def embedding(self, n):
+        """The factorised (ALBERT) projection, if any."""
+        return projection_flops(self.projection, n)

@@ -11,34 +11,14 @@ than counted here.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
-from torch import nn
 
-from uer.exit.flops import BranchCounter, Rows, layer_flops, projection_flops, unsupported
+from uer.exit.flops import BranchCounter, ExitFlops, Rows, layer_flops
 
 
-@dataclass(frozen=True)
-class TaggerFlops:
-    projection: nn.Module  # the embedding's factorised (ALBERT) projection, or Identity
-    block: nn.Module  # every layer has the same shapes
-    token_branch: nn.Module  # so has every branch (a TokenBranch)
-    layers_num: int
-
-    @classmethod
-    def of(cls, model: nn.Module) -> "TaggerFlops | None":
-        """The counts of ``model``, or None where none is known (not a transformer, a subencoder):
-        callers show "-" for None."""
-        from uer.tagging.inference import token_exit_target
-
-        if unsupported(model) is not None:
-            return None
-        return cls(model.embedding.projection, model.encoder.block(0), token_exit_target(model).branches[0],
-                   model.encoder.layers_num)
-
-    def embedding(self, n):
-        return projection_flops(self.projection, n)
+class TaggerFlops(ExitFlops):
+    """Token exit: each token runs the layers up to its exit and its branch after each."""
 
     def layer(self, n, a):
         """One layer on a sentence of ``n`` real tokens, ``a`` of them still in."""
@@ -46,7 +26,7 @@ class TaggerFlops:
 
     def branch(self, a):
         counter = BranchCounter()
-        self.token_branch.compute(Rows(a, self.token_branch.dense.in_features), counter)
+        self.head.compute(Rows(a, self.head.dense.in_features), counter)
         return counter.flops
 
     def full(self, n):
