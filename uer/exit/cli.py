@@ -11,18 +11,8 @@ from typing import Any, Sequence
 
 from uer.choices import PRECISIONS
 from uer.config import MIN_SEQ_LENGTH
-from uer.utils.cli import non_negative_int, parse_speeds, positive_float, positive_int
+from uer.utils.cli import non_negative_int, parse_speeds, positive_float, positive_int, probability
 
-
-def probability(text: str) -> float:
-    """A dropout rate in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
-    return value
 
 TRAINING_FLAGS = ("epochs_num", "distill_epochs_num", "batch_size", "seq_length", "learning_rate",
                   "distill_learning_rate", "seed", "report_steps")  # -> the config's task section

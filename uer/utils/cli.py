@@ -35,7 +35,8 @@ class UsageError(ValueError):
 # flag types for argparse: the error names the flag (argparse adds "argument --x:")
 
 
-def _number(kind: type, low: float | None, high: float | None, low_open: bool, what: str) -> Callable[[str], float]:
+def _number(kind: type, low: float | None, high: float | None, low_open: bool, what: str,
+            high_open: bool = False) -> Callable[[str], float]:
     def parse(text: str):
         try:
             value = kind(text)
@@ -45,7 +46,7 @@ def _number(kind: type, low: float | None, high: float | None, low_open: bool, w
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
         if low is not None and (value <= low if low_open else value < low):
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        if high is not None and value > high:
+        if high is not None and (value >= high if high_open else value > high):
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
         return value
 
@@ -58,6 +59,7 @@ non_negative_int = _number(int, 0, None, False, "an integer >= 0")
 positive_float = _number(float, 0.0, None, True, "a number > 0")
 non_negative_float = _number(float, 0.0, None, False, "a number >= 0")
 fraction = _number(float, 0.0, 1.0, False, "a number in [0, 1]")
+probability = _number(float, 0.0, 1.0, False, "a number in [0, 1)", high_open=True)  # a dropout rate
 
 
 def parse_speeds(text: str) -> tuple[float, ...]:
