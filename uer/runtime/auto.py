@@ -7,8 +7,8 @@ tokens) and on a batch (16 x 48 tokens); calls with at most ``SMALL_BATCH`` rows
 winner of the first probe, larger ones on the winner of the second, and ``reason`` gives the
 timings.
 
-Every timed call has a sequence length not timed before (24, 23, 22, ...), and the candidates take
-turns call by call. Early exit hands the engines many different shapes (the rows still in vary by
+Token exit times every call at a sequence length not timed before (24, 23, 22, ...); sentence exit
+at the probe's own shape (see ``AutoRuntime``). Each candidate is timed in a block of its own. Early exit hands the engines many different shapes (the rows still in vary by
 layer and by batch); oneDNN builds a primitive for every new shape (its cache keeps 1,024), and a
 probe that repeats one shape hides that cost (measured on token exit: 792 against 377 us per
 128x512 linear over 400 random row counts, but 119 against 132 us at one fixed count). Each
@@ -63,30 +63,37 @@ class Choice(Generic[T]):
 
 
 def measure(candidates: Mapping[str, T], run: Callable[[T, torch.Tensor, torch.Tensor], object], vocab: int,
-            device: torch.device | str = "cpu", longest: int | None = None) -> dict[str, dict[str, float]]:
+            device: torch.device | str = "cpu", longest: int | None = None,
+            fresh_shapes: bool = True) -> dict[str, dict[str, float]]:
     """Seconds per call of ``run(candidate, src, seg)`` at each probe: ``{probe: {name: seconds}}``.
 
-    ``vocab``: ids are drawn from 1..vocab-1; ``longest``: the model's longest sequence, if any."""
+    ``vocab``: ids are drawn from 1..vocab-1; ``longest``: the model's longest sequence, if any;
+    ``fresh_shapes``: every timed call at a length not timed before (else the probe's own length)."""
     gen = torch.Generator().manual_seed(0)
     timings: dict[str, dict[str, float]] = {}
     for probe, (b, t) in PROBES.items():
         t = min(t, longest) if longest else t
-        seconds: dict[str, list[float]] = {name: [] for name in candidates}
-        for k in range(REPEATS + 1):
-            src = torch.randint(1, vocab, (b, max(2, t - k)), generator=gen).to(device)
-            seg = torch.ones_like(src)
-            for name, candidate in candidates.items():
+        inputs = [torch.randint(1, vocab, (b, max(2, t - k) if fresh_shapes else t), generator=gen).to(device)
+                  for k in range(REPEATS + 1)]
+        timings[probe] = {}
+        # One candidate at a time: ONNX Runtime's threads spin on after a call and slow the torch
+        # call that follows, so calls taking turns time fused ~40% slow (116 against 81 ms at 16x48
+        # here) and picked the wrong engine.
+        for name, candidate in candidates.items():
+            seconds = []
+            for k, src in enumerate(inputs):
                 start = time.perf_counter()
                 with torch.inference_mode():
-                    run(candidate, src, seg)
+                    run(candidate, src, torch.ones_like(src))
                 if k:  # the first call warms the code paths up
-                    seconds[name].append(time.perf_counter() - start)
-        timings[probe] = {name: statistics.median(s) for name, s in seconds.items()}
+                    seconds.append(time.perf_counter() - start)
+            timings[probe][name] = statistics.median(seconds)
     return timings
 
 
 def choose(candidates: Mapping[str, T], run: Callable[[T, torch.Tensor, torch.Tensor], object], vocab: int,
-           device: torch.device | str = "cpu", longest: int | None = None, note: str = "") -> Choice[T]:
+           device: torch.device | str = "cpu", longest: int | None = None, note: str = "",
+           fresh_shapes: bool = True) -> Choice[T]:
     """The measured choice among ``candidates`` (one candidate: no measurement); ``note`` goes into
     the reason (e.g. why other runtimes were no candidates)."""
     if not candidates:
@@ -94,7 +101,7 @@ def choose(candidates: Mapping[str, T], run: Callable[[T, torch.Tensor, torch.Te
     if len(candidates) == 1:
         (name, only), = candidates.items()
         return Choice(only, only, name, f"auto: {name}, the only candidate" + (f" ({note})" if note else ""))
-    timings = measure(candidates, run, vocab, device, longest)
+    timings = measure(candidates, run, vocab, device, longest, fresh_shapes)
     pick = {probe: min(times, key=times.get) for probe, times in timings.items()}
     small, large = pick["small"], pick["large"]
     name = small if small == large else f"{small} (batch <= {SMALL_BATCH}), {large} (larger)"
@@ -132,8 +139,13 @@ class AutoRuntime(Runtime):
             if not built:
                 built["eager"] = RUNTIMES.cls("eager")(cfg, model=model)
             device = next(model.parameters()).device
+            # Sentence exit is timed at the probes' own shapes: its batches come in few distinct
+            # shapes (length-sorted rows), so oneDNN's per-shape primitives are mostly warm. Timed at
+            # fresh shapes (token exit's rule) auto picked onnxruntime for batches here, yet
+            # `uer predict` on the 3,733 test tweets in batches of 32 took 11.8 s on fused against
+            # 16.8 s on onnxruntime (Intel Xeon, AMX, 2 cores, 2026-12-07).
             self.choice = choose(built, _steps, model.embedding.word.num_embeddings, device,
-                                 model.embedding.max_seq_length, note="; ".join(skipped))
+                                 model.embedding.max_seq_length, note="; ".join(skipped), fresh_shapes=False)
             if self.choice.small is self.choice.large:
                 self.choice.reason += f"; {self.choice.small.reason}"
         self.small, self.large = self.choice.small, self.choice.large
