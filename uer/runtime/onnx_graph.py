@@ -247,7 +247,7 @@ def _layer(g: GraphWriter, model: nn.Module, i: int, x: str) -> str:
 
 
 def _model(g: GraphWriter, inputs: list, outputs: list, name: str):
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
     inits = [numpy_helper.from_array(v, k) for k, v in g.initializers.items()]
     graph = helper.make_graph(g.nodes, name, inputs, outputs, inits)
@@ -286,12 +286,21 @@ def build_graphs(model: nn.Module) -> StepGraphs:
             g.nodes.append(helper.make_node("Identity", [logits], ["logits"]))
             first = [ids("src"), ids("seg")] if i == 0 else [hid("hidden"), ids("seg")]
             steps.append(_model(g, first, [hid("hidden_out"), out("logits")], f"step_{i}"))
-        g = GraphWriter()
-        g.masks("seg")
-        x = _embed(g, model, "src", "seg")
-        for i in range(layers):
-            x = _layer(g, model, i, x)
-        g.nodes.append(helper.make_node("Identity", [branch(g, layers - 1, x)], ["logits"]))
-        g.nodes.append(helper.make_node("Identity", [x], ["hidden_out"]))
-        full = _model(g, [ids("src"), ids("seg")], [hid("hidden_out"), out("logits")], "full")
+        full = full_graph(model, branch, [ids("src"), ids("seg")], [hid("hidden_out"), out("logits")], "full")
     return StepGraphs(steps, full, hidden_size, labels)
+
+
+def full_graph(model: nn.Module, branch, inputs: list, outputs: list, name: str):
+    """The full model's graph: the embedding, every layer, the last layer's branch (``branch(g, i,
+    x)``), answering ``hidden_out`` and ``logits``. Both exits' exports end with it."""
+    from onnx import helper
+
+    g = GraphWriter()
+    g.masks("seg")
+    x = _embed(g, model, "src", "seg")
+    layers = model.encoder.layers_num
+    for i in range(layers):
+        x = _layer(g, model, i, x)
+    g.nodes.append(helper.make_node("Identity", [branch(g, layers - 1, x)], ["logits"]))
+    g.nodes.append(helper.make_node("Identity", [x], ["hidden_out"]))
+    return _model(g, inputs, outputs, name)

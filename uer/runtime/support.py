@@ -114,6 +114,21 @@ def onnx_unsupported(config: Config, model: nn.Module | None = None) -> str | No
 
 def unexported_modules(model: nn.Module) -> str | None:
     """What the config does not say: modules of other types than the ones ``uer.runtime.onnx_graph`` writes."""
+    why = unexported_embedding(model)
+    if why is not None:
+        return why
+    try:
+        target = fastbert_target(model)
+    except ValueError as e:
+        return str(e)
+    for b in target.branches:
+        if type(b) is not Branch:
+            return f"branch {type(b).__name__} is not exported"
+    return None
+
+
+def unexported_embedding(model: nn.Module) -> str | None:
+    """Embedding modules of other types than the ones ``uer.runtime.onnx_graph`` writes (both exports)."""
     emb = model.embedding
     for name, part in emb.components.items():
         if type(part) is not EMBEDDING_PARTS.get(name):
@@ -122,13 +137,6 @@ def unexported_modules(model: nn.Module) -> str | None:
         return f"embedding norm {type(emb.layer_norm).__name__} is not exported"
     if not isinstance(emb.projection, (nn.Identity, nn.Linear)):
         return f"embedding projection {type(emb.projection).__name__} is not exported"
-    try:
-        target = fastbert_target(model)
-    except ValueError as e:
-        return str(e)
-    for b in target.branches:
-        if type(b) is not Branch:
-            return f"branch {type(b).__name__} is not exported"
     return None
 
 

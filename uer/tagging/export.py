@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from uer.runtime.onnx_graph import GraphWriter, StepGraphs, _embed, _layer, _model
+from uer.runtime.onnx_graph import GraphWriter, StepGraphs, _embed, _layer, _model, full_graph
 from uer.tagging.inference import token_exit_target
 from uer.tagging.targets import TokenBranch
 
@@ -34,16 +34,14 @@ TAGGER_FORMAT = "uer-tagger-onnx"
 def unsupported(model: nn.Module) -> str | None:
     """Why the tagger's graphs cannot express ``model`` exactly (None: they can): the config rules
     of the classifier's export (``uer.runtime.support``), and branches of the kind written here."""
-    from uer.runtime.support import onnx_unsupported
+    from uer.runtime.support import onnx_unsupported, unexported_embedding
 
     why = onnx_unsupported(model.config)  # the config alone: the classifier's module checks look for its branches
     if why is not None:
         return why
-    emb = model.embedding
-    if not isinstance(emb.layer_norm, (nn.LayerNorm, nn.RMSNorm)):
-        return f"embedding norm {type(emb.layer_norm).__name__} is not exported"
-    if not isinstance(emb.projection, (nn.Identity, nn.Linear)):
-        return f"embedding projection {type(emb.projection).__name__} is not exported"
+    why = unexported_embedding(model)
+    if why is not None:
+        return why
     try:
         target = token_exit_target(model)
     except ValueError as exc:
@@ -97,14 +95,7 @@ def build_tagger_graphs(model: nn.Module) -> StepGraphs:
             g.nodes.append(helper.make_node("Identity", [branch(g, i, new)], ["logits"]))
             first = [ids("src"), ids("seg")] if i == 0 else [hid("hidden"), ids("seg"), stay]
             steps.append(_model(g, first, [hid("hidden_out"), out("logits")], f"tagger_step_{i}"))
-        g = GraphWriter()
-        g.masks("seg")
-        x = _embed(g, model, "src", "seg")
-        for i in range(layers):
-            x = _layer(g, model, i, x)
-        g.nodes.append(helper.make_node("Identity", [branch(g, layers - 1, x)], ["logits"]))
-        g.nodes.append(helper.make_node("Identity", [x], ["hidden_out"]))
-        full = _model(g, [ids("src"), ids("seg")], [hid("hidden_out"), out("logits")], "tagger_full")
+        full = full_graph(model, branch, [ids("src"), ids("seg")], [hid("hidden_out"), out("logits")], "tagger_full")
     return StepGraphs(steps, full, hidden_size, labels)
 
 
