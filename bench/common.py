@@ -263,3 +263,19 @@ def budget_table(runs: list[dict], label_sets: list[str], backbones: tuple[str, 
             mean, std = means[labels, backbone]
             lines.append(f"| {labels} | {backbone} | {mean:.2f} ± {std:.2f} | {speed} | {len(mine)} |")
     return lines, means
+
+
+CHAR_BERT = """# BERT L{layers}/H{hidden}, learned positions (ALiBi does not export), character tokens
+embedding:
+  components: [word, {{name: pos, max_seq_length: 128}}, seg]
+  emb_size: {hidden}
+encoder: {{name: transformer, hidden_size: {hidden}, layers_num: {layers}, heads_num: {heads}, feedforward_size: {ffn}}}
+target:
+  components: [mlm]
+tokenizer: {{name: char}}
+"""
+
+
+def char_bert_config(layers: int, hidden: int) -> str:
+    """The YAML of a small character-level BERT (the NER export and word-level benches' tagger)."""
+    return CHAR_BERT.format(layers=layers, hidden=hidden, heads=max(hidden // 64, 2), ffn=4 * hidden)

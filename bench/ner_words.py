@@ -24,18 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 import build_ner_dataset as builder  # noqa: E402
-from bench.common import PY, ROOT, cpu_info, sh, write_json, write_text, zh_vocab  # noqa: E402
+from bench.common import PY, ROOT, char_bert_config, cpu_info, sh, write_json, write_text, zh_vocab  # noqa: E402
 from uer.utils.cli import non_negative_int, parse_speeds, positive_int, run_main  # noqa: E402
 
-CONFIG = """# BERT L{layers}/H{hidden}, character tokens (a word is its characters)
-embedding:
-  components: [word, {{name: pos, max_seq_length: 128}}, seg]
-  emb_size: {hidden}
-encoder: {{name: transformer, hidden_size: {hidden}, layers_num: {layers}, heads_num: {heads}, feedforward_size: {ffn}}}
-target:
-  components: [mlm]
-tokenizer: {{name: char}}
-"""
 
 
 def build_words(out: Path) -> dict[str, int]:
@@ -71,8 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         work.mkdir(parents=True, exist_ok=True)
         sentences = build_words(data)
         config = work / "bert.yaml"
-        write_text(config, CONFIG.format(layers=args.layers, hidden=args.hidden, heads=max(args.hidden // 64, 2),
-                                         ffn=4 * args.hidden))
+        write_text(config, char_bert_config(args.layers, args.hidden))
         model = work / "tagger" / "model.pt"
         seconds = sh([PY, "run_ner.py", "--config_path", config, "--vocab_path", zh_vocab(),
                       "--train_path", data / "train.conll", "--dev_path", data / "dev.conll",
