@@ -57,7 +57,7 @@ QUICK = {"work_dir": str(ROOT / "out" / "ner_bench_quick"), "results": str(ROOT 
 
 def judge(report: dict, window: int, layers: int) -> dict:
     """Print one window's table and its two exit goals; return them with the row they are judged on."""
-    from uer.tagging.evaluate import format_table
+    from uer.tagging.report import format_table
 
     print(f"--- exit window {window}" + (" (a token waits for its neighbours within +-%d)" % window if window else ""))
     print(format_table(report["rows"], report["teacher_f1"]))

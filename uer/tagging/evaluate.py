@@ -133,17 +133,3 @@ def sweep(runner: TokenExit, chunks: Chunks, gold: list[list[str]], id2label: Se
             "full_flops_per_sentence": full_flops, "timing_samples": timed, "runtime": runner.name,
             "wall_seconds": wall_seconds(walls, batch_size)}
 
-
-def format_table(rows: Sequence[dict[str, Any]], teacher_f1: float) -> str:
-    """exit: mean exit layer per character; run: mean layers a row runs (its deepest token)."""
-    head = f"{'speed':>6} {'P':>7} {'R':>7} {'F1':>7} {'exit':>5} {'run':>5} {'MFLOPs':>8} {'FLOPsx':>7} {'wall1x':>7} {'wallBx':>7}"
-    lines = [f"full model entity F1: {teacher_f1:.4f}", head, "-" * len(head)]
-
-    def num(v, fmt):
-        return format(v, fmt) if v is not None else "-".rjust(len(format(1.0, fmt)))
-
-    for r in rows:
-        lines.append(f"{r['speed']:>6g} {r['precision']:>7.4f} {r['recall']:>7.4f} {r['f1']:>7.4f} {r['mean_exit_layer']:>5.2f} {r.get('mean_layers_run', float('nan')):>5.2f} "
-                     f"{num(r['flops_per_sentence'] and r['flops_per_sentence'] / 1e6, '8.3f')} {num(r['flops_speedup'], '6.2f')}x "
-                     f"{num(r['wall_speedup_batch1'], '6.2f')}x {num(r['wall_speedup_batched'], '6.2f')}x")
-    return "\n".join(lines)
