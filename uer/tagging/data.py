@@ -89,19 +89,12 @@ class NerData:
 def read_ner_tsv(path: str | Path, label2id: dict[str, int] | None, skip_malformed: bool = False) -> NerData:
     """Read a ``text_a<TAB>label`` file (``label2id=None``: only ``text_a`` is read, a label column is ignored)."""
     path = Path(path)
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")  # a UTF-8 byte-order mark is allowed, as in every TSV reader of ours
-    except UnicodeDecodeError as exc:
-        start = exc.start + (3 if raw.startswith(b"\xef\xbb\xbf") else 0)
-        line = raw[:start].count(b"\n") + 1
-        raise NerDataError(f"{path}:{line}: not UTF-8 text ({exc.reason} at byte {start})") from None
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    lines = _lines(path)
     if lines and lines[-1] == "":
         lines.pop()
     if not lines:
         raise NerDataError(f"{path}:1: empty file; expected a header 'text_a\\tlabel'")
-    header = lines[0].rstrip("\r").split("\t")
+    header = lines[0].split("\t")
     if "text_a" not in header or (label2id is not None and "label" not in header):
         want = "text_a\\tlabel" if label2id is not None else "text_a"
         raise NerDataError(f"{path}:1: header {lines[0]!r}: expected columns {want}")
@@ -111,7 +104,6 @@ def read_ner_tsv(path: str | Path, label2id: dict[str, int] | None, skip_malform
     tags_out: list[list[str]] = []
     skipped: list[tuple[int, str]] = []
     for number, line in enumerate(lines[1:], start=2):
-        line = line.rstrip("\r")
         if not line.strip():
             problem = "empty line"
         else:
@@ -186,7 +178,8 @@ def read_ner(path: str | Path, label2id: dict[str, int] | None, data_format: str
     raise NerDataError(f"data_format {data_format!r}: expected one of {', '.join(FORMATS)}")
 
 
-def _text(path: Path) -> list[str]:
+def _lines(path: Path) -> list[str]:
+    """The file's lines (any line ending); a UTF-8 byte-order mark is allowed, as in every TSV reader of ours."""
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8-sig")
@@ -219,7 +212,7 @@ def read_conll(path: str | Path, label2id: dict[str, int] | None, skip_malformed
             tags_out.append(tags)
         words, tags, problem = [], [], None
 
-    for number, line in enumerate(_text(path), start=1):
+    for number, line in enumerate(_lines(path), start=1):
         cols = line.split()
         if not cols:
             end()

@@ -15,13 +15,12 @@ from torch import nn
 
 from uer.exit.targets import ExitBranches
 from uer.tagging.crf import LinearChainCRF, compact
+from uer.tagging.data import IGNORE
 from uer.targets.base import Target, require
 from uer.targets.fastbert import MODULES
 from uer.targets.configs import TaggingConfig, TokenExitConfig
 from uer.targets.registry import TARGETS
 from uer.layers.dropout import Dropout
-
-IGNORE = -100
 
 
 def token_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
