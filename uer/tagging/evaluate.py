@@ -21,29 +21,7 @@ from uer.tagging.data import Chunks, assemble, collate, pick
 from uer.tagging.flops import TaggerFlops
 from uer.tagging.inference import TokenExit
 from uer.tagging.metrics import entity_scores
-
-
-def run_exit(runner: TokenExit, chunks: Chunks, pad_id: int, speed: float | None, window: int,
-             batch_size: int, policy: Policy = DEFAULT) -> tuple[list[list[int]], list[list[int]]]:
-    """Per row: predicted tag ids of its units (characters, or words' first sub-tokens) and the exit
-    layer of every real token ([CLS] included). ``speed=None``: the full model (every token exits at
-    the last layer)."""
-    tags: list[list[int]] = [[] for _ in range(len(chunks))]
-    exits: list[list[int]] = [[] for _ in range(len(chunks))]
-    for index in length_sorted_batches(chunks.lengths(), batch_size):
-        batch = collate(chunks, index, pad_id, runner.device)
-        if speed is None:
-            probs = runner.full_model(batch["src"], batch["seg"]).cpu()
-            layers = torch.full(probs.shape[:2], runner.layers_num, dtype=torch.long)
-        else:
-            out = runner.predict(batch["src"], batch["seg"], speed, window, policy)
-            probs, layers = out.probs.cpu(), out.exit_layer.cpu()
-        pred = probs.argmax(-1)
-        for j, r in enumerate(index):
-            n = len(chunks.ids[r])
-            tags[r] = pick(pred[j].tolist(), chunks.units(r))
-            exits[r] = layers[j, :n].tolist()
-    return tags, exits
+from uer.tagging.predictor import tag_chunks
 
 
 @torch.no_grad()
@@ -92,7 +70,7 @@ def sweep(runner: TokenExit, chunks: Chunks, gold: list[list[str]], id2label: Se
                                                  else flop_model.early_exit(torch.tensor(layers)))
         return sum(per_sentence) / len(per_sentence)
 
-    teacher_ids, _ = run_exit(runner, chunks, pad_id, None, window, eval_batch_size, rule)
+    teacher_ids, _ = tag_chunks(runner, chunks, pad_id, None, window, eval_batch_size, rule)
     teacher_tags = assemble(chunks, [[id2label[k] for k in row] for row in teacher_ids])
     teacher = entity_scores(gold, teacher_tags)
     full_flops = None
@@ -112,7 +90,7 @@ def sweep(runner: TokenExit, chunks: Chunks, gold: list[list[str]], id2label: Se
 
     rows, predictions = [], []
     for speed in speeds:
-        ids, exits = run_exit(runner, chunks, pad_id, float(speed), window, eval_batch_size, rule)
+        ids, exits = tag_chunks(runner, chunks, pad_id, float(speed), window, eval_batch_size, rule)
         tags = assemble(chunks, [[id2label[k] for k in row] for row in ids])
         scores = entity_scores(gold, tags)
         char_exits = [e for r, row in enumerate(exits) for e in pick(row, chunks.units(r))]  # units only, not [CLS]

@@ -24,8 +24,8 @@ import torch
 from uer.data.loader import length_sorted_batches
 from uer.exit.checks import check_batch_size, check_text, check_texts, check_window
 from uer.exit.loading import exit_settings, load_trained
-from uer.exit.policies import ExitPolicy
-from uer.tagging.data import assemble, collate, encode_sentences, pick, word_pieces
+from uer.exit.policies import DEFAULT, ExitPolicy, Policy
+from uer.tagging.data import Chunks, assemble, collate, encode_sentences, pick, word_pieces
 from uer.tagging.inference import TokenExit
 from uer.tagging.metrics import bio_spans
 
@@ -73,18 +73,9 @@ class NerTagger:
     def _tag(self, chars: Sequence[Sequence[str]], speed: float, window: int, batch_size: int,
              rule: ExitPolicy) -> tuple[list[list[str]], list[list[int]]]:
         chunks = encode_sentences(self.vocab, chars, None, self.seq_length, self.pieces)
-        tags: list[list[str]] = [[] for _ in range(len(chunks))]
-        exits: list[list[int]] = [[] for _ in range(len(chunks))]
-        pad_id = self.vocab.pad_id
-        for index in length_sorted_batches(chunks.lengths(), batch_size):
-            batch = collate(chunks, index, pad_id, self.runner.device)
-            out = self.runner.predict(batch["src"], batch["seg"], speed, window, policy=rule)
-            pred, layers = out.probs.argmax(-1).cpu(), out.exit_layer.cpu()
-            for j, r in enumerate(index):
-                units = chunks.units(r)
-                tags[r] = [self.id2label[k] for k in pick(pred[j].tolist(), units)]
-                exits[r] = pick(layers[j].tolist(), units)
-        return assemble(chunks, tags), assemble(chunks, exits)
+        ids, exits = tag_chunks(self.runner, chunks, self.vocab.pad_id, speed, window, batch_size, rule)
+        return (assemble(chunks, [[self.id2label[k] for k in row] for row in ids]),
+                assemble(chunks, [pick(row, chunks.units(r)) for r, row in enumerate(exits)]))
 
     def predict(self, texts: str | Iterable[str], speed: float | None = None, window: int | None = None,
                 batch_size: int = 32, policy: str | dict | ExitPolicy | None = None) -> list[list[Entity]]:
@@ -111,3 +102,26 @@ class NerTagger:
                 start, end = pos[s][0], pos[e - 1][1]
                 results[k].append(Entity(kind, start, end, text[start:end]))
         return results
+
+
+def tag_chunks(runner: TokenExit, chunks: Chunks, pad_id: int, speed: float | None, window: int,
+               batch_size: int, policy: Policy = DEFAULT) -> tuple[list[list[int]], list[list[int]]]:
+    """Per row: predicted tag ids of its units (characters, or words' first sub-tokens) and the exit
+    layer of every real token ([CLS] included), as :meth:`NerTagger.predict` and the sweep run it.
+    ``speed=None``: the full model (every token exits at the last layer)."""
+    tags: list[list[int]] = [[] for _ in range(len(chunks))]
+    exits: list[list[int]] = [[] for _ in range(len(chunks))]
+    for index in length_sorted_batches(chunks.lengths(), batch_size):
+        batch = collate(chunks, index, pad_id, runner.device)
+        if speed is None:
+            probs = runner.full_model(batch["src"], batch["seg"]).cpu()
+            layers = torch.full(probs.shape[:2], runner.layers_num, dtype=torch.long)
+        else:
+            out = runner.predict(batch["src"], batch["seg"], speed, window, policy)
+            probs, layers = out.probs.cpu(), out.exit_layer.cpu()
+        pred = probs.argmax(-1)
+        for j, r in enumerate(index):
+            n = len(chunks.ids[r])
+            tags[r] = pick(pred[j].tolist(), chunks.units(r))
+            exits[r] = layers[j, :n].tolist()
+    return tags, exits
