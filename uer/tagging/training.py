@@ -14,44 +14,32 @@ from torch import nn
 from uer.config import Config
 from uer.exit import training as stages
 from uer.data.loader import length_sorted_batches
+from uer.exit.targets import exit_target
 from uer.exit.training import StageData, StageOptions, distill_loss_sum
 from uer.tagging.data import IGNORE, Chunks, assemble, collate, pick
 from uer.tagging.metrics import entity_scores
 
 
 @torch.no_grad()
-def teacher_tags(model: nn.Module, chunks: Chunks, pad_id: int, batch_size: int, id2label: Sequence[str]) -> list[list[str]]:
-    """The full model's tags (backbone + teacher), per sentence."""
-    from uer.exit.targets import exit_target
-
+def dev_scores(model: nn.Module, dev: Chunks, gold: list[list[str]], pad_id: int, batch_size: int,
+               id2label: Sequence[str]) -> dict[str, float]:
+    """The full model's (backbone + teacher) entity F1 / precision / recall and the per-student
+    distillation loss per token on dev, from one pass over it."""
     was_training = model.training
     model.eval()
     target = exit_target(model)
     device = next(model.parameters()).device
-    rows: list[list[str]] = [[] for _ in range(len(chunks))]
-    for index in length_sorted_batches(chunks.lengths(), batch_size):
-        batch = collate(chunks, index, pad_id, device)
-        hidden = model.encoder(model.embed(batch["src"], batch["seg"]), batch["seg"])
-        pred = target.teacher(hidden).argmax(-1).cpu()
-        for j, r in enumerate(index):
-            rows[r] = [id2label[k] for k in pick(pred[j].tolist(), chunks.units(r))]
-    model.train(was_training)
-    return assemble(chunks, rows)
-
-
-@torch.no_grad()
-def dev_scores(model: nn.Module, dev: Chunks, gold: list[list[str]], pad_id: int, batch_size: int,
-               id2label: Sequence[str]) -> dict[str, float]:
-    """Teacher entity F1 / precision / recall and the per-student distillation loss per token on dev."""
-    was_training = model.training
-    model.eval()
     kl_sum, n = 0.0, 0
+    tags: list[list[str]] = [[] for _ in range(len(dev))]
     for index in length_sorted_batches(dev.lengths(), batch_size):
-        batch = collate(dev, index, pad_id, next(model.parameters()).device)
+        batch = collate(dev, index, pad_id, device)
         layers = model.encoder.forward_layers(model.embed(batch["src"], batch["seg"]), batch["seg"])
         loss, rows = distill_loss_sum(model, layers, batch["seg"] > 0)
         kl_sum, n = kl_sum + loss, n + rows
-    scores = entity_scores(gold, teacher_tags(model, dev, pad_id, batch_size, id2label))
+        pred = target.teacher(layers[-1]).argmax(-1).cpu()
+        for j, r in enumerate(index):
+            tags[r] = [id2label[k] for k in pick(pred[j].tolist(), dev.units(r))]
+    scores = entity_scores(gold, assemble(dev, tags))
     model.train(was_training)
     return {"f1": scores["f1"], "precision": scores["precision"], "recall": scores["recall"],
             "distill_loss": kl_sum / max(n, 1)}
