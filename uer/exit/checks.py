@@ -6,6 +6,7 @@ message names the argument (and, for a text, its index). NumPy scalars are numbe
 
     texts = check_texts(texts)              # a str is one text; any iterable of items, else TypeError
     speed = check_speed(speed)              # float in [0, 1]
+    n = check_int(batch_size, "batch_size", 1)
     rule = check_policy("patience")         # an ExitPolicy from a name, a {"name": ...} mapping or itself
 """
 from __future__ import annotations
@@ -58,20 +59,13 @@ def check_speed(speed: object) -> float:
     return float(speed)
 
 
-def check_batch_size(batch_size: object) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
-        raise TypeError(f"batch_size must be an int >= 1, got {type(batch_size).__name__} {batch_size!r}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    return int(batch_size)
-
-
-def check_window(window: object) -> int:
-    if isinstance(window, bool) or not isinstance(window, numbers.Integral):
-        raise TypeError(f"window must be an int >= 0, got {type(window).__name__} {window!r}")
-    if window < 0:
-        raise ValueError(f"window must be >= 0, got {window}")
-    return int(window)
+def check_int(value: object, name: str, minimum: int) -> int:
+    """An integer >= ``minimum`` (a batch size, a window; not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
 
 
 def check_policy(policy: object) -> ExitPolicy:

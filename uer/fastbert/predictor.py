@@ -24,7 +24,7 @@ from typing import Any, Iterable, Sequence
 import torch
 
 from uer.checkpoint import CheckpointError
-from uer.exit.checks import check_batch_size, check_text, check_texts
+from uer.exit.checks import check_int, check_text, check_texts
 from uer.exit.loading import exit_settings, load_trained
 from uer.data.loader import length_sorted_batches
 from uer.fastbert.data import Encoded, collate, encode_texts
@@ -121,7 +121,7 @@ class FastBertClassifier:
         """:meth:`predict` on texts already encoded (:meth:`encode`); the same arguments. The raw
         outputs: a regression model's values are standardised (``value * std + mean``, ``self.scale``)."""
         speed, rule = self._settings(speed, policy)
-        return self._run(encoded, speed, check_batch_size(batch_size), rule)
+        return self._run(encoded, speed, check_int(batch_size, "batch_size", 1), rule)
 
     def _settings(self, speed: object, policy: object) -> tuple[float, ExitPolicy]:
         speed, rule = exit_settings(self.extra, speed, policy)
@@ -149,7 +149,7 @@ class FastBertClassifier:
         chose (0 if it chose none). ``policy``: the exit rule, a name (``uer.exit.policies``),
         a ``{"name": ...}`` mapping or a policy object; None = the one the run trained with."""
         speed, rule = self._settings(speed, policy)
-        out = self._run(self.encode(texts), speed, check_batch_size(batch_size), rule)
+        out = self._run(self.encode(texts), speed, check_int(batch_size, "batch_size", 1), rule)
         layers = out.exit_layer.tolist()
         if self.task == "multi_label":
             sets = [[label for label, p in zip(self.labels, row) if p > 0.5] for row in out.probs.tolist()]

@@ -22,7 +22,7 @@ from typing import Any, Iterable, Sequence
 import torch
 
 from uer.data.loader import length_sorted_batches
-from uer.exit.checks import check_batch_size, check_text, check_texts, check_window
+from uer.exit.checks import check_int, check_text, check_texts
 from uer.exit.loading import exit_settings, load_trained
 from uer.exit.policies import DEFAULT, ExitPolicy, Policy
 from uer.tagging.data import Chunks, assemble, collate, encode_sentences, pick, word_pieces
@@ -65,10 +65,10 @@ class NerTagger:
         """Units (characters; words for a word-level tagger) per sentence -> (tags, exit layers) per
         sentence (a word's exit layer: its first sub-token's); the arguments as :meth:`predict`'s."""
         speed, rule = exit_settings(self.extra, speed, policy)
-        return self._tag(chars, speed, self._window(window), check_batch_size(batch_size), rule)
+        return self._tag(chars, speed, self._window(window), check_int(batch_size, "batch_size", 1), rule)
 
     def _window(self, window: object) -> int:
-        return check_window(self.extra.get("window", 0) if window is None else window)
+        return check_int(self.extra.get("window", 0) if window is None else window, "window", 0)
 
     def _tag(self, chars: Sequence[Sequence[str]], speed: float, window: int, batch_size: int,
              rule: ExitPolicy) -> tuple[list[list[str]], list[list[int]]]:
@@ -86,7 +86,7 @@ class NerTagger:
         (its chosen speed, else 0; its ``--window``; its exit policy, else entropy)."""
         texts = [check_text(t, f"texts[{i}]") for i, t in enumerate(check_texts(texts))]
         speed, rule = exit_settings(self.extra, speed, policy)
-        window, batch_size = self._window(window), check_batch_size(batch_size)
+        window, batch_size = self._window(window), check_int(batch_size, "batch_size", 1)
         results: list[list[Entity]] = [[] for _ in texts]
         if self.pieces is None:  # (start, end) of every unit: the characters, or the words
             spans = [[(i, i + 1) for i, ch in enumerate(t) if not ch.isspace()] for t in texts]
