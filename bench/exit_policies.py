@@ -134,7 +134,7 @@ def static_points(layer_probs, gold, lengths, flop_model: FlopModel) -> list[dic
     full = float(flop_model.full(lengths).mean())
     out = []
     for k in range(1, layer_probs.shape[1]):
-        flops = float((flop_model.embedding(lengths) + k * flop_model.layer(lengths) + flop_model.branch_flops(lengths)).mean())
+        flops = float((flop_model.embedding(lengths) + k * flop_model.layer(lengths) + flop_model.branch(lengths)).mean())
         out.append({"layers": k, "accuracy": float((layer_probs[:, k - 1].argmax(-1) == gold).double().mean()),
                     "flops_speedup": full / flops})
     return out

@@ -34,15 +34,6 @@ class Rows:
     width: int
 
 
-def unsupported(model: nn.Module) -> str | None:
-    """Why no count is known for ``model``, or None when there is one."""
-    if not isinstance(model.encoder, TransformerEncoder):
-        return f"FLOPs are counted for the transformer encoder, not {type(model.encoder).__name__}"
-    if getattr(model, "subencoder", None) is not None:
-        return "FLOPs are not counted for subencoders"
-    return None
-
-
 class Counter:
     """Adds up the FLOPs of the matrix products it is asked to run."""
 
@@ -113,23 +104,6 @@ class BranchCounter(Counter):
         return x
 
 
-def layer_flops(block: nn.Module, rows: Count, keys: Count | None = None) -> Count:
-    """One ``TransformerLayer`` on ``rows`` query rows (``keys`` rows of keys and values; None: ``rows``)."""
-    counter = LayerCounter(keys)
-    block.compute(Rows(rows, block.self_attn.qkv.in_features), counter)
-    return counter.flops
-
-
-def projection_flops(projection: nn.Module | None, rows: Count) -> Count:
-    """The embedding's factorised (ALBERT) projection (``embedding.projection``), if it is a linear;
-    lookups are not FLOPs."""
-    if not isinstance(projection, nn.Linear):
-        return 0 * rows
-    counter = Counter()
-    counter.linear(projection, Rows(rows, projection.in_features))
-    return counter.flops
-
-
 @dataclass(frozen=True)
 class ExitFlops:
     """What both exits count from: one layer and one branch stand for all (same shapes), plus the
@@ -144,13 +118,31 @@ class ExitFlops:
     def of(cls, model: nn.Module):
         """The counts of ``model``, or None where none is known (not a transformer, a subencoder):
         callers show "-" for None."""
-        if unsupported(model) is not None:
+        if not isinstance(model.encoder, TransformerEncoder) or model.subencoder is not None:
             return None
         from uer.exit.targets import exit_target
 
         return cls(model.embedding.projection, model.encoder.block(0), exit_target(model).branches[0],
                    model.encoder.layers_num)
 
+    def layer(self, rows: Count, keys: Count | None = None) -> Count:
+        """One layer on ``rows`` query rows (``keys`` rows of keys and values; None: ``rows``)."""
+        counter = LayerCounter(keys)
+        self.block.compute(Rows(rows, self.block.self_attn.qkv.in_features), counter)
+        return counter.flops
+
+    def branch(self, rows: Count) -> Count:
+        """One branch as the task runs it on ``rows`` rows."""
+        raise NotImplementedError
+
+    def full(self, n: Count) -> Count:
+        """Backbone + teacher on ``n`` tokens, no student: the model early exit is compared with."""
+        return self.embedding(n) + self.layers_num * self.layer(n) + self.branch(n)
+
     def embedding(self, n):
-        """The factorised (ALBERT) projection, if any."""
-        return projection_flops(self.projection, n)
+        """The factorised (ALBERT) projection, if it is a linear; lookups are not FLOPs."""
+        if not isinstance(self.projection, nn.Linear):
+            return 0 * n
+        counter = Counter()
+        counter.linear(self.projection, Rows(n, self.projection.in_features))
+        return counter.flops

@@ -8,27 +8,19 @@ count per sample). Padding matters: a sample alone costs ``n`` tokens, the same 
 """
 from __future__ import annotations
 
-
 import torch
 
-from uer.exit.flops import BranchCounter, ExitFlops, Rows, layer_flops
+from uer.exit.flops import BranchCounter, ExitFlops, Rows
 
 
 class FlopModel(ExitFlops):
     """Sentence exit: every sample runs the layers up to its exit and one branch after each."""
 
-    def layer(self, n: torch.Tensor | int):
-        return layer_flops(self.block, n)
-
-    def branch_flops(self, n: torch.Tensor | int):
+    def branch(self, n: torch.Tensor | int):
         counter = BranchCounter()
         self.head.compute(Rows(n, self.head.projection.in_features), None, counter)
         return counter.flops
 
-    def full(self, n: torch.Tensor | int):
-        """Backbone + teacher, no student: the model FastBERT is compared with."""
-        return self.embedding(n) + self.layers_num * self.layer(n) + self.branch_flops(n)
-
     def early_exit(self, n: torch.Tensor | int, exit_layer: torch.Tensor | int):
         """Layers 1..exit_layer, each followed by its branch."""
-        return self.embedding(n) + exit_layer * (self.layer(n) + self.branch_flops(n))
+        return self.embedding(n) + exit_layer * (self.layer(n) + self.branch(n))

@@ -11,32 +11,23 @@ than counted here.
 """
 from __future__ import annotations
 
-
 import torch
 
-from uer.exit.flops import BranchCounter, ExitFlops, Rows, layer_flops
+from uer.exit.flops import BranchCounter, ExitFlops, Rows
 
 
 class TaggerFlops(ExitFlops):
     """Token exit: each token runs the layers up to its exit and its branch after each."""
-
-    def layer(self, n, a):
-        """One layer on a sentence of ``n`` real tokens, ``a`` of them still in."""
-        return layer_flops(self.block, a, keys=n)
 
     def branch(self, a):
         counter = BranchCounter()
         self.head.compute(Rows(a, self.head.dense.in_features), counter)
         return counter.flops
 
-    def full(self, n):
-        """Backbone + teacher on ``n`` tokens."""
-        return self.embedding(n) + self.layers_num * self.layer(n, n) + self.branch(n)
-
     def early_exit(self, exit_layers: torch.Tensor) -> float:
         """``exit_layers``: (n,) 1-based exit layer of each real token of one sentence."""
         n = int(exit_layers.numel())
         layers = torch.arange(1, self.layers_num + 1, dtype=exit_layers.dtype)
         a = (exit_layers[None] >= layers[:, None]).sum(1).double()  # (layers,) tokens still in at each layer
-        per_layer = self.layer(n, a) + self.branch(a)
+        per_layer = self.layer(a, keys=n) + self.branch(a)  # keys and values for all n, the rest for a
         return float(self.embedding(n) + torch.where(a > 0, per_layer, 0.0).sum())  # a layer nobody reaches: not run
