@@ -43,7 +43,6 @@ class StageOptions:
     metrics_path: str | None = None
     progress: bool = True
     eval_batch_size: int = 64
-    bucket_by_length: bool = True  # batches of similar length; the order of batches is shuffled
     device: str = "cpu"
     precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA): autocast in the trainer
     log: Callable[[str], None] | None = None  # where the per-epoch dev line goes (the CLI prints it)
@@ -93,7 +92,7 @@ def set_trainable(model: nn.Module, stage: int | str) -> None:
 
 def stage_trainer(model: nn.Module, config: Config, opts: StageOptions, params: list[tuple[str, nn.Parameter]],
                   loss_fn: LossFn, desc: str, train: StageData, dev_fingerprint: str) -> tuple[Trainer, EpochLoader, int]:
-    """The epoch loader (length buckets or plain batches), a linear schedule, the Trainer with its
+    """The epoch loader (length buckets), a linear schedule, the Trainer with its
     resume signature, resumed if its checkpoint exists. Returns ``(trainer, loader, batches per epoch)``."""
     def collate(rows: Sequence[int]) -> Batch:  # one global batch -> this rank's share of it
         mine, real = shard([int(i) for i in rows])
@@ -102,11 +101,8 @@ def stage_trainer(model: nn.Module, config: Config, opts: StageOptions, params: 
             batch["share"] = torch.tensor(float(train.count(batch) if real else 0))
         return batch
 
-    if opts.bucket_by_length:
-        buckets = length_buckets(train.lengths, opts.batch_size, opts.seed)
-        loader = EpochLoader(len(buckets), 1, collate=lambda index, g: collate(buckets[int(index[0])]), seed=opts.seed)
-    else:
-        loader = EpochLoader(len(train.lengths), opts.batch_size, collate=lambda index, g: collate(index), seed=opts.seed)
+    buckets = length_buckets(train.lengths, opts.batch_size, opts.seed)  # similar lengths; the batches' order shuffled
+    loader = EpochLoader(len(buckets), 1, collate=lambda index, g: collate(buckets[int(index[0])]), seed=opts.seed)
     per_epoch = loader.batches_per_epoch()
     total = per_epoch * opts.epochs
     optimizer = make_optimizer(params, opts.learning_rate, opts.weight_decay, device=opts.device)
@@ -224,8 +220,6 @@ def distill(model: nn.Module, config: Config, opts: StageOptions, texts: StageDa
     set_trainable(model, 2)
     backbone, students = split_parameters(model)
     frozen = {n: p.detach().clone() for n, p in backbone}
-    if any(p.requires_grad for _, p in backbone):
-        raise AssertionError("backbone and teacher must be frozen in self-distillation")
     result = run_stage(model, config, opts, students, distillation_loss_fn(model), DISTILL, texts,
                        dev_fingerprint, evaluate, "distill_loss", False, extra)
     for name, p in backbone:
