@@ -137,12 +137,8 @@ def start(opts: RunOptions) -> tuple[RunOptions, torch.device]:
         if is_main_process():
             opts.log(f"fine-tuning over {world} processes ({dist.get_backend()}); --batch_size is the global batch")
         else:
-            opts = dataclasses.replace(opts, log=_quiet, progress=False)
+            opts = dataclasses.replace(opts, log=lambda message: None, progress=False)  # rank 0 speaks for the run
     return opts, device
-
-
-def _quiet(message: str) -> None:
-    """What a rank other than 0 says: nothing (rank 0 speaks for the run)."""
 
 
 def claim(out: Outputs, report_path: Path) -> contextlib.AbstractContextManager:
@@ -318,46 +314,33 @@ def subsample(rows: int, n: int, seed: int) -> list[int] | None:
     return sorted(random.Random(seed).sample(range(rows), n))
 
 
-def stage_signatures(config: Config, section: str, train_fingerprint: str, distill_fingerprint: str,
-                     dev_fingerprint: str, distills: bool, first: str = FINETUNE) -> dict[int, dict[str, Any]]:
-    """The trainer signature of each stage this run will train (checked against the files at the
-    output); ``first``: stage 1's name (FastBERT's joint training runs in its slot)."""
-    fb = task_section(config, section)
-    stages = {1: stage_signature(first, config, fb.epochs_num, fb.batch_size, fb.learning_rate, fb.seed, train_fingerprint,
-                                 dev_fingerprint)}
-    if distills:
-        stages[2] = stage_signature(DISTILL, config, fb.distill_epochs_num, fb.batch_size, fb.distill_learning_rate, fb.seed,
-                                    distill_fingerprint, dev_fingerprint)
-    return stages
-
-
 def prepare(opts: RunOptions, config: Config, section: str, model, out: Outputs, vocab_path: Path,
             fingerprints: tuple[str, str, str], distills: bool, device, first: str = FINETUNE) -> dict[int, int]:
     """Check that the output is this run's (``fingerprints``: train, distill texts, dev), then start
     the backbone (pre-trained or random), move the model and write the run's first files.
-    Returns the steps each stage resumes from."""
-    resume = check_ownership(out, config, vocab_path, stage_signatures(config, section, *fingerprints, distills, first))
+    Returns the steps each stage resumes from. ``first``: stage 1's name (FastBERT's joint training
+    runs in its slot)."""
+    fb, (train, distill, dev) = task_section(config, section), fingerprints
+    stages = {1: stage_signature(first, config, fb.epochs_num, fb.batch_size, fb.learning_rate, fb.seed, train, dev)}
+    if distills:
+        stages[2] = stage_signature(DISTILL, config, fb.distill_epochs_num, fb.batch_size, fb.distill_learning_rate,
+                                    fb.seed, distill, dev)
+    resume = check_ownership(out, config, vocab_path, stages)
     target = config.target.components[0].name
     if opts.pretrained_model_path:
         load_backbone(model, opts.pretrained_model_path, config.source, opts.log, target)
     else:
         opts.log("no --pretrained_model_path: the backbone starts from random weights")
     model.to(device)
-    if is_main_process():
-        write_run_files(out, vocab_path, config)
-    barrier()
-    return resume
-
-
-def write_run_files(out: Outputs, vocab_path: Path, config: Config) -> None:
-    """The vocabulary and the resolved config beside the model (kept when they are already there:
-    :func:`check_ownership` proved them this run's)."""
-    if not out.vocab.is_file():
+    # the vocabulary and the resolved config beside the model (kept when there: check_ownership proved them ours)
+    if is_main_process() and not out.vocab.is_file():
         with atomic_open(out.vocab, "wb") as f:
             f.write(vocab_path.read_bytes())
-    if not out.config.is_file():
+    if is_main_process() and not out.config.is_file():
         with atomic_open(out.config) as f:
             f.write(yaml.safe_dump(to_dict(config), sort_keys=False, allow_unicode=True))
+    barrier()
+    return resume
 
 
 def stage_options(opts: RunOptions, config: Config, section: str, out: Outputs, resume: dict[int, int], n: int,
