@@ -28,7 +28,7 @@ from uer.tagging.evaluate import crf_decode, sweep
 from uer.tagging.inference import TokenExit, token_exit_target
 from uer.tagging.metrics import entity_scores
 from uer.tagging.report import format_table, write_predictions
-from uer.tagging.training import distill, fingerprint, finetune, unlabelled
+from uer.tagging.training import distill, fingerprint, finetune
 from uer.utils.cli import input_file, on_interrupt, set_deterministic
 
 SECTION = "ner"  # the config section with the training hyper-parameters
@@ -54,9 +54,6 @@ def _subset(data: NerData, n: int, seed: int) -> NerData:
         return data
     return NerData(data.path, [data.chars[i] for i in rows], None if data.tags is None else [data.tags[i] for i in rows],
                    data.skipped, data.data_format)
-
-
-SUFFIX = {"tsv": ".tsv", "conll": ".conll"}  # the predictions files' extension, the input's format
 
 
 def input_format(opts: NerOptions) -> str:
@@ -137,7 +134,7 @@ def _run_locked(opts: NerOptions, config: Config, device: torch.device, out: Out
 
     # the files at the output must be this run's (resume) or none: checked before anything is written
     resume = run_.prepare(opts, config, SECTION, model, out, vocab_path,
-                          (fingerprint(train_chunks), fingerprint(unlabelled(train_chunks)), fingerprint(dev_chunks)),
+                          (fingerprint(train_chunks), fingerprint(train_chunks.without_tags()), fingerprint(dev_chunks)),
                           distills, device)
     extra = {"id2label": id2label, "vocab_size": len(vocab), "seq_length": seq, "vocab_file": out.vocab.name,
              "exit_policy": opts.exit_policy, "window": opts.window, "data_format": fmt}
@@ -172,7 +169,7 @@ def _run_locked(opts: NerOptions, config: Config, device: torch.device, out: Out
             "wall_seconds": result["wall_seconds"], "device": str(device), "threads": torch.get_num_threads(),
             "chosen": chosen, "runtime": runner.name, "runtime_reason": runner.reason,
         })
-        suffix = SUFFIX[fmt]
+        suffix = f".{fmt}"  # the predictions are written in the input's format (.tsv, .conll)
         write_predictions(out.predictions / f"full_model{suffix}", test.chars, result["teacher_tags"], fmt)
         crf = token_exit_target(model).crf
         if crf is not None:  # the full model decoded by its CRF, beside its softmax tags

@@ -45,11 +45,6 @@ def dev_scores(model: nn.Module, dev: Chunks, gold: list[list[str]], pad_id: int
             "distill_loss": kl_sum / max(n, 1)}
 
 
-def unlabelled(chunks: Chunks) -> Chunks:
-    """The rows without their tags: what stage 2 trains on (and what its resume signature names)."""
-    return chunks.without_tags()
-
-
 def fingerprint(chunks: Chunks) -> str:
     return stages.fingerprint(len(chunks), (chunks.ids, chunks.tags))
 
@@ -80,4 +75,4 @@ def distill(model, config: Config, texts: Chunks, dev: Chunks, gold, id2label, p
             extra: dict[str, Any]) -> dict[str, Any]:
     """Stage 2: students learn KL(teacher || student) per token on ``texts`` (tags unused)."""
     evaluate = lambda: dev_scores(model, dev, gold, pad_id, opts.eval_batch_size, id2label)  # noqa: E731
-    return stages.distill(model, config, opts, stage_data(unlabelled(texts), pad_id), fingerprint(dev), evaluate, extra)
+    return stages.distill(model, config, opts, stage_data(texts.without_tags(), pad_id), fingerprint(dev), evaluate, extra)
