@@ -3,6 +3,7 @@ predictions mapped back to words; ``run_ner.py`` end to end on English words wit
 export of a word-level tagger; bad values in one line."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from pathlib import Path
@@ -155,6 +156,12 @@ def test_run_ner_on_english_words_with_a_crf(tmp_path, capsys):
         assert text[e.start:e.end] == e.text and not e.text.startswith(" ") and e.start in (0, 6, 12, 18, 21, 25, 30)
     tags, exits = tagger.tag([text.split()], speed=0.5)
     assert len(tags[0]) == len(exits[0]) == 7
+    # `uer predict` reads the words too (it once fed a word-level tagger one character a word)
+    from uer.predict import load_predictor
+
+    (got,) = load_predictor(tmp_path / "out" / "model.pt", runtime="eager").predict([text], speed=0.5)
+    assert got["entities"] == [dataclasses.asdict(e) for e in tagger.predict(text, speed=0.5)[0]]
+    assert got["mean_exit_layer"] == sum(exits[0]) / 7
     # the export states the word-level tokenization
     assert uer_main(["export", str(tmp_path / "out" / "model.pt"), str(tmp_path / "onnx")]) == 0
     manifest = json.loads((tmp_path / "onnx" / "manifest.json").read_text())

@@ -20,7 +20,7 @@ from __future__ import annotations
 import io
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator, Sequence
 
@@ -86,7 +86,8 @@ class ClassifierModel:
 
 class TaggerModel:
     """A :class:`~uer.tagging.predictor.NerTagger`: entities with character offsets and the mean
-    exit layer of the text's characters (token-level exit: each character leaves on its own).
+    exit layer of the text's characters, or words for a word-level tagger (token-level exit: each
+    leaves on its own).
     ``window=None``: the run's own window."""
 
     kind = TAGGER
@@ -105,24 +106,9 @@ class TaggerModel:
 
     def predict(self, items: Sequence[str], speed: float | None = None, policy: Any = None,
                 batch_size: int = 32) -> list[dict[str, Any]]:
-        from uer.tagging.metrics import bio_spans
-
-        results: list[dict[str, Any]] = [{"entities": [], "mean_exit_layer": None} for _ in items]
-        positions = [[i for i, ch in enumerate(t) if not ch.isspace()] for t in items]
-        todo = [k for k, pos in enumerate(positions) if pos]
-        if not todo:
-            return results
-        # NerTagger.tag gives the exit layers NerTagger.predict does not; the offsets follow predict's rule
-        tags, exits = self.tagger.tag([[items[k][i] for i in positions[k]] for k in todo], speed, self.window,
-                                      batch_size, policy)
-        for k, sentence_tags, layers in zip(todo, tags, exits):
-            pos, text = positions[k], items[k]
-            entities = []
-            for kind, s, e in bio_spans(sentence_tags):
-                start, end = pos[s], pos[e - 1] + 1
-                entities.append({"type": kind, "start": start, "end": end, "text": text[start:end]})
-            results[k] = {"entities": entities, "mean_exit_layer": sum(layers) / len(layers)}
-        return results
+        entities, exits = self.tagger.entities(list(items), speed, self.window, batch_size, policy)
+        return [{"entities": [asdict(e) for e in found], "mean_exit_layer": sum(layers) / len(layers) if layers else None}
+                for found, layers in zip(entities, exits)]
 
 
 Predictor = ClassifierModel | TaggerModel

@@ -84,24 +84,32 @@ class NerTagger:
         ``speed`` in [0, 1] (0: the full model), ``window`` (a token leaves only when every token
         within ``window`` positions is sure enough too) and ``policy``: None = what the run stored
         (its chosen speed, else 0; its ``--window``; its exit policy, else entropy)."""
+        return self.entities(texts, speed, window, batch_size, policy)[0]
+
+    def entities(self, texts: str | Iterable[str], speed: float | None = None, window: int | None = None,
+                 batch_size: int = 32, policy: str | dict | ExitPolicy | None = None
+                 ) -> tuple[list[list[Entity]], list[list[int]]]:
+        """:meth:`predict`'s entities and each text's exit layers (one a character, or a word for a
+        word-level tagger; none for a text of white space)."""
         texts = [check_text(t, f"texts[{i}]") for i, t in enumerate(check_texts(texts))]
         speed, rule = exit_settings(self.extra, speed, policy)
         window, batch_size = self._window(window), check_int(batch_size, "batch_size", 1)
-        results: list[list[Entity]] = [[] for _ in texts]
+        entities: list[list[Entity]] = [[] for _ in texts]
+        exits: list[list[int]] = [[] for _ in texts]
         if self.pieces is None:  # (start, end) of every unit: the characters, or the words
             spans = [[(i, i + 1) for i, ch in enumerate(t) if not ch.isspace()] for t in texts]
         else:
             spans = [[m.span() for m in re.finditer(r"\S+", t)] for t in texts]
         todo = [k for k, pos in enumerate(spans) if pos]
         if not todo:
-            return results
-        tags, _ = self._tag([[texts[k][a:b] for a, b in spans[k]] for k in todo], speed, window, batch_size, rule)
-        for k, sentence_tags in zip(todo, tags):
-            pos, text = spans[k], texts[k]
+            return entities, exits
+        tags, layers = self._tag([[texts[k][a:b] for a, b in spans[k]] for k in todo], speed, window, batch_size, rule)
+        for k, sentence_tags, sentence_exits in zip(todo, tags, layers):
+            pos, text, exits[k] = spans[k], texts[k], sentence_exits
             for kind, s, e in bio_spans(sentence_tags):
                 start, end = pos[s][0], pos[e - 1][1]
-                results[k].append(Entity(kind, start, end, text[start:end]))
-        return results
+                entities[k].append(Entity(kind, start, end, text[start:end]))
+        return entities, exits
 
 
 def tag_chunks(runner: TokenExit, chunks: Chunks, pad_id: int, speed: float | None, window: int,
