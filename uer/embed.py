@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterable, Iterator
 
+from uer.config import MIN_SEQ_LENGTH
 from uer.utils.cli import UsageError, positive_int
 
 POOLINGS = {"cls": "first", "mean": "mean", "max": "max"}  # CLI name -> uer.layers.pooling kind
@@ -114,8 +115,8 @@ class Embedder:
         longest = model.embedding.max_seq_length
         if seq_length is None:  # 128, or fewer if the model has fewer positions
             seq_length = min(128, longest) if longest is not None else 128
-        if seq_length < 4:
-            raise EmbedError(f"--seq_length {seq_length} is too short: [CLS] text [SEP] needs at least 4")
+        if seq_length < MIN_SEQ_LENGTH:
+            raise EmbedError(f"--seq_length {seq_length} is too short: [CLS] text [SEP] needs at least {MIN_SEQ_LENGTH}")
         if longest is not None and seq_length > longest:
             raise EmbedError(f"--seq_length {seq_length} is longer than the {longest} positions the model has")
         self.model, self.tokenizer = model.eval(), tokenizer
