@@ -44,20 +44,6 @@ def task_metrics(task: str, outputs: torch.Tensor, gold: torch.Tensor, scale: tu
     return classification_metrics(outputs.argmax(-1), gold, outputs.shape[-1])
 
 
-def timing_batches(encoded: Encoded, index: Sequence[int], pad_id: int, batch_size: int,
-                   device: torch.device | str = "cpu") -> list[dict[str, torch.Tensor]]:
-    sub = Encoded([encoded.ids[i] for i in index], [encoded.segs[i] for i in index], None)
-    return [collate(sub, b, pad_id, device) for b in length_sorted_batches(sub.lengths(), batch_size)]
-
-
-def run_batch(runner: EarlyExit, batch: dict[str, torch.Tensor], speed: float | None, policy: Policy = DEFAULT) -> None:
-    """One batch at ``speed``; ``speed=None`` runs the full model (backbone + teacher)."""
-    if speed is None:
-        runner.full_model_probs(batch["src"], batch["seg"])
-    else:
-        runner.predict(batch["src"], batch["seg"], speed, policy=policy)
-
-
 def sweep(
     runner: EarlyExit, encoded: Encoded, pad_id: int, speeds: Sequence[float], eval_batch_size: int = 64,
     timing_samples: int = 256, batch_size: int = 32, repeats: int = 2, measure: bool = True, policy: Policy = DEFAULT,
@@ -85,10 +71,16 @@ def sweep(
     walls: dict[str, dict[float | None, float]] = {}
     timed = min(timing_samples, len(encoded)) if measure else 0
     if measure:
-        index = list(range(timed))
-        run = lambda batch, speed: run_batch(runner, batch, speed, rule)  # noqa: E731
-        walls = {size: measure_walls(run, timing_batches(encoded, index, pad_id, n, runner.device), speeds, repeats,
-                                     runner.device)
+        sub = Encoded(encoded.ids[:timed], encoded.segs[:timed], None)
+
+        def run(batch: dict[str, torch.Tensor], speed: float | None) -> None:  # None: the full model
+            if speed is None:
+                runner.full_model_probs(batch["src"], batch["seg"])
+            else:
+                runner.predict(batch["src"], batch["seg"], speed, policy=rule)
+
+        walls = {size: measure_walls(run, [collate(sub, b, pad_id, runner.device)
+                                           for b in length_sorted_batches(sub.lengths(), n)], speeds, repeats, runner.device)
                  for size, n in (("1", 1), ("b", batch_size))}
 
     rows = []

@@ -42,15 +42,6 @@ def crf_decode(runner: TokenExit, crf: LinearChainCRF, chunks: Chunks, pad_id: i
     return rows
 
 
-def run_batch(runner: TokenExit, batch: dict[str, torch.Tensor], speed: float | None, window: int,
-              policy: Policy = DEFAULT) -> None:
-    """One batch at ``speed``; ``speed=None`` runs the full model (backbone + teacher)."""
-    if speed is None:
-        runner.full_model(batch["src"], batch["seg"])
-    else:
-        runner.predict(batch["src"], batch["seg"], speed, window, policy)
-
-
 def sweep(runner: TokenExit, chunks: Chunks, gold: list[list[str]], id2label: Sequence[str], pad_id: int,
           speeds: Sequence[float], window: int = 0, eval_batch_size: int = 64, timing_samples: int = 256,
           batch_size: int = 32, repeats: int = 2, measure: bool = True, policy: Policy = DEFAULT) -> dict[str, Any]:
@@ -82,11 +73,16 @@ def sweep(runner: TokenExit, chunks: Chunks, gold: list[list[str]], id2label: Se
     walls: dict[str, dict[float | None, float]] = {}
     if measure:
         sub = chunks.subset(range(timed))
-        singles = [collate(sub, [i], pad_id, runner.device) for i in range(timed)]
-        batched = [collate(sub, b, pad_id, runner.device) for b in length_sorted_batches(sub.lengths(), batch_size)]
-        run = lambda batch, speed: run_batch(runner, batch, speed, window, rule)  # noqa: E731
-        walls = {"1": measure_walls(run, singles, speeds, repeats, runner.device),
-                 "b": measure_walls(run, batched, speeds, repeats, runner.device)}
+
+        def run(batch: dict[str, torch.Tensor], speed: float | None) -> None:  # None: the full model
+            if speed is None:
+                runner.full_model(batch["src"], batch["seg"])
+            else:
+                runner.predict(batch["src"], batch["seg"], speed, window, rule)
+
+        walls = {size: measure_walls(run, [collate(sub, b, pad_id, runner.device)
+                                           for b in length_sorted_batches(sub.lengths(), n)], speeds, repeats, runner.device)
+                 for size, n in (("1", 1), ("b", batch_size))}
 
     rows, predictions = [], []
     for speed in speeds:
