@@ -30,21 +30,16 @@ import torch
 from uer.config import Config
 from uer.convert.archs import ARCHS, ConversionError
 from uer.convert.files import convert_hf_to_uer, convert_uer_to_hf
-from uer.convert.hf import ConversionReport, check_sizes, hf_to_uer as _hf_to_uer
+from uer.convert.hf import ConversionReport, hf_to_uer as _hf_to_uer
 from uer.convert.hf import uer_to_hf as _uer_to_hf
 from uer.utils.paths import REPO_ROOT, resolve_path
 
-HF_PREFIX = "bert."
 BERT = ARCHS["bert"]
 
 
 def check_bert_config(config: Config) -> None:
     """A uer config that a BERT checkpoint can describe: post-LN transformer, word+pos+seg embedding."""
     BERT.check(config)
-
-
-def check_hf_config(hf_config: dict[str, Any], config: Config, where: str) -> None:
-    check_sizes(BERT, hf_config, config, where)
 
 
 def hf_to_uer(hf_state: dict[str, torch.Tensor], config: Config, hf_config: dict[str, Any] | None = None,
