@@ -56,3 +56,17 @@ def test_export_gives_ort_optimizer_every_bert_fusion(tmp_path):
     fusions = deploy_speed.ort_optimize(onnx_path, tmp_path / "minilm.opt.onnx", BertConfig.from_pretrained(str(src)))
     assert deploy_speed.fusion_shortfall(fusions, 6) == []
     assert (tmp_path / "minilm.opt.onnx").is_file()
+
+
+def test_goals_are_peer_time_over_ours_and_unrun_peers_stay_open():
+    one = {"uer FastBERT fp32 @ 0.5": 2.0, "uer FastBERT int8 @ 0.4": 2.5, "ONNX Runtime fp32": 5.0, "transformers": 6.0}
+    bat = {"uer FastBERT fp32 @ 0.5": 1.0, "uer FastBERT int8 @ 0.4": 0.5, "ONNX Runtime fp32": 2.0}
+    e2e = {"batch 1, ms/text": one, f"batches of {deploy_speed.BATCH}, ms/text": bat}
+    goals = {g["goal"]: g for g in deploy_speed.goals({}, e2e, 0.5, 0.4, 0.5)}
+    fp32_one = goals["batch 1, fp32: FastBERT vs ONNX Runtime fp32 (full model)"]
+    assert fp32_one["ratio"] == pytest.approx(2.5) and fp32_one["met"]
+    assert not goals["batch 1, fp32: FastBERT vs transformers eager"]["met"]  # 3.0 < 3.5
+    assert goals["batch 1, int8: FastBERT int8 vs ONNX Runtime int8"]["met"] is None  # the peer did not run
+    assert not goals["batch 1: FastBERT int8 never slower than our fp32"]["met"]  # 2.5 ms against 2.0
+    assert goals[f"batches of {deploy_speed.BATCH}: FastBERT int8 never slower than our fp32"]["ratio"] == pytest.approx(2.0)
+    assert not goals[f"full depth at {deploy_speed.BATCH} x 128 reaches >= 80% of the fp32 GEMM peak"]["met"]
