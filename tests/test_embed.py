@@ -72,6 +72,19 @@ def test_vectors_equal_each_text_alone_whatever_the_batch(model_path, tmp_path, 
     assert np.load(out, mmap_mode="r").shape == (len(TEXTS), 32)  # the header is a real .npy header
 
 
+def test_a_text_b_column_makes_pairs(model_path, tmp_path, capsys):
+    from uer.embed import Embedder
+
+    pairs = [(TEXTS[i], TEXTS[i + 1]) for i in range(0, 6, 2)]
+    tsv = tmp_path / "in.tsv"
+    tsv.write_text("text_b\tid\ttext_a\n" + "".join(f"{b}\t{i}\t{a}\n" for i, (a, b) in enumerate(pairs)))
+    out = tmp_path / "vecs.npy"
+    assert uer_main(["embed", str(model_path), "--input", str(tsv), "--output", str(out), "--batch_size", "2"]) == 0
+    embedder = Embedder.load(model_path)
+    np.testing.assert_allclose(np.load(out), embedder.embed(pairs), rtol=1e-5, atol=1e-5)
+    assert np.abs(np.load(out) - embedder.embed([(a, None) for a, _ in pairs])).max() > 1e-2  # text_b was read
+
+
 def test_plain_text_from_stdin_and_a_chosen_layer(model_path, tmp_path, capsys, monkeypatch):
     data = "".join(t + "\n" for t in TEXTS).encode()
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))

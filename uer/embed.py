@@ -12,11 +12,9 @@ and an existing output is replaced only with ``--force``.
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import struct
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterable, Iterator
 
@@ -27,64 +25,18 @@ POOLINGS = {"cls": "first", "mean": "mean", "max": "max"}  # CLI name -> uer.lay
 
 
 class EmbedError(ValueError):
-    """Input that cannot be embedded; the message names file:line."""
+    """Options, or a model, that cannot embed; the message names which (a bad input line is uer.predict's InputError)."""
 
 
 # ----------------------------------------------------------------------------- input
-@dataclass(frozen=True)
-class InputFormat:
-    tsv: bool  # False: plain text, one per line
-    text_a: int = 0  # column indexes in a TSV
-    text_b: int | None = None
-    columns: int = 1
-
-
-def _decode(raw: bytes, name: str, number: int) -> str:
-    try:
-        return raw.decode("utf-8").rstrip("\r\n")
-    except UnicodeDecodeError:
-        raise EmbedError(f"{name}:{number}: not UTF-8 text") from None
-
-
-def detect_format(first_line: str) -> InputFormat:
-    """A first line with a ``text_a`` column is a TSV header; anything else is the first text."""
-    header = [h.strip() for h in first_line.lstrip("\ufeff").split("\t")]
-    if "text_a" not in header:
-        return InputFormat(tsv=False)
-    return InputFormat(tsv=True, text_a=header.index("text_a"),
-                       text_b=header.index("text_b") if "text_b" in header else None, columns=len(header))
-
-
 def read_texts(stream: IO[bytes], name: str) -> Iterator[tuple[str, str | None]]:
-    """``(text_a, text_b or None)`` per line of a binary stream, lazily. A blank line between texts,
-    a short row or bytes that are not UTF-8 are errors naming ``name:line`` (blank lines at the end
-    are not: nothing follows them)."""
-    first = stream.readline()
-    if not first:
-        raise EmbedError(f"{name}: empty input; expected a TSV with a text_a column or one text per line")
-    fmt = detect_format(_decode(first, name, 1))
-    lines: Iterable[tuple[int, bytes]] = enumerate(stream, start=2)
-    if not fmt.tsv:
-        lines = itertools.chain([(1, first)], lines)  # the first line is a text, not a header
-    blank = None  # the first blank line since the last text: an error only if a text follows
-    for number, raw in lines:
-        line = _decode(raw, name, number)
-        if not line.strip():
-            blank = blank or number
-            continue
-        if blank is not None:
-            raise EmbedError(f"{name}:{blank}: empty line; every line must hold a text")
-        if not fmt.tsv:
-            yield line, None
-            continue
-        fields = line.split("\t")
-        if len(fields) != fmt.columns:
-            raise EmbedError(f"{name}:{number}: {len(fields)} columns, the header has {fmt.columns}")
-        a = fields[fmt.text_a]
-        b = fields[fmt.text_b] if fmt.text_b is not None else None
-        if not a.strip() or (b is not None and not b.strip()):
-            raise EmbedError(f"{name}:{number}: empty {'text_a' if not a.strip() else 'text_b'}")
-        yield a, b
+    """``(text_a, text_b or None)`` per line of a binary stream, lazily, read as ``uer predict``
+    reads (:class:`uer.predict.Inputs`: a TSV with a ``text_a`` (and ``text_b``) column, or one
+    text a line); a bad line is an :class:`~uer.predict.InputError` naming ``name:line``."""
+    from uer.predict import Inputs
+
+    for row in Inputs(stream, name, pair=None):
+        yield (row.item, None) if isinstance(row.item, str) else row.item
 
 
 def batched(items: Iterable, size: int) -> Iterator[list]:
@@ -226,6 +178,7 @@ def _count_lines(path: Path) -> int:
 def command(args: argparse.Namespace) -> int:
     from uer.checkpoint import CheckpointError
     from uer.config import ConfigError
+    from uer.predict import InputError, Inputs
     from uer.utils.cli import input_file, output_file
 
     output = output_file(args.output, "--output")
@@ -238,13 +191,12 @@ def command(args: argparse.Namespace) -> int:
         input_file(args.vocab_path, "--vocab_path")
     try:
         embedder = Embedder.load(model_path, args.vocab_path, pooling=args.pooling, layer=args.layer, seq_length=args.seq_length)
-        stream = sys.stdin.buffer if args.input == "-" else source.open("rb")
         name = "<stdin>" if args.input == "-" else str(args.input)
         total = None
-        if args.input != "-":  # the bar's length: the lines, less a TSV's header
-            total = _count_lines(source)
+        if args.input != "-":  # the bar's length: the lines, less a TSV's header (a bad first line: said here)
             with source.open("rb") as f:
-                total -= detect_format(f.readline().decode("utf-8", "replace")).tsv
+                total = _count_lines(source) - (Inputs(f, name, pair=None).columns is not None)
+        stream = sys.stdin.buffer if args.input == "-" else source.open("rb")
         from tqdm import tqdm
 
         with tqdm(total=total, unit=" texts", disable=not sys.stderr.isatty(), file=sys.stderr) as bar:
@@ -253,7 +205,7 @@ def command(args: argparse.Namespace) -> int:
             finally:
                 if stream is not sys.stdin.buffer:
                     stream.close()
-    except (EmbedError, CheckpointError, ConfigError) as exc:
+    except (EmbedError, InputError, CheckpointError, ConfigError) as exc:
         raise UsageError(str(exc)) from None
     print(f"wrote {rows} x {embedder.dim} vectors ({args.pooling} pooling, "
           f"{'last layer' if args.layer is None else f'layer {args.layer}'}) to {args.output}")

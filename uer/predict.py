@@ -18,6 +18,7 @@ A malformed input is an :class:`InputError` naming ``file:line``.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import sys
 from dataclasses import asdict, dataclass
@@ -152,10 +153,12 @@ class Row:
 class Inputs:
     """The rows of one input, read lazily line by line (constant memory on any size).
 
-    ``name``: how messages name the input (``<stdin>`` for ``-``); ``columns``: the TSV header, or
-    None for plain text; iterate for :class:`Row` s; ``bytes_read`` follows the progress."""
+    ``name``: how messages name the input (``<stdin>`` for ``-``); ``pair``: the model reads
+    (text_a, text_b) pairs, single texts, or (None, ``uer embed``) either, as the header says;
+    ``columns``: the TSV header, or None for plain text; iterate for :class:`Row` s;
+    ``bytes_read`` follows the progress."""
 
-    def __init__(self, stream: IO[bytes], name: str, pair: bool) -> None:
+    def __init__(self, stream: IO[bytes], name: str, pair: bool | None) -> None:
         self.stream, self.name, self.pair = stream, name, pair
         self.bytes_read = 0
         first = stream.readline()
@@ -163,7 +166,7 @@ class Inputs:
         self._first: bytes | None = None
         text = self._decode(first, 1).lstrip("\ufeff").rstrip("\r\n")
         if not text.strip() and not first:
-            raise InputError(f"{name}:1: empty input; expected a TSV with a text_a column or one text a line")
+            raise InputError(f"{name}: empty input; expected a TSV with a text_a column or one text a line")
         if "\t" in text or text.strip() == "text_a":
             self.columns: list[str] | None = [c.strip() for c in text.split("\t")]
             self._check_header()
@@ -184,10 +187,10 @@ class Inputs:
             raise InputError(f"{where}: the header '{shown}' has no text_a column")
         if self.pair and "text_b" not in cols:
             raise InputError(f"{where}: this model classifies (text_a, text_b) pairs, but the header has no text_b column")
-        if not self.pair and "text_b" in cols:
+        if self.pair is False and "text_b" in cols:
             raise InputError(f"{where}: the header has a text_b column, but this model reads single texts")
         self._a = cols.index("text_a")
-        self._b = cols.index("text_b") if self.pair else None
+        self._b = cols.index("text_b") if "text_b" in cols else None
         self._carried = [(i, c) for i, c in enumerate(cols) if c not in ("text_a", "text_b")]
 
     def _decode(self, raw: bytes, line: int) -> str:
@@ -218,7 +221,7 @@ class Inputs:
         if self._first is None:  # a TSV: the header was line 1
             lines, number = self.stream, 1
         else:  # plain text: the first line is a text too (its bytes are counted already)
-            lines, number = _chain(self._first, self.stream), 0
+            lines, number = itertools.chain([self._first], self.stream), 0
             self.bytes_read -= len(self._first)
         for raw in lines:
             number += 1
@@ -229,11 +232,6 @@ class Inputs:
             if blank:
                 raise InputError(f"{self.name}:{blank[0]}: empty line; every line must hold a text")
             yield self._row(raw, number)
-
-
-def _chain(first: bytes, rest: Iterable[bytes]) -> Iterator[bytes]:
-    yield first
-    yield from rest
 
 
 def open_input(path: str) -> tuple[IO[bytes], str]:
