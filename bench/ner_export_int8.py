@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import types
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -22,28 +23,33 @@ from bench.common import PY, ROOT, char_bert_config, cpu_info, sh, write_json, w
 from uer.utils.cli import non_negative_int, parse_speeds, positive_int, run_main  # noqa: E402
 
 
+class Exported:
+    """An :class:`uer.tagging.export.ExportedTagger` as :func:`uer.tagging.predictor.tag_chunks` runs a
+    ``TokenExit`` (its own exit rule: the manifest's)."""
+
+    device = "cpu"
+
+    def __init__(self, exported) -> None:
+        self.exported = exported
+
+    def predict(self, src, seg, speed, window, policy):
+        import torch
+
+        probs, layers = self.exported.predict(src.numpy(), seg.numpy(), speed, window)
+        return types.SimpleNamespace(probs=torch.from_numpy(probs), exit_layer=torch.from_numpy(layers))
+
 
 def evaluate(runner, chunks, gold, id2label, pad_id: int, speed: float, batch_size: int = 64) -> dict:
-    """Entity scores of ``runner.predict(src, seg, speed)`` (numpy or torch results) over ``chunks``."""
-    import numpy as np
-
-    from uer.data.loader import length_sorted_batches
-    from uer.tagging.data import assemble, collate, pick
+    """Entity scores and the mean exit layer of its units at ``speed`` over ``chunks``, as NerTagger tags them."""
+    from uer.tagging.data import assemble, pick
     from uer.tagging.metrics import entity_scores
+    from uer.tagging.predictor import tag_chunks
 
-    rows: list[list[str]] = [[] for _ in range(len(chunks))]
-    exits = []
-    for index in length_sorted_batches(chunks.lengths(), batch_size):
-        batch = collate(chunks, index, pad_id)
-        probs, layers = runner(batch["src"], batch["seg"], speed)
-        pred = np.asarray(probs).argmax(-1)
-        for j, r in enumerate(index):
-            units = chunks.units(r)
-            rows[r] = [id2label[k] for k in pick(pred[j].tolist(), units)]
-            exits += pick(np.asarray(layers)[j].tolist(), units)
-    scores = entity_scores(gold, assemble(chunks, rows))
+    ids, exits = tag_chunks(runner, chunks, pad_id, speed, 0, batch_size)
+    units = [e for r, row in enumerate(exits) for e in pick(row, chunks.units(r))]
+    scores = entity_scores(gold, assemble(chunks, [[id2label[k] for k in row] for row in ids]))
     return {"f1": scores["f1"], "precision": scores["precision"], "recall": scores["recall"],
-            "mean_exit_layer": sum(exits) / len(exits)}
+            "mean_exit_layer": sum(units) / len(units)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,12 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         tagger = NerTagger.load(model, runtime="eager")
         test = read_ner_tsv(data / "test.tsv", {t: i for i, t in enumerate(tagger.id2label)})
         chunks = encode_sentences(tagger.vocab, test.chars, None, tagger.seq_length)
-        runners = {
-            "eager": lambda src, seg, speed: (lambda out: (out.probs.numpy(), out.exit_layer.numpy()))(
-                tagger.runner.predict(src, seg, speed)),
-            **{kind: (lambda e: lambda src, seg, speed: e.predict(src.numpy(), seg.numpy(), speed, 0))(e)
-               for kind, e in exports.items()},
-        }
+        runners = {"eager": tagger.runner, **{kind: Exported(e) for kind, e in exports.items()}}
         rows = []
         for speed in args.speed:
             row = {"speed": speed}
