@@ -42,6 +42,19 @@ def test_target_scale():
     assert target_scale([5.0, 5.0]) == (5.0, 1.0)  # constant: std 1, not a division by 0
 
 
+def test_batches_keep_the_values_and_label_rows():
+    """Regression values and multi-label 0/1 rows reach the loss as floats, class ids as longs (a
+    long tensor cut the standardised values -0.53 and 1.7 to 0 and 1)."""
+    from uer.fastbert.data import Encoded, collate
+
+    rows = ([[2, 5, 3], [2, 6, 3]], [[1, 1, 1], [1, 1, 1]])
+    assert torch.equal(collate(Encoded(*rows, [-0.53, 1.7]), [0, 1], 0)["tgt_cls"], torch.tensor([-0.53, 1.7]))
+    multi = [[0.0, 1.0], [1.0, 1.0]]
+    assert torch.equal(collate(Encoded(*rows, multi), [0, 1], 0)["tgt_cls"], torch.tensor(multi))
+    labels = collate(Encoded(*rows, [1, 0]), [0, 1], 0)["tgt_cls"]
+    assert labels.dtype == torch.long and labels.tolist() == [1, 0]
+
+
 def test_patience_on_values():
     policy = resolve("regression_patience")
     layers = 5

@@ -74,6 +74,7 @@ def collate(encoded: Encoded, index: Sequence[int], pad_id: int, device: torch.d
         "src": pad_batch([encoded.ids[i] for i in index], pad_id),
         "seg": pad_batch([encoded.segs[i] for i in index], 0),
     }
-    if encoded.labels is not None:
-        batch["tgt_cls"] = torch.tensor([encoded.labels[i] for i in index], dtype=torch.long)
+    if encoded.labels is not None:  # class ids as longs; 0/1 label rows (multi_label) and values (regression) as floats
+        rows = [encoded.labels[i] for i in index]
+        batch["tgt_cls"] = torch.tensor(rows, dtype=torch.long if isinstance(rows[0], int) else torch.float32)
     return batch if torch.device(device).type == "cpu" else {k: v.to(device) for k, v in batch.items()}
