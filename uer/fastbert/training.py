@@ -33,7 +33,8 @@ from uer.exit import training as stages
 from uer.data.loader import length_sorted_batches
 from uer.exit.training import StageData, StageOptions, distill_loss_sum
 from uer.fastbert.data import Encoded, collate
-from uer.fastbert.report import SCORE, multi_label_metrics, regression_metrics
+from uer.fastbert.evaluate import task_metrics
+from uer.fastbert.report import SCORE
 from uer.fused import optimize_for_inference
 from uer.targets.fastbert import fastbert_target
 
@@ -83,8 +84,8 @@ def dev_scores(model: nn.Module, dev: Encoded, pad_id: int, batch_size: int, bra
     target = fastbert_target(model)
     encoder = optimize_for_inference(model.embedding, model.encoder)  # a snapshot of the current weights
     device = next(model.parameters()).device
-    correct, kl_sum, n = 0, 0.0, 0
-    outputs, gold = [], []  # the teacher's logits and the labels, for the other tasks' scores
+    kl_sum, n = 0.0, 0
+    outputs, gold = [], []  # the teacher's outputs and the labels
     branch_correct = torch.zeros(len(target.branches), dtype=torch.float64)
     for index in length_sorted_batches(dev.lengths(), batch_size):
         batch = collate(dev, index, pad_id, device)
@@ -92,25 +93,19 @@ def dev_scores(model: nn.Module, dev: Encoded, pad_id: int, batch_size: int, bra
         real = batch["seg"] > 0
         teacher = target.teacher(layers[-1], real)
         kl_sum += distill_loss_sum(model, layers, real, teacher)[0]
-        if dev.labels is not None and target.task != "classification":
-            outputs.append(teacher.float().cpu())
+        if dev.labels is not None:
+            outputs.append(target.activation(teacher.float()).cpu())
             gold.append(batch["tgt_cls"].cpu())
-        elif dev.labels is not None:
-            correct += int((teacher.argmax(-1) == batch["tgt_cls"]).sum())
-            if branches:
-                hits = every_branch(target, layers, real).argmax(-1) == batch["tgt_cls"]  # (L, B)
-                branch_correct += hits.sum(1).double().cpu()
+        if branches:  # joint training: a labelled dev set (finetune checks it)
+            hits = every_branch(target, layers, real).argmax(-1) == batch["tgt_cls"]  # (L, B)
+            branch_correct += hits.sum(1).double().cpu()
         n += len(index)
     model.train(was_training)
     scores = {"distill_loss": kl_sum / n}
-    if dev.labels is not None and target.task == "multi_label":
-        scores["micro_f1"] = multi_label_metrics(torch.cat(outputs) > 0, torch.cat(gold))["micro_f1"]
-    elif dev.labels is not None and target.task == "regression":
-        scores["pearson"] = regression_metrics(torch.cat(outputs)[:, 0], torch.cat(gold))["pearson"]
-    elif dev.labels is not None:
-        scores["accuracy"] = correct / n
-        if branches:
-            scores["joint_accuracy"] = float((layer_weights(len(target.branches)).double() * branch_correct / n).sum())
+    if dev.labels is not None:  # scored as the sweep scores the test set
+        scores[SCORE[target.task]] = task_metrics(target.task, torch.cat(outputs), torch.cat(gold))[SCORE[target.task]]
+    if branches:
+        scores["joint_accuracy"] = float((layer_weights(len(target.branches)).double() * branch_correct / n).sum())
     return scores
 
 
