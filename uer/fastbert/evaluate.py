@@ -3,8 +3,8 @@ measured wall-clock speed-ups (batch 1 and batched) against the full model.
 
 Accuracy and exits come from every branch's output computed once (``EarlyExit.layer_probs``):
 early exit at speed ``s`` returns exactly the branch output of the first layer whose entropy is
-below ``s``. Wall clock is measured by really running early exit on a fixed subset (the first
-``timing_samples`` rows): each batch best of ``repeats`` runs, the full model and every speed taking turns.
+below ``s``. Wall clock: early exit really run on the first ``timing_samples`` rows, timed by
+:func:`uer.exit.sweep.measure_walls`.
 """
 from __future__ import annotations
 

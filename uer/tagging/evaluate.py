@@ -4,8 +4,7 @@ speed-ups (batch 1 and batched) for every speed.
 Token-level exit cannot be replayed from one full pass as FastBERT's sentence-level exit can: a
 token that exits changes what the later layers compute for the others (its vector is frozen). So
 every speed really runs early exit over the whole set. Wall clock: the first ``timing_samples``
-rows, every configuration (the full model and each speed) taking turns batch by batch, each batch
-best of ``repeats`` after a warm-up run.
+rows, timed by :func:`uer.exit.sweep.measure_walls`.
 """
 from __future__ import annotations
 

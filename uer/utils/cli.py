@@ -148,8 +148,6 @@ def output_file(path: str | Path, what: str, overwrite: bool = True) -> Path:
     if out.exists() and not overwrite:
         raise UsageError(f"{what} {shown} already exists; choose another path or remove it")
     _check_parent(out.parent, what, shown)
-    if out.parent.exists() and not os.access(out.parent, os.W_OK | os.X_OK):
-        raise UsageError(f"{what} {shown}: directory {out.parent} is not writable")
     return out
 
 
