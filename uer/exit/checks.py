@@ -18,8 +18,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from uer.exit.policies import POLICIES, ExitPolicy, resolve
 
 Policy = str | Mapping[str, Any] | ExitPolicy
@@ -29,25 +27,6 @@ def check_path(path: object, name: str) -> Path:
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{name} must be a str or os.PathLike, got {type(path).__name__}")
     return Path(path)
-
-
-def check_device(device: object) -> torch.device:
-    """``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device`` this machine has; otherwise one
-    ValueError (torch's own is an AssertionError from deep inside ``Module.to``)."""
-    if not isinstance(device, (str, torch.device)):
-        raise TypeError(f"device must be a str or torch.device, got {type(device).__name__}")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise ValueError(f"device {device!r}: expected cpu, cuda or cuda:N") from None
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device {device!r}: only cpu and cuda[:N] are supported")
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r}: CUDA is not available on this machine (torch {torch.__version__})")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    return dev
 
 
 def check_speed(speed: object) -> float:

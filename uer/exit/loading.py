@@ -27,9 +27,10 @@ from torch import nn
 
 from uer.checkpoint import CheckpointError, load_model
 from uer.config import Config
-from uer.exit.checks import check_device, check_path, check_policy, check_speed, policy_spec
+from uer.exit.checks import check_path, check_policy, check_speed, policy_spec
 from uer.exit.policies import ExitPolicy
 from uer.tokenizers import Vocab
+from uer.utils.device import check_device
 
 Command = Literal["run_fastbert.py", "run_ner.py"]
 
