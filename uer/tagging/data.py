@@ -2,7 +2,7 @@
 
     label2id = read_label2id("data/ner_pd98/label2id.json")
     train = read_ner_tsv("data/ner_pd98/train.tsv", label2id)          # a bad row -> NerDataError file:line
-    chunks = encode_sentences(vocab, train.chars, train.tag_ids, seq_length=64)
+    chunks = encode_sentences(vocab, train.chars, train.tag_ids(label2id), seq_length=64)
 
 A row is bad when its tag count differs from its character count, a tag is not in ``label2id``,
 a column is missing, or the text is empty. Bad rows are an error naming ``file:line``, or with
@@ -20,7 +20,8 @@ row holds whole words (a word longer than a row is cut to its first ``seq_length
 
     fmt = data_format("train.conll", None)                            # "conll" (by extension) or "tsv"
     train = read_ner(path, label2id, fmt)
-    chunks = encode_sentences(vocab, train.chars, train.tag_ids(label2id), 64, pieces=word_pieces(vocab, config.tokenizer))
+    pieces = word_pieces(vocab, config.tokenizer.name, config.tokenizer)
+    chunks = encode_sentences(vocab, train.chars, train.tag_ids(label2id), 64, pieces)
 """
 from __future__ import annotations
 
