@@ -10,6 +10,13 @@ process; the median round counts; CUDA is synchronised before every clock readin
 
 ``sweep``: the batched early-exit sweep (``uer.fastbert.evaluate.sweep``) of a trained FastBERT
 model on ``--device``: accuracy, FLOPs and wall-clock speed-up per speed.
+
+``runtimes``: the same model on each sentence-exit runtime on ``--device`` (``eager``, ``fused``,
+``onnxruntime``, and what ``auto`` picks among them): the full model's and early exit's wall clock
+at batch 1 and batched (``uer.fastbert.evaluate.sweep``'s timing, CUDA synchronised), the
+accuracy, and the reason each runs or is refused. On CUDA ``onnxruntime`` runs fp32 graphs on ONNX
+Runtime's CUDA provider where the installed onnxruntime has one (``onnxruntime-gpu``); where it has
+none, the line says so.
 """
 from __future__ import annotations
 
@@ -102,6 +109,47 @@ def sweep_cmd(args) -> int:
     return 0
 
 
+def runtimes_cmd(args) -> int:
+    from uer.data.tsv import read_tsv
+    from uer.fastbert.data import encode_tsv
+    from uer.fastbert.evaluate import sweep
+    from uer.fastbert.predictor import FastBertClassifier
+
+    device = resolve_device(args.device, "fp32")
+    if not Path(args.model).is_file():
+        raise UsageError(f"--model {args.model}: no such file (the FastBERT step of gpu_check.sh writes it)")
+    reference = FastBertClassifier.load(args.model, device=device, runtime="eager")
+    test = read_tsv(args.test_path, labels=reference.labels)
+    encoded = encode_tsv(reference.tokenizer, test, reference.seq_length)
+    speed = args.speed  # one early-exit speed beside the full model
+    if not 0.0 <= speed <= 1.0:
+        raise UsageError(f"--speed {speed}: expected a value in [0, 1]")
+    pad = reference.tokenizer.vocab.pad_id
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"runtimes on {device} ({name}): {len(encoded)} test rows, {args.timing_samples} timed, batch 1 and {args.batch_size}, "
+          f"speed {speed:g} beside the full model")
+    results = {}
+    for runtime in ("eager", "fused", "onnxruntime", "auto"):
+        try:
+            clf = reference if runtime == "eager" else FastBertClassifier.load(args.model, device=device, runtime=runtime)
+        except ValueError as exc:  # a runtime that cannot run here says why (e.g. no CUDAExecutionProvider)
+            print(f"  {runtime:<12} refused: {exc}")
+            results[runtime] = {"refused": str(exc)}
+            continue
+        r = sweep(clf.runner, encoded, pad, (speed,), timing_samples=args.timing_samples, batch_size=args.batch_size,
+                  repeats=args.repeats)
+        walls = {batch: {k: 1000 * v / r["timing_samples"] for k, v in w.items()} for batch, w in r["wall_seconds"].items()}
+        cells = "; ".join(f"{batch}: full {w['None']:.3f}, speed {speed:g} {w[str(speed)]:.3f} ms/text" for batch, w in walls.items())
+        print(f"  {runtime:<12} accuracy {r['teacher']['accuracy']:.4f} (speed {speed:g}: {r['rows'][0]['accuracy']:.4f}); "
+              f"{cells}\n  {'':<12} {clf.runner.name}: {clf.runner.reason}")
+        results[runtime] = {"name": clf.runner.name, "reason": clf.runner.reason, "ms_per_text": walls,
+                            "accuracy": r["teacher"]["accuracy"], "accuracy_at_speed": r["rows"][0]["accuracy"]}
+    if args.output:
+        write_json(Path(args.output), {"device": name, "speed": speed, "batch_size": args.batch_size,
+                                       "timing_samples": args.timing_samples, "runtimes": results})
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -122,8 +170,17 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--batch_size", type=positive_int, default=32)
     w.add_argument("--timing_samples", type=positive_int, default=512)
     w.add_argument("--repeats", type=positive_int, default=3)
+    r = sub.add_parser("runtimes", help="a FastBERT model on each sentence-exit runtime (ONNX Runtime's CUDA provider on CUDA)")
+    r.add_argument("--device", default=None)
+    r.add_argument("--model", required=True)
+    r.add_argument("--test_path", required=True)
+    r.add_argument("--speed", type=float, default=0.5, help="the early-exit speed timed beside the full model")
+    r.add_argument("--batch_size", type=positive_int, default=32)
+    r.add_argument("--timing_samples", type=positive_int, default=256)
+    r.add_argument("--repeats", type=positive_int, default=2)
+    r.add_argument("--output", help="JSON result")
     args = p.parse_args(argv)
-    body = speed if args.command == "speed" else sweep_cmd
+    body = {"speed": speed, "sweep": sweep_cmd, "runtimes": runtimes_cmd}[args.command]
     return run_main(f"gpu_check.py {args.command}", lambda: body(args))
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The checks that need a CUDA machine, in at most 8 minutes (bench, not a test):
+# The checks that need a CUDA machine, in at most 9 minutes (bench, not a test):
 #
 #   bash bench/gpu_check.sh               # on a CUDA machine
 #   bash bench/gpu_check.sh --dry_run     # every step, tiny sizes, on the CPU (tests/test_gpu_check.py, < 60 s)
@@ -8,8 +8,11 @@
 # 2. torchrun: `torchrun --nproc_per_node 1 pretrain.py` for a few steps (People's Daily sample, mlm target)
 # 3. fastbert: the FastBERT main job (MiniLM on tweets) shortened, on --device cuda
 # 4. sweep:    the batched early-exit sweep of that model on the GPU (bench/gpu_check.py sweep)
+# 5. runtimes: that model on eager, fused, onnxruntime (ONNX Runtime's CUDA provider, fp32 graphs,
+#              where the installed onnxruntime has it; else the line says why not) and auto's pick,
+#              full model and early exit at batch 1 and 32 (bench/gpu_check.py runtimes)
 #
-# Every step runs under its own `timeout` (the four add up to 8 minutes); each command is printed
+# Every step runs under its own `timeout` (the five add up to 9 minutes); each command is printed
 # before it runs, its output goes to <out_dir>/<step>.log, and a summary line per step ends the run.
 # Exit status: 0 when every step passed, 1 otherwise; 2 for a bad flag or a missing prerequisite.
 set -u -o pipefail
@@ -22,7 +25,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --dry_run) DRY=1; shift ;;
     --out_dir) [ $# -ge 2 ] || usage; OUT=$2; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu_check.sh: error: unknown argument '$1'" >&2; usage ;;
   esac
 done
@@ -40,7 +43,8 @@ if [ "$DRY" = 1 ]; then
            --distill_epochs_num 1 --batch_size 16 --seq_length 16 --speed 0,1 --timing_samples 4 --threads 2)
   TEST=tests/data/fastbert_test.tsv
   SWEEP_ARGS=(--batch_size 8 --timing_samples 4 --repeats 1)
-  LIMITS=(120 120 120 120)  # a loaded CPU is slow to start python; the sizes are tiny
+  RUNTIME_ARGS=(--batch_size 8 --timing_samples 4 --repeats 1)
+  LIMITS=(120 120 120 120 120)  # a loaded CPU is slow to start python; the sizes are tiny
 else
   DEVICE=cuda
   if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
@@ -57,7 +61,8 @@ else
            --speed 0,0.1,...,1 --timing_samples 512)
   TEST=data/tweets/test.tsv
   SWEEP_ARGS=(--batch_size 32 --timing_samples 1024 --repeats 3)
-  LIMITS=(120 90 210 60)
+  RUNTIME_ARGS=(--batch_size 32 --timing_samples 256 --repeats 2)
+  LIMITS=(120 90 210 60 60)
   for need in models/minilm/model.pt models/minilm/vocab.txt data/tweets/train.tsv "$VOCAB"; do
     if [ ! -f "$need" ]; then
       echo "gpu_check.sh: error: $need is missing: run bash scripts/setup.sh (or scripts/prepare.py and scripts/build_sentiment_datasets.py --only tweets) first" >&2
@@ -107,6 +112,9 @@ step fastbert "${LIMITS[2]}" "$PY" run_fastbert.py "${FB_ARGS[@]}" --device "$DE
 step sweep "${LIMITS[3]}" "$PY" bench/gpu_check.py sweep --device "$DEVICE" --model "$OUT/fastbert/model.pt" \
   --test_path "$TEST" "${SWEEP_ARGS[@]}"
 grep -h "largest speed" "$OUT/sweep.log" 2>/dev/null | tail -n 1
+step runtimes "${LIMITS[4]}" "$PY" bench/gpu_check.py runtimes --device "$DEVICE" --model "$OUT/fastbert/model.pt" \
+  --test_path "$TEST" "${RUNTIME_ARGS[@]}" --output "$OUT/runtimes.json"
+grep -h "^  [a-z]" "$OUT/runtimes.log" 2>/dev/null | cut -c1-160
 
 echo "gpu_check ($([ "$DRY" = 1 ] && echo 'dry run, cpu' || echo cuda)):"
 printf '  %s\n' "${SUMMARY[@]}"

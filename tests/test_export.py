@@ -57,31 +57,39 @@ def test_manifest_describes_the_files(exported):
     for name, digest in manifest["sha256"].items():
         assert hashlib.sha256((out / name).read_bytes()).hexdigest() == digest
     assert (out / "vocab.txt").read_text().splitlines() == (model_path.parent / "model.vocab.txt").read_text().splitlines()
-    assert manifest["quantize"] is None and "entropy" in manifest["exit_rule"]
+    assert manifest["quantize"] is None and manifest["int8"] is None and "entropy" in manifest["exit_rule"]
 
 
 def test_int8_export_runs(exported, tmp_path):
-    """Judged by what holds on every CPU: the int8 weights are the fp32 ones within half a quantisation
-    step (the scheme's own bound, read from the files), and the int8 files run, give distributions
-    that differ from fp32 (quantized for real) and mostly the same labels. How close the
-    probabilities come depends on the CPU's int8 kernels (AVX2's saturating u8*s8 pairs err more than
-    VNNI's), so no tolerance tuned on one CPU is asserted."""
+    """Judged by what holds on every CPU: the manifest records the scheme chosen for this CPU
+    (uer.runtime.cpu) and the CPU; the int8 weights take the scheme's levels and are the fp32 ones
+    within half a quantisation step (its own bound, read from the files); the int8 files run, give
+    distributions that differ from fp32 (quantized for real) and mostly the same labels. How close
+    the probabilities come depends on the CPU's int8 kernels, so no tolerance tuned on one CPU is
+    asserted (tests/test_int8_scheme.py bounds a quantized MatMul by its two steps)."""
     import onnx
     from onnx import numpy_helper
+
+    from uer.runtime.cpu import cpu_features, this_cpu_scheme
 
     model_path, out = exported
     assert main(["export", str(model_path), str(tmp_path / "q"), "--quantize", "int8"]) == 0
     manifest = json.loads((tmp_path / "q" / "manifest.json").read_text())
-    assert manifest["quantize"] == "int8"
+    scheme = this_cpu_scheme()
+    assert manifest["quantize"] == "int8" and manifest["int8"]["scheme"] == json.loads(json.dumps(scheme.as_dict()))
+    assert manifest["int8"]["made_on"] == cpu_features().summary()
+    assert ("exact on every CPU" == manifest["int8"]["note"]) == scheme.exact_everywhere
+    lo, hi = scheme.weight_levels
     checked = 0
     for name in [*manifest["steps"], manifest["full"]]:
         fp32 = {i.name: numpy_helper.to_array(i) for i in onnx.load(out / name).graph.initializer}
         int8 = {i.name: numpy_helper.to_array(i) for i in onnx.load(tmp_path / "q" / name).graph.initializer}
         for q in (n for n in int8 if n.endswith("_quantized")):
             w = q[: -len("_quantized")]
-            scale, zero = int8[w + "_scale"], int8[w + "_zero_point"].astype(np.float64)
+            scale, zero = int8[w + "_scale"].astype(np.float64), int8[w + "_zero_point"].astype(np.float64)
+            assert lo <= int8[q].min() and int8[q].max() <= hi, (name, w)
             error = np.abs((int8[q].astype(np.float64) - zero) * scale - fp32[w])
-            assert float(error.max()) <= 0.5 * float(scale) * (1 + 1e-5), (name, w)
+            assert (error <= 0.5 * scale * (1 + 1e-5)).all(), (name, w)
             checked += 1
     assert checked >= 2 * manifest["layers_num"]  # every step's weights were quantized and checked
     gen = torch.Generator().manual_seed(0)

@@ -205,7 +205,13 @@ def test_int8_sweep_is_reported_beside_fp32(trained, tmp_path, capsys):
     assert [r["speed"] for r in int8["rows"]] == [0.0, 0.5, 1.0]
     assert int8["rows"][0]["accuracy"] == int8["teacher_accuracy"]
     assert abs(int8["teacher_accuracy"] - report["teacher_accuracy"]) < 0.2  # the same model, 24 test rows
-    assert "int8:" in capsys.readouterr().out
+    from uer.runtime.cpu import cpu_features, this_cpu_scheme
+
+    assert int8["scheme"] == json.loads(json.dumps(this_cpu_scheme().as_dict())) and int8["cpu"] == cpu_features().summary()
+    verdict = int8["verdict"]  # int8 or fp32, and why, from this run's scores and walls
+    assert verdict["keep"] in ("int8", "fp32") and (int8["chosen_vs_fp32_teacher"] is not None or verdict["keep"] == "fp32")
+    out = capsys.readouterr().out
+    assert "int8:" in out and f"int8: keep {verdict['keep']}: {verdict['why']}" in out
     clf = FastBertClassifier.load(tmp_path / "out" / "model.pt", quantize="int8")
-    assert clf.runtime.startswith("onnxruntime") and "int8" in clf.runtime
+    assert "onnxruntime int8" in clf.runtime  # auto: int8 timed beside fp32, kept where it is the fastest
     assert FastBertClassifier.load(tmp_path / "out" / "model.pt").runner.quantize is None

@@ -20,7 +20,7 @@ def test_dry_run_passes_every_step_on_the_cpu(tmp_path):
     result = run_script("--dry_run", "--out_dir", str(out))
     assert result.returncode == 0, result.stdout + result.stderr
     summary = result.stdout[result.stdout.index("gpu_check (dry run, cpu):"):].splitlines()[1:]
-    assert [line.split(":")[0].strip() for line in summary] == ["speed", "torchrun", "fastbert", "sweep"]
+    assert [line.split(":")[0].strip() for line in summary] == ["speed", "torchrun", "fastbert", "sweep", "runtimes"]
     assert all(": ok (" in line for line in summary), summary
     speed = json.loads((out / "speed.json").read_text())
     assert speed["device"] == "cpu" and speed["precision"] == "bf16"
@@ -33,6 +33,10 @@ def test_dry_run_passes_every_step_on_the_cpu(tmp_path):
     report = json.loads((out / "fastbert" / "report.json").read_text())
     assert [row["speed"] for row in report["rows"]] == [0.0, 1.0]
     assert "largest speed within 1 point of the teacher" in (out / "sweep.log").read_text()
+    runtimes = json.loads((out / "runtimes.json").read_text())["runtimes"]
+    assert set(runtimes) == {"eager", "fused", "onnxruntime", "auto"}
+    assert "CPUExecutionProvider" in runtimes["onnxruntime"]["reason"]  # on CUDA: the CUDA provider, or why not
+    assert all(set(r["ms_per_text"]) == {"batch1", "batch8"} for r in runtimes.values())
 
 
 def test_unknown_argument_is_one_line_and_exit_2():

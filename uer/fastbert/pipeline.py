@@ -2,7 +2,8 @@
 sentences (``label<TAB>text_a[<TAB>text_b]``) with the ``fastbert`` target.
 
 Sentence-level pieces only: reading and encoding the TSVs, PABEE's joint branch training, the
-accuracy sweep, its per-speed predictions and an int8 sweep beside fp32.
+accuracy sweep, its per-speed predictions and an int8 sweep beside fp32 (with the verdict
+whether int8 is worth using on this CPU).
 
 The target's ``task`` (``--task``) says what the label column holds: one label (classification),
 a comma-separated set (multi_label, scored by micro-F1) or a number (regression, scored by
@@ -28,7 +29,7 @@ from uer.exit.sweep import chosen_speed
 from uer.fastbert.data import Encoded, encode_tsv, target_scale
 from uer.fastbert.evaluate import sweep
 from uer.fastbert.inference import EarlyExit
-from uer.fastbert.report import (SCORE, format_table, write_multi_label_predictions, write_predictions,
+from uer.fastbert.report import (SCORE, format_table, int8_verdict, write_multi_label_predictions, write_predictions,
                                  write_regression_predictions)
 from uer.exit.training import FINETUNE
 from uer.fastbert.training import BRANCH_TRAININGS, JOINT, distill, finetune, fingerprint, needs_distillation, unlabelled
@@ -209,7 +210,8 @@ def _run_locked(opts: FastBertOptions, config: Config, device: torch.device, out
                 f"({score} {chosen[score]:.4f}, FLOPs x{flops})")
         run_.record_choice(out.model, model, config, extra, chosen)
         if opts.quantize is not None:
-            report["int8"] = quantized_sweep(model, test_enc, pad_id, opts, teacher_acc, task, scale or (0.0, 1.0))
+            report["int8"] = quantized_sweep(model, test_enc, pad_id, opts, teacher_acc, task, scale or (0.0, 1.0),
+                                             fp32_walls=result["wall_seconds"])
         if opts.plot and len(rows) > 1:
             plot = lambda: plot_tradeoff(out.plot, rows, teacher_acc, "FastBERT", score, "teacher")  # noqa: E731
     report["seconds"] = time.perf_counter() - started
@@ -224,12 +226,20 @@ def teacher_keys(teacher: dict[str, Any]) -> dict[str, Any]:
 
 
 def quantized_sweep(model, test_enc: Encoded, pad_id: int, opts: FastBertOptions, fp32_teacher: float,
-                    task: str = "classification", scale: tuple[float, float] = (0.0, 1.0)) -> dict[str, Any]:
-    """The same sweep with int8 weights: the task's score of the int8 teacher and of every speed, beside fp32.
+                    task: str = "classification", scale: tuple[float, float] = (0.0, 1.0),
+                    fp32_walls: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
+    """The same sweep with int8 weights: the task's score of the int8 teacher and of every speed, beside fp32,
+    and whether int8 should be used at all (``verdict``, :func:`uer.fastbert.report.int8_verdict`).
 
-    ``chosen``: the largest speed within 1 point of the *fp32* teacher."""
+    ``chosen``: the largest speed within 1 point of the *fp32* teacher; ``fp32_walls``: the fp32
+    sweep's ``wall_seconds`` of this run, which int8's are compared with. int8 runs on the
+    ``onnxruntime`` runtime whatever ``--runtime`` says (``auto`` could keep fp32 where int8 is
+    slower, and this sweep measures int8 itself), with the scheme chosen for this CPU
+    (``uer.runtime.cpu``), which the report records with the CPU it was read from."""
+    from uer.runtime.cpu import cpu_features
+
     log = opts.log
-    runner = EarlyExit(model, runtime="auto", quantize=opts.quantize)  # int8: onnxruntime, whatever --runtime says
+    runner = EarlyExit(model, runtime="onnxruntime", quantize=opts.quantize)
     log(f"{opts.quantize} runtime: {runner.name} ({runner.reason})")
     result = sweep(runner, test_enc, pad_id, opts.speeds, timing_samples=opts.timing_samples, measure=opts.timing_samples > 0,
                    batch_size=opts.timing_batch_size, policy=opts.exit_policy, scale=scale)
@@ -241,7 +251,10 @@ def quantized_sweep(model, test_enc: Encoded, pad_id: int, opts: FastBertOptions
     if chosen is not None:
         log(f"{opts.quantize}: largest speed within 1 point of the fp32 teacher: {chosen['speed']:g} "
             f"({score} {chosen[score]:.4f})")
+    verdict = int8_verdict(chosen, result["wall_seconds"], fp32_walls or {}, fp32_teacher, score)
+    log(f"{opts.quantize}: keep {verdict['keep']}: {verdict['why']}")
     return {"quantize": opts.quantize, **{k: v for k, v in teacher_keys(result["teacher"]).items()
                                           if k != "teacher_confusion_matrix"},
             "rows": result["rows"], "inference_backend": runner.name, "inference_reason": runner.reason,
-            "wall_seconds": result["wall_seconds"], "chosen_vs_fp32_teacher": chosen}
+            "scheme": runner.runtime.scheme.as_dict(), "cpu": cpu_features().summary(),
+            "wall_seconds": result["wall_seconds"], "chosen_vs_fp32_teacher": chosen, "verdict": verdict}

@@ -98,6 +98,38 @@ def format_table(rows: Sequence[dict[str, Any]], teacher_accuracy: float | None 
                  ["FLOPsx: all rows; timedx: FLOPs speed-up on the rows timed for wall1x (batch 1) and wallBx (batched)"])
 
 
+def int8_verdict(chosen: dict[str, Any] | None, int8_walls: dict[str, dict[str, float]],
+                 fp32_walls: dict[str, dict[str, float]], fp32_teacher: float, score: str = "accuracy") -> dict[str, Any]:
+    """Whether int8 should replace fp32, from one run's two sweeps: ``{"keep": "int8" | "fp32", "why": one line,
+    "speed", "wall_ratio": {batch: int8 wall / fp32 wall}}``.
+
+    int8 is recommended only where its largest speed within 1 point of the *fp32* teacher
+    (``chosen``, ``uer.exit.sweep.chosen_speed`` of the int8 rows against ``fp32_teacher``) is also
+    no slower than fp32 at that same speed, at every batch size both sweeps timed (``int8_walls`` /
+    ``fp32_walls``: the reports' ``wall_seconds``, timed in the same run on the same rows). Anything
+    else keeps fp32 and says why: the score, the time, or no time measured."""
+    name = score.replace("_", "-")
+    if chosen is None:
+        return {"keep": "fp32", "speed": None, "wall_ratio": {},
+                "why": f"no int8 speed keeps the {name} within 1 point of the fp32 teacher's {fp32_teacher:.4f}"}
+    speed = chosen["speed"]
+    where = f"int8 at speed {speed:g} ({name} {chosen[score]:.4f}, fp32 teacher {fp32_teacher:.4f})"
+    key = str(float(speed))
+    ratio = {batch: walls[key] / fp32_walls[batch][key] for batch, walls in int8_walls.items()
+             if key in walls and key in fp32_walls.get(batch, {}) and fp32_walls[batch][key] > 0}
+    if not ratio:
+        return {"keep": "fp32", "speed": speed, "wall_ratio": ratio,
+                "why": f"{where} was not timed beside fp32 (--timing_samples 0?): whether it is faster is unknown"}
+    said = ", ".join(f"{batch.replace('batch', 'batch ')} x{r:.2f}" for batch, r in ratio.items())
+    slower = [batch for batch, r in ratio.items() if r > 1]
+    if slower:
+        return {"keep": "fp32", "speed": speed, "wall_ratio": ratio,
+                "why": f"{where} is slower than fp32 at the same speed (int8 wall / fp32 wall: {said})"}
+    return {"keep": "int8", "speed": speed, "wall_ratio": ratio,
+            "why": f"{where} is within 1 point of the fp32 teacher and no slower than fp32 at that speed "
+                   f"(int8 wall / fp32 wall: {said})"}
+
+
 def write_predictions(path: str | Path, labels: Sequence[str], probs: torch.Tensor, exit_layer: torch.Tensor) -> None:
     """TSV ``label  probability  exit_layer``, one line per input row, in input order."""
     pred = probs.argmax(-1)

@@ -15,9 +15,15 @@ probe that repeats one shape hides that cost (measured on token exit: 792 agains
 candidate's time is the median of its ``REPEATS`` timed calls (the first call warms up): on a
 shared machine a slow spell then spoils one call, not the choice.
 
-Sentence exit (``AutoRuntime`` below) chooses among the runtimes that can run the model (``fused``,
-``onnxruntime``); token exit (``uer.tagging.inference.TokenExit``) among its linears (``eager``,
-``fused``). With ``quantize="int8"`` the only int8 runtime, ``onnxruntime``, is used.
+Sentence exit (``AutoRuntime`` below) chooses among the runtimes that can run the model (on the
+CPU ``fused`` and ``onnxruntime``; on CUDA ``eager``, ``fused`` and ``onnxruntime`` on ONNX
+Runtime's CUDA provider, where the installed onnxruntime has it); token exit
+(``uer.tagging.inference.TokenExit``) among its linears (``eager``, ``fused``). With
+``quantize="int8"`` the int8 runtime (``onnxruntime int8``) is timed beside the fp32 candidates and
+kept only at the probes where it is the fastest: where int8 is slower, fp32 runs and ``reason``
+says so. Whether int8 keeps its accuracy needs labelled data: ``run_fastbert.py --quantize int8``
+judges that (``uer.fastbert.report.int8_verdict``). On CUDA every timed call ends with
+``torch.cuda.synchronize()``.
 """
 from __future__ import annotations
 
@@ -32,7 +38,7 @@ from torch import nn
 from uer.runtime.base import RUNTIMES, Flow, Runtime, RuntimeConfig
 from uer.runtime.support import unsupported
 
-CANDIDATES = ("fused", "onnxruntime")
+CANDIDATES = {"cpu": ("fused", "onnxruntime"), "cuda": ("eager", "fused", "onnxruntime")}  # by device type
 SMALL_BATCH = 4
 PROBES = {"small": (1, 24), "large": (16, 48)}  # (batch, tokens)
 REPEATS = 5
@@ -85,6 +91,8 @@ def measure(candidates: Mapping[str, T], run: Callable[[T, torch.Tensor, torch.T
                 start = time.perf_counter()
                 with torch.inference_mode():
                     run(candidate, src, torch.ones_like(src))
+                if torch.device(device).type == "cuda":  # the kernels queued must have run
+                    torch.cuda.synchronize(device)
                 if k:  # the first call warms the code paths up
                     seconds.append(time.perf_counter() - start)
             timings[probe][name] = statistics.median(seconds)
@@ -116,38 +124,65 @@ def _steps(rt: Runtime, src: torch.Tensor, seg: torch.Tensor) -> None:
         flow.step(i)
 
 
+def quantized_note(choice: Choice, name: str) -> str:
+    """What became of the quantized candidate ``name`` in ``choice``: kept at every probe, or which
+    fp32 candidate runs where it was slower (with both times)."""
+    slower = []
+    for probe, times in choice.timings.items():
+        best = min(times, key=times.get)
+        if best != name:
+            b, t = PROBES[probe]
+            slower.append(f"{b}x{t}: {name} {1000 * times[name]:.2f} ms against {best} {1000 * times[best]:.2f} ms")
+    if not slower:
+        return f"{name} kept: the fastest at every probe"
+    where = "everywhere" if len(slower) == len(choice.timings) else "there"
+    return f"{name} slower than fp32 ({'; '.join(slower)}): fp32 runs {where}"
+
+
+def fp32_candidates(cfg: RuntimeConfig, model: nn.Module) -> tuple[dict[str, Runtime], list[str]]:
+    """The fp32 runtimes that can run ``model`` on its device, built, and why the others cannot."""
+    device = next(model.parameters()).device
+    built, skipped = {}, []
+    for name in CANDIDATES.get(device.type, ("eager",)):
+        why = unsupported(model, name)
+        try:
+            if why is None:
+                built[name] = RUNTIMES.cls(name)(cfg, model=model)
+        except ValueError as e:  # what only building finds (the device, a missing ONNX Runtime provider)
+            why = str(e)
+        if why is not None:
+            skipped.append(f"{name}: {why}")
+    if not built:
+        built["eager"] = RUNTIMES.cls("eager")(cfg, model=model)
+    return built, skipped
+
+
 @RUNTIMES.register("auto", config=RuntimeConfig)
 class AutoRuntime(Runtime):
-    """Dispatches each call to the runtime measured fastest for its batch size."""
+    """Dispatches each call to the runtime measured fastest for its batch size. ``quantize``: what
+    was asked for; ``reason`` says where the quantized runtime runs and where fp32 beat it."""
 
     def __init__(self, cfg: RuntimeConfig, *, model: nn.Module, quantize: str | None = None) -> None:
         self.quantize = quantize
-        if quantize is not None:
-            rt = RUNTIMES.cls("onnxruntime")(cfg, model=model, quantize=quantize)
-            self.choice: Choice[Runtime] = Choice(rt, rt, rt.name, f"auto: int8 runs on onnxruntime only; {rt.reason}")
-        else:
-            built, skipped = {}, []
-            for name in CANDIDATES:
-                why = unsupported(model, name)
-                try:
-                    if why is None:
-                        built[name] = RUNTIMES.cls(name)(cfg, model=model)
-                except ValueError as e:  # what only building finds (the device)
-                    why = str(e)
-                if why is not None:
-                    skipped.append(f"{name}: {why}")
-            if not built:
-                built["eager"] = RUNTIMES.cls("eager")(cfg, model=model)
-            device = next(model.parameters()).device
-            # Sentence exit is timed at the probes' own shapes: its batches come in few distinct
-            # shapes (length-sorted rows), so oneDNN's per-shape primitives are mostly warm. Timed at
-            # fresh shapes (token exit's rule) auto picked onnxruntime for batches here, yet
-            # `uer predict` on the 3,733 test tweets in batches of 32 took 11.8 s on fused against
-            # 16.8 s on onnxruntime (Intel Xeon, AMX, 2 cores, 2026-12-07).
-            self.choice = choose(built, _steps, model.embedding.word.num_embeddings, device,
-                                 model.embedding.max_seq_length, note="; ".join(skipped), fresh_shapes=False)
-            if self.choice.small is self.choice.large:
-                self.choice.reason += f"; {self.choice.small.reason}"
+        built, skipped = fp32_candidates(cfg, model)
+        quantized = None
+        if quantize is not None:  # raises where it cannot run: asked for, it is no mere candidate
+            quantized = f"onnxruntime {quantize}"
+            built = {quantized: RUNTIMES.cls("onnxruntime")(cfg, model=model, quantize=quantize), **built}
+        device = next(model.parameters()).device
+        # Sentence exit is timed at the probes' own shapes: its batches come in few distinct
+        # shapes (length-sorted rows), so oneDNN's per-shape primitives are mostly warm. Timed at
+        # fresh shapes (token exit's rule) auto picked onnxruntime for batches here, yet
+        # `uer predict` on the 3,733 test tweets in batches of 32 took 11.8 s on fused against
+        # 16.8 s on onnxruntime (Intel Xeon, AMX, 2 cores, 2026-12-07).
+        self.choice: Choice[Runtime] = choose(built, _steps, model.embedding.word.num_embeddings, device,
+                                              model.embedding.max_seq_length, note="; ".join(skipped), fresh_shapes=False)
+        if quantized is not None and self.choice.timings:
+            self.choice.reason += f"; {quantized_note(self.choice, quantized)}"
+        if self.choice.small is self.choice.large:
+            self.choice.reason += f"; {self.choice.small.reason}"
+        elif quantized is not None:
+            self.choice.reason += f"; {built[quantized].reason}"
         self.small, self.large = self.choice.small, self.choice.large
         self.layers_num = self.small.layers_num
         self.name, self.reason, self.timings = self.choice.name, self.choice.reason, self.choice.timings

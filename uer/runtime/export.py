@@ -15,7 +15,13 @@ written atomically and the manifest last: a folder with a manifest holds a compl
 of an earlier export that the new one does not list are removed. A folder that is not empty, not
 an earlier export (its ``manifest.json`` in our format) and not an export stopped before its
 manifest (only the names an export writes) is refused untouched. ``--quantize int8`` writes ONNX
-Runtime's dynamic int8 graphs (``DynamicQuantizeLinear`` / ``MatMulInteger``, standard ONNX operators).
+Runtime's dynamic int8 graphs (``DynamicQuantizeLinear`` / ``MatMulInteger``, standard ONNX operators)
+by the scheme chosen for the CPU the export runs on (:mod:`uer.runtime.cpu`). The manifest's
+``int8`` records that scheme and that CPU: files are made on one machine and run on another, and
+full 8-bit weights (chosen on a VNNI, AMX or ARM machine) saturate in ONNX Runtime's u8 x s8
+kernels on a CPU without VNNI (AVX2, AVX-512 without VNNI). ``int8.scheme.exact_on_every_cpu``
+says whether the files are safe everywhere; :func:`export_onnx` with
+``int8_scheme=uer.runtime.cpu.PORTABLE`` makes files that are (7-bit per-channel weights).
 
 A tagger written by ``run_ner.py`` exports the same way (:mod:`uer.tagging.export`): its steps
 give per-token ``logits`` (B, T, labels), steps 1.. also take ``stay`` (B, T) bool, the tokens still
@@ -141,9 +147,25 @@ def written_by(model_path: str | os.PathLike) -> str:
     return "run_ner.py" if isinstance(extra, dict) and "id2label" in extra else "run_fastbert.py"
 
 
-def export_onnx(model_path: str | os.PathLike, out_dir: str | os.PathLike, quantize: str | None = None) -> dict:
-    """Writes the export (module docstring) of a classifier or a tagger and returns its manifest."""
+def int8_record(scheme: Any) -> dict[str, Any]:
+    """The manifest's ``int8``: the scheme the files were quantized with and the CPU it was chosen for."""
+    from uer.runtime.cpu import cpu_features
+
+    return {"scheme": scheme.as_dict(), "made_on": cpu_features().summary(),
+            "note": ("exact on every CPU" if scheme.exact_everywhere else
+                     "full 8-bit weights: exact on CPUs with VNNI/AMX and on ARM64; on x86 without VNNI (AVX2, "
+                     "AVX-512 without VNNI) ONNX Runtime's u8 x s8 kernels saturate: export there, or with "
+                     "uer.runtime.cpu.PORTABLE, for such machines")}
+
+
+def export_onnx(model_path: str | os.PathLike, out_dir: str | os.PathLike, quantize: str | None = None,
+                int8_scheme: Any = None) -> dict:
+    """Writes the export (module docstring) of a classifier or a tagger and returns its manifest.
+
+    ``int8_scheme``: a :class:`uer.runtime.cpu.Int8Scheme` for ``quantize="int8"`` (None: the one
+    chosen for this CPU; ``uer.runtime.cpu.PORTABLE``: files exact on every CPU)."""
     from uer.exit.loading import stored_policy
+    from uer.runtime.cpu import this_cpu_scheme
     from uer.runtime.onnxrt import available, quantize_int8
 
     if quantize not in (None, "int8"):
@@ -173,7 +195,9 @@ def export_onnx(model_path: str | os.PathLike, out_dir: str | os.PathLike, quant
     policy, rule = exit_rule(stored_policy(extra), len(labels))
     graphs = build(model)
     models = graphs.steps + [graphs.full]
-    blobs = quantize_int8(models) if quantize == "int8" else [m.SerializeToString() for m in models]
+    scheme = (int8_scheme or this_cpu_scheme()) if quantize == "int8" else None
+    blobs = quantize_int8(models, scheme) if scheme is not None else [m.SerializeToString() for m in models]
+    int8 = int8_record(scheme) if scheme is not None else None
     names = [f"step_{i}.onnx" for i in range(len(graphs.steps))] + ["full.onnx"]
     out.mkdir(parents=True, exist_ok=True)
     if before is not None:
@@ -189,6 +213,7 @@ def export_onnx(model_path: str | os.PathLike, out_dir: str | os.PathLike, quant
         manifest = _tagger_manifest(tagger, model_path, quantize, graphs, names, policy, rule, sha)
     else:
         manifest = _classifier_manifest(clf, model_path, quantize, graphs, names, policy, rule, sha)
+    manifest["int8"] = int8
     with atomic_open(out / "manifest.json") as f:
         json.dump(manifest, f, indent=2, default=str)
         f.write("\n")

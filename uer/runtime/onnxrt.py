@@ -8,7 +8,11 @@ ONNX Runtime sessions are unaffected. The arrays between steps stay numpy (ONNX 
 numpy inputs without a copy).
 
 ``quantize="int8"``: ONNX Runtime's dynamic quantization (int8 weights, activations quantized
-per call) of every MatMul with a constant weight, branches included. CPU only.
+per call) of every MatMul with a constant weight, branches included, by the scheme chosen for this
+CPU (:mod:`uer.runtime.cpu`: 7-bit per-channel weights where the int8 kernels would saturate).
+CPU only. A model on CUDA runs fp32 graphs on ONNX Runtime's CUDA provider where the installed
+onnxruntime has it (:func:`uer.runtime.support.ort_providers`; the arrays between steps still pass
+through the host).
 """
 from __future__ import annotations
 
@@ -21,9 +25,10 @@ from torch import nn
 
 from uer.encoders.base import real_length
 from uer.runtime.base import RUNTIMES, Flow, Runtime, RuntimeConfig, cut_to_width
+from uer.runtime.cpu import Int8Scheme, cpu_features, this_cpu_scheme
 from uer.runtime.onnx_graph import build_graphs
 from uer.runtime.support import onnxruntime_missing as available  # noqa: F401  (uer.runtime.export's name)
-from uer.runtime.support import unsupported
+from uer.runtime.support import ort_providers, unsupported
 
 def session_options(threads: int):
     """Intra-op threads as torch uses, all graph optimisations, no process-wide state."""
@@ -36,18 +41,20 @@ def session_options(threads: int):
     return so
 
 
-def quantize_int8(models: list) -> list[bytes]:
-    """ONNX Runtime's dynamic int8 quantization of each graph (through files: its API takes paths):
-    the serialized int8 models."""
+def quantize_int8(models: list, scheme: Int8Scheme | None = None) -> list[bytes]:
+    """ONNX Runtime's dynamic int8 quantization of each graph by ``scheme`` (None: the one for this
+    CPU, :func:`uer.runtime.cpu.this_cpu_scheme`), through files (its API takes paths): the
+    serialized int8 models."""
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization import quantize_dynamic
 
+    options = (scheme or this_cpu_scheme()).quantize_dynamic_options()
     out = []
     with tempfile.TemporaryDirectory(prefix="uer-int8-") as tmp:
         for k, model in enumerate(models):
             src, dst = Path(tmp) / f"{k}.onnx", Path(tmp) / f"{k}.int8.onnx"
             onnx.save(model, src)
-            quantize_dynamic(src, dst, weight_type=QuantType.QInt8)
+            quantize_dynamic(src, dst, **options)
             out.append(dst.read_bytes())
     return out
 
@@ -164,26 +171,35 @@ class OrtRuntime(Runtime):
 
     def __init__(self, cfg: RuntimeConfig, *, model: nn.Module, quantize: str | None = None) -> None:
         why = unsupported(model, "onnxruntime", quantize)
-        if why is None and next(model.parameters()).device.type != "cpu":
-            why = f"the model is on {next(model.parameters()).device}; this runtime runs on the CPU"
+        if why is None:
+            import onnxruntime as ort
+
+            providers, where = ort_providers(ort.get_available_providers(), next(model.parameters()).device, quantize)
+            why = where if providers is None else None
         if why is not None:
             raise ValueError(f"runtime 'onnxruntime': {why}")
         import onnx
-        import onnxruntime as ort
 
         graphs = build_graphs(model)
         self.layers_num = len(graphs.steps)
         self.quantize = quantize
         models = graphs.steps + [graphs.full]
+        self.scheme: Int8Scheme | None = None
         if quantize == "int8":
-            models = [onnx.load_from_string(b) for b in quantize_int8(models)]
+            self.scheme = this_cpu_scheme()
+            models = [onnx.load_from_string(b) for b in quantize_int8(models, self.scheme)]
         threads = torch.get_num_threads()
         self.session = ort.InferenceSession(merge_steps(models).SerializeToString(), session_options(threads),
-                                            providers=["CPUExecutionProvider"])
+                                            providers=providers)
+        wanted = providers[0] if isinstance(providers[0], str) else providers[0][0]
+        if wanted not in self.session.get_providers():  # ONNX Runtime falls back to the CPU with a log line only
+            raise ValueError(f"runtime 'onnxruntime': {wanted} did not load (the session has "
+                             f"{', '.join(self.session.get_providers())}); is the CUDA/cuDNN that onnxruntime-gpu needs installed?")
         self.step_ids = {i: np.array(i, dtype=np.int64) for i in [*range(self.layers_num), FULL]}
         self.no_hidden = np.zeros((1, 1, graphs.hidden_size), dtype=np.float32)  # step 0 reads src instead
-        self.reason = (f"ONNX Runtime {ort.__version__}, {'int8 dynamic' if quantize else 'fp32'}, "
-                       f"{threads} threads, one session for every step")
+        precision = "fp32" if self.scheme is None else (
+            f"int8 dynamic ({self.scheme.describe()}: {self.scheme.reason}; CPU {cpu_features().summary()})")
+        self.reason = f"ONNX Runtime {ort.__version__}, {precision}, {where}, {threads} threads, one session for every step"
 
     @torch.inference_mode()
     def begin(self, src: torch.Tensor, seg: torch.Tensor) -> Flow:

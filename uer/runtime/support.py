@@ -11,6 +11,9 @@ runtime before it trains anything, and from a built model (its modules are check
 """
 from __future__ import annotations
 
+from typing import Any, Sequence
+
+import torch
 from torch import nn
 
 from uer.config import Config
@@ -140,6 +143,43 @@ def unexported_embedding(model: nn.Module) -> str | None:
     return None
 
 
+CPU_PROVIDER, CUDA_PROVIDER = "CPUExecutionProvider", "CUDAExecutionProvider"
+Provider = str | tuple[str, dict[str, Any]]  # a name, or (name, options) as onnxruntime.InferenceSession takes
+
+
+def ort_providers(available: Sequence[str], device: str | torch.device, quantize: str | None = None
+                  ) -> tuple[list[Provider] | None, str]:
+    """The ONNX Runtime execution providers that run a model on ``device``, from the providers
+    onnxruntime offers (``onnxruntime.get_available_providers()``): ``(providers, reason)``, or
+    ``(None, why not)``.
+
+    CPU: the CPU provider. CUDA: the CUDA provider on the model's GPU, fp32 graphs (the CPU provider
+    behind it takes the few operators CUDA lacks, as ONNX Runtime's partitioner does), where the
+    installed onnxruntime has it (``onnxruntime-gpu``); int8 stays on the CPU (dynamic
+    quantization's integer operators are CPU kernels; ONNX Runtime's GPU int8 is S8S8 through
+    TensorRT). Pure: tests give it invented provider lists.
+
+    Example::
+
+        ort_providers(["CUDAExecutionProvider", "CPUExecutionProvider"], "cuda:1")
+        # ([("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"], "CUDAExecutionProvider on cuda:1, fp32 graphs")
+    """
+    device = torch.device(device)
+    if device.type == "cpu":
+        if CPU_PROVIDER not in available:
+            return None, f"onnxruntime offers no {CPU_PROVIDER} (available: {', '.join(available) or 'none'})"
+        return [CPU_PROVIDER], CPU_PROVIDER
+    if device.type != "cuda":
+        return None, f"the model is on {device}; ONNX Runtime runs here on the CPU or on CUDA"
+    if quantize is not None:
+        return None, f"the model is on {device}; {quantize} (ONNX Runtime's dynamic quantization) runs on the CPU only"
+    if CUDA_PROVIDER not in available:
+        return None, (f"the model is on {device} and this onnxruntime has no {CUDA_PROVIDER} "
+                      f"(available: {', '.join(available) or 'none'}; pip install onnxruntime-gpu)")
+    index = device.index if device.index is not None else 0
+    return [(CUDA_PROVIDER, {"device_id": index}), CPU_PROVIDER], f"{CUDA_PROVIDER} on cuda:{index}, fp32 graphs"
+
+
 def onnxruntime_missing() -> str | None:
     """None when onnxruntime and onnx can be imported, else why not."""
     try:
@@ -150,4 +190,5 @@ def onnxruntime_missing() -> str | None:
     return None
 
 
-__all__ = ["KINDS", "NAMES", "QUANTIZE", "check_names", "onnx_unsupported", "onnxruntime_missing", "runtime_names", "unsupported"]
+__all__ = ["CPU_PROVIDER", "CUDA_PROVIDER", "KINDS", "NAMES", "QUANTIZE", "check_names", "onnx_unsupported", "onnxruntime_missing",
+           "ort_providers", "runtime_names", "unsupported"]
