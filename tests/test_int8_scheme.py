@@ -273,3 +273,28 @@ def test_int8_is_kept_only_within_a_point_and_no_slower():
     untimed = int8_verdict(chosen, {"batch1": {}, "batch32": {}}, {"batch1": {}, "batch32": {}}, 0.744)
     assert untimed["keep"] == "fp32" and "not timed" in untimed["why"]
     assert int8_verdict({"speed": 0.5, "micro_f1": 0.6}, walls(0.5, 0.5), {}, 0.6, "micro_f1")["keep"] == "fp32"
+
+
+def test_an_export_records_its_scheme_and_can_be_made_for_every_cpu(tmp_path):
+    """Files made on one machine run on another: the manifest names the scheme and the CPU it was
+    chosen on, and ``int8_scheme=PORTABLE`` makes files whose weights (read back) never saturate."""
+    import onnx
+    from onnx import numpy_helper
+
+    from tests.test_predictor_api import save_model
+    from uer.runtime.export import export_onnx
+
+    model_path = save_model(tmp_path / "run")
+    manifest = export_onnx(model_path, tmp_path / "portable", quantize="int8", int8_scheme=PORTABLE)
+    written = json.loads((tmp_path / "portable" / "manifest.json").read_text())
+    assert written["int8"] == json.loads(json.dumps(manifest["int8"]))
+    assert written["int8"]["scheme"]["exact_on_every_cpu"] and written["int8"]["note"] == "exact on every CPU"
+    assert written["int8"]["scheme"]["reason"] == PORTABLE.reason and written["int8"]["made_on"] == cpu_features().summary()
+    for name in [*written["steps"], written["full"]]:
+        weights = [numpy_helper.to_array(i) for i in onnx.load(tmp_path / "portable" / name).graph.initializer
+                   if i.name.endswith("_quantized")]
+        assert weights and all(-64 <= int(w.min()) and int(w.max()) <= 64 for w in weights)
+    here = export_onnx(model_path, tmp_path / "here", quantize="int8")["int8"]
+    assert here["scheme"] == this_cpu_scheme().as_dict()
+    assert (here["note"] == "exact on every CPU") == this_cpu_scheme().exact_everywhere
+    assert export_onnx(model_path, tmp_path / "fp32")["int8"] is None

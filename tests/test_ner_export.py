@@ -133,6 +133,9 @@ def test_int8_tagger_keeps_the_labels(exported, tmp_path):
     assert main(["export", str(model_path), str(tmp_path / "q"), "--quantize", "int8"]) == 0
     manifest = json.loads((tmp_path / "q" / "manifest.json").read_text())
     assert manifest["quantize"] == "int8" and manifest["format"] == "uer-tagger-onnx"
+    from uer.runtime.cpu import this_cpu_scheme
+
+    assert manifest["int8"]["scheme"]["reason"] == this_cpu_scheme().reason  # the scheme and CPU it was made for
     src, seg = batch_of([9, 5, 7, 12, 16, 3], seed=3)
     src, seg = src.numpy(), seg.numpy()
     real = seg > 0
