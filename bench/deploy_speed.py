@@ -12,11 +12,12 @@ encoder, no head, each as its users would deploy it at its strongest:
   eager attention), then ``optimize_model(model_type="bert")``; the bench asserts the fusions it
   reports for BERT (Attention, EmbedLayerNormalization, SkipLayerNormalization, BiasGelu for every
   layer) and fails with the counts when one is missing;
-* ONNX Runtime int8: dynamic quantization of that graph with the scheme its quantization guide
-  recommends for this CPU (``ort_int8_scheme``: per-channel; 7-bit weights where x86 has no VNNI);
+* ONNX Runtime int8: dynamic quantization of that graph (``Attention`` becomes ``QAttention``) with
+  the weights its quantization guide recommends for this CPU, as our int8 chooses them
+  (``uer.runtime.cpu``: per-channel; 7-bit where x86 has no VNNI);
 * OpenVINO fp32 (the exported ONNX file, ``INFERENCE_PRECISION_HINT=f32``: on CPUs with bf16 units
   OpenVINO otherwise computes in bf16) and OpenVINO int8 (NNCF post-training quantization,
-  ``ModelType.TRANSFORMER``, calibrated on training tweets);
+  ``ModelType.TRANSFORMER``, calibrated on training tweets; its float parts at OpenVINO's default);
 * CTranslate2's encoder, fp32 and int8 (``TransformersConverter`` into the run's temporary folder).
 Each peer is checked against ``transformers`` on real tweets first (an fp32 peer that disagrees is an
 error; the int8 peers' worst mean-pooled cosine is printed). Ours: the main job's model through
@@ -64,28 +65,7 @@ BATCH = 32
 
 # ---------------------------------------------------------------------------------------- peers
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # 8-bit dot products that add into 32 bits
 FP32_AGREEMENT = 1e-3  # an fp32 peer differs from transformers by float reordering only (~1e-5)
-
-
-def ort_int8_scheme(flags: list[str]) -> dict:
-    """ONNX Runtime's dynamic int8 as its quantization guide recommends for a CPU with these flags
-    (``/proc/cpuinfo``): ``quantize_dynamic`` keyword arguments plus ``why``.
-
-    Per-channel weights everywhere: the guide's remedy for weights of wide range, and MiniLM's
-    projections have a few wide output channels (one scale per tensor put a tweet's mean-pooled
-    embedding at cosine 0.93 of fp32; per channel 0.99). 7-bit weights (``reduce_range``) only on
-    x86 without VNNI: there ORT's U8S8 kernels multiply with VPMADDUBSW, whose 16-bit sums of two
-    u8 x s8 products saturate with 8-bit weights (2 x 255 x 127 > 32767) and cannot with 7-bit
-    ones; VNNI (VPDPBUSD) adds into 32 bits, and there 7 bits only cost accuracy. Other
-    architectures (ARM) have no such saturation: full 8 bits."""
-    vnni = [f for f in VNNI_FLAGS if f in flags]
-    if vnni:
-        return {"per_channel": True, "reduce_range": False, "why": f"per-channel; 8-bit weights ({vnni[0]}: no saturation)"}
-    if "avx2" in flags or "sse4_1" in flags:
-        return {"per_channel": True, "reduce_range": True,
-                "why": "per-channel; reduce_range (x86 without VNNI: U8S8 via VPMADDUBSW saturates with 8-bit weights)"}
-    return {"per_channel": True, "reduce_range": False, "why": "per-channel; 8-bit weights (not x86: no VPMADDUBSW saturation)"}
 
 
 def fusion_shortfall(stats: dict[str, int], layers: int) -> list[str]:
@@ -142,7 +122,7 @@ class Peers:
     """The engines users deploy MiniLM on, each built at its strongest from the same weights and
     exposed as ``run(ids, mask) -> hidden``: numpy int64 (B, T) in, numpy float32 (B, T, 384) out."""
 
-    def __init__(self, folder: Path, threads: int, flags: list[str], calibration: list[str]) -> None:
+    def __init__(self, folder: Path, threads: int, calibration: list[str]) -> None:
         from transformers import BertModel, BertTokenizerFast
 
         from uer.convert.hf_bert import minilm_source
@@ -155,28 +135,35 @@ class Peers:
         self.runs["transformers int8 (torch dynamic)"] = self._torch(
             torch.ao.quantization.quantize_dynamic(copy.deepcopy(self.hf), {torch.nn.Linear}, dtype=torch.qint8))
         onnx_path = export_onnx(self.src, folder / "minilm.onnx")
-        self._onnxruntime(onnx_path, folder, threads, flags)
+        self._onnxruntime(onnx_path, folder, threads)
         self._openvino(onnx_path, threads, calibration)
         self._ctranslate2(folder, threads)
 
-    def _onnxruntime(self, onnx_path: Path, folder: Path, threads: int, flags: list[str]) -> None:
+    def _onnxruntime(self, onnx_path: Path, folder: Path, threads: int) -> None:
         """fp32: the BERT optimizer's graph, its fusions asserted; int8: dynamic quantization of that
-        graph (fused ``Attention`` becomes ``QAttention``) with the scheme ``ort_int8_scheme`` picks."""
+        graph with the weights ONNX Runtime's quantization guide recommends for this CPU, the choice
+        our own int8 makes (``uer.runtime.cpu``: per-channel; 7-bit where x86 has no VNNI). Unlike
+        ours it quantizes ONNX Runtime's default operators, so the fused ``Attention`` becomes
+        ``QAttention``: its BERT recipe."""
         import onnx
         import onnxruntime as ort
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
+        from uer.runtime.cpu import this_cpu_scheme
+
         opt_path = folder / "minilm.opt.onnx"
         self.notes["ort_fusions"] = ort_optimize(onnx_path, opt_path, self.hf.config)
-        scheme = ort_int8_scheme(flags)
-        self.notes["ort_int8_scheme"] = scheme["why"]
+        scheme = this_cpu_scheme()
+        self.notes["ort_int8_scheme"] = (f"{scheme.weight_type}, reduce_range={scheme.reduce_range}, "
+                                         f"per_channel={scheme.per_channel}: {scheme.reason}")
         int8_path = folder / "minilm.int8.onnx"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             # The contrib ops (Attention, SkipLayerNormalization) are unknown to ONNX's shape
             # inference: their outputs are fp32, as the quantizer is told.
-            quantize_dynamic(str(opt_path), str(int8_path), weight_type=QuantType.QInt8, per_channel=scheme["per_channel"],
-                             reduce_range=scheme["reduce_range"], extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+            quantize_dynamic(str(opt_path), str(int8_path), weight_type=QuantType[scheme.weight_type],
+                             per_channel=scheme.per_channel, reduce_range=scheme.reduce_range,
+                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
         for name, path in (("ONNX Runtime fp32", opt_path), ("ONNX Runtime int8", int8_path)):
             so = ort.SessionOptions()
             so.intra_op_num_threads = threads
@@ -187,17 +174,19 @@ class Peers:
     def _openvino(self, onnx_path: Path, threads: int, calibration: list[str]) -> None:
         """fp32 from the exported ONNX file (``INFERENCE_PRECISION_HINT=f32``: on CPUs with bf16 units
         OpenVINO otherwise computes in bf16); int8: NNCF's post-training quantization for
-        transformers, calibrated on training tweets."""
+        transformers, calibrated on training tweets, at OpenVINO's own precision for what stays
+        float (bf16 where the CPU has bf16 units: on an AMX Xeon, shared, 32 x 128 ran in about half
+        the time of f32 at the same worst mean-pooled cosine to fp32, 0.994)."""
         try:
             import openvino as ov
         except ImportError:
             self.notes["openvino"] = "not installed (pip install -r requirements-bench.txt)"
             return
         core = ov.Core()
-        config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
-                  "INFERENCE_PRECISION_HINT": "f32"}
-        compiled = core.compile_model(str(onnx_path), "CPU", config)
-        self.notes["openvino"] = f"OpenVINO {ov.__version__}, precision {compiled.get_property('INFERENCE_PRECISION_HINT')}"
+        config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"}
+        compiled = core.compile_model(str(onnx_path), "CPU", {**config, "INFERENCE_PRECISION_HINT": "f32"})
+        precision = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        self.notes["openvino"] = f"OpenVINO {ov.__version__}, precision {precision}"
         self.runs["OpenVINO fp32"] = self._openvino_run(compiled)
         try:
             import nncf
@@ -211,8 +200,11 @@ class Peers:
             samples.append({"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)})
         quantized = nncf.quantize(core.read_model(str(onnx_path)), nncf.Dataset(samples), subset_size=len(samples),
                                   model_type=nncf.ModelType.TRANSFORMER)
-        self.notes["openvino_int8"] = f"NNCF {nncf.__version__} post-training quantization, {len(samples)} training tweets"
-        self.runs["OpenVINO int8"] = self._openvino_run(core.compile_model(quantized, "CPU", config))
+        compiled = core.compile_model(quantized, "CPU", config)
+        precision = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        self.notes["openvino_int8"] = (f"NNCF {nncf.__version__} post-training quantization, {len(samples)} training "
+                                       f"tweets, float parts in {precision}")
+        self.runs["OpenVINO int8"] = self._openvino_run(compiled)
 
     def _ctranslate2(self, folder: Path, threads: int) -> None:
         """CTranslate2's encoder, the weights converted by its ``TransformersConverter`` into the
@@ -373,7 +365,7 @@ def _run(args) -> int:
     train = read_tsv(train_path, labels=tuple(clf.labels))
     calibration = [e.text_a for e in train.examples[: 32 if args.quick else 300]]  # 300: NNCF's default subset
     with tempfile.TemporaryDirectory(prefix="uer-deploy-") as tmp:
-        peers = Peers(Path(tmp), args.threads, cpu["flags"], calibration)
+        peers = Peers(Path(tmp), args.threads, calibration)
         peers.notes["fidelity"] = peers.fidelity(texts[:BATCH], clf.seq_length)
         for k, v in peers.notes.items():
             if k != "fidelity":  # the table in the report

@@ -1,6 +1,6 @@
-"""bench/deploy_speed.py's peers: the ONNX Runtime int8 scheme chosen from CPU flags, the fusion check
-that keeps the ONNX Runtime peer at full strength, and the export that gives the optimizer its
-patterns (the real MiniLM weights; slow)."""
+"""bench/deploy_speed.py: the fusion check that keeps the ONNX Runtime peer at full strength, the export
+that gives the optimizer its patterns (the real MiniLM weights; slow) and the goal arithmetic. The
+ONNX Runtime int8 peer's per-CPU scheme is uer.runtime.cpu's, tested in tests/test_int8_scheme.py."""
 import sys
 from pathlib import Path
 
@@ -10,27 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import deploy_speed  # noqa: E402
 
-AVX2_ONLY = ["sse4_1", "avx", "avx2", "fma"]  # an AMD EPYC of the issue: no AVX-512, no VNNI
-AVX512 = AVX2_ONLY + ["avx512f", "avx512bw"]
 FULL_BERT_6 = {"EmbedLayerNormalization": 1, "Attention": 6, "BiasGelu": 6, "SkipLayerNormalization": 12}
-
-
-@pytest.mark.parametrize("flags", [AVX2_ONLY, AVX512])
-def test_ort_int8_reduces_range_on_x86_without_vnni(flags):
-    scheme = deploy_speed.ort_int8_scheme(flags)
-    assert scheme["reduce_range"] and scheme["per_channel"]
-    assert "VNNI" in scheme["why"]
-
-
-@pytest.mark.parametrize("vnni", ["avx512_vnni", "avx_vnni", "amx_int8"])
-def test_ort_int8_keeps_8_bit_weights_with_vnni(vnni):
-    scheme = deploy_speed.ort_int8_scheme(AVX512 + [vnni])
-    assert not scheme["reduce_range"] and scheme["per_channel"]
-    assert vnni in scheme["why"]
-
-
-def test_ort_int8_keeps_8_bit_weights_off_x86():
-    assert not deploy_speed.ort_int8_scheme([])["reduce_range"]  # ARM's cpuinfo has no x86 flags
 
 
 def test_fusion_shortfall_names_what_the_weakened_graph_lacks():
