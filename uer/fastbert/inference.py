@@ -8,20 +8,34 @@ when the longest remaining sample is shorter, the padding columns too, so the la
 run on a smaller tensor. Every operation is per sample (attention is masked, pooling is masked),
 so a sample's result does not depend on its batch or its padding.
 
-One loop steps through the layers (:meth:`EarlyExit.layers`); early exit, every branch's output
-and the full model are three ways of consuming it. ``speed = 0`` never exits early under every
-policy: the last branch, the teacher, decides, as in the full model. ``speed >= 1`` exits every
-sample after layer 1.
+One loop steps through the layers (:meth:`EarlyExit.layers`); early exit and every branch's output
+are two ways of consuming it. ``speed = 0`` never exits early under every policy: the last branch,
+the teacher, decides, as in the full model. ``speed >= 1`` exits every sample after layer 1.
+
+Only where it pays. Each step costs more than a layer of the full model (the branch, the exit
+test, the shrinking), so at a low speed, where few samples leave early, early exit can be slower
+than the full model. A runner given an exit profile (how many samples the sweep saw leave after
+each layer at each speed: :class:`uer.exit.pays.ExitProfile`) measures those costs when it gets it
+and decides once per speed and policy (:meth:`EarlyExit.plan`): early exit where it is expected no
+slower than the full model at batch 1 and in batches, else the full model itself: the teacher's
+answer and every sample at the last layer. The decision never depends on the batch, so a sample's
+result stays the same alone and inside any batch; without a profile (or for a policy the profile
+was not made with) early exit always runs, as the policy says.
 """
 from __future__ import annotations
 
+import statistics
+import time
 from dataclasses import dataclass
-from typing import Generator, Sequence
+from typing import Any, Callable, Generator, Sequence
 
 import torch
 from torch import nn
 
-from uer.exit.policies import DEFAULT, Policy, normalized_entropy, resolve
+from uer.exit.checks import policy_spec
+from uer.exit.pays import ExitProfile, Plan, StepCosts, plan
+from uer.exit.policies import DEFAULT, ExitPolicy, Policy, PolicyState, normalized_entropy, resolve
+from uer.runtime.base import Runtime
 from uer.targets.fastbert import FastBertTarget, fastbert_target
 
 __all__ = ["EarlyExit", "ExitResult", "exits_for_speeds", "fastbert_target", "normalized_entropy"]
@@ -44,19 +58,64 @@ class EarlyExit:
         runner.name, runner.reason                                  # the runtime in effect, and why
         EarlyExit(model, runtime="onnxruntime", quantize="int8")    # int8 weights
 
+        runner = EarlyExit(model, profile=extra["exit_profile"])    # early exit only where it pays
+        runner.plan(0.1).reason                                     # e.g. "full depth: early exit expected at 1.08x ..."
+
     ``runtime``: one of ``uer.runtime.runtime_names("sentence")`` (the work inside each layer and
-    branch; the exit loop is this class).
+    branch; the exit loop is this class), or a :class:`~uer.runtime.base.Runtime` built for ``model``.
+    ``profile``: an :class:`~uer.exit.pays.ExitProfile` (or its ``as_dict()``): see :meth:`use_profile`.
     """
 
-    def __init__(self, model: nn.Module, runtime: str = "auto", quantize: str | None = None) -> None:
+    def __init__(self, model: nn.Module, runtime: str | Runtime = "auto", quantize: str | None = None,
+                 profile: ExitProfile | dict[str, Any] | None = None) -> None:
         from uer.runtime import make_runtime
 
         self.model = model.eval()
         self.device = next(model.parameters()).device  # inputs are moved here by the callers
         self.target = fastbert_target(model)
         self.layers_num = len(self.target.branches)
-        self.runtime = make_runtime(model, runtime, quantize=quantize)
+        if isinstance(runtime, Runtime):
+            if quantize is not None or runtime.layers_num != self.layers_num:
+                raise ValueError(f"runtime {runtime.name!r}: a built runtime takes no quantize= and must have the "
+                                 f"model's {self.layers_num} layers (it has {runtime.layers_num})")
+            self.runtime = runtime
+        else:
+            self.runtime = make_runtime(model, runtime, quantize=quantize)
         self.name, self.reason, self.quantize = self.runtime.name, self.runtime.reason, quantize
+        self.profile: ExitProfile | None = None
+        self.costs: StepCosts | None = None
+        self._plans: dict[tuple, Plan] = {}
+        if profile is not None:
+            self.use_profile(profile)
+
+    def use_profile(self, profile: ExitProfile | dict[str, Any], costs: StepCosts | None = None) -> None:
+        """Early exit from now on only at the speeds where ``profile`` says it pays on this machine.
+
+        ``costs``: the seconds of the full model, a step and a shrinking (:class:`StepCosts`);
+        None measures them now on this runner's runtime (:func:`measure_costs`: about 40 calls at
+        1 and 8 rows of 32 tokens)."""
+        profile = profile if isinstance(profile, ExitProfile) else ExitProfile.from_dict(profile)
+        if profile.layers != self.layers_num:
+            raise ValueError(f"exit profile of {profile.layers} layers for a model of {self.layers_num}")
+        self.profile, self.costs, self._plans = profile, None, {}
+        self.costs = costs if costs is not None else measure_costs(self)
+
+    def plan(self, speed: float, policy: Policy = DEFAULT) -> Plan:
+        """What :meth:`predict` does at ``speed`` under ``policy``: early exit (``step``) or the full model, and why."""
+        rule = resolve(policy)
+        key = (type(rule), rule.cfg, float(speed))
+        if key not in self._plans:
+            self._plans[key] = self._plan(rule, float(speed))
+        return self._plans[key]
+
+    def _plan(self, rule: ExitPolicy, speed: float) -> Plan:
+        if rule.never_early(speed):
+            return Plan(False, {}, "full model: the policy never exits early at this speed")
+        if self.profile is None or self.costs is None:
+            return Plan(True, {}, "early exit: no exit profile, so no measure of what it saves")
+        if policy_spec(rule) != self.profile.policy:
+            return Plan(True, {}, f"early exit: the exit profile is of policy {self.profile.policy}, not this one")
+        return plan(self.profile, self.costs, speed)
 
     def layers(self, src: torch.Tensor, seg: torch.Tensor, students: bool = True
                ) -> Generator[tuple[int, torch.Tensor | None], torch.Tensor | None, None]:
@@ -79,8 +138,12 @@ class EarlyExit:
         """(B, T) ids and segments -> exit probabilities and layers; vectorised over the batch."""
         rule = resolve(policy)
         b = src.shape[0]
-        if rule.never_early(speed):  # the full model itself: no student branch runs
+        if not self.plan(speed, rule).step:  # the full model itself: no student branch runs
             return ExitResult(self.full_model_probs(src, seg), torch.full((b,), self.layers_num, dtype=torch.long, device=src.device))
+        return self._early_exit(src, seg, speed, rule)
+
+    def _early_exit(self, src: torch.Tensor, seg: torch.Tensor, speed: float, rule: ExitPolicy) -> ExitResult:
+        b = src.shape[0]
         state = rule.start(b, self.target.labels_num, self.layers_num, speed)
         if b == 1:  # one text (the deployment case): nothing to shrink, fewer operations per layer
             flow = self.runtime.begin(src, seg)
@@ -118,14 +181,21 @@ class EarlyExit:
         return self.target.activation(self.runtime.full_logits(src, seg).float()).to(src.device)
 
 
-def exits_for_speeds(layer_probs: torch.Tensor, speeds: Sequence[float], policy: Policy = DEFAULT) -> list[ExitResult]:
+def exits_for_speeds(layer_probs: torch.Tensor, speeds: Sequence[float], policy: Policy = DEFAULT,
+                     runner: EarlyExit | None = None) -> list[ExitResult]:
     """From (N, layers, labels) probabilities, what early exit at each speed returns: the same
-    policy calls as :meth:`EarlyExit.predict`, on every row at every layer."""
+    policy calls as :meth:`EarlyExit.predict`, on every row at every layer.
+
+    ``runner``: follow its :meth:`~EarlyExit.plan` too: at a speed where it runs the full model,
+    the teacher's output at the last layer (what its ``predict`` returns there)."""
     rule = resolve(policy)
     n, layers, labels = layer_probs.shape
     rows = torch.arange(n, device=layer_probs.device)
     results = []
     for speed in speeds:
+        if runner is not None and not runner.plan(speed, rule).step:
+            results.append(ExitResult(layer_probs[:, -1], torch.full((n,), layers, dtype=torch.long, device=layer_probs.device)))
+            continue
         state = rule.start(n, labels, layers, speed)
         first = torch.full((n,), layers - 1, dtype=torch.long, device=layer_probs.device)
         waiting = torch.ones(n, dtype=torch.bool, device=layer_probs.device)
@@ -137,3 +207,59 @@ def exits_for_speeds(layer_probs: torch.Tensor, speeds: Sequence[float], policy:
                 break
         results.append(ExitResult(layer_probs[rows, first], first + 1))
     return results
+
+
+class _Stay(ExitPolicy):
+    """No row leaves before the last layer, yet every step runs: what early exit costs per step."""
+
+    def never_early(self, speed: float) -> bool:
+        return False
+
+    def decide(self, probs: torch.Tensor, layer: int, state: PolicyState) -> torch.Tensor:
+        return torch.zeros(probs.shape[0], dtype=torch.bool, device=probs.device)
+
+
+PROBE_ROWS, PROBE_TOKENS, REPEATS = (1, 8), 32, 5
+
+
+def _median_seconds(setup: Callable[[], Any], run: Callable[[Any], object]) -> float:
+    """Median seconds of ``run(setup())`` over ``REPEATS`` calls, after one untimed (warm-up) call."""
+    seconds = []
+    for k in range(REPEATS + 1):
+        arg = setup()
+        start = time.perf_counter()
+        run(arg)
+        if k:
+            seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds)
+
+
+@torch.inference_mode()
+def measure_costs(runner: EarlyExit) -> StepCosts:
+    """:class:`~uer.exit.pays.StepCosts` of ``runner`` on this machine, at ``PROBE_ROWS`` rows of
+    ``PROBE_TOKENS`` random tokens: the full model, every step with its branch and exit test (no
+    row leaving; per step), and ``Flow.keep`` from 8 rows to 4 (its bookkeeping in ``predict`` aside).
+    Each kind timed in a block of its own (ONNX Runtime's threads spin on after a call)."""
+    embedding = runner.model.embedding
+    tokens = min(PROBE_TOKENS, embedding.max_seq_length or PROBE_TOKENS)
+    gen = torch.Generator().manual_seed(0)
+    inputs = {b: torch.randint(1, embedding.word.num_embeddings, (b, tokens), generator=gen).to(runner.device)
+              for b in PROBE_ROWS}
+    stay = _Stay()
+    full, step = [], []
+    for b in PROBE_ROWS:
+        src = inputs[b]
+        seg = torch.ones_like(src)
+        full.append(_median_seconds(lambda: None, lambda _: runner.full_model_probs(src, seg)))
+        step.append(_median_seconds(lambda: None, lambda _: runner._early_exit(src, seg, 0.5, stay)) / runner.layers_num)
+    src = inputs[PROBE_ROWS[1]]
+    seg = torch.ones_like(src)
+    half = torch.arange(0, PROBE_ROWS[1], 2, device=runner.device)
+
+    def first_step() -> Any:
+        flow = runner.runtime.begin(src, seg)
+        flow.step(0)
+        return flow
+
+    keep = _median_seconds(first_step, lambda flow: flow.keep(half.to(flow.seg.device)))
+    return StepCosts(PROBE_ROWS, (full[0], full[1]), (step[0], step[1]), keep)
