@@ -298,3 +298,19 @@ def test_an_export_records_its_scheme_and_can_be_made_for_every_cpu(tmp_path):
     assert here["scheme"] == this_cpu_scheme().as_dict()
     assert (here["note"] == "exact on every CPU") == this_cpu_scheme().exact_everywhere
     assert export_onnx(model_path, tmp_path / "fp32")["int8"] is None
+
+
+def test_the_export_command_makes_files_for_every_cpu(tmp_path, capsys):
+    """``python -m uer export --int8_for every_cpu`` is the CLI's way to PORTABLE; without int8 it is
+    refused in one line before anything is written."""
+    from tests.test_predictor_api import save_model
+    from uer.__main__ import main
+
+    model_path = save_model(tmp_path / "run")
+    assert main(["export", str(model_path), str(tmp_path / "fp32"), "--int8_for", "every_cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--int8_for every_cpu applies to --quantize int8 only" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "fp32").exists() or not any((tmp_path / "fp32").iterdir())
+    assert main(["export", str(model_path), str(tmp_path / "any"), "--quantize", "int8", "--int8_for", "every_cpu"]) == 0
+    written = json.loads((tmp_path / "any" / "manifest.json").read_text())
+    assert written["int8"]["scheme"] == PORTABLE.as_dict()

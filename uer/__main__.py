@@ -82,12 +82,17 @@ def export(args: argparse.Namespace) -> int:
     from uer.utils.cli import OutputLock, input_file, on_interrupt, output_dir
 
     model, out = input_file(args.model_path, "MODEL"), output_dir(args.out_dir, "OUT")
+    if args.int8_for == "every_cpu" and args.quantize != "int8":
+        raise UsageError("--int8_for every_cpu applies to --quantize int8 only")
+    scheme = None
+    if args.int8_for == "every_cpu":
+        from uer.runtime.cpu import PORTABLE as scheme
     on_interrupt(f"interrupted: {args.out_dir} holds no complete export (its manifest.json is written last); "
                  "run the same command again to redo it")
     try:
         earlier_export(out)  # someone else's folder is refused before the lock file is made beside it
         with OutputLock(out, "OUT"):  # a second export into this folder fails at once
-            manifest = export_onnx(model, out, quantize=args.quantize)
+            manifest = export_onnx(model, out, quantize=args.quantize, int8_scheme=scheme)
     except ExportError as exc:
         raise UsageError(str(exc)) from None
     files = [*manifest["steps"], manifest["full"], manifest["vocab"], "manifest.json"]
@@ -111,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("out_dir", help="folder for the .onnx files and manifest.json")
     e.add_argument("--format", choices=("onnx",), default="onnx")
     e.add_argument("--quantize", choices=("int8",), help="int8 weights (ONNX Runtime dynamic quantization)")
+    e.add_argument("--int8_for", choices=("this_cpu", "every_cpu"), default="this_cpu",
+                   help="this_cpu: the scheme chosen for this CPU's int8 kernels (8-bit weights with VNNI/AMX/ARM, "
+                        "7-bit without); every_cpu: 7-bit weights, exact on any CPU (export on AMX, serve on AVX2)")
     from uer import predict as predict_cli  # neither imports torch until the command runs
     from uer.serve import cli as serve_cli
 

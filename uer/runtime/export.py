@@ -20,8 +20,9 @@ by the scheme chosen for the CPU the export runs on (:mod:`uer.runtime.cpu`). Th
 ``int8`` records that scheme and that CPU: files are made on one machine and run on another, and
 full 8-bit weights (chosen on a VNNI, AMX or ARM machine) saturate in ONNX Runtime's u8 x s8
 kernels on a CPU without VNNI (AVX2, AVX-512 without VNNI). ``int8.scheme.exact_on_every_cpu``
-says whether the files are safe everywhere; :func:`export_onnx` with
-``int8_scheme=uer.runtime.cpu.PORTABLE`` makes files that are (7-bit per-channel weights).
+says whether the files are safe everywhere; ``python -m uer export ... --int8_for every_cpu``
+(:func:`export_onnx` with ``int8_scheme=uer.runtime.cpu.PORTABLE``) makes files that are: 7-bit
+per-channel weights.
 
 A tagger written by ``run_ner.py`` exports the same way (:mod:`uer.tagging.export`): its steps
 give per-token ``logits`` (B, T, labels), steps 1.. also take ``stay`` (B, T) bool, the tokens still
