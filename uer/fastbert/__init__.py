@@ -4,8 +4,7 @@
     clf = FastBertClassifier.load("out/fastbert/model.pt")
     clf.predict(["what a lovely day"], speed=0.3)     # labels, probabilities, exit layers
 
-Modules: ``data`` (TSV -> ids), ``build`` (model + pre-trained backbone), ``training`` (the two
-stages on :class:`uer.trainer.Trainer`), ``inference`` (early exit on shrinking batches),
+Modules: ``data`` (TSV -> ids), ``training`` (the two stages on :class:`uer.trainer.Trainer`), ``inference`` (early exit on shrinking batches),
 ``flops`` (analytic counts), ``evaluate`` (the speed sweep), ``report`` (metrics, table, plot),
 ``predictor`` (the application API), ``pipeline`` (what ``run_fastbert.py`` runs).
 """

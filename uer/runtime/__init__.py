@@ -15,10 +15,12 @@ One concept for both kinds of exit; :func:`runtime_names` lists each kind's name
   their bias, activation and residual fused in (``F.linear`` where oneDNN cannot run); sentence
   exit adds :class:`~uer.targets.fastbert.FrozenBranch`. Refused (with the reason) where
   ``uer.fused`` does not cover the encoder, and for token exit under a masked (causal) attention.
-* ``onnxruntime`` (sentence exit): one ONNX Runtime session per model (``uer.runtime.onnx_graph``);
-  int8 weights by ONNX Runtime's dynamic quantization.
+* ``onnxruntime`` (sentence exit): one ONNX Runtime session per model (``uer.runtime.onnx_graph``),
+  on the CPU or ONNX Runtime's CUDA provider (``support.ort_providers``); int8 weights by ONNX
+  Runtime's dynamic quantization, in the scheme this CPU's int8 kernels need (``uer.runtime.cpu``).
 * ``auto``: times the candidates on this machine when the model loads, for one short text and for
-  a batch, and runs each call on the winner for its batch size (``uer.runtime.auto``).
+  a batch, and runs each call on the winner for its batch size (``uer.runtime.auto``); with
+  ``quantize="int8"`` fp32 runs wherever int8 timed slower.
 
 Adding a sentence runtime: one file that registers a :class:`~uer.runtime.base.Runtime` on
 :data:`RUNTIMES`, its import here, and its name in ``uer.runtime.support.NAMES``.
