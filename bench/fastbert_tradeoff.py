@@ -4,10 +4,17 @@ authors' package.
     python bench/fastbert_tradeoff.py                        # uses out/fastbert/model.pt (run_fastbert.py's main job)
     python bench/fastbert_tradeoff.py --model out/fastbert/model.pt --threads 2 --timing_samples 500
 
+    python bench/fastbert_tradeoff.py --profile none         # early exit at every speed, as the policy says
+
 Writes ``bench/results/fastbert_tradeoff.json`` and prints:
+0. with ``--profile dev`` (default): the exit profile seen on the dev set (``uer.exit.pays``), the
+   step costs the runner measured at load and, per speed, whether it runs early exit or the full
+   model (where early exit would be slower: the teacher's answer, every row at the last layer);
 1. the speed table (accuracy, macro-F1, mean exit layer, FLOPs speed-up, wall-clock speed-up at
    batch 1 and at batch 32 with shrinking batches), teacher accuracy, and the goals checked at the
-   largest speed whose accuracy is within 1 point of the teacher;
+   largest speed whose accuracy is within 1 point of the teacher; the table's scores and exits are
+   the policy's, whatever the plan: at a full-depth speed the runner answers as the teacher;
+   then every speed's wall time over speed 0's (the full model), batch 1 and batched, against 0.95;
 2. latency per sentence at batch 1, 128 tokens, for a 3-layer/384 (MiniLM-sized) and a
    12-layer/768 (BERT-base-sized) model, full depth and exiting at layer 1, beside the authors'
    ``fastbert==0.2.2`` numbers measured on 2 threads (batch 1 only, always padded to 128).
@@ -30,9 +37,11 @@ from uer.config import load_config  # noqa: E402
 from uer.data.tsv import read_tsv  # noqa: E402
 from uer.model_builder import build_model  # noqa: E402
 from uer.fastbert.data import encode_tsv  # noqa: E402
+from uer.exit.checks import policy_spec  # noqa: E402
+from uer.exit.pays import ExitProfile  # noqa: E402
 from uer.exit.sweep import chosen_speed  # noqa: E402
-from uer.fastbert.evaluate import sweep  # noqa: E402
-from uer.fastbert.inference import EarlyExit  # noqa: E402
+from uer.fastbert.evaluate import all_layer_probs, sweep  # noqa: E402
+from uer.fastbert.inference import EarlyExit, exits_for_speeds  # noqa: E402
 from uer.fastbert.predictor import FastBertClassifier  # noqa: E402
 from uer.exit.report import plot_tradeoff  # noqa: E402
 from uer.fastbert.report import format_table  # noqa: E402
@@ -50,6 +59,17 @@ def latency_ms(runner: EarlyExit, speed: float, length: int, repeats: int, vocab
     for _ in range(3):
         runner.predict(src, seg, speed)
     return 1000 * statistics.median(timed(lambda: runner.predict(src, seg, speed)) for _ in range(repeats))
+
+
+def dev_profile(runner: EarlyExit, encoded, pad_id: int, policy: str = "entropy") -> ExitProfile:
+    """What the sweep sees on held-out rows, as the exit profile a trained model would carry."""
+    exits = exits_for_speeds(all_layer_probs(runner, encoded, pad_id, 64), SPEEDS, policy)
+    return ExitProfile.of([r.exit_layer for r in exits], SPEEDS, runner.layers_num, policy_spec(policy))
+
+
+def against_speed_0(walls: dict[str, float]) -> dict[str, float]:
+    """Every speed's seconds over speed 0's (the full model, as ``predict`` runs it): > 1 is faster."""
+    return {k: walls["0.0"] / v for k, v in walls.items() if k != "None"}
 
 
 def authors_comparison(repeats: int) -> list[dict]:
@@ -74,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=str(REPO / "out/fastbert/model.pt"))
     p.add_argument("--test_path", default=str(REPO / "data/tweets/test.tsv"))
+    p.add_argument("--dev_path", default=str(REPO / "data/tweets/dev.tsv"))
+    p.add_argument("--profile", choices=("dev", "none"), default="dev",
+                   help="dev: early exit only where the exit profile seen on the dev set says it pays; none: everywhere")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--timing_samples", type=int, default=400)
     p.add_argument("--batch_size", type=int, default=32)
@@ -89,6 +112,17 @@ def main(argv: list[str] | None = None) -> int:
     clf = FastBertClassifier.load(args.model)
     test = read_tsv(args.test_path, labels=clf.labels)
     encoded = encode_tsv(clf.tokenizer, test, clf.seq_length)
+    plans = {}
+    if args.profile == "dev":
+        dev = encode_tsv(clf.tokenizer, read_tsv(args.dev_path, labels=clf.labels), clf.seq_length)
+        clf.runner.use_profile(dev_profile(clf.runner, dev, clf.tokenizer.vocab.pad_id))
+        costs = clf.runner.costs
+        print(f"step costs measured at load ({costs.rows[0]} and {costs.rows[1]} rows): full model "
+              f"{1000 * costs.full[0]:.2f} / {1000 * costs.full[1]:.2f} ms, one step {1000 * costs.step[0]:.3f} / "
+              f"{1000 * costs.step[1]:.3f} ms, one shrinking {1000 * costs.keep:.3f} ms")
+        plans = {str(float(speed)): clf.runner.plan(speed) for speed in SPEEDS}
+        for speed, plan in plans.items():
+            print(f"  speed {speed}: {plan.reason}")
     result = sweep(clf.runner, encoded, clf.tokenizer.vocab.pad_id, SPEEDS, timing_samples=args.timing_samples,
                    batch_size=args.batch_size, repeats=args.repeats)
     teacher = result["teacher"]["accuracy"]
@@ -110,6 +144,11 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(f"largest speed within 1 point of the teacher: {chosen['speed']:g} -> " + ", ".join(
             f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in goals.items() if k != "speed"))
+    ratios = {size: against_speed_0(walls) for size, walls in result["wall_seconds"].items()}
+    for size, by_speed in ratios.items():
+        slow = [k for k, r in by_speed.items() if r < 0.95]
+        print(f"{size}, wall of speed 0 / wall of each speed: " + " ".join(f"{k}:{r:.2f}" for k, r in by_speed.items())
+              + f" -> every speed >= 0.95x speed 0: {'yes' if not slow else 'no (' + ', '.join(slow) + ')'}")
     authors = [] if args.no_authors else authors_comparison(max(10, args.repeats * 5))
     for r in authors:
         print(f"{r['model']} batch 1, 128 tokens: ours {r['ours_full_ms']:.1f} ms full / {r['ours_layer1_ms']:.1f} ms at layer 1; "
@@ -120,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     out = {"model": args.model, "load_average": load, "test_rows": len(encoded), "threads": args.threads, "teacher_accuracy": teacher,
            "labels_num": len(clf.labels), "rows": rows, "chosen": goals, "authors_comparison": authors,
            "wall_seconds": result["wall_seconds"], "timing_samples": result["timing_samples"],
+           "profile": args.profile, "plans": {k: {"step": p.step, "reason": p.reason} for k, p in plans.items()},
+           "step_costs": None if clf.runner.costs is None else vars(clf.runner.costs),
+           "wall_over_speed_0": ratios,
            "backend": result["backend"], "torch": torch.__version__}
     write_json(Path(args.output), out)
     plot_tradeoff(Path(args.output).with_suffix(".png"), rows, teacher, title="FastBERT on tweets (MiniLM)",
