@@ -344,7 +344,6 @@ def _run(args) -> int:
     from uer.data.tsv import read_tsv
     from uer.fastbert.predictor import FastBertClassifier
 
-    # Ours first: the runtime sets up ONNX Runtime's shared thread pool before any peer session exists.
     clf = FastBertClassifier.load(model_path)
     clf8 = FastBertClassifier.load(model_path, quantize="int8")
     cpu = cpu_info()
