@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", choices=("dev", "none"), default="dev",
                    help="dev: early exit only where the exit profile seen on the dev set says it pays; none: everywhere")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--runtime", default="auto", help="the sentence-exit runtime (uer.runtime.runtime_names())")
     p.add_argument("--timing_samples", type=int, default=400)
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--repeats", type=int, default=3)
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.model} does not exist: run `python run_fastbert.py` first (the main job trains it)", file=sys.stderr)
         return 2
 
-    clf = FastBertClassifier.load(args.model)
+    clf = FastBertClassifier.load(args.model, runtime=args.runtime)
     test = read_tsv(args.test_path, labels=clf.labels)
     encoded = encode_tsv(clf.tokenizer, test, clf.seq_length)
     plans = {}
