@@ -70,7 +70,7 @@ FP32_AGREEMENT = 1e-3  # an fp32 peer differs from transformers by float reorder
 
 def fusion_shortfall(stats: dict[str, int], layers: int) -> list[str]:
     """What ONNX Runtime's BERT optimizer fuses in a ``layers``-layer BERT exported the way it expects
-    and did not fuse here (``get_fused_operator_statistics()``), e.g. ``["Attention 0 of 6"]``;
+    and did not fuse here (``get_fused_operator_statistics()``), e.g. ``["EmbedLayerNormalization 0 of 1"]``;
     empty when the graph is the one the optimizer is built for."""
     want = {("Attention", "MultiHeadAttention"): layers, ("EmbedLayerNormalization",): 1,
             ("SkipLayerNormalization",): 2 * layers, ("BiasGelu", "FastGelu"): layers}
@@ -129,7 +129,7 @@ class Peers:
 
         self.src = minilm_source()
         self.tokenizer = BertTokenizerFast(str(self.src / "vocab.txt"), do_lower_case=True)
-        self.hf = BertModel.from_pretrained(str(self.src), add_pooling_layer=False).eval()  # SDPA: its fastest
+        self.hf = BertModel.from_pretrained(str(self.src), add_pooling_layer=False).eval()  # SDPA attention, its default
         self.runs: dict[str, object] = {"transformers": self._torch(self.hf)}
         self.notes: dict[str, object] = {}
         self.runs["transformers int8 (torch dynamic)"] = self._torch(
