@@ -115,17 +115,19 @@ def onnx_unsupported(config: Config, model: nn.Module | None = None) -> str | No
     return None if model is None else unexported_modules(model)
 
 
-def unexported_modules(model: nn.Module) -> str | None:
-    """What the config does not say: modules of other types than the ones ``uer.runtime.onnx_graph`` writes."""
+def unexported_modules(model: nn.Module, target_of=fastbert_target, branch_type: type = Branch) -> str | None:
+    """What the config does not say: modules of other types than the ones the ONNX writers write.
+    ``target_of`` finds the exit target (sentence exit by default; the tagger's export passes its
+    own), whose branches must all be exactly ``branch_type``."""
     why = unexported_embedding(model)
     if why is not None:
         return why
     try:
-        target = fastbert_target(model)
+        target = target_of(model)
     except ValueError as e:
         return str(e)
     for b in target.branches:
-        if type(b) is not Branch:
+        if type(b) is not branch_type:
             return f"branch {type(b).__name__} is not exported"
     return None
 

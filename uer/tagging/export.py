@@ -34,22 +34,10 @@ TAGGER_FORMAT = "uer-tagger-onnx"
 def unsupported(model: nn.Module) -> str | None:
     """Why the tagger's graphs cannot express ``model`` exactly (None: they can): the config rules
     of the classifier's export (``uer.runtime.support``), and branches of the kind written here."""
-    from uer.runtime.support import onnx_unsupported, unexported_embedding
+    from uer.runtime.support import onnx_unsupported, unexported_modules
 
     why = onnx_unsupported(model.config)  # the config alone: the classifier's module checks look for its branches
-    if why is not None:
-        return why
-    why = unexported_embedding(model)
-    if why is not None:
-        return why
-    try:
-        target = token_exit_target(model)
-    except ValueError as exc:
-        return str(exc)
-    for b in target.branches:
-        if type(b) is not TokenBranch:
-            return f"branch {type(b).__name__} is not exported"
-    return None
+    return why if why is not None else unexported_modules(model, token_exit_target, TokenBranch)
 
 
 class _TokenBranchWriter:
