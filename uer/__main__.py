@@ -81,9 +81,9 @@ def export(args: argparse.Namespace) -> int:
     from uer.runtime.export import ExportError, earlier_export, export_onnx
     from uer.utils.cli import OutputLock, input_file, on_interrupt, output_dir
 
-    model, out = input_file(args.model_path, "MODEL"), output_dir(args.out_dir, "OUT")
-    if args.int8_for == "every_cpu" and args.quantize != "int8":
+    if args.int8_for == "every_cpu" and args.quantize != "int8":  # before OUT is made
         raise UsageError("--int8_for every_cpu applies to --quantize int8 only")
+    model, out = input_file(args.model_path, "MODEL"), output_dir(args.out_dir, "OUT")
     scheme = None
     if args.int8_for == "every_cpu":
         from uer.runtime.cpu import PORTABLE as scheme
