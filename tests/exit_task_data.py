@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from tests.helpers import tiny_config
+from tests.test_fastbert_cli import TINY_YAML  # the tiny encoder config the FastBERT tests share
 from uer import build_model
 from uer.checkpoint import save_checkpoint
 
@@ -18,14 +19,6 @@ POS = ["good", "great", "excellent", "wonderful", "lovely", "happy"]
 NEG = ["bad", "terrible", "awful", "horrible", "boring", "sad"]
 THING = ["car", "phone", "movie", "book", "song", "meal", "trip"]
 FILL = ["the", "this", "my", "is", "was", "really", "so", "today", "day", "again"]
-TINY_YAML = """\
-embedding:
-  emb_size: 32
-  components: [word, {name: pos, max_seq_length: 64}, seg]
-encoder: {name: transformer, hidden_size: 32, layers_num: 2, heads_num: 4, feedforward_size: 37}
-target: {components: [mlm]}
-tokenizer: {name: bert}
-"""
 
 
 def sentences(n: int, seed: int) -> list[list[str]]:

@@ -13,17 +13,10 @@ import pytest
 import torch
 
 from run_fastbert import main
+from tests.test_fastbert_cli import TINY_YAML
 from uer.utils.cli import OutputLock
 
 DATA = Path("tests/data").resolve()
-TINY_YAML = """\
-embedding:
-  emb_size: 32
-  components: [word, {name: pos, max_seq_length: 64}, seg]
-encoder: {name: transformer, hidden_size: 32, layers_num: 2, heads_num: 4, feedforward_size: 37}
-target: {components: [mlm]}
-tokenizer: {name: bert}
-"""
 LSTM_YAML = """\
 embedding: {emb_size: 32, components: [word], layernorm: none}
 encoder: {name: lstm, hidden_size: 32, layers_num: 2}
