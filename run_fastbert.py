@@ -23,6 +23,7 @@ import typing
 from uer.checkpoint import CheckpointError
 from uer.config import ConfigError
 from uer.data.tsv import TsvError
+from uer.exit.pays import EXIT_PLANS
 from uer.exit.policies import policy_names
 from uer.fastbert.training import BRANCH_TRAININGS
 from uer.runtime import runtime_names
@@ -63,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--branch_training", choices=BRANCH_TRAININGS, default="distill",
                    help="distill: stage 2 self-distils the branches from the teacher; joint: see uer/fastbert/training.py")
     e.add_argument("--quantize", choices=("int8",), help="also sweep with int8 weights (onnxruntime) and report it beside fp32")
+    e.add_argument("--exit_plan", choices=EXIT_PLANS, default="pays",
+                   help="pays (default): early exit only from the speed on where it is faster than the full model, "
+                   "decided on the dev set and kept with the model; always: at every speed, as the policy says")
     # the default rule depends on --task (entropy, multi_label_entropy, regression_patience): filled in by _run
     p.set_defaults(exit_policy=None)
     return p
@@ -111,7 +115,8 @@ def _run(args: argparse.Namespace, main_job: bool) -> int:
     if args.exit_policy is None:
         args.exit_policy = DEFAULT_POLICY[args.task or "classification"]
     opts = FastBertOptions(**run_options(args, "fastbert", ("branch_size", "dropout", "branch_heads_num", "pooling", "task")),
-                           distill_path=args.distill_path, branch_training=args.branch_training, quantize=args.quantize)
+                           distill_path=args.distill_path, branch_training=args.branch_training, quantize=args.quantize,
+                           exit_plan=args.exit_plan)
     run(opts)
     return 0
 

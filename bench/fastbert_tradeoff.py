@@ -4,16 +4,18 @@ authors' package.
     python bench/fastbert_tradeoff.py                        # uses out/fastbert/model.pt (run_fastbert.py's main job)
     python bench/fastbert_tradeoff.py --model out/fastbert/model.pt --threads 2 --timing_samples 500
 
-    python bench/fastbert_tradeoff.py --profile none         # early exit at every speed, as the policy says
+    python bench/fastbert_tradeoff.py --plan off             # early exit at every speed, as the policy says
+    python bench/fastbert_tradeoff.py --plan here            # the model's exit profile, step costs measured now
 
 Writes ``bench/results/fastbert_tradeoff.json`` and prints:
-0. with ``--profile dev`` (default): the exit profile seen on the dev set (``uer.exit.pays``), the
-   step costs the runner measured at load and, per speed, whether it runs early exit or the full
-   model (where early exit would be slower: the teacher's answer, every row at the last layer);
+0. with ``--plan stored`` (default) or ``here``: the model's exit plan (``uer.exit.pays``: made on
+   the dev set by ``run_fastbert.py``; ``here`` re-measures its step costs on this machine; a model
+   without one gets one made on ``--dev_path``) and, per speed, whether the runner runs early exit or
+   the full model (where early exit would be slower: the teacher's answer, every row at the last layer);
 1. the speed table (accuracy, macro-F1, mean exit layer, FLOPs speed-up, wall-clock speed-up at
    batch 1 and at batch 32 with shrinking batches), teacher accuracy, and the goals checked at the
-   largest speed whose accuracy is within 1 point of the teacher; the table's scores and exits are
-   the policy's, whatever the plan: at a full-depth speed the runner answers as the teacher;
+   largest speed whose accuracy is within 1 point of the teacher; at a full-depth speed the table
+   shows the teacher (what ``predict`` answers there);
    then every speed's wall time over speed 0's (the full model), batch 1 and batched, against 0.95;
 2. latency per sentence at batch 1, 128 tokens, for a 3-layer/384 (MiniLM-sized) and a
    12-layer/768 (BERT-base-sized) model, full depth and exiting at layer 1, beside the authors'
@@ -37,11 +39,9 @@ from uer.config import load_config  # noqa: E402
 from uer.data.tsv import read_tsv  # noqa: E402
 from uer.model_builder import build_model  # noqa: E402
 from uer.fastbert.data import encode_tsv  # noqa: E402
-from uer.exit.checks import policy_spec  # noqa: E402
-from uer.exit.pays import ExitProfile  # noqa: E402
 from uer.exit.sweep import chosen_speed  # noqa: E402
-from uer.fastbert.evaluate import all_layer_probs, sweep  # noqa: E402
-from uer.fastbert.inference import EarlyExit, exits_for_speeds  # noqa: E402
+from uer.fastbert.evaluate import plan_exits, sweep  # noqa: E402
+from uer.fastbert.inference import EarlyExit  # noqa: E402
 from uer.fastbert.predictor import FastBertClassifier  # noqa: E402
 from uer.exit.report import plot_tradeoff  # noqa: E402
 from uer.fastbert.report import format_table  # noqa: E402
@@ -59,12 +59,6 @@ def latency_ms(runner: EarlyExit, speed: float, length: int, repeats: int, vocab
     for _ in range(3):
         runner.predict(src, seg, speed)
     return 1000 * statistics.median(timed(lambda: runner.predict(src, seg, speed)) for _ in range(repeats))
-
-
-def dev_profile(runner: EarlyExit, encoded, pad_id: int, policy: str = "entropy") -> ExitProfile:
-    """What the sweep sees on held-out rows, as the exit profile a trained model would carry."""
-    exits = exits_for_speeds(all_layer_probs(runner, encoded, pad_id, 64), SPEEDS, policy)
-    return ExitProfile.of([r.exit_layer for r in exits], SPEEDS, runner.layers_num, policy_spec(policy))
 
 
 def against_speed_0(walls: dict[str, float]) -> dict[str, float]:
@@ -95,8 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default=str(REPO / "out/fastbert/model.pt"))
     p.add_argument("--test_path", default=str(REPO / "data/tweets/test.tsv"))
     p.add_argument("--dev_path", default=str(REPO / "data/tweets/dev.tsv"))
-    p.add_argument("--profile", choices=("dev", "none"), default="dev",
-                   help="dev: early exit only where the exit profile seen on the dev set says it pays; none: everywhere")
+    p.add_argument("--plan", choices=("stored", "here", "off"), default="stored",
+                   help="stored: the model's exit plan (early exit only where it pays); here: its profile with step costs "
+                        "measured now; off: early exit at every speed")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--runtime", default="auto", help="the sentence-exit runtime (uer.runtime.runtime_names())")
     p.add_argument("--timing_samples", type=int, default=400)
@@ -110,15 +105,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.model} does not exist: run `python run_fastbert.py` first (the main job trains it)", file=sys.stderr)
         return 2
 
-    clf = FastBertClassifier.load(args.model, runtime=args.runtime)
+    clf = FastBertClassifier.load(args.model, runtime=args.runtime, exit_plan=args.plan)
     test = read_tsv(args.test_path, labels=clf.labels)
     encoded = encode_tsv(clf.tokenizer, test, clf.seq_length)
-    plans = {}
-    if args.profile == "dev":
+    if args.plan != "off" and clf.runner.exit_plan is None:  # a model trained before exit plans
         dev = encode_tsv(clf.tokenizer, read_tsv(args.dev_path, labels=clf.labels), clf.seq_length)
-        clf.runner.use_profile(dev_profile(clf.runner, dev, clf.tokenizer.vocab.pad_id))
-        costs = clf.runner.costs
-        print(f"step costs measured at load ({costs.rows[0]} and {costs.rows[1]} rows): full model "
+        plan_exits(clf.runner, dev, clf.tokenizer.vocab.pad_id, clf.extra.get("exit_policy") or "entropy")
+    kept = clf.runner.exit_plan
+    plans = {}
+    if kept is not None:
+        costs = kept.costs
+        print(f"step costs ({costs.rows[0]} and {costs.rows[1]} rows, measured on {kept.measured_on}): full model "
               f"{1000 * costs.full[0]:.2f} / {1000 * costs.full[1]:.2f} ms, one step {1000 * costs.step[0]:.3f} / "
               f"{1000 * costs.step[1]:.3f} ms, one shrinking {1000 * costs.keep:.3f} ms")
         plans = {str(float(speed)): clf.runner.plan(speed) for speed in SPEEDS}
@@ -160,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     out = {"model": args.model, "load_average": load, "test_rows": len(encoded), "threads": args.threads, "teacher_accuracy": teacher,
            "labels_num": len(clf.labels), "rows": rows, "chosen": goals, "authors_comparison": authors,
            "wall_seconds": result["wall_seconds"], "timing_samples": result["timing_samples"],
-           "profile": args.profile, "plans": {k: {"step": p.step, "reason": p.reason} for k, p in plans.items()},
-           "step_costs": None if clf.runner.costs is None else vars(clf.runner.costs),
+           "plan": args.plan, "exit_plan": None if kept is None else kept.as_dict(),
+           "plans": {k: {"step": p.step, "reason": p.reason} for k, p in plans.items()},
            "wall_over_speed_0": ratios,
            "backend": result["backend"], "torch": torch.__version__}
     write_json(Path(args.output), out)

@@ -1,7 +1,7 @@
 """Early exit runs only where it pays (``uer.exit.pays``): the expected-cost model, the exit profile,
-and a runner on a scripted runtime whose step costs are sleeps, so that the costs it measures at
-load are known: with a large per-step overhead a low speed runs the full model (exactly its
-answer, no step at all); with none, early exit runs as the policy says."""
+the plan a model keeps (a threshold speed), and a runner on a scripted runtime whose step costs are
+sleeps, so that the costs it measures are known: with a large per-step overhead a low speed runs the
+full model (exactly its answer, no step at all); with none, early exit runs as the policy says."""
 import math
 import time
 from collections import Counter
@@ -11,7 +11,7 @@ import torch
 
 from tests.test_fastbert import LABELS, batch, fastbert_model
 from uer.exit.checks import policy_spec
-from uer.exit.pays import ExitProfile, StepCosts, expected_seconds, plan
+from uer.exit.pays import ExitPlan, ExitProfile, StepCosts, expected_seconds, make_plan, plan
 from uer.fastbert.inference import EarlyExit, exits_for_speeds
 from uer.runtime import make_runtime
 from uer.runtime.base import Flow, Runtime
@@ -119,12 +119,15 @@ def scripted_runner(extra: float, layer: float):
     torch.set_num_threads(1)  # the real work stays small beside the sleeps (conftest restores the count)
     model = fastbert_model(layers=LAYERS)
     rt = Scripted(model, extra, layer)
-    return EarlyExit(model, runtime=rt, profile=PROFILE), rt, EarlyExit(model, runtime="eager")
+    runner = EarlyExit(model, runtime=rt)
+    runner.replan(PROFILE)  # the costs measured now, from the sleeps
+    return runner, rt, EarlyExit(model, runtime="eager")
 
 
 def test_a_large_step_overhead_runs_the_full_model_at_a_low_speed():
     runner, rt, eager = scripted_runner(extra=0.01, layer=0.001)  # a step costs 11x a layer at batch 1
-    assert runner.costs.step[0] > 5 * runner.costs.full[0] / LAYERS  # measured at load, from the sleeps
+    costs = runner.exit_plan.costs
+    assert costs.step[0] > 5 * costs.full[0] / LAYERS  # measured, from the sleeps
     low = runner.plan(0.25)
     assert not low.step and low.ratios[1] > 2 and low.ratios[32] > 1, low.reason
     src, seg = batch(n=6)
@@ -156,19 +159,20 @@ def test_without_step_overhead_early_exit_runs_as_the_policy_says():
     torch.testing.assert_close(out.probs, reference.probs, rtol=0, atol=0)
     # another policy than the profile's: no measure of what it saves, so it steps as that policy says
     other = runner.plan(0.25, "confidence")
-    assert other.step and "profile is of policy" in other.reason
+    assert other.step and "plan is of policy" in other.reason
 
 
 @pytest.mark.parametrize("runtime", ["eager", "fused", "onnxruntime"])
 def test_a_planned_runner_keeps_results_independent_of_the_batch(runtime):
-    """Costs given (not measured): full depth up to 0.25, early exit above. Every sample's result is
-    the same alone and in the batch at every speed, and what the sweep computes offline."""
+    """Costs given (not measured): early exit pays at the profiled 0.75 and 1.0, not at 0.25, so the
+    plan steps from 0.75 on (0.5 lies below it). Every sample's result is the same alone and in the
+    batch at every speed, and what the sweep computes offline."""
     model = fastbert_model(layers=LAYERS)
     layer = 1e-3
     costs = StepCosts((1, 8), (LAYERS * layer, LAYERS * 8 * layer), (1.25 * layer, 10 * layer), keep=0.0)
-    runner = EarlyExit(model, runtime=runtime)
-    runner.use_profile(PROFILE.as_dict(), costs=costs)
-    assert [runner.plan(s).step for s in (0.0, 0.25, 0.5, 0.75, 1.0)] == [False, False, True, True, True]
+    runner = EarlyExit(model, runtime=runtime, plan=make_plan(PROFILE, costs, "a test's numbers").as_dict())
+    assert runner.exit_plan.from_speed == 0.75
+    assert [runner.plan(s).step for s in (0.0, 0.25, 0.5, 0.75, 1.0)] == [False, False, False, True, True]
     src, seg = batch(n=8)
     lengths = (seg > 0).sum(1)
     speeds = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -183,5 +187,38 @@ def test_a_planned_runner_keeps_results_independent_of_the_batch(runtime):
             assert int(alone.exit_layer) == int(together.exit_layer[i]), (speed, i)
             torch.testing.assert_close(alone.probs[0], together.probs[i], rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="exit profile of 3 layers for a model of 4"):
-        runner.use_profile(ExitProfile(ENTROPY, 3, (0.5,), ((0.5, 0.25, 0.25),), 4), costs=costs)
+        runner.replan(ExitProfile(ENTROPY, 3, (0.5,), ((0.5, 0.25, 0.25),), 4), costs=costs)
     assert LABELS == together.probs.shape[1]
+
+
+# ------------------------------------------------------------------------------------ the plan a model keeps
+def test_the_plan_steps_from_the_smallest_speed_from_which_on_every_profiled_speed_pays():
+    layer = 1e-3
+    full = (LAYERS * layer, LAYERS * 8 * layer)
+    cheap = StepCosts((1, 8), full, (layer, 8 * layer), keep=0.0)  # a step costs a layer: pays wherever rows leave
+    assert make_plan(PROFILE, cheap, "x").from_speed == 0.0  # speed 0: every row at the last layer, 1.0x: no slower
+    dear = StepCosts((1, 8), full, (5 * layer, 40 * layer), keep=0.0)  # 5 layers a step: pays nowhere here
+    assert make_plan(PROFILE, dear, "x").from_speed is None
+    # a speed that does not pay above one that does: the threshold lies above both (never a hole in the middle)
+    odd = profile_of({0.25: (0.9, 0, 0, 0.1), 0.5: (0, 0, 0.1, 0.9), 0.75: (0.8, 0.1, 0.1, 0), 1.0: (1, 0, 0, 0)})
+    mid = StepCosts((1, 8), full, (1.5 * layer, 12 * layer), keep=0.0)
+    assert [plan(odd, mid, s).step for s in odd.speeds] == [True, False, True, True]
+    kept = make_plan(odd, mid, "x")
+    assert kept.from_speed == 0.75 and not kept.steps_at(0.25) and not kept.steps_at(0.7) and kept.steps_at(0.8)
+    assert "full depth at speed 0.25: early exit pays from speed 0.75 on" in kept.reason(0.25)
+
+
+def test_a_plan_round_trips_through_plain_data_and_refuses_a_damaged_one():
+    costs = StepCosts((1, 8), (4e-3, 3e-2), (1.2e-3, 9e-3), keep=1e-4)
+    kept = make_plan(PROFILE, costs, "Intel test CPU, eager runtime, 2 threads")
+    data = kept.as_dict()
+    assert ExitPlan.from_dict(data) == kept
+    assert set(data["ratios"]) == {"0", "0.25", "0.75", "1"} and set(data["ratios"]["0.25"]) == {"1", "32"}
+    with pytest.raises(ValueError, match="expected a dict with keys"):
+        ExitPlan.from_dict({k: v for k, v in data.items() if k != "costs"})
+    with pytest.raises(ValueError, match="costs must be a dict"):
+        ExitPlan.from_dict({**data, "costs": [1, 2]})
+    with pytest.raises(ValueError, match=r"rows must be \(1, b > 1\)"):
+        ExitPlan.from_dict({**data, "costs": {**data["costs"], "rows": [8, 1]}})
+    with pytest.raises(ValueError, match="exit plan of 4 layers for a model of 2"):
+        EarlyExit(fastbert_model(layers=2), runtime="eager", plan=data)

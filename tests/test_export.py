@@ -219,6 +219,27 @@ def test_the_manifest_states_the_trained_policy_and_speed(tmp_path):
     assert manifest["exit_rule"].startswith("topk_entropy (k = 2)")
 
 
+def test_the_manifest_states_the_exit_plan_and_a_damaged_plan_is_refused_at_load(tmp_path, capsys):
+    """The speed from which on early exit pays travels with the export (below it: full.onnx alone);
+    a model without a plan says null; a damaged stored plan is one line naming the file."""
+    from uer.exit.pays import ExitProfile, StepCosts, make_plan
+
+    speeds = (0.0, 0.5, 1.0)
+    profile = ExitProfile({"name": "entropy"}, 2, speeds, ((0.0, 1.0), (0.5, 0.5), (1.0, 0.0)), 10)
+    kept = make_plan(profile, StepCosts((1, 8), (2e-3, 16e-3), (1.5e-3, 12e-3), 0.0), "a test's CPU")
+    assert kept.from_speed == 1.0  # 1.5 layers a step: pays only where every row leaves after layer 1
+    model_path = save_model(tmp_path / "run", exit_plan=kept.as_dict())
+    assert main(["export", str(model_path), str(tmp_path / "onnx")]) == 0
+    manifest = json.loads((tmp_path / "onnx" / "manifest.json").read_text())
+    assert manifest["exit_plan"]["from_speed"] == 1.0 and manifest["exit_plan"]["measured_on"] == "a test's CPU"
+    assert "run full.onnx alone" in manifest["exit_plan"]["rule"]
+    assert main(["export", str(save_model(tmp_path / "none")), str(tmp_path / "none_onnx")]) == 0
+    assert json.loads((tmp_path / "none_onnx" / "manifest.json").read_text())["exit_plan"] is None
+    damaged = save_model(tmp_path / "damaged", exit_plan={**kept.as_dict(), "costs": "fast"})
+    refused(capsys, ["export", str(damaged), str(tmp_path / "d_onnx")],
+            says="model.pt: its stored exit_plan is not usable (exit plan: costs must be a dict")
+
+
 def test_every_registered_policy_has_a_manifest_rule():
     """A new policy must say how an engine outside uer applies it, or export refuses it."""
     from uer.exit.policies import POLICIES

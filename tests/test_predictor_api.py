@@ -3,6 +3,7 @@ text; a wrong kind of argument is a TypeError and a bad value a ValueError, each
 argument (and a text's index); nothing returns garbage."""
 from __future__ import annotations
 
+import json
 import math
 import re
 import shutil
@@ -16,6 +17,8 @@ from uer import build_model
 
 from tests.helpers import tiny_config
 from uer.checkpoint import save_checkpoint
+from uer.exit.pays import ExitPlan
+from uer.fastbert.evaluate import PLAN_SPEEDS
 from uer.fastbert.predictor import FastBertClassifier
 
 DATA = Path("tests/data")
@@ -231,3 +234,18 @@ def test_a_model_trained_with_patience_predicts_with_patience(tmp_path, capsys):
     torch.testing.assert_close(default.probabilities, patience.probabilities, rtol=0, atol=0)
     # at 0.5 on 3 layers patience waits for one agreeing layer: nobody leaves at layer 1, as entropy may
     assert min(clf.predict(texts, speed=0.5, policy="patience").exit_layers) >= 2
+    # the exit plan (early exit only where it pays) was made under patience and is used as stored, never
+    # re-measured at load; wherever it says "full depth" predict is the full model, elsewhere the policy
+    kept = ExitPlan.from_dict(extra["exit_plan"])
+    assert kept.profile.policy == {"name": "patience"} and kept.profile.speeds == PLAN_SPEEDS
+    assert clf.runner.exit_plan == kept and kept.from_speed in (None, *PLAN_SPEEDS)
+    always = FastBertClassifier.load(model_path, runtime="eager", exit_plan="off")
+    assert always.runner.exit_plan is None
+    full = clf.predict(texts, speed=0.0)
+    for speed in (0.3, 0.5, 1.0):
+        got, policy_says = clf.predict(texts, speed=speed), always.predict(texts, speed=speed)
+        expected = policy_says if kept.steps_at(speed) else full
+        assert got.exit_layers == expected.exit_layers, (speed, kept.from_speed)
+        torch.testing.assert_close(got.probabilities, expected.probabilities, rtol=1e-5, atol=1e-6)
+    report = json.loads((model_path.parent / "model.report.json").read_text())
+    assert report["exit_plan"] == extra["exit_plan"]

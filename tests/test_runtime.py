@@ -52,6 +52,31 @@ def test_runtime_equals_eager_on_every_exit_layer(variant, runtime):
         torch.testing.assert_close(a.probs, b.probs, rtol=0, atol=1e-5)
 
 
+def test_the_runtime_runs_onnx_runtimes_attention_and_the_export_keeps_standard_operators():
+    """In process, each layer's self-attention is ONNX Runtime's fused ``Attention`` (fp32; int8 keeps
+    the MatMuls its quantizer reads); the files other engines load have standard operators only.
+    Both compute what eager does (the test above; here the graphs themselves, padding included)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from uer.runtime.onnx_graph import build_graphs
+    from uer.runtime.onnxrt import session_options
+
+    model = model_for(*VARIANTS["pre_ln_rms_gelu_fast"])
+    fused, plain = build_graphs(model, fused_attention=True), build_graphs(model)
+    ops = lambda graph: [(n.domain, n.op_type) for n in graph.graph.node]  # noqa: E731
+    assert ops(fused.full).count(("com.microsoft", "Attention")) == 3
+    assert all(domain == "" for graph in plain.steps + [plain.full] for domain, _ in ops(graph))
+    src, seg = batch(n=6)
+    feed = {"src": src.numpy(), "seg": seg.numpy()}
+    run = lambda graph: ort.InferenceSession(graph.SerializeToString(), session_options(1),  # noqa: E731
+                                             providers=["CPUExecutionProvider"]).run(None, feed)
+    (h1, l1), (h2, l2) = run(fused.full), run(plain.full)
+    real = seg.numpy() > 0
+    np.testing.assert_allclose(h1[real], h2[real], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(l1, l2, rtol=0, atol=1e-5)
+
+
 def test_unexportable_models_are_refused_with_the_reason():
     model = model_for({"mask": "causal"}, {}, "first")
     assert "mask 'causal'" in unsupported(model)

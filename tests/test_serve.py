@@ -277,6 +277,40 @@ def test_engine_mixes_speeds_and_policies_per_row(models, reference, fused):
     assert engine.in_flight() == 0 and engine.error is None
 
 
+def test_engine_runs_the_full_model_where_the_exit_plan_says_early_exit_does_not_pay(models):
+    """A plan (made from given costs, so the same on every machine) that steps from speed 0.6 on: the
+    engine, told by the predictor's plan, answers at 0.4 with the full model (every row at the last
+    layer, as predict() does) and at 0.8 by early exit, in one mixed batch."""
+    from uer.exit.pays import ExitProfile, StepCosts, make_plan
+    from uer.fastbert.predictor import FastBertClassifier
+    from uer.predict import ClassifierModel
+    from uer.serve.engine import ContinuousEngine, LayerStack
+
+    clf = FastBertClassifier.load(models["classifier"], runtime="eager")
+    layers = clf.runner.layers_num
+    speeds = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # a row leaves after layer 1 with share = speed, else at the last
+    profile = ExitProfile({"name": "entropy"}, layers, speeds, tuple((s, *[0.0] * (layers - 2), 1 - s) for s in speeds), 100)
+    layer = 1e-3  # a step costs 1.5 layers: on 3 layers early exit pays where half the rows leave after layer 1
+    kept = make_plan(profile, StepCosts((1, 8), (layers * layer, 8 * layers * layer), (1.5 * layer, 12 * layer), 0.0), "given")
+    assert kept.from_speed == 0.6
+    clf.runner.use_plan(kept)
+    model = ClassifierModel(clf)
+    engine = ContinuousEngine(LayerStack(model.network), lambda items: (clf.encode(items).ids, clf.encode(items).segs),
+                              clf.tokenizer.vocab.pad_id, max_batch=4,
+                              full_depth=lambda rule, speed: not clf.runner.plan(speed, rule).step)
+    engine.start()
+    try:
+        low, high = engine.submit(TEXTS, 0.4, "entropy"), engine.submit(TEXTS, 1.0, "entropy")
+        got_low = [model.result(p, layer) for p, layer in low.future.result(timeout=60)]
+        got_high = [model.result(p, layer) for p, layer in high.future.result(timeout=60)]
+    finally:
+        engine.stop(30)
+    assert [a["exit_layer"] for a in got_low] == [layers] * len(TEXTS)
+    assert_same_as_alone(clf, TEXTS, 0.4, "entropy", got_low)
+    assert_same_as_alone(clf, TEXTS, 1.0, "entropy", got_high)
+    assert [a["exit_layer"] for a in got_high] == [1] * len(TEXTS)
+
+
 def test_speed_controller_follows_the_load():
     from uer.serve.controller import SpeedController
 

@@ -13,7 +13,8 @@ a wrong kind of argument a ``TypeError``.
 
 ``extra`` is what the run stored: besides the keys below, ``exit_policy`` (a name or a
 ``{"name": ...}`` spec), ``chosen_speed`` and, for a tagger, ``window`` -- the settings the
-predictors use when the caller gives none (:func:`exit_settings`).
+predictors use when the caller gives none (:func:`exit_settings`) -- and, for a classifier,
+``exit_plan`` (:class:`uer.exit.pays.ExitPlan`: the speeds from which on early exit pays).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from torch import nn
 from uer.checkpoint import CheckpointError, load_model
 from uer.config import Config
 from uer.exit.checks import check_path, check_policy, check_speed, policy_spec
+from uer.exit.pays import ExitPlan
 from uer.exit.policies import ExitPolicy
 from uer.tokenizers import Vocab
 from uer.utils.device import check_device
@@ -88,6 +90,11 @@ def load_trained(path: str | os.PathLike, written_by: Command, vocab_path: str |
                 check(extra[key])
             except (TypeError, ValueError) as exc:
                 raise CheckpointError(f"{path}: its stored {key} is not usable ({exc})") from None
+    if extra.get("exit_plan") is not None:
+        try:
+            ExitPlan.from_dict(extra["exit_plan"])
+        except (TypeError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"{path}: its stored exit_plan is not usable ({exc})") from None
     limit = model.embedding.max_seq_length
     seq_length = extra["seq_length"] if limit is None else min(extra["seq_length"], limit)
     model.to(device).eval()

@@ -13,20 +13,29 @@ each made where it can be made:
   one shrinking, at one row and at a batch. A property of the machine and the runtime: the runner
   measures it when it loads (``EarlyExit.use_profile``).
 
-:func:`plan` puts them together. The expected seconds of early exit for ``b`` rows, each leaving
-after layer ``l`` with the profile's share ``q_l`` independently of the others, are::
+:func:`plan` puts them together for one speed. The expected seconds of early exit for ``b`` rows,
+each leaving after layer ``l`` with the profile's share ``q_l`` independently of the others, are::
 
     sum over steps i:   P(a row is still in at step i) * step(rows in at step i)
   + sum over steps i:   P(some rows leave after step i and some stay) * keep
 
-with ``step`` and ``full`` linear in the rows between the two measured sizes. Early exit runs at a
-speed only where this is at most the full model's time at every batch size of :data:`BATCHES`;
-elsewhere the runner runs the full model: the teacher's answer, every row at the last layer. One
-decision per speed, never per batch, so that a row's result does not depend on its batch.
+with ``step`` and ``full`` linear in the rows between the two measured sizes; early exit pays at a
+speed where this is at most the full model's time at every batch size of :data:`BATCHES`.
+
+:class:`ExitPlan` is the decision a trained model keeps: made once where the model was trained
+(:func:`make_plan`: the profile on held-out rows, the costs measured there), stored in the
+checkpoint and the export manifest, read back as it is. Early exit runs at the speeds from
+``from_speed`` on, where it paid at every profiled speed; below it the runner runs the full
+model: the teacher's answer, every row at the last layer. A threshold rather than a table, so
+that it reads in one line ("early exit from speed 0.3 on") and holds between the profiled speeds;
+one decision per speed, never per batch, so a row's result does not depend on its batch; made
+once, never re-measured at load, so a model answers alike on every machine that loads it
+(``EarlyExit.replan`` measures here when a user asks).
 
     profile = ExitProfile.of([r.exit_layer for r in exits], speeds, layers, policy_spec(rule))
     decision = plan(profile, costs, speed)     # Plan(step=False, ratios={1: 1.07, 32: 1.02}, ...)
-    decision.reason                           # "full depth: early exit expected at 1.07x (batch 1) ..."
+    kept = make_plan(profile, costs, "Intel Xeon ..., eager runtime, 2 threads")
+    kept.from_speed, kept.as_dict()            # 0.3, plain data for extra["exit_plan"]
 """
 from __future__ import annotations
 
@@ -36,6 +45,7 @@ from typing import Any, Sequence
 
 import torch
 
+EXIT_PLANS = ("pays", "always")  # run_fastbert.py --exit_plan: early exit only where it pays, or at every speed
 BATCHES = (1, 32)  # where early exit must pay: one text (serving) and the predictors' default batch
 
 
@@ -185,3 +195,62 @@ def plan(profile: ExitProfile, costs: StepCosts, speed: float, batches: Sequence
     what = "early exit" if step else "full depth"
     return Plan(step, ratios, f"{what}: early exit expected at {shown} the full model's time, "
                               f"{mean_exit:.2f} of {profile.layers} layers on average")
+
+
+@dataclass(frozen=True)
+class ExitPlan:
+    """Where early exit pays for one trained model and exit policy: at speeds ``>= from_speed``
+    (None: at no profiled speed); the full model below. ``profile`` and ``costs`` are what the
+    decision was made from, ``measured_on`` where the costs were measured (CPU, runtime, threads)."""
+
+    profile: ExitProfile
+    costs: StepCosts
+    from_speed: float | None
+    measured_on: str
+
+    def steps_at(self, speed: float) -> bool:
+        return self.from_speed is not None and speed >= self.from_speed
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for a checkpoint's ``extra``, a report or a manifest."""
+        c = self.costs
+        return {"from_speed": self.from_speed, "measured_on": self.measured_on, "profile": self.profile.as_dict(),
+                "costs": {"rows": list(c.rows), "full": list(c.full), "step": list(c.step), "keep": c.keep},
+                "ratios": {f"{s:g}": {str(b): round(r, 4) for b, r in plan(self.profile, c, s).ratios.items()}
+                           for s in self.profile.speeds}}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "ExitPlan":
+        """What :meth:`as_dict` wrote (``ratios`` is recomputed, not read); a ValueError says what is wrong."""
+        expected = {"from_speed", "measured_on", "profile", "costs", "ratios"}
+        if not isinstance(data, dict) or set(data) != expected:
+            raise ValueError(f"exit plan: expected a dict with keys {sorted(expected)}, got "
+                             f"{sorted(data) if isinstance(data, dict) else type(data).__name__}")
+        c = data["costs"]
+        if not isinstance(c, dict) or set(c) != {"rows", "full", "step", "keep"}:
+            raise ValueError("exit plan: costs must be a dict with keys ['full', 'keep', 'rows', 'step']")
+        costs = StepCosts(tuple(int(r) for r in c["rows"]), tuple(float(x) for x in c["full"]),
+                          tuple(float(x) for x in c["step"]), float(c["keep"]))
+        from_speed = data["from_speed"]
+        return cls(ExitProfile.from_dict(data["profile"]), costs, None if from_speed is None else float(from_speed),
+                   str(data["measured_on"]))
+
+    def reason(self, speed: float) -> str:
+        """Why the runner steps or runs the full model at ``speed``, with the expected ratios there."""
+        shown = ", ".join(f"{r:.2f}x (batch {b})" for b, r in plan(self.profile, self.costs, speed).ratios.items())
+        where = ("early exit paid at no profiled speed" if self.from_speed is None
+                 else f"early exit pays from speed {self.from_speed:g} on")
+        what = "early exit" if self.steps_at(speed) else "full depth"
+        return (f"{what} at speed {speed:g}: {where} for this model (expected at {speed:g}: {shown} the full model's "
+                f"time; costs measured on {self.measured_on})")
+
+
+def make_plan(profile: ExitProfile, costs: StepCosts, measured_on: str, batches: Sequence[int] = BATCHES) -> ExitPlan:
+    """The plan a model keeps: early exit from the smallest profiled speed from which on it pays at
+    every profiled speed (:func:`plan`); None where it does not pay at the largest."""
+    from_speed = None
+    for speed in reversed(profile.speeds):
+        if not plan(profile, costs, speed, batches).step:
+            break
+        from_speed = speed
+    return ExitPlan(profile, costs, from_speed, measured_on)

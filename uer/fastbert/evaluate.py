@@ -3,8 +3,9 @@ measured wall-clock speed-ups (batch 1 and batched) against the full model.
 
 Accuracy and exits come from every branch's output computed once (``EarlyExit.layer_probs``):
 early exit at speed ``s`` returns exactly the branch output of the first layer whose entropy is
-below ``s``. Wall clock: early exit really run on the first ``timing_samples`` rows, timed by
-:func:`uer.exit.sweep.measure_walls`.
+below ``s``; at a speed where the runner's exit plan runs the full model (:func:`plan_exits`),
+the teacher's output. Wall clock: ``predict`` really run on the first ``timing_samples`` rows,
+timed by :func:`uer.exit.sweep.measure_walls`.
 """
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ from typing import Any, Sequence
 
 import torch
 
+from uer.exit.checks import policy_spec
+from uer.exit.pays import ExitPlan, ExitProfile, make_plan
 from uer.exit.policies import DEFAULT, resolve
 from uer.exit.sweep import measure_walls, wall_seconds, wall_speedup
 from uer.data.loader import length_sorted_batches
 from uer.fastbert.data import Encoded, collate
 from uer.fastbert.flops import FlopModel
-from uer.fastbert.inference import EarlyExit, Policy, exits_for_speeds
+from uer.fastbert.inference import EarlyExit, Policy, exits_for_speeds, measure_costs
 from uer.fastbert.report import classification_metrics, multi_label_metrics, regression_metrics
 
 
@@ -28,6 +31,21 @@ def all_layer_probs(runner: EarlyExit, encoded: Encoded, pad_id: int, batch_size
         batch = collate(encoded, index, pad_id, runner.device)
         out[index] = runner.layer_probs(batch["src"], batch["seg"]).cpu()
     return out
+
+
+PLAN_SPEEDS = tuple(k / 10 for k in range(11))  # the speeds a plan is made at, whatever the run sweeps
+
+
+def plan_exits(runner: EarlyExit, encoded: Encoded, pad_id: int, policy: Policy = DEFAULT,
+               eval_batch_size: int = 64) -> ExitPlan:
+    """The exit plan a trained model keeps (:class:`uer.exit.pays.ExitPlan`): the exits ``policy``
+    makes on ``encoded`` (held-out rows: the dev set) at :data:`PLAN_SPEEDS`, and ``runner``'s step
+    costs measured here. ``runner`` uses it from now on."""
+    speeds = list(PLAN_SPEEDS)
+    exits = exits_for_speeds(all_layer_probs(runner, encoded, pad_id, eval_batch_size), speeds, policy)
+    profile = ExitProfile.of([r.exit_layer for r in exits], speeds, runner.layers_num, policy_spec(policy))
+    runner.use_plan(make_plan(profile, measure_costs(runner), runner.where()))
+    return runner.exit_plan
 
 
 def task_metrics(task: str, outputs: torch.Tensor, gold: torch.Tensor, scale: tuple[float, float] = (0.0, 1.0)
@@ -62,7 +80,7 @@ def sweep(
     gold = torch.tensor(encoded.labels)
     layer_probs = all_layer_probs(runner, encoded, pad_id, eval_batch_size)
     rule = resolve(policy)
-    exits = exits_for_speeds(layer_probs, speeds, rule)
+    exits = exits_for_speeds(layer_probs, speeds, rule, runner=runner)  # the full model where the runner runs it
     teacher = task_metrics(task, layer_probs[:, -1], gold, scale)
     flop_model = FlopModel.of(runner.model)  # None: no count for this encoder ("-" in the table)
     lengths = torch.tensor(encoded.lengths(), dtype=torch.float64)
@@ -86,7 +104,7 @@ def sweep(
     rows = []
     for speed, result in zip(speeds, exits):
         metrics = task_metrics(task, result.probs, gold, scale)
-        full_here = rule.never_early(speed)  # predict runs the full model
+        full_here = not runner.plan(speed, rule).step  # predict runs the full model
         flops = (full_flops if full_here else float(flop_model.early_exit(lengths, result.exit_layer.double()).mean())) \
             if flop_model else None
         scores = {k: v for k, v in metrics.items() if k not in ("confusion_matrix", "per_label_f1")}

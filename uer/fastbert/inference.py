@@ -14,13 +14,12 @@ the teacher, decides, as in the full model. ``speed >= 1`` exits every sample af
 
 Only where it pays. Each step costs more than a layer of the full model (the branch, the exit
 test, the shrinking), so at a low speed, where few samples leave early, early exit can be slower
-than the full model. A runner given an exit profile (how many samples the sweep saw leave after
-each layer at each speed: :class:`uer.exit.pays.ExitProfile`) measures those costs when it gets it
-and decides once per speed and policy (:meth:`EarlyExit.plan`): early exit where it is expected no
-slower than the full model at batch 1 and in batches, else the full model itself: the teacher's
-answer and every sample at the last layer. The decision never depends on the batch, so a sample's
-result stays the same alone and inside any batch; without a profile (or for a policy the profile
-was not made with) early exit always runs, as the policy says.
+than the full model. A runner given an exit plan (:class:`uer.exit.pays.ExitPlan`, which
+``run_fastbert.py`` makes from the dev set and keeps in the checkpoint) runs early exit only at
+the speeds from the plan's ``from_speed`` on, else the full model itself: the teacher's answer and
+every sample at the last layer. The decision never depends on the batch, so a sample's result
+stays the same alone and inside any batch; without a plan (or for a policy the plan was not made
+with) early exit always runs, as the policy says.
 """
 from __future__ import annotations
 
@@ -31,7 +30,7 @@ import torch
 from torch import nn
 
 from uer.exit.checks import policy_spec
-from uer.exit.pays import ExitProfile, Plan, StepCosts, plan
+from uer.exit.pays import ExitPlan, ExitProfile, Plan, StepCosts, make_plan, plan
 from uer.exit.sweep import timed
 from uer.exit.policies import DEFAULT, ExitPolicy, Policy, PolicyState, normalized_entropy, resolve
 from uer.runtime.base import Runtime
@@ -57,16 +56,16 @@ class EarlyExit:
         runner.name, runner.reason                                  # the runtime in effect, and why
         EarlyExit(model, runtime="onnxruntime", quantize="int8")    # int8 weights
 
-        runner = EarlyExit(model, profile=extra["exit_profile"])    # early exit only where it pays
-        runner.plan(0.1).reason                                     # e.g. "full depth: early exit expected at 1.08x ..."
+        runner = EarlyExit(model, plan=extra["exit_plan"])          # early exit only where it pays
+        runner.plan(0.1).reason                                     # e.g. "full depth: early exit pays from speed 0.3 on ..."
 
     ``runtime``: one of ``uer.runtime.runtime_names("sentence")`` (the work inside each layer and
     branch; the exit loop is this class), or a :class:`~uer.runtime.base.Runtime` built for ``model``.
-    ``profile``: an :class:`~uer.exit.pays.ExitProfile` (or its ``as_dict()``): see :meth:`use_profile`.
+    ``plan``: an :class:`~uer.exit.pays.ExitPlan` (or its ``as_dict()``): see :meth:`use_plan`.
     """
 
     def __init__(self, model: nn.Module, runtime: str | Runtime = "auto", quantize: str | None = None,
-                 profile: ExitProfile | dict[str, Any] | None = None) -> None:
+                 plan: ExitPlan | dict[str, Any] | None = None) -> None:
         from uer.runtime import make_runtime
 
         self.model = model.eval()
@@ -81,23 +80,36 @@ class EarlyExit:
         else:
             self.runtime = make_runtime(model, runtime, quantize=quantize)
         self.name, self.reason, self.quantize = self.runtime.name, self.runtime.reason, quantize
-        self.profile: ExitProfile | None = None
-        self.costs: StepCosts | None = None
+        self.exit_plan: ExitPlan | None = None
         self._plans: dict[tuple, Plan] = {}
-        if profile is not None:
-            self.use_profile(profile)
+        if plan is not None:
+            self.use_plan(plan)
 
-    def use_profile(self, profile: ExitProfile | dict[str, Any], costs: StepCosts | None = None) -> None:
-        """Early exit from now on only at the speeds where ``profile`` says it pays on this machine.
+    def use_plan(self, exit_plan: ExitPlan | dict[str, Any] | None) -> None:
+        """Early exit from now on only at the speeds ``exit_plan`` says it pays (None: everywhere)."""
+        if exit_plan is not None and not isinstance(exit_plan, ExitPlan):
+            exit_plan = ExitPlan.from_dict(exit_plan)
+        if exit_plan is not None and exit_plan.profile.layers != self.layers_num:
+            raise ValueError(f"exit plan of {exit_plan.profile.layers} layers for a model of {self.layers_num}")
+        self.exit_plan, self._plans = exit_plan, {}
 
-        ``costs``: the seconds of the full model, a step and a shrinking (:class:`StepCosts`);
-        None measures them now on this runner's runtime (:func:`measure_costs`: 30 calls at
-        1 and 8 rows of 32 tokens)."""
-        profile = profile if isinstance(profile, ExitProfile) else ExitProfile.from_dict(profile)
+    def replan(self, profile: ExitProfile | None = None, costs: StepCosts | None = None) -> ExitPlan:
+        """A new plan for this machine and runtime, used from now on: ``profile`` (default: the current
+        plan's) with ``costs`` (default: measured now, :func:`measure_costs`)."""
+        profile = profile if profile is not None else self.exit_plan.profile if self.exit_plan else None
+        if profile is None:
+            raise ValueError("replan: this runner has no exit plan, so give the exit profile to plan with")
         if profile.layers != self.layers_num:
             raise ValueError(f"exit profile of {profile.layers} layers for a model of {self.layers_num}")
-        self.profile, self.costs, self._plans = profile, None, {}
-        self.costs = costs if costs is not None else measure_costs(self)
+        self.use_plan(make_plan(profile, costs if costs is not None else measure_costs(self), self.where()))
+        return self.exit_plan
+
+    def where(self) -> str:
+        """The CPU (or GPU), runtime and threads this runner runs on: what a plan's costs depend on."""
+        from uer.runtime.cpu import cpu_features
+
+        here = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else cpu_features().summary()
+        return f"{here}, {self.name} runtime, {torch.get_num_threads()} threads"
 
     def plan(self, speed: float, policy: Policy = DEFAULT) -> Plan:
         """What :meth:`predict` does at ``speed`` under ``policy``: early exit (``step``) or the full model, and why."""
@@ -110,11 +122,12 @@ class EarlyExit:
     def _plan(self, rule: ExitPolicy, speed: float) -> Plan:
         if rule.never_early(speed):
             return Plan(False, {}, "full model: the policy never exits early at this speed")
-        if self.profile is None or self.costs is None:
-            return Plan(True, {}, "early exit: no exit profile, so no measure of what it saves")
-        if policy_spec(rule) != self.profile.policy:
-            return Plan(True, {}, f"early exit: the exit profile is of policy {self.profile.policy}, not this one")
-        return plan(self.profile, self.costs, speed)
+        kept = self.exit_plan
+        if kept is None:
+            return Plan(True, {}, "early exit: no exit plan, so no measure of what it saves")
+        if policy_spec(rule) != kept.profile.policy:
+            return Plan(True, {}, f"early exit: the exit plan is of policy {kept.profile.policy}, not this one")
+        return Plan(kept.steps_at(speed), plan(kept.profile, kept.costs, speed).ratios, kept.reason(speed))
 
     def layers(self, src: torch.Tensor, seg: torch.Tensor, students: bool = True
                ) -> Generator[tuple[int, torch.Tensor | None], torch.Tensor | None, None]:

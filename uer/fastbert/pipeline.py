@@ -24,10 +24,11 @@ from uer.config import Config, ConfigError
 from uer.data.tsv import TsvData, read_tsv
 from uer.exit import pipeline as run_
 from uer.exit.pipeline import Outputs, RunOptions, UsageError
+from uer.exit.pays import EXIT_PLANS, ExitPlan
 from uer.exit.report import plot_tradeoff
 from uer.exit.sweep import chosen_speed
 from uer.fastbert.data import Encoded, encode_tsv, target_scale
-from uer.fastbert.evaluate import sweep
+from uer.fastbert.evaluate import plan_exits, sweep
 from uer.fastbert.inference import EarlyExit
 from uer.fastbert.report import (SCORE, format_table, int8_verdict, write_multi_label_predictions, write_predictions,
                                  write_regression_predictions)
@@ -51,6 +52,7 @@ class FastBertOptions(RunOptions):
 
     distill_path: str | None = None  # texts for stage 2 (default: the training texts)
     branch_training: str = "distill"  # distill: stage 2 self-distils the students; joint: see training.py
+    exit_plan: str = "pays"  # pays: early exit only where it is faster than the full model (uer.exit.pays); always
 
 
 def _is_our_report(data: dict) -> bool:
@@ -92,6 +94,8 @@ def run(opts: FastBertOptions) -> dict[str, Any]:
 
     started = time.perf_counter()
     on_interrupt("interrupted before training began; nothing of this run was written yet")
+    if opts.exit_plan not in EXIT_PLANS:
+        raise UsageError(f"--exit_plan {opts.exit_plan!r}: expected one of {', '.join(EXIT_PLANS)}")
     if opts.branch_training not in BRANCH_TRAININGS:
         raise UsageError(f"--branch_training {opts.branch_training!r}: expected one of {', '.join(BRANCH_TRAININGS)}")
     paths = {flag: input_file(path, flag) for flag, path in (
@@ -175,9 +179,15 @@ def _run_locked(opts: FastBertOptions, config: Config, device: torch.device, out
                               "exit_policy": opts.exit_policy, "branch_training": opts.branch_training,
                               "target_scale": extra["target_scale"]}
     plot = None
-    if test_enc is not None:
-        runner = EarlyExit(model, runtime=opts.runtime)
-        log(f"inference runtime: {runner.name} ({runner.reason})")
+    runner = EarlyExit(model, runtime=opts.runtime)
+    log(f"inference runtime: {runner.name} ({runner.reason})")
+    if opts.exit_plan == "pays":  # early exit only where it pays, decided once on the dev set and kept
+        exit_plan = plan_exits(runner, dev_enc, pad_id, opts.exit_policy)
+        extra["exit_plan"] = report["exit_plan"] = exit_plan.as_dict()
+        log("exit plan: " + exit_plan.reason(exit_plan.from_speed if exit_plan.from_speed is not None else 1.0))
+    if test_enc is None:
+        run_.record_choice(out.model, model, config, extra, None)  # the plan, with no chosen speed
+    else:
         result = sweep(runner, test_enc, pad_id, opts.speeds, timing_samples=opts.timing_samples,
                        measure=opts.timing_samples > 0, batch_size=opts.timing_batch_size, policy=opts.exit_policy,
                        scale=scale or (0.0, 1.0))
@@ -211,7 +221,7 @@ def _run_locked(opts: FastBertOptions, config: Config, device: torch.device, out
         run_.record_choice(out.model, model, config, extra, chosen)
         if opts.quantize is not None:
             report["int8"] = quantized_sweep(model, test_enc, pad_id, opts, teacher_acc, task, scale or (0.0, 1.0),
-                                             fp32_walls=result["wall_seconds"])
+                                             fp32_walls=result["wall_seconds"], exit_plan=runner.exit_plan)
         if opts.plot and len(rows) > 1:
             plot = lambda: plot_tradeoff(out.plot, rows, teacher_acc, "FastBERT", score, "teacher")  # noqa: E731
     report["seconds"] = time.perf_counter() - started
@@ -227,7 +237,8 @@ def teacher_keys(teacher: dict[str, Any]) -> dict[str, Any]:
 
 def quantized_sweep(model, test_enc: Encoded, pad_id: int, opts: FastBertOptions, fp32_teacher: float,
                     task: str = "classification", scale: tuple[float, float] = (0.0, 1.0),
-                    fp32_walls: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
+                    fp32_walls: dict[str, dict[str, float]] | None = None, exit_plan: ExitPlan | None = None
+                    ) -> dict[str, Any]:
     """The same sweep with int8 weights: the task's score of the int8 teacher and of every speed, beside fp32,
     and whether int8 should be used at all (``verdict``, :func:`uer.fastbert.report.int8_verdict`).
 
@@ -235,11 +246,12 @@ def quantized_sweep(model, test_enc: Encoded, pad_id: int, opts: FastBertOptions
     sweep's ``wall_seconds`` of this run, which int8's are compared with. int8 runs on the
     ``onnxruntime`` runtime whatever ``--runtime`` says (``auto`` could keep fp32 where int8 is
     slower, and this sweep measures int8 itself), with the scheme chosen for this CPU
-    (``uer.runtime.cpu``), which the report records with the CPU it was read from."""
+    (``uer.runtime.cpu``), which the report records with the CPU it was read from. ``exit_plan``:
+    the fp32 run's, which a model loaded with int8 weights uses too (it is what the checkpoint keeps)."""
     from uer.runtime.cpu import cpu_features
 
     log = opts.log
-    runner = EarlyExit(model, runtime="onnxruntime", quantize=opts.quantize)
+    runner = EarlyExit(model, runtime="onnxruntime", quantize=opts.quantize, plan=exit_plan)
     log(f"{opts.quantize} runtime: {runner.name} ({runner.reason})")
     result = sweep(runner, test_enc, pad_id, opts.speeds, timing_samples=opts.timing_samples, measure=opts.timing_samples > 0,
                    batch_size=opts.timing_batch_size, policy=opts.exit_policy, scale=scale)

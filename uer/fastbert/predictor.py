@@ -8,6 +8,11 @@
     tagger.predict(["..."]).label_sets, .probabilities   # multi_label: each text's labels, every label's sigmoid
     scorer.predict(["..."]).values                       # regression: each text's value, in the labels' units
 
+Early exit runs only where it pays: at the speeds from the exit plan's ``from_speed`` on, which
+the run decided on its dev set and stored (``run_fastbert.py --exit_plan``); below it ``predict``
+runs the full model, faster there. ``load(..., exit_plan="here")`` re-measures that decision on
+this machine, ``"off"`` exits early at every speed as the policy says.
+
 ``speed=None`` / ``policy=None`` mean what the run stored: the exit policy it trained with
 (``run_fastbert.py --exit_policy``) and the speed it chose on its test set
 (:func:`uer.exit.loading.exit_settings`). A sample's result does not depend on the other texts in
@@ -30,6 +35,8 @@ from uer.data.loader import length_sorted_batches
 from uer.fastbert.data import Encoded, collate, encode_texts
 from uer.fastbert.inference import EarlyExit, ExitResult, fastbert_target
 from uer.exit.policies import ExitPolicy
+
+EXIT_PLAN_USES = ("stored", "here", "off")  # FastBertClassifier.load(exit_plan=)
 
 
 @dataclass
@@ -54,8 +61,14 @@ def _text(value: object, where: str) -> str:
 
 class FastBertClassifier:
     def __init__(self, model, tokenizer, labels: Sequence[str], seq_length: int, pair: bool | None = None,
-                 runtime: str = "auto", quantize: str | None = None, extra: dict[str, Any] | None = None) -> None:
-        self.runner = EarlyExit(model, runtime=runtime, quantize=quantize)
+                 runtime: str = "auto", quantize: str | None = None, extra: dict[str, Any] | None = None,
+                 exit_plan: str = "stored") -> None:
+        if exit_plan not in EXIT_PLAN_USES:
+            raise ValueError(f"exit_plan {exit_plan!r}: expected one of {', '.join(EXIT_PLAN_USES)}")
+        stored = None if exit_plan == "off" else (extra or {}).get("exit_plan")
+        self.runner = EarlyExit(model, runtime=runtime, quantize=quantize, plan=stored)
+        if exit_plan == "here" and stored is not None:
+            self.runner.replan()
         self.tokenizer = tokenizer
         self.labels = list(labels)
         self.seq_length = seq_length
@@ -67,13 +80,16 @@ class FastBertClassifier:
 
     @classmethod
     def load(cls, path: str | os.PathLike, vocab_path: str | os.PathLike | None = None,
-             device: str | torch.device = "cpu", runtime: str = "auto", quantize: str | None = None) -> "FastBertClassifier":
+             device: str | torch.device = "cpu", runtime: str = "auto", quantize: str | None = None,
+             exit_plan: str = "stored") -> "FastBertClassifier":
         """A checkpoint written by ``run_fastbert.py``; its vocabulary lies beside it unless given
         (:func:`uer.exit.loading.load_trained` checks both).
 
         ``runtime``: the engine of the exit steps (``uer.runtime.runtime_names()``; ``auto`` times the
         candidates on this machine, ``eager`` is plain PyTorch); ``quantize="int8"``: int8 weights
-        (never the default). ``clf.runtime`` says what runs."""
+        (never the default). ``clf.runtime`` says what runs. ``exit_plan``: ``stored`` (the run's
+        decision where early exit pays), ``here`` (the run's exit profile, the costs measured on
+        this machine and runtime now) or ``off`` (early exit at every speed)."""
         from uer.tokenizers import TOKENIZERS
 
         trained = load_trained(path, "run_fastbert.py", vocab_path=vocab_path, device=device)
@@ -85,7 +101,7 @@ class FastBertClassifier:
                              "file, which FastBertClassifier does not load")
         tokenizer = tokenizer_cls.from_vocab(trained.vocab, trained.config.tokenizer)
         return cls(model, tokenizer, extra["labels"], trained.seq_length, pair=extra.get("pair"), runtime=runtime,
-                   quantize=quantize, extra=extra)
+                   quantize=quantize, extra=extra, exit_plan=exit_plan)
 
     @property
     def runtime(self) -> str:

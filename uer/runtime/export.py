@@ -247,6 +247,16 @@ def _tagger_manifest(tagger, model_path, quantize, graphs, names, policy, rule, 
     }
 
 
+def _plan_record(plan: Any) -> dict[str, Any] | None:
+    """The manifest's ``exit_plan``: from which speed on the steps pay (None: the run made no plan)."""
+    if plan is None:
+        return None
+    return {"from_speed": plan.from_speed, "measured_on": plan.measured_on,
+            "rule": "at a speed below from_speed (at every speed when it is null) run full.onnx alone: every row "
+                    "leaves at the last layer with the teacher's logits; early exit was slower there where the plan "
+                    "was made"}
+
+
 def _classifier_manifest(clf, model_path, quantize, graphs, names, policy, rule, sha) -> dict[str, Any]:
     from uer.runtime.onnx_graph import OPSET
 
@@ -266,5 +276,6 @@ def _classifier_manifest(clf, model_path, quantize, graphs, names, policy, rule,
         "outputs": {"hidden_out": "float32 (batch, length, hidden_size), the input of the next step",
                     "logits": "float32 (batch, labels) of this step's branch (full.onnx: the teacher's, after every layer)"},
         "exit_policy": policy, "exit_rule": rule, "speed": clf.extra.get("chosen_speed"),
+        "exit_plan": _plan_record(clf.runner.exit_plan),
         "sha256": sha,
     }

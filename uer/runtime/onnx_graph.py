@@ -17,8 +17,12 @@ feature that this writer does not know fails here instead of exporting something
 the graphs of MiniLM takes milliseconds (no ``torch.onnx`` tracing, no ``onnxscript``).
 
 Standard ONNX operators only (opset 20: ``Gelu``, ``LayerNormalization``), so any ONNX runtime can
-run the files; ONNX Runtime fuses them further when it loads them. What is supported is checked
-by :func:`unsupported`; anything else is refused with the reason.
+run the files; ONNX Runtime fuses them further when it loads them (``SkipLayerNormalization``,
+``BiasGelu``), but not the self-attention, whose pattern its loader does not recognise. So the
+in-process runtime asks for ``fused_attention=True``: each layer's projection and attention are
+one ``com.microsoft`` ``Attention`` node (the operator ONNX Runtime's own BERT optimizer produces),
+which only ONNX Runtime runs; the exported files keep the standard operators. What is supported
+is checked by :func:`unsupported`; anything else is refused with the reason.
 """
 from __future__ import annotations
 
@@ -50,10 +54,13 @@ class GraphWriter:
     """Collects nodes and initializers; the executor of ``TransformerLayer.compute`` on symbolic
     tensors (their names): a ``LayerExecutor[str, str]``. :class:`_BranchExecutor` writes branches."""
 
-    def __init__(self) -> None:
+    def __init__(self, fused_attention: bool = False) -> None:
         from onnx import helper
 
         self.helper = helper
+        self.fused_attention = fused_attention  # qkv + attend -> one com.microsoft Attention node
+        self._pending: dict[str, tuple[nn.Linear, str]] = {}  # qkv's name -> (its linear, its input), not yet written
+        self.key_mask_name: str | None = None  # (B, T) int32 1 = real token: Attention's mask_index
         self.nodes: list = []
         self.initializers: dict[str, np.ndarray] = {}
         self._weights: dict[tuple[int, str], str] = {}
@@ -94,6 +101,8 @@ class GraphWriter:
                                            self.const(np.asarray(0.0, np.float32)),
                                            self.const(np.asarray(NEG, np.float32))], "key_mask")
         self.real_name = self.op("Unsqueeze", [self.op("Cast", [real], to=1), self.ints(2)], "real_f")
+        if self.fused_attention:
+            self.key_mask_name = self.op("Cast", [real], "key_index", to=6)  # int32
 
     # ------------------------------------------------------------------ executor API (layers)
     def matmul(self, module: nn.Linear, x: str, rows: slice | None = None, scale: float = 1.0) -> str:
@@ -125,10 +134,24 @@ class GraphWriter:
         return y if residual is None else self.op("Add", [residual, y])
 
     def qkv(self, module: nn.Linear, x: str, norm: nn.Module | None) -> str:
-        return self.matmul(module, x if norm is None else self.norm(norm, x))
+        x = x if norm is None else self.norm(norm, x)
+        if not self.fused_attention:
+            return self.matmul(module, x)
+        name = self.fresh("qkv")  # written by attend, as part of the Attention node
+        self._pending[name] = (module, x)
+        return name
 
     def attend(self, qkv: str, heads_num: int, dropout_p: float = 0.0) -> str:
         """(B, T, 3H) -> (B, T, H), the key mask from ``seg``; the 1/sqrt(d) scale is applied to Q."""
+        if qkv in self._pending:  # ONNX Runtime's Attention: the same maths, scale 1/sqrt(d) by default
+            module, x = self._pending.pop(qkv)
+            w = self.weight(module, "wall1.0", lambda: _array(module.weight.T))
+            b = self.weight(module, "ball1.0", lambda: _array(module.bias if module.bias is not None
+                                                              else torch.zeros(module.out_features)))
+            out = self.fresh("attention")
+            self.nodes.append(self.helper.make_node("Attention", [x, w, b, self.key_mask_name], [out], domain="com.microsoft",
+                                                    num_heads=heads_num))
+            return out
         q, k, v = self._heads(qkv, 3, heads_num)  # (B, heads, T, d)
         return self._attention(q, k, v, heads_num, self.head_size, merge_tokens=True)
 
@@ -251,13 +274,17 @@ def _model(g: GraphWriter, inputs: list, outputs: list, name: str):
 
     inits = [numpy_helper.from_array(v, k) for k, v in g.initializers.items()]
     graph = helper.make_graph(g.nodes, name, inputs, outputs, inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="uer")
+    opsets = [helper.make_opsetid("", OPSET)]
+    if any(n.domain == "com.microsoft" for n in g.nodes):
+        opsets.append(helper.make_opsetid("com.microsoft", 1))
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="uer")
     model.ir_version = 9
     return model
 
 
-def build_graphs(model: nn.Module) -> StepGraphs:
-    """Every step's graph and the full model's, in memory (see the module docstring)."""
+def build_graphs(model: nn.Module, fused_attention: bool = False) -> StepGraphs:
+    """Every step's graph and the full model's, in memory (see the module docstring).
+    ``fused_attention``: ONNX Runtime's ``Attention`` operator for each layer's self-attention."""
     from onnx import TensorProto, helper
 
     why = unsupported(model)
@@ -277,7 +304,7 @@ def build_graphs(model: nn.Module) -> StepGraphs:
     steps = []
     with torch.no_grad():
         for i in range(layers):
-            g = GraphWriter()
+            g = GraphWriter(fused_attention)
             g.masks("seg")
             x = _embed(g, model, "src", "seg") if i == 0 else "hidden"
             x = _layer(g, model, i, x)
@@ -286,16 +313,17 @@ def build_graphs(model: nn.Module) -> StepGraphs:
             g.nodes.append(helper.make_node("Identity", [logits], ["logits"]))
             first = [ids("src"), ids("seg")] if i == 0 else [hid("hidden"), ids("seg")]
             steps.append(_model(g, first, [hid("hidden_out"), out("logits")], f"step_{i}"))
-        full = full_graph(model, branch, [ids("src"), ids("seg")], [hid("hidden_out"), out("logits")], "full")
+        full = full_graph(model, branch, [ids("src"), ids("seg")], [hid("hidden_out"), out("logits")], "full",
+                          fused_attention)
     return StepGraphs(steps, full, hidden_size, labels)
 
 
-def full_graph(model: nn.Module, branch, inputs: list, outputs: list, name: str):
+def full_graph(model: nn.Module, branch, inputs: list, outputs: list, name: str, fused_attention: bool = False):
     """The full model's graph: the embedding, every layer, the last layer's branch (``branch(g, i,
     x)``), answering ``hidden_out`` and ``logits``. Both exits' exports end with it."""
     from onnx import helper
 
-    g = GraphWriter()
+    g = GraphWriter(fused_attention)
     g.masks("seg")
     x = _embed(g, model, "src", "seg")
     layers = model.encoder.layers_num

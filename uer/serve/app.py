@@ -263,7 +263,7 @@ class Service:
             # p99 17.7 against 7.5 ms in-process at 60 requests/s on the test model)
             stack = LayerStack(self.model.network, fused=cfg.runtime == "fused")
             return ContinuousEngine(stack, lambda items: _encode(clf, items), clf.tokenizer.vocab.pad_id,
-                                    cfg.max_batch, hooks)
+                                    cfg.max_batch, hooks, full_depth=lambda rule, speed: not clf.runner.plan(speed, rule).step)
         model = self.model
         exit_key = "exit_layer" if model.kind == CLASSIFIER else "mean_exit_layer"
         return PlainEngine(lambda items, speed, policy: model.predict(items, speed, policy, cfg.max_batch),

@@ -181,7 +181,7 @@ class _Row:
     seg: torch.Tensor  # (T,) segments, no padding
     rule: Any  # its ExitPolicy
     state: Any  # its PolicyState (a batch of one)
-    full: bool  # never exits early at its speed: only the last layer's branch is needed
+    full: bool  # runs the full model at its speed (ContinuousEngine.full_depth): only the last branch is needed
 
 
 def merge_states(states: list) -> Any:
@@ -214,8 +214,12 @@ class ContinuousEngine(Engine):
     name = "continuous"
 
     def __init__(self, stack: LayerStack, encode: Callable[[list[Item]], tuple[list[list[int]], list[list[int]]]],
-                 pad_id: int, max_batch: int = 32, hooks: EngineHooks | None = None) -> None:
+                 pad_id: int, max_batch: int = 32, hooks: EngineHooks | None = None,
+                 full_depth: Callable[[Any, float], bool] | None = None) -> None:
         super().__init__(max_batch, hooks)
+        # (rule, speed) -> the row runs the full model: where the policy never exits early, or where
+        # the predictor's exit plan says early exit does not pay (``EarlyExit.plan``), as predict() does
+        self.full_depth = full_depth or (lambda rule, speed: rule.never_early(speed))
         self.stack = stack
         self.encode = encode  # items -> (ids, segs) per row, the predictor's own tokenisation
         self.pad_id = pad_id
@@ -287,7 +291,7 @@ class ContinuousEngine(Engine):
             rule = job.policy
             n = len(ids[j])
             self.pools[0].append(_Row(job, k, hidden[j, :n], seg[j, :n], rule,
-                                      rule.start(1, labels, layers, job.speed), rule.never_early(job.speed)))
+                                      rule.start(1, labels, layers, job.speed), self.full_depth(rule, job.speed)))
 
     # ------------------------------------------------------------------ one layer on one pool
     def _drop_cancelled(self, i: int) -> None:
