@@ -23,7 +23,7 @@ import typing
 from uer.checkpoint import CheckpointError
 from uer.config import ConfigError
 from uer.data.tsv import TsvError
-from uer.exit.pays import EXIT_PLANS
+from uer.choices import EXIT_PLANS
 from uer.exit.policies import policy_names
 from uer.fastbert.training import BRANCH_TRAININGS
 from uer.runtime import runtime_names

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -99,6 +100,37 @@ def test_classifier_tsv_carries_columns_and_matches_predict(models, tmp_path, ca
     for g, p in zip(got, want.probabilities):
         assert list(g["probabilities"]) == clf.labels
         assert list(g["probabilities"].values()) == pytest.approx(p.tolist(), abs=1e-6)
+
+
+def test_the_stored_exit_plan_is_followed_unless_the_flag_says_otherwise(models, tmp_path, capsys):
+    """A copy of the classifier whose stored plan says early exit pays at no speed (costs given, so
+    the same on every machine): at speed 1, where the policy sends every text out after layer 1,
+    --exit_plan stored (the default) runs the full model and --exit_plan off the policy."""
+    from uer.checkpoint import read_checkpoint, save_checkpoint
+    from uer.exit.pays import ExitProfile, StepCosts, make_plan
+    from uer.fastbert.predictor import FastBertClassifier
+
+    speeds = (0.0, 0.5, 1.0)
+    profile = ExitProfile({"name": "entropy"}, 3, speeds, ((0, 0, 1), (0.2, 0.3, 0.5), (1, 0, 0)), 10)
+    kept = make_plan(profile, StepCosts((1, 8), (3e-3, 24e-3), (4e-3, 32e-3), 0.0), "given")  # a step: 4 layers
+    assert kept.from_speed is None
+    folder = tmp_path / "planned"
+    shutil.copytree(models["classifier"].parent, folder)
+    clf = FastBertClassifier.load(folder / "model.pt", runtime="eager")
+    stored = read_checkpoint(folder / "model.pt")
+    save_checkpoint(folder / "model.pt", clf.runner.model, clf.runner.model.config,
+                    **{**stored["extra"], "exit_plan": kept.as_dict()})
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(TEXTS) + "\n")
+
+    def exits(*flags):
+        code, out, err = run(["predict", str(folder / "model.pt"), "--input", str(src), *flags], capsys)
+        assert code == 0, err
+        return [g["exit_layer"] for g in lines(out)]
+
+    assert exits("--speed", "1") == [3] * len(TEXTS)
+    assert exits("--speed", "1", "--exit_plan", "off") == [1] * len(TEXTS)
+    assert exits("--speed", "1", "--exit_plan", "here") in ([1] * len(TEXTS), [3] * len(TEXTS))  # as this machine measures
 
 
 def test_plain_text_from_stdin_to_stdout(models, tmp_path):

@@ -14,3 +14,8 @@ ACTIVATIONS: tuple[str, ...] = get_args(Activation)
 POOLINGS: tuple[str, ...] = get_args(Pooling)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 SCHEDULERS: tuple[str, ...] = get_args(Scheduler)
+
+# early exit only where it pays (uer.exit.pays): run_fastbert.py --exit_plan makes a plan or not;
+# FastBertClassifier.load(exit_plan=), uer predict / serve --exit_plan use the stored one, re-measure it or none
+EXIT_PLANS = ("pays", "always")
+EXIT_PLAN_USES = ("stored", "here", "off")

@@ -128,12 +128,14 @@ def model_kind(path: str | Path) -> str:
                           "nor by run_ner.py (no 'id2label')")
 
 
-def load_predictor(path: str | Path, runtime: str = "auto", window: int | None = None) -> Predictor:
-    """The model at ``path`` (its vocabulary beside it), whichever kind it is."""
+def load_predictor(path: str | Path, runtime: str = "auto", window: int | None = None,
+                   exit_plan: str = "stored") -> Predictor:
+    """The model at ``path`` (its vocabulary beside it), whichever kind it is. ``exit_plan``: a
+    classifier's (``FastBertClassifier.load``: stored, here or off); taggers have none."""
     if model_kind(path) == CLASSIFIER:
         from uer.fastbert.predictor import FastBertClassifier
 
-        return ClassifierModel(FastBertClassifier.load(path, runtime=runtime))
+        return ClassifierModel(FastBertClassifier.load(path, runtime=runtime, exit_plan=exit_plan))
     from uer.tagging.predictor import NerTagger
 
     return TaggerModel(NerTagger.load(path, runtime=runtime), window=window)
@@ -314,6 +316,16 @@ def add_arguments(p) -> None:
     p.add_argument("--window", type=non_negative_int, default=None, help="taggers: token exit's window; default: the run's")
     p.add_argument("--batch_size", type=positive_int, default=32)
     p.add_argument("--runtime", default="auto", help="the inference runtime (uer.runtime; default auto)")
+    add_exit_plan_flag(p)
+
+
+def add_exit_plan_flag(p) -> None:
+    """``--exit_plan``, as ``uer predict`` and ``uer serve`` take it (torch-free, like the other flags)."""
+    from uer.choices import EXIT_PLAN_USES
+
+    p.add_argument("--exit_plan", choices=EXIT_PLAN_USES, default="stored",
+                   help="classifiers: stored (default): early exit only from the speed on where the training run found "
+                        "it faster than the full model; here: that decision re-measured on this machine; off: at every speed")
 
 
 def command(args) -> int:
@@ -332,7 +344,7 @@ def command(args) -> int:
         if out_path.exists() and not args.force:  # what the user had stays theirs
             raise UsageError(f"--output {args.output} already exists; pass --force to replace it")
     try:
-        model = load_predictor(model_path, runtime=args.runtime, window=args.window)
+        model = load_predictor(model_path, runtime=args.runtime, window=args.window, exit_plan=args.exit_plan)
     except CheckpointError:
         raise
     except (ValueError, OSError) as exc:

@@ -45,7 +45,6 @@ from typing import Any, Sequence
 
 import torch
 
-EXIT_PLANS = ("pays", "always")  # run_fastbert.py --exit_plan: early exit only where it pays, or at every speed
 BATCHES = (1, 32)  # where early exit must pay: one text (serving) and the predictors' default batch
 
 

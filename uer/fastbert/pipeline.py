@@ -24,7 +24,8 @@ from uer.config import Config, ConfigError
 from uer.data.tsv import TsvData, read_tsv
 from uer.exit import pipeline as run_
 from uer.exit.pipeline import Outputs, RunOptions, UsageError
-from uer.exit.pays import EXIT_PLANS, ExitPlan
+from uer.choices import EXIT_PLANS
+from uer.exit.pays import ExitPlan
 from uer.exit.report import plot_tradeoff
 from uer.exit.sweep import chosen_speed
 from uer.fastbert.data import Encoded, encode_tsv, target_scale

@@ -35,8 +35,7 @@ from uer.data.loader import length_sorted_batches
 from uer.fastbert.data import Encoded, collate, encode_texts
 from uer.fastbert.inference import EarlyExit, ExitResult, fastbert_target
 from uer.exit.policies import ExitPolicy
-
-EXIT_PLAN_USES = ("stored", "here", "off")  # FastBertClassifier.load(exit_plan=)
+from uer.choices import EXIT_PLAN_USES
 
 
 @dataclass

@@ -52,6 +52,7 @@ class ServeConfig:
     max_body_bytes: int = 1 << 20
     runtime: str = "auto"
     window: int | None = None  # taggers: token exit's window; None: the run's
+    exit_plan: str = "stored"  # classifiers: where early exit runs (FastBertClassifier.load's exit_plan)
     threads: int | None = None  # torch intra-op threads in this process; None leaves torch's default
 
     def __post_init__(self) -> None:
@@ -225,7 +226,9 @@ class Service:
 
             torch.set_num_threads(config.threads)
         self.config = config
-        self.model = model if model is not None else load_predictor(config.model_path, config.runtime, config.window)
+        if model is None:
+            model = load_predictor(config.model_path, config.runtime, config.window, config.exit_plan)
+        self.model = model
         if config.policy is not None and config.policy not in self.model.policies:
             raise ServeConfigError(f"--policy {config.policy!r}: valid policies: {', '.join(self.model.policies)}")
         try:  # what the run stored stands in for what the flags leave out (a policy without a speed may be refused)

@@ -13,6 +13,7 @@ import sys
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from uer.predict import add_exit_plan_flag
     from uer.serve.options import BATCHINGS
     from uer.utils.cli import fraction, non_negative_int, positive_float, positive_int
 
@@ -36,6 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runtime", default="auto", help="inference runtime for plain batching (uer.runtime); "
                                                      "continuous batching runs the model's layers, uer.fused's with 'fused'")
     p.add_argument("--window", type=non_negative_int, default=None, help="taggers: token exit's window (default: the run's)")
+    add_exit_plan_flag(p)
     p.add_argument("--threads", type=positive_int, default=None,
                    help="torch threads per worker (default: torch's, divided among --workers)")
 
@@ -50,7 +52,7 @@ def config_from(args: argparse.Namespace):
         model_path=str(args.model_path), speed=args.speed, max_speed=args.max_speed, policy=args.policy,
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, latency_slo_ms=args.latency_slo_ms,
         batching=args.batching, max_texts=args.max_texts, max_body_bytes=args.max_body_bytes,
-        runtime=args.runtime, window=args.window, threads=threads)
+        runtime=args.runtime, window=args.window, threads=threads, exit_plan=args.exit_plan)
 
 
 def command(args: argparse.Namespace) -> int:
