@@ -131,6 +131,8 @@ def test_the_stored_exit_plan_is_followed_unless_the_flag_says_otherwise(models,
     assert exits("--speed", "1") == [3] * len(TEXTS)
     assert exits("--speed", "1", "--exit_plan", "off") == [1] * len(TEXTS)
     assert exits("--speed", "1", "--exit_plan", "here") in ([1] * len(TEXTS), [3] * len(TEXTS))  # as this machine measures
+    code, _, err = run(["predict", str(models["classifier"]), "--input", str(src), "--exit_plan", "here"], capsys)
+    assert code == 2 and "has none (trained with --exit_plan always" in err and len(err.strip().splitlines()) == 1
 
 
 def test_plain_text_from_stdin_to_stdout(models, tmp_path):

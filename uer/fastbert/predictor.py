@@ -65,8 +65,11 @@ class FastBertClassifier:
         if exit_plan not in EXIT_PLAN_USES:
             raise ValueError(f"exit_plan {exit_plan!r}: expected one of {', '.join(EXIT_PLAN_USES)}")
         stored = None if exit_plan == "off" else (extra or {}).get("exit_plan")
+        if exit_plan == "here" and stored is None:
+            raise ValueError("exit_plan='here' re-measures the model's exit plan, but this model has none "
+                             "(trained with --exit_plan always, or before exit plans): use 'stored' or 'off'")
         self.runner = EarlyExit(model, runtime=runtime, quantize=quantize, plan=stored)
-        if exit_plan == "here" and stored is not None:
+        if exit_plan == "here":
             self.runner.replan()
         self.tokenizer = tokenizer
         self.labels = list(labels)
