@@ -11,7 +11,7 @@ import torch
 
 from tests.test_fastbert import LABELS, batch, fastbert_model
 from uer.exit.checks import policy_spec
-from uer.exit.pays import ExitPlan, ExitProfile, StepCosts, expected_seconds, make_plan, plan
+from uer.exit.pays import PAYS_BELOW, ExitPlan, ExitProfile, StepCosts, expected_seconds, make_plan, plan
 from uer.fastbert.inference import EarlyExit, exits_for_speeds
 from uer.runtime import make_runtime
 from uer.runtime.base import Flow, Runtime
@@ -45,7 +45,7 @@ def test_without_overhead_early_exit_costs_its_share_of_the_layers():
         for b in (1, 32):
             assert math.isclose(expected_seconds(survival, costs, b) / costs.full_at(b), mean_exit(share) / LAYERS,
                                 rel_tol=1e-9), (speed, b)
-        assert plan(PROFILE, costs, speed).step
+        assert plan(PROFILE, costs, speed).step == (mean_exit(share) / LAYERS <= PAYS_BELOW), speed  # 0: 1.0x
 
 
 def test_with_a_large_overhead_only_the_speeds_that_skip_enough_layers_step():
@@ -196,7 +196,7 @@ def test_the_plan_steps_from_the_smallest_speed_from_which_on_every_profiled_spe
     layer = 1e-3
     full = (LAYERS * layer, LAYERS * 8 * layer)
     cheap = StepCosts((1, 8), full, (layer, 8 * layer), keep=0.0)  # a step costs a layer: pays wherever rows leave
-    assert make_plan(PROFILE, cheap, "x").from_speed == 0.0  # speed 0: every row at the last layer, 1.0x: no slower
+    assert make_plan(PROFILE, cheap, "x").from_speed == 0.25  # speed 0: every row at the last layer, 1.0x: no gain
     dear = StepCosts((1, 8), full, (5 * layer, 40 * layer), keep=0.0)  # 5 layers a step: pays nowhere here
     assert make_plan(PROFILE, dear, "x").from_speed is None
     # a speed that does not pay above one that does: the threshold lies above both (never a hole in the middle)

@@ -261,7 +261,12 @@ class FastBertTarget(ExitBranches):
             return torch.sigmoid(logits)
         if self.task == "regression":
             return logits
-        return torch.softmax(logits, dim=-1)
+        # softmax from elementwise ops and reductions, not torch.softmax: its CPU kernel opens an
+        # OpenMP parallel region however small the tensor, and the worker threads it wakes then
+        # spin beside ONNX Runtime's next exit step. On a 2-core Xeon, at 8 x 32 tokens, a step
+        # took 7.4 ms and the (8, 3) softmax after it 1.9 ms, against 5.5 and 0.1 ms this way.
+        e = (logits - logits.amax(dim=-1, keepdim=True)).exp()
+        return e / e.sum(dim=-1, keepdim=True)
 
 
 def fastbert_target(model: nn.Module) -> FastBertTarget:
