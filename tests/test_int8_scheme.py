@@ -39,7 +39,7 @@ def test_the_scheme_follows_the_cpu_features(cpu):
     features, reduced, named = CPUS[cpu]
     scheme = int8_scheme(features)
     assert scheme.reduce_range == reduced and scheme.per_channel  # one scale per output column on every CPU
-    assert scheme.weight_type == "QInt8" and scheme.op_types == ("MatMul",)  # embedding lookups stay fp32
+    assert scheme.weight_type == "QInt8" and scheme.op_types == ("MatMul", "Attention")  # embedding lookups stay fp32
     assert named in scheme.reason and "\n" not in scheme.reason
     if features.arch == X86 and not features.flags & {"avx512_vnni", "avx_vnni", "amx_int8"}:
         # VPMADDUBSW's int16 pair sum: never a scheme that saturates where the kernel saturates
@@ -54,9 +54,9 @@ def test_the_portable_scheme_is_exact_everywhere_and_says_why():
     assert PORTABLE.exact_everywhere and PORTABLE.weight_levels == (-64, 64)
     assert PORTABLE.largest_pair == 2 * 255 * 64 == 32640
     assert Int8Scheme(reduce_range=False, per_channel=True, reason="x").largest_pair == 2 * 255 * 127  # > 32767
-    assert "[-127, 127] (full range), per-channel, MatMul only" in Int8Scheme(False, True, "x").describe()
+    assert "[-127, 127] (full range), per-channel, MatMul/Attention only" in Int8Scheme(False, True, "x").describe()
     options = PORTABLE.quantize_dynamic_options()
-    assert (options["reduce_range"], options["per_channel"], options["op_types_to_quantize"]) == (True, True, ["MatMul"])
+    assert (options["reduce_range"], options["per_channel"], options["op_types_to_quantize"]) == (True, True, ["MatMul", "Attention"])
     assert json.loads(json.dumps(PORTABLE.as_dict()))["exact_on_every_cpu"] is True
 
 

@@ -53,8 +53,8 @@ def test_runtime_equals_eager_on_every_exit_layer(variant, runtime):
 
 
 def test_the_runtime_runs_onnx_runtimes_attention_and_the_export_keeps_standard_operators():
-    """In process, each layer's self-attention is ONNX Runtime's fused ``Attention`` (fp32; int8 keeps
-    the MatMuls its quantizer reads); the files other engines load have standard operators only.
+    """In process, each layer's self-attention is ONNX Runtime's fused ``Attention`` (``QAttention``
+    in int8); the files other engines load have standard operators only.
     Both compute what eager does (the test above; here the graphs themselves, padding included)."""
     import numpy as np
     import onnxruntime as ort
@@ -121,7 +121,8 @@ def test_int8_weights_are_within_half_a_step():
     from uer.runtime.onnx_graph import build_graphs
     from uer.runtime.onnxrt import quantize_int8
 
-    graphs = build_graphs(model_for({}, {}, "first")).steps
+    plain, fused = build_graphs(model_for({}, {}, "first")).steps, build_graphs(model_for({}, {}, "first"), True).steps
+    graphs = plain + fused  # MatMuls, and the fused graphs' QAttention weights
     checked = 0
     for graph, data in zip(graphs, quantize_int8(graphs)):
         fp32 = {i.name: numpy_helper.to_array(i) for i in graph.graph.initializer}
@@ -132,6 +133,13 @@ def test_int8_weights_are_within_half_a_step():
             assert (abs((int8[q].astype("float64") - zero) * scale - fp32[w]) <= 0.5 * scale * (1 + 1e-5)).all(), w
             checked += 1
     assert checked >= 2 * len(graphs)
+    qattention = [n for data in quantize_int8(fused) for n in onnx.load_from_string(data).graph.node if n.op_type == "QAttention"]
+    assert len(qattention) == len(fused)  # one per layer, its weight among those checked above
+    from uer.runtime.cpu import PORTABLE  # 7-bit weights, exact on every CPU: QAttention's too
+
+    portable = [numpy_helper.to_array(i) for data in quantize_int8(fused, PORTABLE)
+                for i in onnx.load_from_string(data).graph.initializer if i.name.endswith("_quantized")]
+    assert portable and all(-64 <= int(w.min()) and int(w.max()) <= 64 for w in portable)
 
 
 def test_int8_runs_agrees_with_fp32_and_only_where_asked():

@@ -1,8 +1,8 @@
 """The ``onnxruntime`` runtime: every exit step is one ONNX Runtime session.
 
 The graphs come from :mod:`uer.runtime.onnx_graph` (layer + branch per step, embedding in step 0;
-fp32: each self-attention one ``com.microsoft`` ``Attention`` node; ONNX Runtime's own graph
-optimisations fuse the rest at load), merged into one model whose ``step``
+each self-attention one ``com.microsoft`` ``Attention`` node, ``QAttention`` in int8; ONNX
+Runtime's own graph optimisations fuse the rest at load), merged into one model whose ``step``
 input picks the graph to run (:func:`merge_steps`), so that one session and one thread pool of
 ``torch.get_num_threads()`` threads serve every step. Nothing process-wide is set: the user's own
 ONNX Runtime sessions are unaffected. The arrays between steps stay numpy (ONNX Runtime reads
@@ -181,7 +181,7 @@ class OrtRuntime(Runtime):
             raise ValueError(f"runtime 'onnxruntime': {why}")
         import onnx
 
-        graphs = build_graphs(model, fused_attention=quantize is None)  # int8: MatMuls its quantizer reads
+        graphs = build_graphs(model, fused_attention=True)  # int8: QAttention (uer.runtime.cpu)
         self.layers_num = len(graphs.steps)
         self.quantize = quantize
         models = graphs.steps + [graphs.full]
