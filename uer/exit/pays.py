@@ -7,11 +7,12 @@ layer, and early exit is slower than no early exit. Whether it pays rests on two
 each made where it can be made:
 
 * :class:`ExitProfile`: how many rows leave after each layer at each speed. A property of the
-  model, the exit policy and the data, not of the machine: the speed sweep sees it on the test set
-  (``ExitProfile.of``), and it travels with the model as plain data (``as_dict``/``from_dict``).
+  model, the exit policy and the data, not of the machine: ``run_fastbert.py`` sees it on the dev
+  set (``ExitProfile.of``; ``uer.fastbert.evaluate.plan_exits``), and it travels with the model as
+  plain data (``as_dict``/``from_dict``).
 * :class:`StepCosts`: seconds of the full model, of one exit step (layer, branch, exit test) and of
-  one shrinking, at one row and at a batch. A property of the machine and the runtime: the runner
-  measures it when it loads (``EarlyExit.use_profile``).
+  one shrinking, at one row and at a batch. A property of the machine and the runtime: measured
+  where the plan is made (``uer.fastbert.inference.measure_costs``; ``EarlyExit.replan`` here).
 
 :func:`plan` puts them together for one speed. The expected seconds of early exit for ``b`` rows,
 each leaving after layer ``l`` with the profile's share ``q_l`` independently of the others, are::

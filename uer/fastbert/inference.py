@@ -232,8 +232,8 @@ class _Stay(ExitPolicy):
 
 
 # measured at the batch sizes the plan is judged at: from 1 and 8 rows a step at 32 extrapolated to
-# 1.8x a layer of the full model on ONNX Runtime, where 32 rows measure 1.5x (the plan then kept
-# the full model up to speed 0.7 instead of 0.5; Intel Xeon, 2 cores)
+# 1.8x a layer of the full model on ONNX Runtime, where 32 rows measured 1.5x (1.2x since the
+# softmax change; the plan had kept the full model up to speed 0.7 instead of 0.5; Xeon, 2 cores)
 PROBE_ROWS, PROBE_TOKENS, REPEATS = BATCHES, 32, 5
 
 
