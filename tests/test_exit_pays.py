@@ -205,7 +205,7 @@ def test_the_plan_steps_from_the_smallest_speed_from_which_on_every_profiled_spe
     assert [plan(odd, mid, s).step for s in odd.speeds] == [True, False, True, True]
     kept = make_plan(odd, mid, "x")
     assert kept.from_speed == 0.75 and not kept.steps_at(0.25) and not kept.steps_at(0.7) and kept.steps_at(0.8)
-    assert "full depth at speed 0.25: early exit pays from speed 0.75 on" in kept.reason(0.25)
+    assert "full depth at speed 0.25: early exit pays from speed 0.75 on" in kept.decide(0.25).reason
 
 
 def test_a_plan_round_trips_through_plain_data_and_refuses_a_damaged_one():

@@ -240,14 +240,17 @@ class ExitPlan:
         return cls(ExitProfile.from_dict(data["profile"]), costs, None if from_speed is None else float(from_speed),
                    str(data["measured_on"]))
 
-    def reason(self, speed: float) -> str:
-        """Why the runner steps or runs the full model at ``speed``, with the expected ratios there."""
-        shown = ", ".join(f"{r:.2f}x (batch {b})" for b, r in plan(self.profile, self.costs, speed).ratios.items())
+    def decide(self, speed: float) -> Plan:
+        """What the runner does at ``speed`` (the kept threshold, not :func:`plan`'s own verdict there),
+        with the expected ratios there and why."""
+        ratios = plan(self.profile, self.costs, speed).ratios
+        shown = ", ".join(f"{r:.2f}x (batch {b})" for b, r in ratios.items())
         where = ("early exit paid at no profiled speed" if self.from_speed is None
                  else f"early exit pays from speed {self.from_speed:g} on")
-        what = "early exit" if self.steps_at(speed) else "full depth"
-        return (f"{what} at speed {speed:g}: {where} for this model (expected at {speed:g}: {shown} the full model's "
-                f"time; costs measured on {self.measured_on})")
+        step = self.steps_at(speed)
+        return Plan(step, ratios, f"{'early exit' if step else 'full depth'} at speed {speed:g}: {where} for this model "
+                                  f"(expected at {speed:g}: {shown} the full model's time; costs measured on "
+                                  f"{self.measured_on})")
 
 
 def make_plan(profile: ExitProfile, costs: StepCosts, measured_on: str, batches: Sequence[int] = BATCHES) -> ExitPlan:

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from uer.exit.checks import policy_spec
-from uer.exit.pays import BATCHES, ExitPlan, ExitProfile, Plan, StepCosts, make_plan, plan
+from uer.exit.pays import BATCHES, ExitPlan, ExitProfile, Plan, StepCosts, make_plan
 from uer.exit.sweep import timed
 from uer.exit.policies import DEFAULT, ExitPolicy, Policy, PolicyState, normalized_entropy, resolve
 from uer.runtime.base import Runtime
@@ -127,7 +127,7 @@ class EarlyExit:
             return Plan(True, {}, "early exit: no exit plan, so no measure of what it saves")
         if policy_spec(rule) != kept.profile.policy:
             return Plan(True, {}, f"early exit: the exit plan is of policy {kept.profile.policy}, not this one")
-        return Plan(kept.steps_at(speed), plan(kept.profile, kept.costs, speed).ratios, kept.reason(speed))
+        return kept.decide(speed)
 
     def layers(self, src: torch.Tensor, seg: torch.Tensor, students: bool = True
                ) -> Generator[tuple[int, torch.Tensor | None], torch.Tensor | None, None]:

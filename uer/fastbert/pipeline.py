@@ -185,7 +185,7 @@ def _run_locked(opts: FastBertOptions, config: Config, device: torch.device, out
     if opts.exit_plan == "pays":  # early exit only where it pays, decided once on the dev set and kept
         exit_plan = plan_exits(runner, dev_enc, pad_id, opts.exit_policy)
         extra["exit_plan"] = report["exit_plan"] = exit_plan.as_dict()
-        log("exit plan: " + exit_plan.reason(exit_plan.from_speed if exit_plan.from_speed is not None else 1.0))
+        log("exit plan: " + exit_plan.decide(exit_plan.from_speed if exit_plan.from_speed is not None else 1.0).reason)
     if test_enc is None:
         run_.record_choice(out.model, model, config, extra, None)  # the plan, with no chosen speed
     else:
