@@ -165,6 +165,7 @@ class LayerStack:
         self.layers_num = len(target.branches)
         self.labels_num = target.labels_num
         self.branches = [FrozenBranch(b) for b in target.branches]
+        self.activation = target.activation  # the probabilities predict() reads, computed the same way
         self.device = next(model.parameters()).device
         if fused:
             self.encoder = optimize_for_inference(model.embedding, model.encoder)
@@ -319,7 +320,7 @@ class ContinuousEngine(Engine):
             sub_h, sub_s = (hidden, seg) if len(need) == len(rows) else (hidden[need], seg[need])
             real = sub_s > 0
             logits = stack.branches[i](sub_h, None if bool(real.all()) else real)
-            probs = torch.softmax(logits.float(), dim=-1)  # (len(need), labels)
+            probs = stack.activation(logits.float())  # (len(need), labels)
         groups: dict[tuple[int, float], list[int]] = {}  # rows deciding together: same rule, same speed
         for slot, j in enumerate(need):
             groups.setdefault((id(rows[j].rule), rows[j].job.speed), []).append(slot)
