@@ -350,25 +350,30 @@ def _run(args) -> int:
     from uer.data.tsv import read_tsv
     from uer.fastbert.predictor import FastBertClassifier
 
+    if args.side == "ours":  # the child of a full run: what the parent passes it
+        try:
+            s32, s8 = (float(v) for v in (args.speeds or "").split(","))
+        except ValueError:
+            raise UsageError(f"--side ours needs --speeds FP32,INT8 (got {args.speeds!r}) and --side_output; "
+                             "the bench passes both to its own child") from None
+        if args.side_output is None:
+            raise UsageError("--side ours needs --side_output (the bench passes it to its own child)")
     clf = FastBertClassifier.load(model_path)
     clf8 = FastBertClassifier.load(model_path, quantize="int8")
-    if args.side == "ours":  # the child of a full run: our variants only, in a process without peers
+    test = read_tsv(test_path, labels=tuple(clf.labels))
+    gold, texts = test.label_ids(), [e.text_a for e in test.examples]
+    if args.quick:
+        gold, texts = gold[:256], texts[:256]
+    if args.side == "ours":  # our variants only, in a process without peers
         import json
 
-        s32, s8 = (float(v) for v in args.speeds.split(","))
-        test = read_tsv(test_path, labels=tuple(clf.labels))
-        texts = [e.text_a for e in test.examples][: 256 if args.quick else None][: args.samples]
         with open(args.side_output, "w") as f:
-            json.dump(time_ours(args, clf, clf8, texts, s32, s8), f)
+            json.dump(time_ours(args, clf, clf8, texts[: args.samples], s32, s8), f)
         return 0
     cpu = cpu_info()
     print(f"CPU: {cpu['model']}; flags: {', '.join(cpu['shown_flags']) or 'none'}; {args.threads} threads")
     print(f"uer runtime (fp32): {clf.runtime}")
     print(f"uer runtime (int8): {clf8.runtime}")
-    test = read_tsv(test_path, labels=tuple(clf.labels))
-    gold, texts = test.label_ids(), [e.text_a for e in test.examples]
-    if args.quick:
-        gold, texts = gold[:256], texts[:256]
     acc = choose_speeds(clf, clf8, gold, texts)
     s32 = acc["fp32"]["chosen"]["speed"] if acc["fp32"]["chosen"] else 0.0
     s8 = acc["int8"]["chosen"]["speed"] if acc["int8"]["chosen"] else 0.0
