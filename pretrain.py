@@ -51,6 +51,7 @@ from uer.data.processors import processor_for_targets
 from uer.model_builder import build_model
 from uer.recipe import (SCHEDULE_KEYS, apply_recipe, dataset_token_ids, init_mlm_bias, position_advice, target_advice,
                         token_log_prior)
+from uer.scaffold import DIMS as SCAFFOLD_DIMS, SCAFFOLD_CHOICES, apply_scaffold, scaffold_refusal
 from uer.trainer import Trainer, TrainerOptions, evaluate, make_optimizer, make_scheduler
 from uer.utils.atomic import atomic_open
 from uer.utils.distributed import setup_distributed
@@ -81,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=positive_int, help="CPU threads of this process (default: torch's choice)")
     p.add_argument("--deterministic", action="store_true",
                    help="deterministic algorithms only: the same flags and --threads give the same bits")
+    p.add_argument("--position_scaffold", choices=SCAFFOLD_CHOICES,
+                   help="from scratch: start positions and query/key as a scaffold that prefers near tokens and hold it "
+                        "while pre-training (uer.scaffold; default: on wherever it applies: a transformer with learned "
+                        "positions and full attention); off: BERT's random init")
     p.add_argument("--mlm_bias_init", choices=MLM_BIAS_INITS, default="prior",
                    help="a fresh MLM head's output bias: the log unigram prior of the dataset's tokens (default), "
                         "or 0 (BERT's); a head loaded from --pretrained_model_path or a resumed run keeps its own")
@@ -137,7 +142,8 @@ def resolve_config(args) -> tuple[Config, frozenset[str]]:
 
 
 def choose_schedule(config: Config, explicit: frozenset[str], recorded_path: Path | None,
-                    from_scratch: bool = False, continued: bool = False) -> tuple[Config, list[str]]:
+                    from_scratch: bool = False, continued: bool = False,
+                    scaffold: bool = False) -> tuple[Config, list[str]]:
     """``config`` with learning rate, warmup and scheduler nobody chose filled in, and what to tell the user.
 
     ``recorded_path``: the ``<stem>.config.yaml`` of a run being resumed. Its values take the place
@@ -154,7 +160,7 @@ def choose_schedule(config: Config, explicit: frozenset[str], recorded_path: Pat
                          "the values nobody set come from uer.recipe")
     config, explanation = apply_recipe(config, explicit, recorded, continued=continued)
     advice = [target_advice([s.name for s in config.target.components], config.train.total_steps),
-              position_advice(config, config.train.total_steps, from_scratch)]
+              position_advice(config, config.train.total_steps, from_scratch, scaffold=scaffold)]
     return config, [explanation, *notes, *(a for a in advice if a)]
 
 
@@ -279,12 +285,27 @@ def _run(args) -> int:
             raise UsageError("--new_learning_rate and --learning_rate: give only --new_learning_rate to change the rate "
                              "of the resumed run")
         from_scratch = not resuming and not args.pretrained_model_path
+        args.position_scaffold = "on" if use_scaffold(args, config) else "off"
         config, notes = choose_schedule(config, explicit, files["config"] if resuming else None, from_scratch,
-                                        continued=bool(args.pretrained_model_path))
+                                        continued=bool(args.pretrained_model_path),
+                                        scaffold=args.position_scaffold == "on")
         recorded = _recorded_schedule(files["config"]) if resuming else None
         recorded_keys = frozenset(f"train.{k}" for k in (recorded or {}) if k not in explicit)
         rank, world, device = setup_distributed(device_flag)
         return _train(args, config, meta, files, rank, world, device, notes, recorded_keys)
+
+
+def use_scaffold(args, config: Config) -> bool:
+    """Whether this run starts and holds uer.scaffold's position scaffold: from scratch (a resumed
+    run too: its checkpoint carries the values) wherever the config allows it, unless ``off``."""
+    why = scaffold_refusal(config)
+    if args.position_scaffold == "on":
+        if args.pretrained_model_path:
+            raise UsageError("--position_scaffold on: the scaffold is an initialisation, and --pretrained_model_path "
+                             "gives trained weights (continued pre-training holds nothing)")
+        if why is not None:
+            raise UsageError(f"--position_scaffold on: {why} in {args.config_path}")
+    return args.position_scaffold != "off" and not args.pretrained_model_path and why is None
 
 
 def available_cores() -> int:
@@ -363,6 +384,8 @@ def _source_of(key: str, files: dict[str, Path], recorded: frozenset[str]) -> st
         return f"--{key[6:]}"
     if key == "dataset":
         return "--dataset_path"
+    if key == "position_scaffold":
+        return "--position_scaffold"
     if key in ("held_out.dataset", "held_out.fraction"):
         return "--dev_dataset_path" if key == "held_out.dataset" else "--dev_fraction"
     return f"--config_path / --set {key}"
@@ -555,6 +578,11 @@ def _train(args, config: Config, meta: dict, files: dict[str, Path], rank: int, 
         if main_process:
             print(f"mlm bias: set to the log unigram prior of {len(tokens)} tokens of {args.dataset_path} "
                   "(--mlm_bias_init zero keeps it at 0)", file=sys.stderr)
+    scaffold = apply_scaffold(model, config) if args.position_scaffold == "on" else None
+    if scaffold is not None and main_process:
+        print(f"position scaffold: sin/cos positions in the last {SCAFFOLD_DIMS} of {config.encoder.cfg.hidden_size} "
+              f"columns, read by every layer's query and key, held while pre-training ({scaffold.size} weights; "
+              "uer.scaffold; --position_scaffold off: BERT's random init)", file=sys.stderr)
     model.to(device)
     torch.manual_seed(train.seed * 1_000 + rank)  # dropout differs per rank
 
@@ -575,6 +603,8 @@ def _train(args, config: Config, meta: dict, files: dict[str, Path], rank: int, 
     )
     trainer = Trainer(model, optimizer, scheduler, config, options)
     trainer.signature = run_signature(config, meta, held_signature)
+    if scaffold is not None:  # only when on: runs signed before the scaffold existed resume as they were
+        trainer.signature["position_scaffold"] = True
     trainer.signature_mismatch = signature_mismatch(files, recorded, notes)
     if train_index is None:
         size, collate = len(data), data.collate
@@ -604,6 +634,9 @@ def _train(args, config: Config, meta: dict, files: dict[str, Path], rank: int, 
         print(f"--resume: no {resume_path} yet, starting at step 0", file=sys.stderr)
         if files["metrics"].exists():
             files["metrics"].unlink()  # the lines of a run that never reached a checkpoint
+    if scaffold is not None:  # the values as initialised, or as the resumed checkpoint holds them
+        scaffold.capture()
+        scaffold.attach(optimizer)
     trainer.user_state["total_steps"] = train.total_steps  # what the total_steps note compares with on a later resume
     if args.new_learning_rate and resumed:
         config = _change_learning_rate(trainer, config, args.new_learning_rate, notes)

@@ -113,6 +113,7 @@ def test_position_advice_for_learned_positions_from_scratch():
     advice = position_advice(bert, 6000, from_scratch=True)
     assert advice.startswith("note: from scratch with learned positions only") and "encoder.position_bias=alibi" in advice
     assert position_advice(bert, 6000, from_scratch=False) is None  # continued pre-training keeps its positions
+    assert position_advice(bert, 6000, from_scratch=True, scaffold=True) is None  # uer.scaffold is the fix
     assert position_advice(bert, 100_000, from_scratch=True) is None  # a long budget climbs off the plateau anyway
     alibi = load_config(ROOT / "models" / "bert" / "mini_alibi.yaml")
     assert position_advice(alibi, 6000, from_scratch=True) is None

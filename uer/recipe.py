@@ -164,20 +164,21 @@ def target_advice(targets: list[str], total_steps: int) -> str | None:
             f"pretrain.py --set 'target.components=[mlm]'")
 
 
-def position_advice(config, total_steps: int, from_scratch: bool) -> str | None:
+def position_advice(config, total_steps: int, from_scratch: bool, scaffold: bool = False) -> str | None:
     """A one-line recommendation when a transformer with learned positions only starts MLM from scratch
-    on a small budget: it sits on the frequent-token plateau for thousands of steps (README,
-    pre-training: BERT-mini stayed at 0.14 MLM accuracy for 6,497 steps, 45 min), and
-    ``encoder.position_bias: alibi`` leaves the plateau at once."""
+    on a small budget without ``uer.scaffold``'s position scaffold (``scaffold``): it sits on the
+    frequent-token plateau for thousands of steps (README, pre-training: BERT-mini stayed at 0.14 MLM
+    accuracy for 6,497 steps, 45 min); the scaffold or ``encoder.position_bias: alibi`` leaves it."""
     _check_steps(total_steps)
     targets = [s.name for s in config.target.components]
-    if (not from_scratch or "mlm" not in targets or config.encoder.name != "transformer"
+    if (scaffold or not from_scratch or "mlm" not in targets or config.encoder.name != "transformer"
             or total_steps >= MLM_ONLY_BELOW or config.encoder.cfg.position_bias != "none"
             or config.encoder.cfg.mask != "fully_visible"):
         return None
-    return (f"note: from scratch with learned positions only, a small BERT sits on the frequent-token plateau for "
-            f"thousands of steps; for a {total_steps}-step budget the recommended config adds ALiBi attention biases: "
-            f"--set encoder.position_bias=alibi, or models/bert/tiny_alibi.yaml / mini_alibi.yaml (README: pre-training)")
+    return (f"note: from scratch with learned positions only and no position scaffold, a small BERT sits on the "
+            f"frequent-token plateau for thousands of steps; for a {total_steps}-step budget leave --position_scaffold "
+            f"on where it applies (uer.scaffold), or add ALiBi attention biases: --set encoder.position_bias=alibi, "
+            f"or models/bert/tiny_alibi.yaml / mini_alibi.yaml (README: pre-training)")
 
 
 def apply_recipe(config, explicit: AbstractSet[str], recorded: Mapping[str, Any] | None = None,
