@@ -22,7 +22,10 @@ Learning rate, warmup and scheduler that nobody chose (no flag, no ``--set train
 key in the YAML) come from ``uer.recipe`` (model size and ``--total_steps``); the line starting
 ``schedule:`` says what was chosen. ``out/a.config.yaml`` records the values, and ``--resume``
 takes them from there. A fresh MLM head starts with its output bias at the log unigram prior of
-the dataset's tokens (``--mlm_bias_init zero``: at 0, as BERT does).
+the dataset's tokens (``--mlm_bias_init zero``: at 0, as BERT does). From scratch, a transformer
+with learned positions and full attention (the BERT configs) starts on ``uer.scaffold``'s position
+scaffold and holds it while pre-training, so that it leaves the MLM plateau
+(``--position_scaffold off``: BERT's random init); the result is a plain BERT checkpoint.
 """
 from __future__ import annotations
 

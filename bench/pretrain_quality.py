@@ -52,6 +52,15 @@ def model_sizes(config_path: str) -> tuple[int, int, str]:
     return enc.cfg.hidden_size, enc.cfg.layers_num, enc.cfg.layernorm_positioning
 
 
+def scaffold_used(args) -> str:
+    """Whether pretrain.py held uer.scaffold's position scaffold (its rule: on unless off or refused)."""
+    from uer.config import load_config
+    from uer.scaffold import scaffold_refusal
+
+    why = scaffold_refusal(load_config(ROOT / args.config_path, ["target.components=[mlm]"]))
+    return "off" if args.position_scaffold == "off" else "on" if why is None else f"off ({why})"
+
+
 def pretrain(args, out: Path, log: Path) -> Path:
     seq = args.seq_length
     dataset = out / f"dataset_zh_mlm_{seq}"
@@ -73,6 +82,7 @@ def pretrain(args, out: Path, log: Path) -> Path:
         "--batch_size", args.batch_size, "--learning_rate", schedule.learning_rate, "--warmup", schedule.warmup,
         "--scheduler", schedule.scheduler, "--report_steps", max(1, args.total_steps // 20),
         "--save_checkpoint_steps", max(1, args.total_steps // 5), "--seed", args.pretrain_seed, "--device", "cpu",
+        *(["--position_scaffold", args.position_scaffold] if args.position_scaffold else []),
         "--no_progress", *(["--resume"] if resume else [])], log)
     return model
 
@@ -130,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fastbert_precision", choices=("fp32", "bf16"), default="fp32")
     p.add_argument("--processes_num", type=int, default=2)
     p.add_argument("--pretrain_seed", type=int, default=7)
+    p.add_argument("--position_scaffold", choices=("on", "off"),
+                   help="pretrain.py's flag (default: not given, so on wherever the config allows it; uer.scaffold)")
     p.add_argument("--out_dir", help="default out/quality (quick: out/quality_quick)")
     p.add_argument("--skip_build", action="store_true", help="data/ already built")
     args = p.parse_args(argv)
@@ -156,7 +168,8 @@ def _run(args) -> int:
     runs = [fastbert_run(args, out, log, backbone, labels, seed, model)
             for labels in args.labels for seed in args.seeds for backbone in BACKBONES]
     lines, goals = summarise(runs, args.labels, args.seeds)
-    head = (f"config {args.config_path}, mlm pre-training {metrics[-1]['step']} steps x batch {args.batch_size} x seq "
+    head = (f"config {args.config_path}, position scaffold {scaffold_used(args)}, mlm pre-training "
+            f"{metrics[-1]['step']} steps x batch {args.batch_size} x seq "
             f"{args.seq_length} on People's Daily + training reviews (MLM acc {metrics[0]['mlm_acc']:.3f} -> "
             f"{metrics[-1]['mlm_acc']:.3f}); FastBERT {args.epochs_num} + {args.distill_epochs_num} epochs, lr "
             f"{args.fastbert_learning_rate}, seeds {' '.join(map(str, args.seeds))}, test = data/reviews_zh/test.tsv"
