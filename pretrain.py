@@ -607,7 +607,7 @@ def _train(args, config: Config, meta: dict, files: dict[str, Path], rank: int, 
     trainer = Trainer(model, optimizer, scheduler, config, options)
     trainer.signature = run_signature(config, meta, held_signature)
     if scaffold is not None:  # only when on: runs signed before the scaffold existed resume as they were
-        trainer.signature["position_scaffold"] = True
+        trainer.signature["position_scaffold"] = "on"
     trainer.signature_mismatch = signature_mismatch(files, recorded, notes)
     if train_index is None:
         size, collate = len(data), data.collate

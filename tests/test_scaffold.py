@@ -213,7 +213,7 @@ def test_a_scaffolded_run_resumes_exactly_and_refuses_another_choice(tmp_path, d
     capsys.readouterr()
     assert run(dataset, config, tmp_path / "part", *args, "--resume", "--position_scaffold", "off") == 2
     line = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "position_scaffold is True there, None now (--position_scaffold)" in line
+    assert "position_scaffold is 'on' there, None now (--position_scaffold)" in line
     assert run(dataset, config, tmp_path / "part", *args, "--resume") == 0
     a = read_checkpoint(tmp_path / "full" / "model.pt")["model"]
     b = read_checkpoint(tmp_path / "part" / "model.pt")["model"]
