@@ -60,5 +60,8 @@ def run_args(folder: Path, task: str, *extra: str) -> list[str]:
         "--test_path", str(folder / "test.tsv"), "--output_model_path", str(folder / "out" / "model.pt"),
         "--epochs_num", "5", "--distill_epochs_num", "2", "--batch_size", "16", "--seq_length", "16",
         "--learning_rate", "3e-3", "--distill_learning_rate", "3e-3", "--seed", "3", "--report_steps", "100",
-        "--branch_size", "16", "--timing_samples", "3", "--no_progress", "--runtime", "eager", "--task", task, *extra,
+        "--branch_size", "16", "--timing_samples", "3", "--no_progress", "--runtime", "eager", "--task", task,
+        # the policy at every speed: the default plan comes from timings (a loaded or another CPU may keep the
+        # full model at speed 1); these tests are about the stages and the report, test_exit_pays about the plan
+        "--exit_plan", "always", *extra,
     ]

@@ -33,7 +33,9 @@ def args(tmp_path, *extra):
         "--report_path", str(tmp_path / "report.json"),
         "--epochs_num", "6", "--distill_epochs_num", "2", "--batch_size", "16", "--seq_length", "16",
         "--learning_rate", "3e-3", "--distill_learning_rate", "3e-3", "--seed", "3", "--report_steps", "4",
-        "--branch_size", "16", "--timing_samples", "4", "--no_progress", *extra,
+        "--branch_size", "16", "--timing_samples", "4", "--no_progress",
+        "--exit_plan", "always",  # the policy at every speed: the timed default plan is test_exit_pays' subject
+        *extra,
     ]
 
 
