@@ -42,7 +42,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from uer.checkpoint import TARGET_PREFIX, CheckpointError, load_backbone, save_checkpoint
-from uer.choices import PRECISIONS, SCHEDULERS
+from uer.choices import PRECISIONS, SCAFFOLD_CHOICES, SCHEDULERS
 from uer.config import (
     Config, ConfigError, TrainConfig, apply_overrides, config_from_dict, from_dict, keep_lines, read_yaml, to_dict, where,
 )
@@ -54,7 +54,7 @@ from uer.data.processors import processor_for_targets
 from uer.model_builder import build_model
 from uer.recipe import (SCHEDULE_KEYS, apply_recipe, dataset_token_ids, init_mlm_bias, position_advice, target_advice,
                         token_log_prior)
-from uer.scaffold import DIMS as SCAFFOLD_DIMS, SCAFFOLD_CHOICES, apply_scaffold, scaffold_refusal
+from uer.scaffold import DIMS as SCAFFOLD_DIMS, apply_scaffold, scaffold_refusal
 from uer.trainer import Trainer, TrainerOptions, evaluate, make_optimizer, make_scheduler
 from uer.utils.atomic import atomic_open
 from uer.utils.distributed import setup_distributed
@@ -637,8 +637,7 @@ def _train(args, config: Config, meta: dict, files: dict[str, Path], rank: int, 
         print(f"--resume: no {resume_path} yet, starting at step 0", file=sys.stderr)
         if files["metrics"].exists():
             files["metrics"].unlink()  # the lines of a run that never reached a checkpoint
-    if scaffold is not None:  # the values as initialised, or as the resumed checkpoint holds them
-        scaffold.capture()
+    if scaffold is not None:  # holds the values as initialised, or as the resumed checkpoint has them
         scaffold.attach(optimizer)
     trainer.user_state["total_steps"] = train.total_steps  # what the total_steps note compares with on a later resume
     if args.new_learning_rate and resumed:

@@ -38,6 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import PY, ROOT, budget_table, kept_fastbert_run, label_budgets, sh, write_json, write_text  # noqa: E402
+from uer.choices import SCAFFOLD_CHOICES  # noqa: E402
 from uer.recipe import default_schedule  # noqa: E402
 from uer.utils.cli import run_main  # noqa: E402
 
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fastbert_precision", choices=("fp32", "bf16"), default="fp32")
     p.add_argument("--processes_num", type=int, default=2)
     p.add_argument("--pretrain_seed", type=int, default=7)
-    p.add_argument("--position_scaffold", choices=("on", "off"),
+    p.add_argument("--position_scaffold", choices=SCAFFOLD_CHOICES,
                    help="pretrain.py's flag (default: not given, so on wherever the config allows it; uer.scaffold)")
     p.add_argument("--out_dir", help="default out/quality (quick: out/quality_quick)")
     p.add_argument("--skip_build", action="store_true", help="data/ already built")

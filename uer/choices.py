@@ -19,3 +19,6 @@ SCHEDULERS: tuple[str, ...] = get_args(Scheduler)
 # FastBertClassifier.load(exit_plan=), uer predict / serve --exit_plan use the stored one, re-measure it or none
 EXIT_PLANS = ("pays", "always")
 EXIT_PLAN_USES = ("stored", "here", "off")
+
+# pretrain.py --position_scaffold (uer.scaffold): on = from scratch wherever the config allows it
+SCAFFOLD_CHOICES = ("on", "off")

@@ -42,7 +42,6 @@ FREQUENCIES = (math.pi / 2, math.pi / 128)  # fastest and slowest, log-spaced be
 AMPLITUDE = 4.0  # position row norm = AMPLITUDE / sqrt(2) x a word row's norm at init
 BETA_TINY = 0.8  # query/key weight on the diagonal for BERT-tiny (hidden 128, head size 64)
 INIT_STD = 0.02  # uer.layers.init's std: a word row's entries at init
-SCAFFOLD_CHOICES = ("on", "off")
 
 
 class ScaffoldError(ValueError):
@@ -90,8 +89,9 @@ class Held:
 
 
 class Scaffold:
-    """The held entries of a model: :meth:`attach` zeroes their gradients and restores them after
-    every optimizer step; :meth:`capture` re-reads their values (after a resume loaded weights)."""
+    """The held entries of a model: :meth:`attach` takes their values as the model has them then (as
+    initialised, or as a resumed checkpoint loaded them), zeroes their gradients and writes the values
+    back after every optimizer step."""
 
     def __init__(self, held: list[Held]) -> None:
         self.held = held
@@ -113,6 +113,7 @@ class Scaffold:
             h.param[h.mask] = h.values
 
     def attach(self, optimizer: torch.optim.Optimizer) -> None:
+        self.capture()
         for h in self.held:
             keep = (~h.mask).to(h.param.dtype)
             self._handles.append(h.param.register_hook(lambda grad, keep=keep: grad * keep))
@@ -125,8 +126,8 @@ class Scaffold:
 
 
 def held_entries(model, config) -> Scaffold:
-    """The entries the scaffold holds in ``model`` built from ``config`` (values as they are now:
-    see :meth:`Scaffold.capture`)."""
+    """The entries the scaffold holds in ``model`` built from ``config`` (their values are taken by
+    :meth:`Scaffold.attach`)."""
     why = scaffold_refusal(config)
     if why is not None:
         raise ScaffoldError(f"position scaffold: {why}")
@@ -149,9 +150,7 @@ def held_entries(model, config) -> Scaffold:
         mask = torch.zeros_like(qkv, dtype=torch.bool)
         mask[: 2 * hidden, sub] = True
         held.append(Held(qkv, mask, torch.empty(0)))
-    scaffold = Scaffold(held)
-    scaffold.capture()
-    return scaffold
+    return Scaffold(held)
 
 
 def position_table(length: int, hidden: int, amplitude: float = AMPLITUDE) -> torch.Tensor:
@@ -193,5 +192,4 @@ def apply_scaffold(model, config) -> Scaffold:
                 row = h * head + (k - first)
                 qkv[row, hidden - DIMS + k] = beta  # query
                 qkv[hidden + row, hidden - DIMS + k] = beta  # key
-    scaffold.capture()
     return scaffold
