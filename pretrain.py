@@ -663,7 +663,8 @@ def _train(args, config: Config, meta: dict, files: dict[str, Path], rank: int, 
         if held is not None:
             print(f"held-out set: {held.what}; evaluated every {eval_every} steps and at the end, the lowest loss "
                   f"kept as {files['best']}", file=sys.stderr)
-    extra = {"vocab_size": len(vocab)}
+    # what this run held, so that a reader (bench/pretrain_quality.py, a user) need not re-derive pretrain.py's rule
+    extra = {"vocab_size": len(vocab), "position_scaffold": "on" if scaffold is not None else "off"}
     if meta.get("labels_num"):
         extra["labels_num"] = meta["labels_num"]
     if config.subencoder is not None:

@@ -53,13 +53,11 @@ def model_sizes(config_path: str) -> tuple[int, int, str]:
     return enc.cfg.hidden_size, enc.cfg.layers_num, enc.cfg.layernorm_positioning
 
 
-def scaffold_used(args) -> str:
-    """Whether pretrain.py held uer.scaffold's position scaffold (its rule: on unless off or refused)."""
-    from uer.config import load_config
-    from uer.scaffold import scaffold_refusal
+def scaffold_used(model: Path) -> str:
+    """Whether pretrain.py held uer.scaffold's position scaffold: the checkpoint records it."""
+    from uer.checkpoint import read_checkpoint
 
-    why = scaffold_refusal(load_config(ROOT / args.config_path, ["target.components=[mlm]"]))
-    return "off" if args.position_scaffold == "off" else "on" if why is None else f"off ({why})"
+    return read_checkpoint(model)["extra"].get("position_scaffold", "not recorded (a checkpoint from before stop 31)")
 
 
 def pretrain(args, out: Path, log: Path) -> Path:
@@ -169,7 +167,7 @@ def _run(args) -> int:
     runs = [fastbert_run(args, out, log, backbone, labels, seed, model)
             for labels in args.labels for seed in args.seeds for backbone in BACKBONES]
     lines, goals = summarise(runs, args.labels, args.seeds)
-    head = (f"config {args.config_path}, position scaffold {scaffold_used(args)}, mlm pre-training "
+    head = (f"config {args.config_path}, position scaffold {scaffold_used(model)}, mlm pre-training "
             f"{metrics[-1]['step']} steps x batch {args.batch_size} x seq "
             f"{args.seq_length} on People's Daily + training reviews (MLM acc {metrics[0]['mlm_acc']:.3f} -> "
             f"{metrics[-1]['mlm_acc']:.3f}); FastBERT {args.epochs_num} + {args.distill_epochs_num} epochs, lr "

@@ -174,18 +174,23 @@ def test_pretrain_holds_the_scaffold_by_default_and_drops_it_on_request(tmp_path
     err = capsys.readouterr().err
     assert "position scaffold: sin/cos positions in the last 32 of 128 columns" in err
     assert "note: from scratch with learned positions" not in err  # no plateau advice: the scaffold is the fix
-    state = read_checkpoint(tmp_path / "on" / "model.pt")["model"]
+    saved = read_checkpoint(tmp_path / "on" / "model.pt")
+    assert saved["extra"]["position_scaffold"] == "on"  # the checkpoint says what was held
+    state = saved["model"]
     assert torch.equal(state["embedding.components.pos.embedding.weight"], position_table(64, 128))  # held
     assert torch.count_nonzero(state["embedding.components.word.embedding.weight"][:, 96:]) == 0
     assert run(dataset, config, tmp_path / "off", "--total_steps", "3", "--position_scaffold", "off") == 0
     err = capsys.readouterr().err
     assert "position scaffold:" not in err and "note: from scratch with learned positions only" in err
-    plain = read_checkpoint(tmp_path / "off" / "model.pt")["model"]
+    plain_saved = read_checkpoint(tmp_path / "off" / "model.pt")
+    assert plain_saved["extra"]["position_scaffold"] == "off"
+    plain = plain_saved["model"]
     assert torch.count_nonzero(plain["embedding.components.word.embedding.weight"][:, 96:]) > 0
     # a trained model continues as it is: nothing initialised, nothing held
     assert run(dataset, config, tmp_path / "more", "--total_steps", "2",
                "--pretrained_model_path", str(tmp_path / "off" / "model.pt")) == 0
     assert "position scaffold:" not in capsys.readouterr().err
+    assert read_checkpoint(tmp_path / "more" / "model.pt")["extra"]["position_scaffold"] == "off"
 
 
 def test_position_scaffold_on_where_it_cannot_apply_is_one_line(tmp_path, dataset, capsys):

@@ -32,7 +32,7 @@ carries; continued pre-training (``--pretrained_model_path``) holds nothing.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -86,6 +86,7 @@ class Held:
     param: nn.Parameter
     mask: torch.Tensor
     values: torch.Tensor
+    index: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.long))  # flat positions of mask
 
 
 class Scaffold:
@@ -105,12 +106,15 @@ class Scaffold:
         """Take the values to hold from the parameters as they are now (on their device)."""
         for h in self.held:
             h.mask = h.mask.to(h.param.device)
-            h.values = h.param.detach()[h.mask].clone()
+            # flat indices, found once: a boolean-mask write runs nonzero() over the whole table every
+            # step (68 ms a step on BERT-mini's word table, one core); index_copy_ over these takes 15
+            h.index = h.mask.flatten().nonzero().squeeze(1)
+            h.values = h.param.detach().flatten().index_select(0, h.index)
 
     @torch.no_grad()
     def restore(self) -> None:
         for h in self.held:
-            h.param[h.mask] = h.values
+            h.param.view(-1).index_copy_(0, h.index, h.values)
 
     def attach(self, optimizer: torch.optim.Optimizer) -> None:
         self.capture()
