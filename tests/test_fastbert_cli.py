@@ -188,9 +188,10 @@ def test_the_main_job_passes_every_check():
     a = build_parser().parse_args(MAIN_JOB)
     opts = pipeline.RunOptions(**run_options(a, "fastbert"))
     pipeline.check_options(opts)
-    config = pipeline.resolve_config(opts, "fastbert")
+    config = pipeline.resolve_config(opts, "fastbert", "fastbert")
     pipeline.check_config(config, opts, "fastbert")
     assert a.speed == tuple(round(0.1 * i, 10) for i in range(11)) and config.fastbert.seq_length == 64
+    assert (config.fastbert.learning_rate, config.fastbert.distill_learning_rate) == (1e-4, 5e-4)  # its flags, not the recipe
 
 
 def test_int8_sweep_is_reported_beside_fp32(trained, tmp_path, capsys):
@@ -217,3 +218,27 @@ def test_int8_sweep_is_reported_beside_fp32(trained, tmp_path, capsys):
     clf = FastBertClassifier.load(tmp_path / "out" / "model.pt", quantize="int8")
     assert "onnxruntime int8" in clf.runtime  # auto: int8 timed beside fp32, kept where it is the fastest
     assert FastBertClassifier.load(tmp_path / "out" / "model.pt").runner.quantize is None
+
+
+def test_rates_nobody_set_come_from_the_recipe_for_the_size(trained, tmp_path, capsys):
+    """No --learning_rate / --distill_learning_rate and none in the YAML: uer.recipe's rates for the
+    model's size (hidden 32 x 2 layers: clipped at 1e-3, distillation twice that), said in one line and
+    recorded in the model's config; a given flag keeps its value and the other still comes from the rule."""
+    import yaml
+
+    (tmp_path / "tiny.yaml").write_text(TINY_YAML)
+    shutil.copy(trained / "pretrained.pt", tmp_path / "pretrained.pt")
+    argv = args(tmp_path, "--speed", "0", "--epochs_num", "1", "--distill_epochs_num", "1")
+    for flag in ("--learning_rate", "--distill_learning_rate"):
+        i = argv.index(flag)
+        del argv[i:i + 2]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert ("fine-tuning: learning rate 1.0e-03, self-distillation 2.0e-03 for hidden 32 x 2 layers "
+            "[uer.recipe; --learning_rate / --distill_learning_rate override]") in out
+    saved = yaml.safe_load((tmp_path / "out" / "model.config.yaml").read_text())["fastbert"]
+    assert (saved["learning_rate"], saved["distill_learning_rate"]) == (1e-3, 2e-3)
+    shutil.rmtree(tmp_path / "out")
+    (tmp_path / "report.json").unlink()
+    assert main([*argv, "--learning_rate", "3e-4"]) == 0
+    assert "fine-tuning: learning rate 3.0e-04 (given), self-distillation 2.0e-03" in capsys.readouterr().out

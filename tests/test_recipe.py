@@ -236,3 +236,32 @@ def test_continued_pre_training_caps_the_peak_rate():
     assert default_schedule(384, 6, 2000, learning_rate=3e-4, continued=True).learning_rate == 3e-4  # a choice wins
     config, explicit = _config("models/bert/minilm_l6_h384.yaml", ["train.total_steps=2000"])
     assert apply_recipe(config, explicit, continued=True)[0].train.learning_rate == 1e-4
+
+
+def test_finetune_rates_follow_the_size_with_bert_base_at_bert_s_rate():
+    from uer.recipe import finetune_learning_rate
+
+    assert [finetune_learning_rate(h, n) for h, n in FAMILY] == [7.3e-4, 2.6e-4, 1.3e-4, 9.2e-5, 5e-5, 2.7e-5]
+    assert finetune_learning_rate(384, 6) == 1.4e-4  # MiniLM-L6-H384
+    assert finetune_learning_rate(32, 2) == 1e-3  # clipped (the test configs)
+    with pytest.raises(UsageError, match="hidden_size: expected a positive integer, got 0"):
+        finetune_learning_rate(0, 2)
+
+
+@pytest.mark.parametrize("section", ["fastbert", "ner"])
+def test_apply_finetune_recipe_fills_only_the_rates_nobody_set(section):
+    from uer.recipe import apply_finetune_recipe
+
+    tiny = load_config(ROOT / "models" / "bert" / "tiny.yaml")
+    assert getattr(tiny, section).learning_rate is None  # nothing set: the recipe's
+    config, line = apply_finetune_recipe(tiny, section)
+    assert (getattr(config, section).learning_rate, getattr(config, section).distill_learning_rate) == (7.3e-4, 1.5e-3)
+    assert line == ("fine-tuning: learning rate 7.3e-04, self-distillation 1.5e-03 for hidden 128 x 2 layers "
+                    "[uer.recipe; --learning_rate / --distill_learning_rate override]")
+    given = load_config(ROOT / "models" / "bert" / "tiny.yaml", {f"{section}.learning_rate": 1e-4})
+    config, line = apply_finetune_recipe(given, section)
+    assert (getattr(config, section).learning_rate, getattr(config, section).distill_learning_rate) == (1e-4, 1.5e-3)
+    assert "learning rate 1.0e-04 (given), self-distillation 1.5e-03" in line
+    both = load_config(ROOT / "models" / "bert" / "tiny.yaml",
+                       {f"{section}.learning_rate": 1e-4, f"{section}.distill_learning_rate": 2e-4})
+    assert apply_finetune_recipe(both, section) == (both, None)

@@ -82,8 +82,8 @@ class FinetuneConfig:
     distill_epochs_num: Count = 3  # 0: no self-distillation stage
     batch_size: Size = 32
     seq_length: SeqLength = 128
-    learning_rate: Positive = 5e-5
-    distill_learning_rate: Positive = 1e-4
+    learning_rate: Positive | None = None  # None: uer.recipe's rate for the model's size (5e-5 at BERT-base)
+    distill_learning_rate: Positive | None = None  # None: twice that
     warmup: Fraction = 0.1
     weight_decay: NonNegative = 0.01
     report_steps: Size = 100

@@ -53,6 +53,12 @@ MAX_WARMUP_STEPS = 10_000
 CONTINUED_LR = 1e-4  # peak when continuing a trained model: BERT's own rate (DAPT-style further pre-training)
 MLM_ONLY_BELOW = 100_000  # steps; below this budget, pre-train with the mlm target alone
 SCHEDULE_KEYS = ("learning_rate", "warmup", "scheduler")
+# fine-tuning (run_fastbert.py, run_ner.py): BERT's and FastBERT's 5e-5 at BERT-base, scaled by size as the
+# pre-training rule is; self-distillation at twice the rate, as FastBERT's 1e-4 against 5e-5
+FINETUNE_BASE_LR, BASE_HIDDEN, BASE_LAYERS = 5e-5, 768, 12
+FINETUNE_MAX_LR = 1e-3
+DISTILL_RATIO = 2.0
+FINETUNE_KEYS = ("learning_rate", "distill_learning_rate")
 PRIOR_TOKENS = 50_000_000  # the token prior counts this many tokens at most (a large dataset is not read whole)
 
 
@@ -83,6 +89,34 @@ def peak_learning_rate(hidden_size: int, layers_num: int, layernorm_positioning:
     if layernorm_positioning == "post" and hidden_size >= POST_LN_WIDE:
         lr /= 2
     return _significant(min(MAX_LR, max(MIN_LR, lr)))
+
+
+def finetune_learning_rate(hidden_size: int, layers_num: int) -> float:
+    """Fine-tuning's rate for a model of this size: ``5e-5 * (768 / hidden) * sqrt(12 / layers)``,
+    clipped to [1e-5, 1e-3], two significant digits. BERT-base gets BERT's 5e-5; BERT-tiny 7.3e-4,
+    BERT-mini 2.6e-4 (README, "Few labels": 5e-5 starves a small model)."""
+    _check_size(hidden_size, layers_num)
+    lr = FINETUNE_BASE_LR * (BASE_HIDDEN / hidden_size) * math.sqrt(BASE_LAYERS / layers_num)
+    return _significant(min(FINETUNE_MAX_LR, max(MIN_LR, lr)))
+
+
+def apply_finetune_recipe(config, section: str):
+    """``config`` with the ``section``'s (``fastbert`` / ``ner``) rates that nobody set (None) filled in
+    by :func:`finetune_learning_rate` (self-distillation: ``DISTILL_RATIO`` times it). Returns
+    ``(config, explanation)``; the explanation is None when both were set."""
+    task = getattr(config, section)
+    missing = [k for k in FINETUNE_KEYS if getattr(task, k) is None]
+    if not missing:
+        return config, None
+    enc = config.encoder.cfg
+    lr = finetune_learning_rate(enc.hidden_size, enc.layers_num)
+    chosen = {"learning_rate": lr, "distill_learning_rate": _significant(DISTILL_RATIO * lr)}
+    task = dataclasses.replace(task, **{k: chosen[k] for k in missing})
+    parts = [f"{'learning rate' if k == 'learning_rate' else 'self-distillation'} {getattr(task, k):.1e}"
+             + ("" if k in missing else " (given)") for k in FINETUNE_KEYS]
+    explanation = (f"fine-tuning: {', '.join(parts)} for hidden {enc.hidden_size} x {enc.layers_num} layers "
+                   "[uer.recipe; --learning_rate / --distill_learning_rate override]")
+    return dataclasses.replace(config, **{section: task}), explanation
 
 
 def default_warmup(total_steps: int) -> float:

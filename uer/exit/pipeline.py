@@ -29,6 +29,7 @@ import yaml
 
 from uer.checkpoint import CheckpointError, read_checkpoint
 from uer.config import Config, ConfigError, FinetuneConfig, apply_overrides, config_from_dict, load_config, to_dict
+from uer.recipe import apply_finetune_recipe
 from uer.exit.training import DISTILL, FINETUNE, StageOptions, stage_signature
 from uer.utils.atomic import atomic_open
 from uer.utils.cli import OutputLock, UsageError, input_file, on_interrupt, output_file
@@ -150,9 +151,10 @@ def claim(out: Outputs, report_path: Path) -> contextlib.AbstractContextManager:
     return OutputLock(out.model, "--output_model_path")  # a second run into this output fails here, at once
 
 
-def resolve_config(opts: RunOptions, target: str) -> Config:
+def resolve_config(opts: RunOptions, target: str, section: str) -> Config:
     """Backbone config (YAML, else the pre-trained checkpoint's) with ``target`` and the overrides
-    (``target.*`` ones go to the target)."""
+    (``target.*`` ones go to the target); the ``section``'s rates that nobody set come from
+    ``uer.recipe`` (the line saying so goes to ``opts.log``)."""
     target_overrides = {k.split(".", 1)[1]: v for k, v in opts.config_overrides if k.startswith("target.")}
     other = {k: v for k, v in opts.config_overrides if not k.startswith("target.")}
     if opts.config_path:
@@ -162,7 +164,10 @@ def resolve_config(opts: RunOptions, target: str) -> Config:
         base = config_from_dict(apply_overrides(read_checkpoint(path)["config"], other), f"{path} (config)")
     else:
         raise UsageError("no model: give --config_path (or --pretrained_model_path, whose config is then used)")
-    return base.with_target({"name": target, **target_overrides})
+    config, explanation = apply_finetune_recipe(base.with_target({"name": target, **target_overrides}), section)
+    if explanation:
+        opts.log(explanation)
+    return config
 
 
 def check_config(config: Config, opts: RunOptions, section: str) -> None:

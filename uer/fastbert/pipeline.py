@@ -103,7 +103,7 @@ def run(opts: FastBertOptions) -> dict[str, Any]:
         ("--train_path", opts.train_path), ("--dev_path", opts.dev_path), ("--test_path", opts.test_path),
         ("--distill_path", opts.distill_path), ("--config_path", opts.config_path),
         ("--pretrained_model_path", opts.pretrained_model_path), ("--vocab_path", opts.vocab_path)) if path}
-    config = run_.resolve_config(opts, "fastbert")
+    config = run_.resolve_config(opts, "fastbert", SECTION)
     task = task_of(config)
     run_.check_options(opts, task)
     if task != "classification" and opts.branch_training == "joint":

@@ -83,7 +83,7 @@ def run(opts: NerOptions) -> dict[str, Any]:
     fmt = input_format(opts)  # the files exist: a bad --data_format or an unknown extension, before anything is read
     if not opts.vocab_path:
         raise UsageError("--vocab_path: no vocabulary given")
-    config = run_.resolve_config(opts, "token_exit")
+    config = run_.resolve_config(opts, "token_exit", SECTION)
     run_.check_config(config, opts, SECTION)
     out = Outputs(Path(opts.output_model_path), "" if opts.window == 0 else f".window{opts.window}")
     report_path = run_.check_outputs(opts, out, paths, _is_our_report, "run_ner.py")
