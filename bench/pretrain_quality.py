@@ -60,6 +60,16 @@ def scaffold_used(model: Path) -> str:
     return read_checkpoint(model)["extra"].get("position_scaffold", "not recorded (a checkpoint from before stop 31)")
 
 
+def fastbert_rate(args) -> str:
+    """The fine-tuning rate the runs used: the flag, else run_fastbert.py's rule for the config's size."""
+    from uer.recipe import finetune_learning_rate
+
+    if args.fastbert_learning_rate:
+        return f"{args.fastbert_learning_rate:g}"
+    hidden, layers, _ = model_sizes(args.config_path)
+    return f"{finetune_learning_rate(hidden, layers):g} (uer.recipe's for the size)"
+
+
 def pretrain(args, out: Path, log: Path) -> Path:
     seq = args.seq_length
     dataset = out / f"dataset_zh_mlm_{seq}"
@@ -95,7 +105,8 @@ def fastbert_run(args, out: Path, log: Path, backbone: str, labels: str, seed: i
         "--test_path", "data/reviews_zh/test.tsv",
         "--train_samples", 0 if labels == "all" else labels, "--dev_samples", args.dev_samples,
         "--epochs_num", args.epochs_num, "--distill_epochs_num", args.distill_epochs_num,
-        "--batch_size", 32, "--seq_length", args.seq_length, "--learning_rate", args.fastbert_learning_rate,
+        "--batch_size", 32, "--seq_length", args.seq_length,
+        *(["--learning_rate", args.fastbert_learning_rate] if args.fastbert_learning_rate else []),
         "--seed", seed, "--speed", "0,0.1,...,1", "--timing_samples", args.timing_samples,
         "--precision", args.fastbert_precision, "--device", "cpu", "--no_progress"],
         log, backbone=backbone, labels=labels, seed=seed)
@@ -133,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, help="FastBERT seeds (default 1 2 3; quick 1)")
     p.add_argument("--epochs_num", type=int, help="default 3; quick 1")
     p.add_argument("--distill_epochs_num", type=int, help="default 1; quick 1")
-    p.add_argument("--fastbert_learning_rate", type=float, default=1e-4, help="the same for both backbones")
+    p.add_argument("--fastbert_learning_rate", type=float,
+                   help="the same for both backbones (default: run_fastbert.py's own, uer.recipe's rate for the size)")
     p.add_argument("--dev_samples", type=int, help="per-epoch dev subset (default 0 = all; quick 300)")
     p.add_argument("--timing_samples", type=int, help="default 128; quick 16")
     p.add_argument("--fastbert_precision", choices=("fp32", "bf16"), default="fp32")
@@ -167,11 +179,15 @@ def _run(args) -> int:
     runs = [fastbert_run(args, out, log, backbone, labels, seed, model)
             for labels in args.labels for seed in args.seeds for backbone in BACKBONES]
     lines, goals = summarise(runs, args.labels, args.seeds)
+    # a model pre-trained with --dev_dataset_path (bench/pretrain_defaults.py's) also has held-out lines
+    train = [m for m in metrics if "mlm_acc" in m]
+    held = [m for m in metrics if "dev_mlm_acc" in m]
+    heldout = f", held-out {held[-1]['dev_mlm_acc']:.3f}" if held else ""
     head = (f"config {args.config_path}, position scaffold {scaffold_used(model)}, mlm pre-training "
-            f"{metrics[-1]['step']} steps x batch {args.batch_size} x seq "
-            f"{args.seq_length} on People's Daily + training reviews (MLM acc {metrics[0]['mlm_acc']:.3f} -> "
-            f"{metrics[-1]['mlm_acc']:.3f}); FastBERT {args.epochs_num} + {args.distill_epochs_num} epochs, lr "
-            f"{args.fastbert_learning_rate}, seeds {' '.join(map(str, args.seeds))}, test = data/reviews_zh/test.tsv"
+            f"{train[-1]['step']} steps x batch {args.batch_size} x seq "
+            f"{args.seq_length} on People's Daily + training reviews (MLM acc {train[0]['mlm_acc']:.3f} -> "
+            f"{train[-1]['mlm_acc']:.3f}{heldout}); FastBERT {args.epochs_num} + {args.distill_epochs_num} epochs, lr "
+            f"{fastbert_rate(args)}, seeds {' '.join(map(str, args.seeds))}, test = data/reviews_zh/test.tsv"
             + (" [--quick: not the protocol]" if args.quick else ""))
     table = "\n".join([head, "", *lines])
     print(table)

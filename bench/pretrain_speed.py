@@ -5,6 +5,10 @@
     python bench/pretrain_speed.py --sizes tiny mini --threads 2 --precisions fp32 bf16   # and both under bf16 autocast
     python bench/pretrain_speed.py --sizes tiny mini --threads 2 --uer_py_path ../UER-py   # and UER-py's own pretrain.py
 
+A third model is ours with the position scaffold that ``pretrain.py`` holds by default from
+scratch (``uer.scaffold``: gradient hooks and a write-back after each optimizer step), timed in the
+same rounds: its column and the ratio to ours without it are the scaffold's cost.
+
 Both models get the same batches (People's Daily packed into full-length MLM rows, dynamic
 masking, google_zh_vocab, seq 128, batch 32) and the same optimizer (``uer.trainer.make_optimizer``:
 AdamW, fused where available); a step is forward + backward + optimizer step. The two run in
@@ -44,6 +48,7 @@ from bench.common import (ROOT, SIZES, cpu_info, hf_batch, hf_model, ours_config
 from uer.data.batches import PretrainDataset  # noqa: E402
 from uer.data.loader import EpochLoader  # noqa: E402
 from uer.model_builder import build_model  # noqa: E402
+from uer.scaffold import apply_scaffold  # noqa: E402
 from uer.tokenizers import Vocab  # noqa: E402
 from uer.trainer import Trainer, TrainerOptions, make_optimizer, make_scheduler  # noqa: E402
 from uer.utils.cli import UsageError, run_main  # noqa: E402
@@ -163,26 +168,36 @@ def _run(args) -> int:
     results["cpu"] = cpu["model"]
     print(f"threads {args.threads}, batch {args.batch_size}, seq {args.seq_length}, real tokens {real / padded:.1%}, "
           f"torch {torch.__version__}, {cpu['model']}")
-    print(f"{'size':<6} {'prec':<5} {'uer tok/s':>10} {'HF tok/s':>10} {'ratio':>6} {'UER-py tok/s':>13}")
+    print(f"{'size':<6} {'prec':<5} {'uer tok/s':>10} {'HF tok/s':>10} {'ratio':>6} {'UER-py tok/s':>13} "
+          f"{'uer+scaffold tok/s':>19} {'scaffold cost':>14}")
     for size, precision in [(size, prec) for size in args.sizes for prec in args.precisions]:
         ours = build_model(ours_config(size, args.seq_length), vocab_size=len(vocab))
+        held = build_model(ours_config(size, args.seq_length), vocab_size=len(vocab))
+        scaffold = apply_scaffold(held, ours_config(size, args.seq_length))
         hf = hf_model(size, len(vocab), args.seq_length)
         ours.train(), hf.train()
         opt_ours = make_optimizer(ours.named_parameters(), 1e-4, 0.01)
         opt_hf = make_optimizer(hf.named_parameters(), 1e-4, 0.01)
+        held.train()
+        opt_held = make_optimizer(held.named_parameters(), 1e-4, 0.01)
+        scaffold.attach(opt_held)
         f_ours = lambda m, b: m(b)["loss"]  # noqa: E731
         f_hf = lambda m, b: m(**hf_batch(b)).loss  # noqa: E731
         timed_steps(ours, opt_ours, batches[:2], f_ours, precision=precision)  # warm-up
         timed_steps(hf, opt_hf, batches[:2], f_hf, precision=precision)
-        t_ours, t_hf = [], []
+        timed_steps(held, opt_held, batches[:2], f_ours, precision=precision)
+        t_ours, t_hf, t_held = [], [], []
         for _ in range(args.rounds):
             t_ours.append(real / timed_steps(ours, opt_ours, batches, f_ours, precision=precision))
             t_hf.append(real / timed_steps(hf, opt_hf, batches, f_hf, precision=precision))
-        a, b = statistics.median(t_ours), statistics.median(t_hf)
+            t_held.append(real / timed_steps(held, opt_held, batches, f_ours, precision=precision))
+        a, b, c = statistics.median(t_ours), statistics.median(t_hf), statistics.median(t_held)
         key = size if precision == "fp32" else f"{size}_{precision}"
         results["sizes"][key] = {"precision": precision, "uer_tokens_per_s": a, "hf_tokens_per_s": b, "ratio": a / b,
-                                 "uer_rounds": t_ours, "hf_rounds": t_hf}
-        print(f"{size:<6} {precision:<5} {a:>10.0f} {b:>10.0f} {a / b:>5.2f}x {UER.get(size, '') if precision == 'fp32' else '':>13}")
+                                 "uer_rounds": t_ours, "hf_rounds": t_hf, "uer_scaffold_tokens_per_s": c,
+                                 "uer_scaffold_rounds": t_held, "scaffold_slowdown": a / c}
+        print(f"{size:<6} {precision:<5} {a:>10.0f} {b:>10.0f} {a / b:>5.2f}x {UER.get(size, '') if precision == 'fp32' else '':>13} "
+              f"{c:>19.0f} {a / c:>13.2f}x")
         if precision != "fp32":
             continue
         # the whole loop: loader + dynamic masking + clipping + logging, timed in report windows as UER-py's
