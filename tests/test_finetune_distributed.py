@@ -61,6 +61,8 @@ def test_run_fastbert_on_two_processes_equals_one(tmp_path):
         outputs[n] = (out, done)
     (one, _), (two, done) = outputs[1], outputs[2]
     assert "fine-tuning over 2 processes (gloo)" in done.stdout
+    # the distillation rate nobody set comes from uer.recipe, said once (rank 0), not once per process
+    assert done.stdout.count("fine-tuning: learning rate 3.0e-03 (given), self-distillation") == 1, done.stdout
     assert sorted(p.name for p in one.iterdir()) == sorted(p.name for p in two.iterdir())  # rank 0 wrote, once
     for name in ("model.pt", "model.stage1_best.pt", "model.stage2_best.pt"):
         same_weights(one / name, two / name)

@@ -1,5 +1,6 @@
 """Pre-training defaults that work for a newcomer: learning rate, warmup and schedule from the
-model's size and the step budget.
+model's size and the step budget; and fine-tuning's rates from the size
+(:func:`finetune_learning_rate`, :func:`apply_finetune_recipe`; ``run_fastbert.py``, ``run_ner.py``).
 
 BERT's ``1e-4`` was chosen for BERT-base over a million steps; on BERT-tiny or BERT-mini for a few
 thousand steps it leaves MLM on the *frequent-character plateau* (the model predicts the most

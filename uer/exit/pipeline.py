@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import random
 import re
 import sys
@@ -29,8 +30,8 @@ import yaml
 
 from uer.checkpoint import CheckpointError, read_checkpoint
 from uer.config import Config, ConfigError, FinetuneConfig, apply_overrides, config_from_dict, load_config, to_dict
-from uer.recipe import apply_finetune_recipe
 from uer.exit.training import DISTILL, FINETUNE, StageOptions, stage_signature
+from uer.recipe import apply_finetune_recipe
 from uer.utils.atomic import atomic_open
 from uer.utils.cli import OutputLock, UsageError, input_file, on_interrupt, output_file
 from uer.utils.distributed import barrier, is_main_process, setup_distributed
@@ -165,7 +166,7 @@ def resolve_config(opts: RunOptions, target: str, section: str) -> Config:
     else:
         raise UsageError("no model: give --config_path (or --pretrained_model_path, whose config is then used)")
     config, explanation = apply_finetune_recipe(base.with_target({"name": target, **target_overrides}), section)
-    if explanation:
+    if explanation and os.environ.get("RANK", "0") == "0":  # before start(): under torchrun, rank 0 speaks
         opts.log(explanation)
     return config
 
