@@ -57,7 +57,7 @@ from uer.recipe import (SCHEDULE_KEYS, apply_recipe, dataset_token_ids, init_mlm
 from uer.scaffold import DIMS as SCAFFOLD_DIMS, apply_scaffold, scaffold_refusal
 from uer.trainer import Trainer, TrainerOptions, evaluate, make_optimizer, make_scheduler
 from uer.utils.atomic import atomic_open
-from uer.utils.distributed import setup_distributed
+from uer.utils.distributed import launched_as_main, setup_distributed
 from uer.utils.cli import (
     OutputLock, UsageError, fraction, input_dir, input_file, non_negative_float, non_negative_int, output_dir,
     output_file, positive_float, positive_int, run_main, set_deterministic,
@@ -277,7 +277,7 @@ def _run(args) -> int:
     # Before the process group forms (a rendezvous of every rank), so all ranks check the same files
     # and a refused rank 0 stops torchrun before any rank has written anything.
     meta = _read_meta(args.dataset_path)
-    with OutputLock(files["model"], "--output_model_path") if os.environ.get("RANK", "0") == "0" else _nothing():
+    with OutputLock(files["model"], "--output_model_path") if launched_as_main() else _nothing():
         if not args.resume:
             _refuse_existing(files)
         resuming = args.resume and files["resume"].exists()

@@ -171,9 +171,10 @@ def _run(args) -> int:
     print(f"{'size':<6} {'prec':<5} {'uer tok/s':>10} {'HF tok/s':>10} {'ratio':>6} {'UER-py tok/s':>13} "
           f"{'uer+scaffold tok/s':>19} {'scaffold cost':>14}")
     for size, precision in [(size, prec) for size in args.sizes for prec in args.precisions]:
-        ours = build_model(ours_config(size, args.seq_length), vocab_size=len(vocab))
-        held = build_model(ours_config(size, args.seq_length), vocab_size=len(vocab))
-        scaffold = apply_scaffold(held, ours_config(size, args.seq_length))
+        cfg = ours_config(size, args.seq_length)
+        ours = build_model(cfg, vocab_size=len(vocab))
+        held = build_model(cfg, vocab_size=len(vocab))
+        scaffold = apply_scaffold(held, cfg)
         hf = hf_model(size, len(vocab), args.seq_length)
         ours.train(), hf.train()
         opt_ours = make_optimizer(ours.named_parameters(), 1e-4, 0.01)
@@ -201,7 +202,6 @@ def _run(args) -> int:
         if precision != "fp32":
             continue
         # the whole loop: loader + dynamic masking + clipping + logging, timed in report windows as UER-py's
-        cfg = ours_config(size, args.seq_length)
 
         def trainer_windows() -> list[float]:
             opts = TrainerOptions(report_steps=args.report_every, progress=False)

@@ -59,7 +59,7 @@ SCHEDULE_KEYS = ("learning_rate", "warmup", "scheduler")
 FINETUNE_BASE_LR, BASE_HIDDEN, BASE_LAYERS = 5e-5, 768, 12
 FINETUNE_MAX_LR = 1e-3
 DISTILL_RATIO = 2.0
-FINETUNE_KEYS = ("learning_rate", "distill_learning_rate")
+FINETUNE_KEYS = {"learning_rate": "learning rate", "distill_learning_rate": "self-distillation"}  # -> the line's words
 PRIOR_TOKENS = 50_000_000  # the token prior counts this many tokens at most (a large dataset is not read whole)
 
 
@@ -113,8 +113,7 @@ def apply_finetune_recipe(config, section: str):
     lr = finetune_learning_rate(enc.hidden_size, enc.layers_num)
     chosen = {"learning_rate": lr, "distill_learning_rate": _significant(DISTILL_RATIO * lr)}
     task = dataclasses.replace(task, **{k: chosen[k] for k in missing})
-    parts = [f"{'learning rate' if k == 'learning_rate' else 'self-distillation'} {getattr(task, k):.1e}"
-             + ("" if k in missing else " (given)") for k in FINETUNE_KEYS]
+    parts = [f"{name} {getattr(task, k):.1e}" + ("" if k in missing else " (given)") for k, name in FINETUNE_KEYS.items()]
     explanation = (f"fine-tuning: {', '.join(parts)} for hidden {enc.hidden_size} x {enc.layers_num} layers "
                    "[uer.recipe; --learning_rate / --distill_learning_rate override]")
     return dataclasses.replace(config, **{section: task}), explanation

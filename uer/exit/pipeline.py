@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import random
 import re
 import sys
@@ -34,7 +33,7 @@ from uer.exit.training import DISTILL, FINETUNE, StageOptions, stage_signature
 from uer.recipe import apply_finetune_recipe
 from uer.utils.atomic import atomic_open
 from uer.utils.cli import OutputLock, UsageError, input_file, on_interrupt, output_file
-from uer.utils.distributed import barrier, is_main_process, setup_distributed
+from uer.utils.distributed import barrier, is_main_process, launched_as_main, setup_distributed
 
 PREDICTIONS_FILE = re.compile(r"speed_\d+\.\d\d\.(tsv|conll)")  # the per-speed files a sweep writes (NER: the input's format)
 
@@ -166,7 +165,7 @@ def resolve_config(opts: RunOptions, target: str, section: str) -> Config:
     else:
         raise UsageError("no model: give --config_path (or --pretrained_model_path, whose config is then used)")
     config, explanation = apply_finetune_recipe(base.with_target({"name": target, **target_overrides}), section)
-    if explanation and os.environ.get("RANK", "0") == "0":  # before start(): under torchrun, rank 0 speaks
+    if explanation and launched_as_main():  # before start(): under torchrun, rank 0 speaks
         opts.log(explanation)
     return config
 

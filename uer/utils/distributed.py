@@ -46,6 +46,12 @@ def is_main_process() -> bool:
     return rank() == 0
 
 
+def launched_as_main() -> bool:
+    """Rank 0 as torchrun's environment says, for what a command does before :func:`setup_distributed`
+    (take the output lock, print what it chose); a plain run is rank 0."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def barrier() -> None:
     if world_size() > 1:
         dist.barrier()
