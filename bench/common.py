@@ -237,9 +237,13 @@ def kept_fastbert_run(runs_dir: Path, tag: str, command: list, log: Path, **meta
     sh([*command, "--output_model_path", work / "model.pt", "--report_path", work / "report.json"], log)
     full = json.loads((work / "report.json").read_text(encoding="utf-8"))
     chosen = full["chosen"] or {}
+    import yaml
+
+    # the rate the run trained with, as its model's config records it (a flag's, the YAML's or uer.recipe's)
+    used = yaml.safe_load((work / "model.config.yaml").read_text(encoding="utf-8"))["fastbert"]
     kept = {**meta, "train_rows": full["train_rows"], "teacher_accuracy": full["teacher_accuracy"],
             "chosen_speed": chosen.get("speed"), "chosen_accuracy": chosen.get("accuracy"),
-            "flops_speedup": chosen.get("flops_speedup")}
+            "flops_speedup": chosen.get("flops_speedup"), "learning_rate": used["learning_rate"]}
     write_json(report, kept)
     return kept
 

@@ -57,17 +57,14 @@ def scaffold_used(model: Path) -> str:
     """Whether pretrain.py held uer.scaffold's position scaffold: the checkpoint records it."""
     from uer.checkpoint import read_checkpoint
 
-    return read_checkpoint(model)["extra"].get("position_scaffold", "not recorded (a checkpoint from before stop 31)")
+    return read_checkpoint(model)["extra"].get("position_scaffold", "not recorded (an older checkpoint)")
 
 
-def fastbert_rate(args) -> str:
-    """The fine-tuning rate the runs used: the flag, else run_fastbert.py's rule for the config's size."""
-    from uer.recipe import finetune_learning_rate
-
-    if args.fastbert_learning_rate:
-        return f"{args.fastbert_learning_rate:g}"
-    hidden, layers, _ = model_sizes(args.config_path)
-    return f"{finetune_learning_rate(hidden, layers):g} (uer.recipe's for the size)"
+def fastbert_rates(args, runs: list[dict]) -> str:
+    """The fine-tuning rate(s) the runs trained with, as each run's model config recorded them."""
+    rates = sorted({r["learning_rate"] for r in runs if r.get("learning_rate") is not None})
+    source = "given" if args.fastbert_learning_rate else "run_fastbert.py's own: uer.recipe's for the size"
+    return f"{' / '.join(f'{x:g}' for x in rates) or 'not recorded (older runs)'} ({source})"
 
 
 def pretrain(args, out: Path, log: Path) -> Path:
@@ -187,7 +184,7 @@ def _run(args) -> int:
             f"{train[-1]['step']} steps x batch {args.batch_size} x seq "
             f"{args.seq_length} on People's Daily + training reviews (MLM acc {train[0]['mlm_acc']:.3f} -> "
             f"{train[-1]['mlm_acc']:.3f}{heldout}); FastBERT {args.epochs_num} + {args.distill_epochs_num} epochs, lr "
-            f"{fastbert_rate(args)}, seeds {' '.join(map(str, args.seeds))}, test = data/reviews_zh/test.tsv"
+            f"{fastbert_rates(args, runs)}, seeds {' '.join(map(str, args.seeds))}, test = data/reviews_zh/test.tsv"
             + (" [--quick: not the protocol]" if args.quick else ""))
     table = "\n".join([head, "", *lines])
     print(table)

@@ -33,3 +33,27 @@ def test_each_budget_is_judged_on_its_own_threshold():
     assert goals["500"]["gain_points"] == pytest.approx(6.0) and goals["500"]["met"] is True
     assert goals["all"]["gain_points"] == pytest.approx(1.0) and goals["all"]["goal_points"] == 2.0
     assert goals["all"]["met"] is False
+
+
+def test_a_kept_run_records_the_rate_its_model_config_holds(tmp_path):
+    """The table's head names the fine-tuning rate the runs trained with, read from each run's
+    model config (a flag's, the YAML's or uer.recipe's), not re-derived by the bench."""
+    from argparse import Namespace
+
+    from bench.common import kept_fastbert_run
+    from bench.pretrain_quality import fastbert_rates
+
+    fake = tmp_path / "fake_run_fastbert.py"  # writes what run_fastbert.py leaves beside its model
+    fake.write_text(
+        "import json, pathlib, sys\n"
+        "a = sys.argv[1:]\n"
+        "model = pathlib.Path(a[a.index('--output_model_path') + 1])\n"
+        "(model.parent / 'model.config.yaml').write_text('fastbert:\\n  learning_rate: 0.00026\\n')\n"
+        "pathlib.Path(a[a.index('--report_path') + 1]).write_text(json.dumps(\n"
+        "    {'chosen': None, 'train_rows': 5, 'teacher_accuracy': 0.5}))\n")
+    kept = kept_fastbert_run(tmp_path / "runs", "t", [sys.executable, fake], tmp_path / "log",
+                             backbone="pre-trained", labels="500", seed=1)
+    assert kept["learning_rate"] == 0.00026
+    assert fastbert_rates(Namespace(fastbert_learning_rate=None), [kept, {**kept, "learning_rate": 1e-4}]) == (
+        "0.0001 / 0.00026 (run_fastbert.py's own: uer.recipe's for the size)")
+    assert fastbert_rates(Namespace(fastbert_learning_rate=1e-4), [{}]) == "not recorded (older runs) (given)"
