@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import PY, ROOT, budget_table, kept_fastbert_run, label_budgets, sh, write_json, write_text  # noqa: E402
 from uer.choices import SCAFFOLD_CHOICES  # noqa: E402
 from uer.recipe import default_schedule  # noqa: E402
-from uer.utils.cli import run_main  # noqa: E402
+from uer.utils.cli import positive_float, run_main  # noqa: E402
 
 GOALS = {"500": 5.0, "2000": 5.0, "all": 2.0}  # points of test accuracy, pre-trained minus random
 BACKBONES = ("pre-trained", "random init")
@@ -63,7 +63,7 @@ def scaffold_used(model: Path) -> str:
 def fastbert_rates(args, runs: list[dict]) -> str:
     """The fine-tuning rate(s) the runs trained with, as each run's model config recorded them."""
     rates = sorted({r["learning_rate"] for r in runs if r.get("learning_rate") is not None})
-    source = "given" if args.fastbert_learning_rate else "run_fastbert.py's own: uer.recipe's for the size"
+    source = "given" if args.fastbert_learning_rate is not None else "run_fastbert.py's own: uer.recipe's for the size"
     return f"{' / '.join(f'{x:g}' for x in rates) or 'not recorded (older runs)'} ({source})"
 
 
@@ -103,7 +103,7 @@ def fastbert_run(args, out: Path, log: Path, backbone: str, labels: str, seed: i
         "--train_samples", 0 if labels == "all" else labels, "--dev_samples", args.dev_samples,
         "--epochs_num", args.epochs_num, "--distill_epochs_num", args.distill_epochs_num,
         "--batch_size", 32, "--seq_length", args.seq_length,
-        *(["--learning_rate", args.fastbert_learning_rate] if args.fastbert_learning_rate else []),
+        *(["--learning_rate", args.fastbert_learning_rate] if args.fastbert_learning_rate is not None else []),
         "--seed", seed, "--speed", "0,0.1,...,1", "--timing_samples", args.timing_samples,
         "--precision", args.fastbert_precision, "--device", "cpu", "--no_progress"],
         log, backbone=backbone, labels=labels, seed=seed)
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, help="FastBERT seeds (default 1 2 3; quick 1)")
     p.add_argument("--epochs_num", type=int, help="default 3; quick 1")
     p.add_argument("--distill_epochs_num", type=int, help="default 1; quick 1")
-    p.add_argument("--fastbert_learning_rate", type=float,
+    p.add_argument("--fastbert_learning_rate", type=positive_float,
                    help="the same for both backbones (default: run_fastbert.py's own, uer.recipe's rate for the size)")
     p.add_argument("--dev_samples", type=int, help="per-epoch dev subset (default 0 = all; quick 300)")
     p.add_argument("--timing_samples", type=int, help="default 128; quick 16")
