@@ -337,14 +337,18 @@ def test_adaptive_speed_server_reports_its_speed(models):
     """Under a latency target the server reports the speed it used; a request naming one gets it."""
     server = Server(models["classifier"], "--latency_slo_ms", "0.001", "--speed", "0.2", "--max_speed", "0.6")
     try:
-        speeds = []
-        for _ in range(20):  # every request misses a 1 us target: the speed climbs to the ceiling
+        speeds, deadline = [], time.monotonic() + 60
+        # Every request misses a 1 us target, so each 0.2 s window that sees one raises the speed by a
+        # step: the ceiling needs 8 windows. Requests go back to back until then, bounded in time rather
+        # than in count, so a fast CPU (many requests per window) and a slow one both get there.
+        while time.monotonic() < deadline:
             speeds.append(server.post({"texts": TEXTS[:2]}).json()["speed"])
-            if speeds[-1] == 0.6:
+            if speeds[-1] == pytest.approx(0.6):
                 break
-            time.sleep(0.06)
-        assert speeds[0] >= 0.2 and speeds[-1] == pytest.approx(0.6) and speeds == sorted(speeds)
-        assert server.metric("uer_speed") == pytest.approx(0.6)
+        assert speeds[0] >= 0.2 and speeds[-1] == pytest.approx(0.6), speeds
+        assert all(0.2 - 1e-9 <= s <= 0.6 + 1e-9 for s in speeds), speeds
+        # the gauge shows the controller's speed; an idle window may already have stepped it down once
+        assert 0.55 - 1e-9 <= server.metric("uer_speed") <= 0.6 + 1e-9
         assert server.post({"texts": TEXTS[:2], "speed": 0.05}).json()["speed"] == 0.05
     finally:
         assert server.stop() == 0
