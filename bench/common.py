@@ -243,7 +243,8 @@ def kept_fastbert_run(runs_dir: Path, tag: str, command: list, log: Path, **meta
     used = yaml.safe_load((work / "model.config.yaml").read_text(encoding="utf-8"))["fastbert"]
     kept = {**meta, "train_rows": full["train_rows"], "teacher_accuracy": full["teacher_accuracy"],
             "chosen_speed": chosen.get("speed"), "chosen_accuracy": chosen.get("accuracy"),
-            "flops_speedup": chosen.get("flops_speedup"), "learning_rate": used["learning_rate"]}
+            "flops_speedup": chosen.get("flops_speedup"), "learning_rate": used["learning_rate"],
+            "dev_accuracy": full["stage1"]["best"]}
     write_json(report, kept)
     return kept
 

@@ -50,10 +50,10 @@ def test_a_kept_run_records_the_rate_its_model_config_holds(tmp_path):
         "model = pathlib.Path(a[a.index('--output_model_path') + 1])\n"
         "(model.parent / 'model.config.yaml').write_text('fastbert:\\n  learning_rate: 0.00026\\n')\n"
         "pathlib.Path(a[a.index('--report_path') + 1]).write_text(json.dumps(\n"
-        "    {'chosen': None, 'train_rows': 5, 'teacher_accuracy': 0.5}))\n")
+        "    {'chosen': None, 'train_rows': 5, 'teacher_accuracy': 0.5, 'stage1': {'best': 0.75}}))\n")
     kept = kept_fastbert_run(tmp_path / "runs", "t", [sys.executable, fake], tmp_path / "log",
                              backbone="pre-trained", labels="500", seed=1)
-    assert kept["learning_rate"] == 0.00026
+    assert kept["learning_rate"] == 0.00026 and kept["dev_accuracy"] == 0.75
     assert fastbert_rates(Namespace(fastbert_learning_rate=None), [kept, {**kept, "learning_rate": 1e-4}]) == (
         "0.0001 / 0.00026 (run_fastbert.py's own: uer.recipe's for the size)")
     assert fastbert_rates(Namespace(fastbert_learning_rate=1e-4), [{}]) == "not recorded (older runs) (given)"
