@@ -55,7 +55,8 @@ def table(runs: list[dict], multipliers: list[float], rule_lr: float) -> tuple[l
         test, test_sd = mean_std([100 * r["teacher_accuracy"] for r in mine])
         dev_means[m] = dev
         name = f"**{m:g}** (the rule)" if m == 1 else f"{m:g}"
-        lines.append(f"| {m * rule_lr:.2g} | {name} | {dev:.2f} ± {dev_sd:.2f} | {test:.2f} ± {test_sd:.2f} | {len(mine)} |")
+        spread = (lambda sd: f" ± {sd:.2f}") if len(mine) > 1 else (lambda sd: "")  # no spread from one seed
+        lines.append(f"| {m * rule_lr:.2g} | {name} | {dev:.2f}{spread(dev_sd)} | {test:.2f}{spread(test_sd)} | {len(mine)} |")
     return lines, max(dev_means, key=dev_means.get)
 
 

@@ -33,3 +33,4 @@ def test_the_table_chooses_on_dev_and_marks_the_rule():
     assert rule.startswith("| 0.0001 |") and "79.00 ± 1.41" in rule and "61.00 ± 1.41" in rule and rule.endswith("| 2 |")
     lines, best = table(runs[:2] + [run(1.0, 1, 0.6, 0.6)], [0.5, 1.0], 1e-4)
     assert best == 0.5
+    assert "| 60.00 | 60.00 | 1 |" in lines[-1]  # one seed: no spread shown
