@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vocab_path", type=Path, default=ROOT / "models" / "minilm" / "vocab.txt")
     p.add_argument("--data_dir", type=Path, default=ROOT / "data" / "tweets", help="holds train.tsv, dev.tsv, test.tsv")
     p.add_argument("--labels", type=positive_int, help="training rows (default 2000; quick 200)")
-    p.add_argument("--multipliers", nargs="+", type=positive_float, help="of the rule's rate (default 0.333 1 3; quick 1 3)")
+    p.add_argument("--multipliers", nargs="+", type=positive_float,
+                   help="of the rule's rate (default 0.333 1 3; quick 1 3); 1, the rule itself, is always added")
     p.add_argument("--seeds", nargs="+", type=int, default=[1])
     p.add_argument("--epochs_num", type=positive_int, help="default 3; quick 1")
     p.add_argument("--distill_epochs_num", type=positive_int, default=1)
@@ -97,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args) -> int:
     for flag, path in (("--pretrained_model_path", args.pretrained_model_path), ("--config_path", args.config_path),
-                       ("--vocab_path", args.vocab_path), ("--data_dir", args.data_dir / "train.tsv")):
+                       ("--vocab_path", args.vocab_path), *(("--data_dir", args.data_dir / f"{split}.tsv")
+                                                            for split in ("train", "dev", "test"))):
         if not path.is_file():
             raise UsageError(f"{flag}: {path} is not a file (models/minilm and data/tweets come from scripts/setup.sh)")
     if 1.0 not in args.multipliers:
