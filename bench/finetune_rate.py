@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import PY, ROOT, cpu_info, cpu_line, kept_fastbert_run, mean_std, write_json, write_text  # noqa: E402
-from uer.utils.cli import UsageError, positive_float, positive_int, run_main  # noqa: E402
+from uer.utils.cli import UsageError, output_dir, positive_float, positive_int, run_main  # noqa: E402
 
 
 def rule_rates(config_path: Path) -> tuple[float, float, str]:
@@ -109,7 +109,7 @@ def _run(args) -> int:
     print(cpu_line(cpu), flush=True)
     lr, distill, size = rule_rates(args.config_path)
     print(f"the rule for {size}: learning rate {lr:.2g}, self-distillation {distill:.2g}", flush=True)
-    out = args.out_dir.resolve()
+    out = output_dir(args.out_dir, "--out_dir").resolve()
     out.mkdir(parents=True, exist_ok=True)
     log = out / "commands.log"
     runs = []
